@@ -1,0 +1,1709 @@
+//! The conformance suite every backend must pass (SQLite now; PostgreSQL and Redis later).
+//!
+//! Each case is a plain async function holding real assertions; [`conformance_tests!`] turns
+//! them into one `#[tokio::test]` per case for a backend, given a factory that returns a fresh,
+//! empty [`TestStore`]:
+//!
+//! ```ignore
+//! async fn sqlite_store() -> TestStore { /* open a temp file, see tests/sqlite.rs */ }
+//! tsunagi_backends::conformance_tests!(sqlite_store);
+//! ```
+//!
+//! No case sleeps: every time is an explicit [`Millis`] argument, starting at [`T0`]. The
+//! calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
+//!
+//! [`conformance_tests!`]: crate::conformance_tests
+
+use crate::{
+    AddReport, Backend, Delivery, Item, ItemQuery, JobLease, Millis, NewJob, PollCommit,
+    QueueCounts, StateScope, StoredItem, TargetClaim,
+};
+use std::any::Any;
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The clock's starting point in every case.
+pub const T0: Millis = 1_700_000_000_000;
+/// The lease the cases take unless they test leases.
+pub const LEASE: Duration = Duration::from_secs(60);
+const LEASE_MS: Millis = 60_000;
+
+/// A future that opens a backend instance.
+pub type BackendFuture = Pin<Box<dyn Future<Output = Arc<dyn Backend>> + Send>>;
+
+/// A fresh, empty store for one case: a backend instance, a way to open a second, independent
+/// instance on the same store (as another process would), and whatever must stay alive while
+/// the case runs (a temporary directory, a container handle, …).
+pub struct TestStore {
+    pub backend: Arc<dyn Backend>,
+    reopen: Box<dyn Fn() -> BackendFuture + Send + Sync>,
+    /// Dropped last (fields drop in declaration order), after every backend handle above.
+    keep_alive: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl TestStore {
+    /// `reopen` must open a new instance with its own connections on the same store; for
+    /// SQLite that is `SqliteBackend::open` on the same file again.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        reopen: impl Fn() -> BackendFuture + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            backend,
+            reopen: Box::new(reopen),
+            keep_alive: Vec::new(),
+        }
+    }
+
+    /// Keeps `guard` alive as long as this store.
+    pub fn keep_alive(mut self, guard: impl Any + Send + Sync) -> Self {
+        self.keep_alive.push(Box::new(guard));
+        self
+    }
+
+    /// A second, independent instance on the same store.
+    pub async fn reopen(&self) -> Arc<dyn Backend> {
+        (self.reopen)().await
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance case. `$factory` is an async fn (or a
+/// closure returning a future) producing a fresh, empty [`TestStore`](crate::conformance::TestStore).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@backend $factory;
+            add_targets_counts_new_and_already_present,
+            list_targets_pages_by_id_and_filters_by_connector,
+            remove_target_deletes_its_state_but_keeps_its_items,
+            claim_due_takes_only_due_targets_earliest_first,
+            claim_due_respects_limit_and_connector,
+            leased_target_is_not_claimed_again_until_its_lease_expires,
+            count_due_excludes_leased_and_future_targets,
+            complete_poll_success_stores_items_and_updates_the_target,
+            complete_poll_dedupes_items_across_polls,
+            complete_poll_failure_counts_errors_and_keeps_items,
+            complete_poll_with_a_lost_lease_writes_nothing,
+            complete_poll_applies_state_writes,
+            state_scopes_are_separate_namespaces,
+            delivery_enqueues_one_job_per_queue_with_only_new_items,
+            delivery_enqueues_nothing_when_no_item_is_new,
+            jobs_are_enqueued_leased_and_completed,
+            expired_job_lease_goes_to_another_worker_and_late_completion_is_refused,
+            failed_job_with_retry_at_waits_until_then,
+            job_with_attempts_exhausted_goes_dead,
+            failed_job_without_retry_goes_dead_at_once,
+            job_lost_on_its_last_attempt_goes_dead,
+            queue_counts_count_each_state,
+            list_items_filters_and_pages,
+            release_clears_the_lease_and_reschedules,
+        );
+        $crate::conformance_tests!(@store $factory;
+            concurrent_claims_in_one_instance_never_overlap,
+            concurrent_claims_from_two_instances_never_overlap,
+            concurrent_job_leases_from_two_instances_never_overlap,
+            concurrent_commits_store_each_new_item_once,
+            concurrent_commits_of_one_claim_succeed_once,
+        );
+    };
+    (@backend $factory:expr; $($case:ident),+ $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let store: $crate::conformance::TestStore = ($factory)().await;
+            $crate::conformance::$case(&*store.backend).await;
+        }
+    )+};
+    (@store $factory:expr; $($case:ident),+ $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let store: $crate::conformance::TestStore = ($factory)().await;
+            $crate::conformance::$case(&store).await;
+        }
+    )+};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn names(values: &[&str]) -> Vec<String> {
+    values.iter().map(|value| value.to_string()).collect()
+}
+
+/// Deliveries to `queues`, each allowed as many attempts as its name is long (so each job's
+/// `max_attempts` can be checked against its own queue).
+fn deliveries(queues: &[&str]) -> Vec<Delivery> {
+    queues
+        .iter()
+        .map(|queue| Delivery {
+            queue: queue.to_string(),
+            max_attempts: queue.len() as u32,
+        })
+        .collect()
+}
+
+/// An item with every field set, so storage round trips are checked field by field.
+fn item(id: &str) -> Item {
+    Item {
+        id: id.to_string(),
+        title: Some(format!("Title of {id}")),
+        link: Some(format!("https://example.test/{id}")),
+        published: Some("2024-01-02T03:04:05Z".to_string()),
+        updated: Some("2024-01-03T03:04:05Z".to_string()),
+        authors: vec!["Ada".to_string(), "Grace".to_string()],
+        summary: Some("A summary with \"quotes\" and ünïcode ✓".to_string()),
+        content: Some("<p>content</p>".to_string()),
+        categories: vec!["news".to_string()],
+    }
+}
+
+fn items(ids: &[&str]) -> Vec<Item> {
+    ids.iter().map(|id| item(id)).collect()
+}
+
+/// A successful poll returning `items`, due again at `next_run_at`, with nothing else.
+fn success(items: Vec<Item>, next_run_at: Millis) -> PollCommit {
+    PollCommit::Success {
+        items,
+        etag: None,
+        last_modified: None,
+        cursor: None,
+        state_writes: Vec::new(),
+        next_run_at,
+        interval_ms: 3_600_000,
+        deliver_to: Vec::new(),
+    }
+}
+
+fn success_delivering(items: Vec<Item>, next_run_at: Millis, queues: &[&str]) -> PollCommit {
+    let mut commit = success(items, next_run_at);
+    if let PollCommit::Success { deliver_to, .. } = &mut commit {
+        *deliver_to = deliveries(queues);
+    }
+    commit
+}
+
+/// Adds one target and claims it as `worker` at `now`.
+async fn add_and_claim(
+    b: &dyn Backend,
+    connector: &str,
+    target: &str,
+    worker: &str,
+    now: Millis,
+) -> TargetClaim {
+    b.add_targets(connector, &[target.to_string()], now)
+        .await
+        .expect("add_targets");
+    let mut claims = b
+        .claim_due(connector, worker, now, LEASE, 100)
+        .await
+        .expect("claim_due");
+    let index = claims
+        .iter()
+        .position(|claim| claim.target.target == target)
+        .unwrap_or_else(|| panic!("{target} should be claimable at {now}"));
+    claims.swap_remove(index)
+}
+
+/// Claims the single target of `connector` that is due at `now`.
+async fn claim_only(b: &dyn Backend, connector: &str, worker: &str, now: Millis) -> TargetClaim {
+    let mut claims = b
+        .claim_due(connector, worker, now, LEASE, 10)
+        .await
+        .expect("claim_due");
+    assert_eq!(claims.len(), 1, "exactly one target should be due at {now}");
+    claims.remove(0)
+}
+
+async fn all_items(b: &dyn Backend, connector: &str) -> Vec<StoredItem> {
+    b.list_items(&ItemQuery {
+        connector: Some(connector.to_string()),
+        limit: 10_000,
+        ..ItemQuery::default()
+    })
+    .await
+    .expect("list_items")
+}
+
+fn item_ids(items: &[StoredItem]) -> Vec<&str> {
+    items.iter().map(|stored| stored.item.id.as_str()).collect()
+}
+
+async fn lease_all(b: &dyn Backend, queue: &str, worker: &str, now: Millis) -> Vec<JobLease> {
+    b.lease_jobs(queue, worker, now, LEASE, 100)
+        .await
+        .expect("lease_jobs")
+}
+
+fn job(queue: &str, payload: &str, max_attempts: u32, run_at: Millis) -> NewJob {
+    NewJob {
+        queue: queue.to_string(),
+        payload: payload.to_string(),
+        max_attempts,
+        run_at,
+    }
+}
+
+fn delivered(lease: &JobLease) -> Vec<StoredItem> {
+    serde_json::from_str(&lease.payload).expect("a delivery payload is a JSON array of items")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+pub async fn add_targets_counts_new_and_already_present(b: &dyn Backend) {
+    let report = b
+        .add_targets("rss", &names(&["a", "b", "c"]), T0)
+        .await
+        .expect("add_targets");
+    assert_eq!(
+        report,
+        AddReport {
+            added: 3,
+            already_present: 0
+        }
+    );
+
+    let report = b
+        .add_targets("rss", &names(&["b", "c", "d", "d"]), T0 + 5_000)
+        .await
+        .expect("add_targets");
+    assert_eq!(
+        report,
+        AddReport {
+            added: 1,
+            already_present: 3
+        },
+        "b and c exist; the second d repeats the first"
+    );
+
+    // The same name under another connector is another target.
+    let report = b
+        .add_targets("other", &names(&["a"]), T0)
+        .await
+        .expect("add_targets");
+    assert_eq!(report.added, 1);
+    assert_eq!(b.count_targets("rss").await.expect("count"), 4);
+    assert_eq!(b.count_targets("other").await.expect("count"), 1);
+    assert_eq!(b.count_targets("nobody").await.expect("count"), 0);
+
+    // Re-adding leaves an existing target's schedule alone.
+    let b_target = b
+        .get_target("rss", "b")
+        .await
+        .expect("get")
+        .expect("b exists");
+    assert_eq!(b_target.next_run_at, T0);
+    let d_target = b
+        .get_target("rss", "d")
+        .await
+        .expect("get")
+        .expect("d exists");
+    assert_eq!(d_target.next_run_at, T0 + 5_000);
+    assert_eq!(d_target.connector, "rss");
+    assert_eq!(d_target.target, "d");
+    assert_eq!(d_target.error_count, 0);
+    assert_eq!(d_target.etag, None);
+    assert_eq!(d_target.last_modified, None);
+    assert_eq!(d_target.cursor, None);
+    assert_eq!(d_target.last_error, None);
+    assert_eq!(d_target.last_polled_at, None);
+    assert_eq!(d_target.interval_ms, None);
+
+    let empty = b.add_targets("rss", &[], T0).await.expect("add nothing");
+    assert_eq!(empty, AddReport::default());
+}
+
+pub async fn list_targets_pages_by_id_and_filters_by_connector(b: &dyn Backend) {
+    b.add_targets("rss", &names(&["a", "b", "c", "d", "e"]), T0)
+        .await
+        .expect("add_targets");
+    b.add_targets("other", &names(&["x"]), T0)
+        .await
+        .expect("add_targets");
+    assert_eq!(b.get_target("rss", "zzz").await.expect("get"), None);
+
+    let first = b.list_targets(Some("rss"), 0, 2).await.expect("list");
+    assert_eq!(first.len(), 2);
+    let last_id = first[1].id;
+    let second = b.list_targets(Some("rss"), last_id, 2).await.expect("list");
+    let third = b
+        .list_targets(Some("rss"), second[1].id, 2)
+        .await
+        .expect("list");
+    let paged: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .map(|t| t.target.as_str())
+        .collect();
+    assert_eq!(
+        paged,
+        ["a", "b", "c", "d", "e"],
+        "ordered by id = insertion"
+    );
+    assert!(
+        first
+            .iter()
+            .chain(&second)
+            .chain(&third)
+            .all(|t| t.connector == "rss"),
+        "the connector filter holds"
+    );
+    let ids: Vec<i64> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .map(|t| t.id)
+        .collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids increase");
+    assert!(
+        b.list_targets(Some("rss"), ids[4], 2)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    let everything = b.list_targets(None, 0, 100).await.expect("list");
+    assert_eq!(everything.len(), 6);
+    let other = b.list_targets(Some("other"), 0, 100).await.expect("list");
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].target, "x");
+    let fetched = b.get_target("other", "x").await.expect("get").expect("x");
+    assert_eq!(fetched, other[0]);
+}
+
+pub async fn remove_target_deletes_its_state_but_keeps_its_items(b: &dyn Backend) {
+    let claim = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    let commit = PollCommit::Success {
+        items: items(&["i1"]),
+        etag: None,
+        last_modified: None,
+        cursor: None,
+        state_writes: vec![("k".to_string(), Some("v".to_string()))],
+        next_run_at: T0 + 1_000,
+        interval_ms: 1_000,
+        deliver_to: Vec::new(),
+    };
+    b.complete_poll(&claim, commit, T0).await.expect("commit");
+    b.set_state("rss", StateScope::Connector, "k", Some("connector value"))
+        .await
+        .expect("set_state");
+    let id = claim.target.id;
+    assert_eq!(
+        b.target_state("rss", id).await.expect("target_state").len(),
+        1
+    );
+
+    assert!(b.remove_target("rss", "feed").await.expect("remove"));
+    assert_eq!(b.get_target("rss", "feed").await.expect("get"), None);
+    assert_eq!(b.count_targets("rss").await.expect("count"), 0);
+    assert!(
+        b.target_state("rss", id)
+            .await
+            .expect("target_state")
+            .is_empty()
+    );
+    assert_eq!(
+        b.get_state("rss", StateScope::Target(id), "k")
+            .await
+            .expect("get_state"),
+        None
+    );
+    assert_eq!(
+        b.get_state("rss", StateScope::Connector, "k")
+            .await
+            .expect("get_state")
+            .as_deref(),
+        Some("connector value"),
+        "connector-scoped state is not the target's"
+    );
+    assert_eq!(b.count_items(Some("rss")).await.expect("count_items"), 1);
+    assert!(
+        !b.remove_target("rss", "feed").await.expect("remove again"),
+        "a second removal finds nothing"
+    );
+    assert!(
+        b.claim_due("rss", "w2", T0 + 10_000, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+pub async fn claim_due_takes_only_due_targets_earliest_first(b: &dyn Backend) {
+    // Added out of order, so ids and due times disagree.
+    b.add_targets("rss", &names(&["third"]), T0 + 300)
+        .await
+        .expect("add");
+    b.add_targets("rss", &names(&["first"]), T0 + 100)
+        .await
+        .expect("add");
+    b.add_targets("rss", &names(&["later"]), T0 + 10_000)
+        .await
+        .expect("add");
+    b.add_targets("rss", &names(&["second"]), T0 + 200)
+        .await
+        .expect("add");
+
+    let now = T0 + 1_000;
+    let claims = b
+        .claim_due("rss", "w1", now, LEASE, 10)
+        .await
+        .expect("claim_due");
+    let claimed: Vec<&str> = claims.iter().map(|c| c.target.target.as_str()).collect();
+    assert_eq!(claimed, ["first", "second", "third"]);
+    for claim in &claims {
+        assert_eq!(claim.worker, "w1");
+        assert_eq!(claim.lease_until, now + LEASE_MS);
+        assert_eq!(claim.target.connector, "rss");
+    }
+    assert_eq!(claims[0].target.next_run_at, T0 + 100);
+
+    // With one earlier target already held, a limit-1 claim takes the earliest free one.
+    let later = b
+        .claim_due("rss", "w2", T0 + 10_000, LEASE, 1)
+        .await
+        .expect("claim_due");
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].target.target, "later");
+}
+
+pub async fn claim_due_respects_limit_and_connector(b: &dyn Backend) {
+    b.add_targets("rss", &names(&["a", "b", "c", "d", "e"]), T0)
+        .await
+        .expect("add");
+    b.add_targets("other", &names(&["x", "y"]), T0)
+        .await
+        .expect("add");
+
+    let first = b.claim_due("rss", "w1", T0, LEASE, 2).await.expect("claim");
+    assert_eq!(first.len(), 2);
+    let rest = b
+        .claim_due("rss", "w1", T0, LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(rest.len(), 3);
+    assert!(
+        b.claim_due("rss", "w1", T0, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let claimed: HashSet<&str> = first
+        .iter()
+        .chain(&rest)
+        .map(|c| c.target.target.as_str())
+        .collect();
+    assert_eq!(claimed, HashSet::from(["a", "b", "c", "d", "e"]));
+
+    let other = b
+        .claim_due("other", "w1", T0, LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        other.len(),
+        2,
+        "claims of one connector leave another's alone"
+    );
+    assert!(other.iter().all(|c| c.target.connector == "other"));
+    assert!(
+        b.claim_due("rss", "w1", T0, LEASE, 0)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "limit 0 claims nothing"
+    );
+}
+
+pub async fn leased_target_is_not_claimed_again_until_its_lease_expires(b: &dyn Backend) {
+    let first = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    assert_eq!(first.lease_until, T0 + LEASE_MS);
+
+    for now in [T0, T0 + 1, first.lease_until] {
+        assert!(
+            b.claim_due("rss", "w2", now, LEASE, 10)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "the lease still holds at {now}"
+        );
+    }
+    let rescue_time = first.lease_until + 1;
+    let second = claim_only(b, "rss", "w2", rescue_time).await;
+    assert_eq!(second.target.id, first.target.id);
+    assert_eq!(second.worker, "w2");
+    assert_eq!(second.lease_until, rescue_time + LEASE_MS);
+    assert!(
+        b.claim_due("rss", "w3", rescue_time, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the new lease holds"
+    );
+}
+
+pub async fn count_due_excludes_leased_and_future_targets(b: &dyn Backend) {
+    b.add_targets("rss", &names(&["a", "b", "c"]), T0)
+        .await
+        .expect("add");
+    b.add_targets("rss", &names(&["future"]), T0 + 50_000)
+        .await
+        .expect("add");
+    b.add_targets("other", &names(&["x"]), T0)
+        .await
+        .expect("add");
+    assert_eq!(b.count_due("rss", T0).await.expect("count_due"), 3);
+    assert_eq!(b.count_due("rss", T0 - 1).await.expect("count_due"), 0);
+
+    b.claim_due("rss", "w1", T0, LEASE, 2).await.expect("claim");
+    assert_eq!(b.count_due("rss", T0).await.expect("count_due"), 1);
+    assert_eq!(
+        b.count_due("rss", T0 + LEASE_MS + 1)
+            .await
+            .expect("count_due"),
+        4,
+        "the leases expired by then and the future target is due"
+    );
+    assert_eq!(b.count_due("other", T0).await.expect("count_due"), 1);
+}
+
+/// Many tasks on one instance claim until nothing is due: each target is claimed exactly once.
+pub async fn concurrent_claims_in_one_instance_never_overlap(store: &TestStore) {
+    let backend = store.backend.clone();
+    let expected = seed_targets(&*backend, 300).await;
+    let workers = (0..8).map(|n| (backend.clone(), format!("worker-{n}")));
+    let claimed = claim_until_empty(workers.collect()).await;
+    assert_claimed_exactly_once(claimed, expected);
+}
+
+/// Two independent instances on the same store (like two processes) claim concurrently: each
+/// target is claimed exactly once.
+pub async fn concurrent_claims_from_two_instances_never_overlap(store: &TestStore) {
+    let first = store.backend.clone();
+    let second = store.reopen().await;
+    let expected = seed_targets(&*first, 300).await;
+    assert_eq!(
+        second.count_due("rss", T0).await.expect("count_due"),
+        300,
+        "the second instance sees the same store"
+    );
+    let workers = (0..8).map(|n| {
+        let backend = if n % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        (backend, format!("worker-{n}"))
+    });
+    let claimed = claim_until_empty(workers.collect()).await;
+    assert_claimed_exactly_once(claimed, expected);
+}
+
+async fn seed_targets(b: &dyn Backend, count: usize) -> HashSet<i64> {
+    let targets: Vec<String> = (0..count)
+        .map(|n| format!("https://feed-{n}.test/"))
+        .collect();
+    let report = b.add_targets("rss", &targets, T0).await.expect("add");
+    assert_eq!(report.added, count as u64);
+    let listed = b
+        .list_targets(Some("rss"), 0, count as u32)
+        .await
+        .expect("list");
+    listed.iter().map(|t| t.id).collect()
+}
+
+async fn claim_until_empty(workers: Vec<(Arc<dyn Backend>, String)>) -> Vec<i64> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (backend, worker) in workers {
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claims = backend
+                    .claim_due("rss", &worker, T0, LEASE, 7)
+                    .await
+                    .expect("claim_due under contention");
+                if claims.is_empty() {
+                    return mine;
+                }
+                assert!(claims.iter().all(|c| c.worker == worker));
+                mine.extend(claims.into_iter().map(|c| c.target.id));
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        claimed.extend(joined.expect("claiming task"));
+    }
+    claimed
+}
+
+fn assert_claimed_exactly_once(claimed: Vec<i64>, expected: HashSet<i64>) {
+    let total = claimed.len();
+    let distinct: HashSet<i64> = claimed.into_iter().collect();
+    assert_eq!(total, distinct.len(), "no target was claimed twice");
+    assert_eq!(distinct, expected, "every due target was claimed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Poll commits
+
+pub async fn complete_poll_success_stores_items_and_updates_the_target(b: &dyn Backend) {
+    let claim = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    let polled_at = T0 + 10;
+    let next_run = T0 + 3_600_000;
+    let report = b
+        .complete_poll(
+            &claim,
+            PollCommit::Success {
+                items: items(&["a", "b"]),
+                etag: Some("\"e1\"".to_string()),
+                last_modified: Some("Tue, 02 Jan 2024 03:04:05 GMT".to_string()),
+                cursor: Some("cursor-1".to_string()),
+                state_writes: Vec::new(),
+                next_run_at: next_run,
+                interval_ms: 3_600_000,
+                deliver_to: Vec::new(),
+            },
+            polled_at,
+        )
+        .await
+        .expect("complete_poll");
+    assert_eq!(report.new_items, 2);
+    assert!(!report.lease_lost);
+
+    let target = b
+        .get_target("rss", "feed")
+        .await
+        .expect("get")
+        .expect("feed");
+    assert_eq!(target.etag.as_deref(), Some("\"e1\""));
+    assert_eq!(
+        target.last_modified.as_deref(),
+        Some("Tue, 02 Jan 2024 03:04:05 GMT")
+    );
+    assert_eq!(target.cursor.as_deref(), Some("cursor-1"));
+    assert_eq!(target.next_run_at, next_run);
+    assert_eq!(target.interval_ms, Some(3_600_000));
+    assert_eq!(target.last_polled_at, Some(polled_at));
+    assert_eq!(target.error_count, 0);
+    assert_eq!(target.last_error, None);
+
+    let stored = all_items(b, "rss").await;
+    assert_eq!(item_ids(&stored), ["a", "b"]);
+    assert!(stored[0].seq < stored[1].seq);
+    for (stored, expected) in stored.iter().zip(items(&["a", "b"])) {
+        assert_eq!(stored.item, expected, "every field survives storage");
+        assert_eq!(stored.connector, "rss");
+        assert_eq!(stored.target, "feed");
+        assert_eq!(stored.fetched_at, polled_at);
+    }
+    assert_eq!(b.count_items(Some("rss")).await.expect("count"), 2);
+    assert_eq!(b.count_items(None).await.expect("count"), 2);
+
+    // The lease is released: not claimable before next_run_at, claimable from then on.
+    assert!(
+        b.claim_due("rss", "w2", next_run - 1, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = claim_only(b, "rss", "w2", next_run).await;
+    assert_eq!(again.target, target);
+}
+
+pub async fn complete_poll_dedupes_items_across_polls(b: &dyn Backend) {
+    let claim = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    let first = b
+        .complete_poll(&claim, success(items(&["a", "b"]), T0 + 100), T0)
+        .await
+        .expect("commit");
+    assert_eq!(first.new_items, 2);
+
+    // b is known and c repeats within the poll: only one c is new.
+    let claim = claim_only(b, "rss", "w1", T0 + 100).await;
+    let mut changed_b = item("b");
+    changed_b.title = Some("A changed title".to_string());
+    let mut poll = items(&["c"]);
+    poll.insert(0, changed_b);
+    poll.push(item("c"));
+    let second = b
+        .complete_poll(&claim, success(poll, T0 + 200), T0 + 100)
+        .await
+        .expect("commit");
+    assert_eq!(second.new_items, 1);
+
+    let claim = claim_only(b, "rss", "w1", T0 + 200).await;
+    let third = b
+        .complete_poll(&claim, success(items(&["a", "b", "c"]), T0 + 300), T0 + 200)
+        .await
+        .expect("commit");
+    assert_eq!(third.new_items, 0, "nothing new the third time");
+
+    let stored = all_items(b, "rss").await;
+    assert_eq!(item_ids(&stored), ["a", "b", "c"]);
+    assert_eq!(
+        stored[1].item.title,
+        item("b").title,
+        "the first stored version of an item is kept"
+    );
+    assert_eq!(stored[2].fetched_at, T0 + 100);
+
+    // Deduplication is per connector: another connector may store the same id.
+    let other = add_and_claim(b, "other", "feed", "w1", T0).await;
+    let report = b
+        .complete_poll(&other, success(items(&["a"]), T0 + 100), T0)
+        .await
+        .expect("commit");
+    assert_eq!(report.new_items, 1);
+    assert_eq!(b.count_items(None).await.expect("count"), 4);
+}
+
+pub async fn complete_poll_failure_counts_errors_and_keeps_items(b: &dyn Backend) {
+    let claim = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    let commit = PollCommit::Success {
+        items: items(&["a"]),
+        etag: Some("e1".to_string()),
+        last_modified: None,
+        cursor: Some("c1".to_string()),
+        state_writes: Vec::new(),
+        next_run_at: T0 + 100,
+        interval_ms: 100,
+        deliver_to: Vec::new(),
+    };
+    b.complete_poll(&claim, commit, T0).await.expect("commit");
+
+    for (attempt, now) in [(1, T0 + 100), (2, T0 + 200)] {
+        let claim = claim_only(b, "rss", "w1", now).await;
+        let report = b
+            .complete_poll(
+                &claim,
+                PollCommit::Failure {
+                    error: format!("HTTP 503 #{attempt}"),
+                    next_run_at: now + 100,
+                },
+                now,
+            )
+            .await
+            .expect("commit failure");
+        assert_eq!(report.new_items, 0);
+        assert!(!report.lease_lost);
+        let target = b
+            .get_target("rss", "feed")
+            .await
+            .expect("get")
+            .expect("feed");
+        assert_eq!(target.error_count, attempt);
+        assert_eq!(target.last_error, Some(format!("HTTP 503 #{attempt}")));
+        assert_eq!(target.next_run_at, now + 100);
+        assert_eq!(target.last_polled_at, Some(now));
+        assert_eq!(
+            target.etag.as_deref(),
+            Some("e1"),
+            "validators survive a failure"
+        );
+        assert_eq!(target.cursor.as_deref(), Some("c1"));
+        assert_eq!(target.interval_ms, Some(100));
+    }
+    assert_eq!(item_ids(&all_items(b, "rss").await), ["a"]);
+
+    // A success resets the error count.
+    let claim = claim_only(b, "rss", "w1", T0 + 300).await;
+    b.complete_poll(&claim, success(Vec::new(), T0 + 400), T0 + 300)
+        .await
+        .expect("commit");
+    let target = b
+        .get_target("rss", "feed")
+        .await
+        .expect("get")
+        .expect("feed");
+    assert_eq!(target.error_count, 0);
+    assert_eq!(target.last_error, None);
+}
+
+pub async fn complete_poll_with_a_lost_lease_writes_nothing(b: &dyn Backend) {
+    let stale = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    let rescue_time = stale.lease_until + 1;
+    let current = claim_only(b, "rss", "w2", rescue_time).await;
+
+    let late = PollCommit::Success {
+        items: items(&["a"]),
+        etag: Some("stale".to_string()),
+        last_modified: None,
+        cursor: Some("stale".to_string()),
+        state_writes: vec![("k".to_string(), Some("stale".to_string()))],
+        next_run_at: T0 + 999_999,
+        interval_ms: 1,
+        deliver_to: deliveries(&["sink"]),
+    };
+    let report = b
+        .complete_poll(&stale, late, rescue_time + 1)
+        .await
+        .expect("late commit");
+    assert!(report.lease_lost);
+    assert_eq!(report.new_items, 0);
+    let failure = PollCommit::Failure {
+        error: "stale".to_string(),
+        next_run_at: T0 + 999_999,
+    };
+    let report = b
+        .complete_poll(&stale, failure, rescue_time + 1)
+        .await
+        .expect("late failure");
+    assert!(report.lease_lost);
+    assert!(
+        !b.release(&stale, T0).await.expect("late release"),
+        "a lost lease cannot be released"
+    );
+
+    assert_eq!(b.count_items(None).await.expect("count"), 0);
+    let target = b
+        .get_target("rss", "feed")
+        .await
+        .expect("get")
+        .expect("feed");
+    assert_eq!(target.etag, None);
+    assert_eq!(target.cursor, None);
+    assert_eq!(target.error_count, 0);
+    assert_eq!(target.last_polled_at, None);
+    assert_eq!(target.next_run_at, T0);
+    assert!(
+        b.target_state("rss", target.id)
+            .await
+            .expect("target_state")
+            .is_empty()
+    );
+    assert_eq!(
+        b.queue_counts("sink").await.expect("counts"),
+        QueueCounts::default()
+    );
+    assert!(
+        b.claim_due("rss", "w3", rescue_time + 1, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the current holder keeps its lease"
+    );
+
+    let report = b
+        .complete_poll(
+            &current,
+            success(items(&["a"]), T0 + 999_999),
+            rescue_time + 2,
+        )
+        .await
+        .expect("commit by the current holder");
+    assert!(!report.lease_lost);
+    assert_eq!(report.new_items, 1);
+}
+
+pub async fn complete_poll_applies_state_writes(b: &dyn Backend) {
+    let claim = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    let id = claim.target.id;
+    let commit = PollCommit::Success {
+        items: Vec::new(),
+        etag: None,
+        last_modified: None,
+        cursor: None,
+        state_writes: vec![
+            ("seen".to_string(), Some("1".to_string())),
+            ("token".to_string(), Some("abc".to_string())),
+            ("seen".to_string(), Some("2".to_string())),
+        ],
+        next_run_at: T0 + 100,
+        interval_ms: 100,
+        deliver_to: Vec::new(),
+    };
+    b.complete_poll(&claim, commit, T0).await.expect("commit");
+    let mut state = b.target_state("rss", id).await.expect("target_state");
+    state.sort();
+    assert_eq!(
+        state,
+        [
+            ("seen".to_string(), "2".to_string()),
+            ("token".to_string(), "abc".to_string())
+        ],
+        "writes apply in order; the last write of a key wins"
+    );
+    assert_eq!(
+        b.get_state("rss", StateScope::Target(id), "token")
+            .await
+            .expect("get_state")
+            .as_deref(),
+        Some("abc")
+    );
+    assert_eq!(
+        b.get_state("rss", StateScope::Connector, "token")
+            .await
+            .expect("get_state"),
+        None,
+        "poll writes are target-scoped"
+    );
+
+    let claim = claim_only(b, "rss", "w1", T0 + 100).await;
+    let commit = PollCommit::Success {
+        items: Vec::new(),
+        etag: None,
+        last_modified: None,
+        cursor: None,
+        state_writes: vec![
+            ("token".to_string(), None),
+            ("seen".to_string(), Some("3".to_string())),
+        ],
+        next_run_at: T0 + 200,
+        interval_ms: 100,
+        deliver_to: Vec::new(),
+    };
+    b.complete_poll(&claim, commit, T0 + 100)
+        .await
+        .expect("commit");
+    assert_eq!(
+        b.target_state("rss", id).await.expect("target_state"),
+        [("seen".to_string(), "3".to_string())],
+        "None deletes a key"
+    );
+}
+
+pub async fn state_scopes_are_separate_namespaces(b: &dyn Backend) {
+    b.add_targets("rss", &names(&["one", "two"]), T0)
+        .await
+        .expect("add");
+    let one = b
+        .get_target("rss", "one")
+        .await
+        .expect("get")
+        .expect("one")
+        .id;
+    let two = b
+        .get_target("rss", "two")
+        .await
+        .expect("get")
+        .expect("two")
+        .id;
+    let set = |connector: &'static str, scope, value: Option<&'static str>| async move {
+        b.set_state(connector, scope, "k", value)
+            .await
+            .expect("set_state");
+    };
+    set("rss", StateScope::Connector, Some("connector")).await;
+    set("rss", StateScope::Target(one), Some("one")).await;
+    set("rss", StateScope::Target(two), Some("two")).await;
+    set("other", StateScope::Connector, Some("other connector")).await;
+
+    let get = |connector: &'static str, scope| async move {
+        b.get_state(connector, scope, "k").await.expect("get_state")
+    };
+    assert_eq!(
+        get("rss", StateScope::Connector).await.as_deref(),
+        Some("connector")
+    );
+    assert_eq!(
+        get("rss", StateScope::Target(one)).await.as_deref(),
+        Some("one")
+    );
+    assert_eq!(
+        get("rss", StateScope::Target(two)).await.as_deref(),
+        Some("two")
+    );
+    assert_eq!(
+        get("other", StateScope::Connector).await.as_deref(),
+        Some("other connector")
+    );
+    assert_eq!(get("other", StateScope::Target(one)).await, None);
+    assert_eq!(
+        b.get_state("rss", StateScope::Connector, "missing")
+            .await
+            .expect("get_state"),
+        None
+    );
+
+    set("rss", StateScope::Target(one), Some("one again")).await;
+    assert_eq!(
+        get("rss", StateScope::Target(one)).await.as_deref(),
+        Some("one again"),
+        "set overwrites"
+    );
+    set("rss", StateScope::Connector, None).await;
+    assert_eq!(
+        get("rss", StateScope::Connector).await,
+        None,
+        "None deletes"
+    );
+    assert_eq!(
+        get("rss", StateScope::Target(one)).await.as_deref(),
+        Some("one again"),
+        "deleting in one scope leaves the others"
+    );
+    set("rss", StateScope::Connector, None).await; // deleting a missing key is fine
+
+    assert_eq!(
+        b.target_state("rss", one).await.expect("target_state"),
+        [("k".to_string(), "one again".to_string())]
+    );
+    assert!(
+        b.target_state("other", one)
+            .await
+            .expect("target_state")
+            .is_empty()
+    );
+}
+
+/// Many polls commit at once (backends may batch them): items shared between feeds are new
+/// for exactly one poll, each delivery carries exactly that poll's new items, and stale claims
+/// in the crowd write nothing.
+pub async fn concurrent_commits_store_each_new_item_once(store: &TestStore) {
+    let backend = store.backend.clone();
+    let feeds: Vec<String> = (0..60).map(|n| format!("feed-{n}")).collect();
+    backend.add_targets("rss", &feeds, T0).await.expect("add");
+    // The first ten are claimed, lost (expired and re-claimed) and so go stale.
+    let stale = backend
+        .claim_due("rss", "early", T0, LEASE, 10)
+        .await
+        .expect("claim");
+    let now = T0 + LEASE_MS + 1;
+    let claims = backend
+        .claim_due("rss", "late", now, LEASE, 100)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 60);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for claim in stale.into_iter().chain(claims) {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let feed = claim.target.target.clone();
+            let n: usize = feed["feed-".len()..].parse().expect("feed number");
+            // Own items, plus items shared with the neighbouring feed.
+            let ids = [
+                format!("{feed}/own"),
+                format!("shared-{}", n / 2),
+                format!("{feed}/own"),
+            ];
+            let polled = items(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+            let commit = success_delivering(polled, now + 1_000, &["sink"]);
+            let report = backend
+                .complete_poll(&claim, commit, now)
+                .await
+                .expect("concurrent commit");
+            (claim.worker, feed, report)
+        });
+    }
+    let mut new_total = 0;
+    let mut new_by_feed = std::collections::HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (worker, feed, report) = joined.expect("commit task");
+        if worker == "early" {
+            assert!(report.lease_lost, "{feed}: a stale claim loses");
+            assert_eq!(report.new_items, 0);
+        } else {
+            assert!(!report.lease_lost, "{feed}: the current claim commits");
+            assert!(
+                report.new_items == 1 || report.new_items == 2,
+                "{feed}: {report:?}"
+            );
+            new_total += report.new_items;
+            new_by_feed.insert(feed, report.new_items);
+        }
+    }
+    // 60 own items and 30 shared ones.
+    assert_eq!(new_total, 90);
+    assert_eq!(backend.count_items(Some("rss")).await.expect("count"), 90);
+
+    let jobs = lease_all(&*backend, "sink", "deliverer", now).await;
+    assert_eq!(jobs.len(), 60, "one delivery per poll with something new");
+    let mut delivered_ids = HashSet::new();
+    for job in &jobs {
+        let payload = delivered(job);
+        let feed = &payload[0].target;
+        assert!(payload.iter().all(|stored| &stored.target == feed));
+        assert_eq!(payload.len() as u64, new_by_feed[feed], "{feed}");
+        assert!(payload.windows(2).all(|w| w[0].seq < w[1].seq));
+        for stored in payload {
+            assert!(
+                delivered_ids.insert(stored.item.id.clone()),
+                "{} delivered twice",
+                stored.item.id
+            );
+        }
+    }
+    assert_eq!(delivered_ids.len(), 90);
+}
+
+/// The same claim committed twice at once (a caller bug or a retry): one commit wins, the
+/// other reports a lost lease and writes nothing.
+pub async fn concurrent_commits_of_one_claim_succeed_once(store: &TestStore) {
+    let backend = store.backend.clone();
+    let claim = add_and_claim(&*backend, "rss", "feed", "w1", T0).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for attempt in 0..8 {
+        let backend = backend.clone();
+        let claim = claim.clone();
+        tasks.spawn(async move {
+            let id = format!("item-{attempt}");
+            let commit = success(items(&[id.as_str()]), T0 + 1_000);
+            backend
+                .complete_poll(&claim, commit, T0 + 1)
+                .await
+                .expect("commit")
+        });
+    }
+    let mut winners = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let report = joined.expect("commit task");
+        if !report.lease_lost {
+            winners += 1;
+            assert_eq!(report.new_items, 1);
+        } else {
+            assert_eq!(report.new_items, 0);
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(backend.count_items(None).await.expect("count"), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery
+
+pub async fn delivery_enqueues_one_job_per_queue_with_only_new_items(b: &dyn Backend) {
+    let claim = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    let report = b
+        .complete_poll(
+            &claim,
+            success_delivering(items(&["a", "b"]), T0 + 100, &["sink-a", "sink-b"]),
+            T0,
+        )
+        .await
+        .expect("commit");
+    assert_eq!(report.new_items, 2);
+    let stored = all_items(b, "rss").await;
+
+    for queue in ["sink-a", "sink-b"] {
+        let jobs = lease_all(b, queue, "deliverer", T0).await;
+        assert_eq!(jobs.len(), 1, "one job per queue");
+        assert_eq!(jobs[0].queue, queue);
+        assert_eq!(
+            jobs[0].max_attempts,
+            queue.len() as u32,
+            "the delivery's own max_attempts"
+        );
+        assert_eq!(jobs[0].attempt, 1);
+        assert_eq!(
+            delivered(&jobs[0]),
+            stored,
+            "the payload is the stored items"
+        );
+        assert!(b.complete_job(&jobs[0], T0).await.expect("complete"));
+    }
+
+    let claim = claim_only(b, "rss", "w1", T0 + 100).await;
+    let report = b
+        .complete_poll(
+            &claim,
+            success_delivering(items(&["b", "c"]), T0 + 200, &["sink-a", "sink-b"]),
+            T0 + 100,
+        )
+        .await
+        .expect("commit");
+    assert_eq!(report.new_items, 1);
+    let stored_c = all_items(b, "rss").await.split_off(2);
+    assert_eq!(item_ids(&stored_c), ["c"]);
+    for queue in ["sink-a", "sink-b"] {
+        let jobs = lease_all(b, queue, "deliverer", T0 + 100).await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            delivered(&jobs[0]),
+            stored_c,
+            "only the new item is delivered"
+        );
+    }
+    assert_eq!(
+        b.queue_counts("sink-c").await.expect("counts"),
+        QueueCounts::default()
+    );
+}
+
+pub async fn delivery_enqueues_nothing_when_no_item_is_new(b: &dyn Backend) {
+    let claim = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    b.complete_poll(
+        &claim,
+        success_delivering(items(&["a"]), T0 + 100, &["sink"]),
+        T0,
+    )
+    .await
+    .expect("commit");
+    assert_eq!(b.queue_counts("sink").await.expect("counts").queued, 1);
+
+    let claim = claim_only(b, "rss", "w1", T0 + 100).await;
+    let report = b
+        .complete_poll(
+            &claim,
+            success_delivering(items(&["a"]), T0 + 200, &["sink"]),
+            T0 + 100,
+        )
+        .await
+        .expect("commit");
+    assert_eq!(report.new_items, 0);
+    let claim = claim_only(b, "rss", "w1", T0 + 200).await;
+    b.complete_poll(
+        &claim,
+        success_delivering(Vec::new(), T0 + 300, &["sink"]),
+        T0 + 200,
+    )
+    .await
+    .expect("commit");
+    assert_eq!(
+        b.queue_counts("sink").await.expect("counts"),
+        QueueCounts {
+            queued: 1,
+            ..QueueCounts::default()
+        },
+        "no job for polls without new items"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Job queue
+
+pub async fn jobs_are_enqueued_leased_and_completed(b: &dyn Backend) {
+    let first = b.enqueue(job("q", "one", 3, T0)).await.expect("enqueue");
+    let second = b.enqueue(job("q", "two", 3, T0)).await.expect("enqueue");
+    let future = b
+        .enqueue(job("q", "later", 3, T0 + 10_000))
+        .await
+        .expect("enqueue");
+    b.enqueue(job("elsewhere", "x", 3, T0))
+        .await
+        .expect("enqueue");
+    assert_ne!(first, second);
+
+    let leased = b
+        .lease_jobs("q", "w1", T0, LEASE, 1)
+        .await
+        .expect("lease_jobs");
+    assert_eq!(leased.len(), 1, "the limit holds");
+    let lease = &leased[0];
+    assert_eq!(lease.id, first, "oldest first");
+    assert_eq!(lease.queue, "q");
+    assert_eq!(lease.payload, "one");
+    assert_eq!(lease.attempt, 1);
+    assert_eq!(lease.max_attempts, 3);
+    assert_eq!(lease.worker, "w1");
+    assert_eq!(lease.lease_until, T0 + LEASE_MS);
+
+    let rest = lease_all(b, "q", "w1", T0).await;
+    assert_eq!(
+        rest.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [second],
+        "a leased job and a job not yet due are not handed out"
+    );
+    assert!(lease_all(b, "q", "w2", T0).await.is_empty());
+
+    assert!(b.complete_job(lease, T0 + 1).await.expect("complete"));
+    assert!(
+        !b.complete_job(lease, T0 + 2).await.expect("complete again"),
+        "a job completes once"
+    );
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            queued: 1,
+            leased: 1,
+            done: 1,
+            dead: 0
+        }
+    );
+
+    let due_later = lease_all(b, "q", "w1", T0 + 10_000).await;
+    assert_eq!(due_later.iter().map(|l| l.id).collect::<Vec<_>>(), [future]);
+    assert_eq!(
+        lease_all(b, "elsewhere", "w1", T0).await.len(),
+        1,
+        "queues are separate"
+    );
+}
+
+pub async fn expired_job_lease_goes_to_another_worker_and_late_completion_is_refused(
+    b: &dyn Backend,
+) {
+    b.enqueue(job("q", "payload", 5, T0))
+        .await
+        .expect("enqueue");
+    let stale = lease_all(b, "q", "w1", T0).await.remove(0);
+    assert!(
+        lease_all(b, "q", "w2", stale.lease_until).await.is_empty(),
+        "the lease holds through lease_until"
+    );
+    let rescue_time = stale.lease_until + 1;
+    let current = lease_all(b, "q", "w2", rescue_time).await.remove(0);
+    assert_eq!(current.id, stale.id);
+    assert_eq!(current.attempt, 2, "the lost attempt counts");
+    assert_eq!(current.worker, "w2");
+
+    assert!(
+        !b.complete_job(&stale, rescue_time)
+            .await
+            .expect("late complete")
+    );
+    assert!(
+        !b.fail_job(&stale, "late", Some(T0), rescue_time)
+            .await
+            .expect("late fail")
+    );
+    assert!(
+        b.complete_job(&current, rescue_time)
+            .await
+            .expect("complete")
+    );
+    assert!(
+        lease_all(b, "q", "w3", current.lease_until + 1_000_000)
+            .await
+            .is_empty(),
+        "a finished job is never rescued"
+    );
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            done: 1,
+            ..QueueCounts::default()
+        }
+    );
+}
+
+pub async fn failed_job_with_retry_at_waits_until_then(b: &dyn Backend) {
+    b.enqueue(job("q", "payload", 5, T0))
+        .await
+        .expect("enqueue");
+    let lease = lease_all(b, "q", "w1", T0).await.remove(0);
+    let retry_at = T0 + 10_000;
+    assert!(
+        b.fail_job(&lease, "upstream 500", Some(retry_at), T0 + 1)
+            .await
+            .expect("fail_job")
+    );
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            queued: 1,
+            ..QueueCounts::default()
+        }
+    );
+    assert!(lease_all(b, "q", "w1", retry_at - 1).await.is_empty());
+    let retry = lease_all(b, "q", "w1", retry_at).await.remove(0);
+    assert_eq!(retry.id, lease.id);
+    assert_eq!(retry.attempt, 2);
+    assert_eq!(retry.payload, "payload");
+    assert!(
+        !b.fail_job(&lease, "again", Some(retry_at), retry_at)
+            .await
+            .expect("stale fail"),
+        "the old lease cannot fail the job twice"
+    );
+}
+
+pub async fn job_with_attempts_exhausted_goes_dead(b: &dyn Backend) {
+    let id = b
+        .enqueue(job("q", "payload", 2, T0))
+        .await
+        .expect("enqueue");
+    let first = lease_all(b, "q", "w1", T0).await.remove(0);
+    assert!(
+        b.fail_job(&first, "boom 1", Some(T0 + 100), T0)
+            .await
+            .expect("fail")
+    );
+    let second = lease_all(b, "q", "w1", T0 + 100).await.remove(0);
+    assert_eq!(second.attempt, 2);
+    assert!(
+        b.fail_job(&second, "boom 2", Some(T0 + 200), T0 + 150)
+            .await
+            .expect("fail")
+    );
+    assert!(
+        lease_all(b, "q", "w1", T0 + 10_000).await.is_empty(),
+        "a dead job is not retried"
+    );
+    let dead = b.list_dead(Some("q"), 10).await.expect("list_dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, id);
+    assert_eq!(dead[0].queue, "q");
+    assert_eq!(dead[0].payload, "payload");
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(dead[0].last_error.as_deref(), Some("boom 2"));
+    assert_eq!(dead[0].died_at, T0 + 150);
+    assert_eq!(b.queue_counts("q").await.expect("counts").dead, 1);
+}
+
+pub async fn failed_job_without_retry_goes_dead_at_once(b: &dyn Backend) {
+    b.enqueue(job("q", "p1", 10, T0)).await.expect("enqueue");
+    b.enqueue(job("other", "p2", 10, T0))
+        .await
+        .expect("enqueue");
+    b.enqueue(job("other", "p3", 10, T0))
+        .await
+        .expect("enqueue");
+    let lease = lease_all(b, "q", "w1", T0).await.remove(0);
+    assert!(
+        b.fail_job(&lease, "permanent: 400", None, T0 + 5)
+            .await
+            .expect("fail")
+    );
+    for lease in lease_all(b, "other", "w1", T0).await {
+        assert!(b.fail_job(&lease, "bad", None, T0 + 6).await.expect("fail"));
+    }
+
+    let dead = b.list_dead(Some("q"), 10).await.expect("list_dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("permanent: 400"));
+    assert_eq!(dead[0].died_at, T0 + 5);
+    assert_eq!(b.list_dead(None, 10).await.expect("list_dead").len(), 3);
+    assert_eq!(
+        b.list_dead(None, 2).await.expect("list_dead").len(),
+        2,
+        "the limit holds"
+    );
+    assert_eq!(b.list_dead(Some("other"), 10).await.expect("list").len(), 2);
+    assert!(
+        b.list_dead(Some("none"), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+pub async fn job_lost_on_its_last_attempt_goes_dead(b: &dyn Backend) {
+    b.enqueue(job("q", "poison", 2, T0)).await.expect("enqueue");
+    let first = lease_all(b, "q", "w1", T0).await.remove(0);
+    let second = lease_all(b, "q", "w2", first.lease_until + 1)
+        .await
+        .remove(0);
+    assert_eq!(second.attempt, 2);
+    let after_second = second.lease_until + 1;
+    assert!(
+        lease_all(b, "q", "w3", after_second).await.is_empty(),
+        "no attempt beyond max_attempts"
+    );
+    let dead = b.list_dead(Some("q"), 10).await.expect("list_dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 2);
+    assert!(dead[0].last_error.is_some(), "the death has a reason");
+    assert_eq!(dead[0].died_at, after_second);
+    assert!(!b.complete_job(&second, after_second).await.expect("late"));
+}
+
+pub async fn queue_counts_count_each_state(b: &dyn Backend) {
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts::default()
+    );
+    for n in 0..4 {
+        b.enqueue(job("q", &format!("p{n}"), 3, T0))
+            .await
+            .expect("enqueue");
+    }
+    b.enqueue(job("q", "later", 3, T0 + 60_000))
+        .await
+        .expect("enqueue");
+    b.enqueue(job("other", "x", 3, T0)).await.expect("enqueue");
+    let leases = b.lease_jobs("q", "w1", T0, LEASE, 3).await.expect("lease");
+    assert_eq!(leases.len(), 3);
+    assert!(b.complete_job(&leases[0], T0).await.expect("complete"));
+    assert!(
+        b.fail_job(&leases[1], "dead", None, T0)
+            .await
+            .expect("fail")
+    );
+    assert!(
+        b.fail_job(&leases[2], "retry", Some(T0 + 1_000), T0)
+            .await
+            .expect("fail")
+    );
+    let held = b.lease_jobs("q", "w1", T0, LEASE, 1).await.expect("lease");
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            queued: 2, // the retry and the one scheduled later
+            leased: 1,
+            done: 1,
+            dead: 1
+        }
+    );
+    assert_eq!(
+        b.queue_counts("other").await.expect("counts"),
+        QueueCounts {
+            queued: 1,
+            ..QueueCounts::default()
+        }
+    );
+}
+
+/// Workers on two instances lease one queue concurrently: every job is leased exactly once.
+pub async fn concurrent_job_leases_from_two_instances_never_overlap(store: &TestStore) {
+    let first = store.backend.clone();
+    let second = store.reopen().await;
+    let mut expected = HashSet::new();
+    for n in 0..200 {
+        let id = first
+            .enqueue(job("q", &format!("job {n}"), 3, T0))
+            .await
+            .expect("enqueue");
+        expected.insert(id);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let backend = if n % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.spawn(async move {
+            let worker = format!("worker-{n}");
+            let mut mine = Vec::new();
+            loop {
+                let leases = backend
+                    .lease_jobs("q", &worker, T0, LEASE, 5)
+                    .await
+                    .expect("lease_jobs under contention");
+                if leases.is_empty() {
+                    return mine;
+                }
+                for lease in leases {
+                    assert!(backend.complete_job(&lease, T0).await.expect("complete"));
+                    mine.push(lease.id);
+                }
+            }
+        });
+    }
+    let mut leased = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        leased.extend(joined.expect("leasing task"));
+    }
+    assert_claimed_exactly_once(leased, expected);
+    assert_eq!(
+        second.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            done: 200,
+            ..QueueCounts::default()
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items and release
+
+pub async fn list_items_filters_and_pages(b: &dyn Backend) {
+    let one = add_and_claim(b, "rss", "feed-1", "w1", T0).await;
+    b.complete_poll(&one, success(items(&["a1", "a2"]), T0 + 1_000), T0 + 100)
+        .await
+        .expect("commit");
+    let two = add_and_claim(b, "rss", "feed-2", "w1", T0).await;
+    b.complete_poll(
+        &two,
+        success(items(&["b1", "b2", "b3"]), T0 + 1_000),
+        T0 + 200,
+    )
+    .await
+    .expect("commit");
+    let other = add_and_claim(b, "other", "feed-x", "w1", T0).await;
+    b.complete_poll(&other, success(items(&["c1"]), T0 + 1_000), T0 + 300)
+        .await
+        .expect("commit");
+
+    let query = |connector: Option<&str>, target: Option<&str>, since, after_seq, limit| {
+        let query = ItemQuery {
+            connector: connector.map(str::to_string),
+            target: target.map(str::to_string),
+            fetched_since: since,
+            after_seq,
+            limit,
+        };
+        async move { b.list_items(&query).await.expect("list_items") }
+    };
+
+    let everything = query(None, None, None, 0, 0).await;
+    assert_eq!(
+        item_ids(&everything),
+        ["a1", "a2", "b1", "b2", "b3", "c1"],
+        "limit 0 means a default, ordered by seq"
+    );
+    assert!(everything.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        item_ids(&query(Some("rss"), None, None, 0, 100).await),
+        ["a1", "a2", "b1", "b2", "b3"]
+    );
+    assert_eq!(
+        item_ids(&query(None, Some("feed-2"), None, 0, 100).await),
+        ["b1", "b2", "b3"]
+    );
+    assert_eq!(
+        item_ids(&query(Some("other"), None, None, 0, 100).await),
+        ["c1"]
+    );
+    assert!(
+        query(Some("rss"), Some("feed-x"), None, 0, 100)
+            .await
+            .is_empty(),
+        "filters combine"
+    );
+    assert_eq!(
+        item_ids(&query(None, None, Some(T0 + 200), 0, 100).await),
+        ["b1", "b2", "b3", "c1"],
+        "fetched_since is inclusive"
+    );
+
+    // Paging by seq.
+    let mut pages = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = query(None, None, None, after, 4).await;
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 4);
+        after = page.last().map(|item| item.seq).unwrap_or(after);
+        pages.push(item_ids(&page).join(","));
+    }
+    assert_eq!(pages, ["a1,a2,b1,b2", "b3,c1"]);
+    assert_eq!(
+        item_ids(&query(Some("rss"), None, None, everything[2].seq, 2).await),
+        ["b2", "b3"]
+    );
+}
+
+pub async fn release_clears_the_lease_and_reschedules(b: &dyn Backend) {
+    let claim = add_and_claim(b, "rss", "feed", "w1", T0).await;
+    assert!(b.release(&claim, T0 + 5_000).await.expect("release"));
+    let target = b
+        .get_target("rss", "feed")
+        .await
+        .expect("get")
+        .expect("feed");
+    assert_eq!(target.next_run_at, T0 + 5_000);
+    assert_eq!(target.last_polled_at, None, "a release is not a poll");
+    assert_eq!(target.error_count, 0);
+    assert!(
+        b.claim_due("rss", "w2", T0 + 4_999, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due before the new next_run_at"
+    );
+    assert_eq!(b.count_due("rss", T0 + 5_000).await.expect("count_due"), 1);
+    let again = claim_only(b, "rss", "w2", T0 + 5_000).await;
+    assert_eq!(again.worker, "w2");
+    assert!(
+        !b.release(&claim, T0).await.expect("stale release"),
+        "the old claim no longer holds the target"
+    );
+    assert!(
+        b.claim_due("rss", "w3", T0 + 5_000, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the stale release did not free w2's lease"
+    );
+}

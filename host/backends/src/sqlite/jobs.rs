@@ -1,0 +1,202 @@
+//! [`JobQueue`] for SQLite: durable jobs with leases, retries and a dead-letter state.
+//!
+//! A job is `queued` (waiting until `run_at`), `leased` (held by `lease_owner` through
+//! `lease_until`), `done` or `dead`. A lease that expired is taken over by the next
+//! `lease_jobs`; completions and failures are guarded by (worker, lease_until), so a worker
+//! that lost its lease cannot finish a job someone else now holds.
+
+use super::{SqliteBackend, db_error, effective_limit, lease_deadline, to_u32};
+use crate::{DeadJob, JobLease, JobQueue, Millis, NewJob, QueueCounts, Result};
+use async_trait::async_trait;
+use sqlx::Row;
+use std::time::Duration;
+
+/// The `last_error` of a job that died because its last allowed attempt never reported back.
+const LOST_ON_LAST_ATTEMPT: &str = "lease expired on the last attempt (the worker stopped or hung)";
+
+#[async_trait]
+impl JobQueue for SqliteBackend {
+    async fn enqueue(&self, job: NewJob) -> Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO jobs (queue, payload, state, attempt, max_attempts, run_at, updated_at) \
+             VALUES (?1, ?2, 'queued', 0, ?3, ?4, ?4) RETURNING id",
+        )
+        .bind(&job.queue)
+        .bind(&job.payload)
+        .bind(i64::from(job.max_attempts))
+        .bind(job.run_at)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db_error("enqueueing a job"))
+    }
+
+    async fn lease_jobs(
+        &self,
+        queue: &str,
+        worker: &str,
+        now: Millis,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<JobLease>> {
+        const CONTEXT: &str = "leasing jobs";
+        let lease_until = lease_deadline(now, lease);
+        let mut tx = self.begin_write(CONTEXT).await?;
+        // A job whose final attempt was lost (worker died mid-job) would otherwise be retried
+        // past max_attempts forever; it goes to the dead-letter state instead.
+        sqlx::query(
+            "UPDATE jobs SET state = 'dead', died_at = ?2, updated_at = ?2, \
+             last_error = ?3, lease_owner = NULL, lease_until = NULL \
+             WHERE queue = ?1 AND state = 'leased' AND lease_until < ?2 \
+             AND attempt >= max_attempts",
+        )
+        .bind(queue)
+        .bind(now)
+        .bind(LOST_ON_LAST_ATTEMPT)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error(CONTEXT))?;
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_owner = ?1, \
+             lease_until = ?2, updated_at = ?3 WHERE id IN (\
+             SELECT id FROM jobs WHERE queue = ?4 AND (\
+             (state = 'queued' AND run_at <= ?3) OR (state = 'leased' AND lease_until < ?3)) \
+             ORDER BY run_at, id LIMIT ?5) \
+             RETURNING id, queue, payload, attempt, max_attempts",
+        )
+        .bind(worker)
+        .bind(lease_until)
+        .bind(now)
+        .bind(queue)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error(CONTEXT))?;
+        tx.commit().await.map_err(db_error(CONTEXT))?;
+
+        let read = db_error("reading a leased job");
+        let mut leases = rows
+            .iter()
+            .map(|row| {
+                Ok(JobLease {
+                    id: row.try_get("id").map_err(read)?,
+                    queue: row.try_get("queue").map_err(read)?,
+                    payload: row.try_get("payload").map_err(read)?,
+                    attempt: to_u32(row.try_get("attempt").map_err(read)?, "reading a job")?,
+                    max_attempts: to_u32(
+                        row.try_get("max_attempts").map_err(read)?,
+                        "reading a job",
+                    )?,
+                    worker: worker.to_string(),
+                    lease_until,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING yields rows in no particular order; hand them out oldest first.
+        leases.sort_by_key(|lease| lease.id);
+        Ok(leases)
+    }
+
+    async fn complete_job(&self, lease: &JobLease, now: Millis) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET state = 'done', updated_at = ?1, lease_owner = NULL, \
+             lease_until = NULL WHERE id = ?2 AND state = 'leased' AND lease_owner = ?3 \
+             AND lease_until = ?4",
+        )
+        .bind(now)
+        .bind(lease.id)
+        .bind(&lease.worker)
+        .bind(lease.lease_until)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("completing a job"))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn fail_job(
+        &self,
+        lease: &JobLease,
+        error: &str,
+        retry_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<bool> {
+        // Retry only when asked to and attempts remain; otherwise the job dies. One statement
+        // decides both, using the stored attempt counts.
+        let updated = sqlx::query(
+            "UPDATE jobs SET \
+             state = CASE WHEN ?1 IS NOT NULL AND attempt < max_attempts \
+                     THEN 'queued' ELSE 'dead' END, \
+             died_at = CASE WHEN ?1 IS NOT NULL AND attempt < max_attempts \
+                       THEN NULL ELSE ?2 END, \
+             run_at = COALESCE(?1, run_at), last_error = ?3, updated_at = ?2, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = ?4 AND state = 'leased' AND lease_owner = ?5 AND lease_until = ?6",
+        )
+        .bind(retry_at)
+        .bind(now)
+        .bind(error)
+        .bind(lease.id)
+        .bind(&lease.worker)
+        .bind(lease.lease_until)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("recording a failed job attempt"))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn queue_counts(&self, queue: &str) -> Result<QueueCounts> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM jobs WHERE queue = ?1 GROUP BY state")
+                .bind(queue)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_error("counting jobs"))?;
+        let mut counts = QueueCounts::default();
+        for (state, count) in rows {
+            let count = count.unsigned_abs();
+            match state.as_str() {
+                "queued" => counts.queued = count,
+                "leased" => counts.leased = count,
+                "done" => counts.done = count,
+                "dead" => counts.dead = count,
+                other => {
+                    return Err(crate::BackendError::Corrupt {
+                        context: "counting jobs",
+                        reason: format!("unknown job state {other:?}"),
+                    });
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn list_dead(&self, queue: Option<&str>, limit: u32) -> Result<Vec<DeadJob>> {
+        let rows = sqlx::query(
+            "SELECT id, queue, payload, attempt, last_error, died_at FROM jobs \
+             WHERE state = 'dead' AND (?1 IS NULL OR queue = ?1) ORDER BY id LIMIT ?2",
+        )
+        .bind(queue)
+        .bind(effective_limit(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error("listing dead jobs"))?;
+        let read = db_error("reading a dead job");
+        rows.iter()
+            .map(|row| {
+                let died_at: Option<Millis> = row.try_get("died_at").map_err(read)?;
+                Ok(DeadJob {
+                    id: row.try_get("id").map_err(read)?,
+                    queue: row.try_get("queue").map_err(read)?,
+                    payload: row.try_get("payload").map_err(read)?,
+                    attempts: to_u32(row.try_get("attempt").map_err(read)?, "reading a dead job")?,
+                    last_error: row.try_get("last_error").map_err(read)?,
+                    died_at: died_at.ok_or_else(|| crate::BackendError::Corrupt {
+                        context: "reading a dead job",
+                        reason: "a dead job has no time of death".to_string(),
+                    })?,
+                })
+            })
+            .collect()
+    }
+}

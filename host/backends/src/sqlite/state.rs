@@ -1,0 +1,94 @@
+//! [`StateStore`] for SQLite: connector key/value state in one table, where
+//! `scope_target_id = 0` is the connector scope (target ids start at 1).
+
+use super::{SqliteBackend, db_error};
+use crate::{Result, StateScope, StateStore};
+use async_trait::async_trait;
+use sqlx::SqliteConnection;
+
+/// The `scope_target_id` that stands for [`StateScope::Connector`].
+const CONNECTOR_SCOPE: i64 = 0;
+
+fn scope_id(scope: StateScope) -> i64 {
+    match scope {
+        StateScope::Connector => CONNECTOR_SCOPE,
+        StateScope::Target(id) => id,
+    }
+}
+
+/// Sets (or with `None` deletes) one key. Shared with the poll commit, which applies a call's
+/// target-scoped writes inside its own transaction.
+pub(super) async fn write_state(
+    conn: &mut SqliteConnection,
+    connector: &str,
+    scope_target_id: i64,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    const CONTEXT: &str = "writing connector state";
+    let query = match value {
+        Some(value) => sqlx::query(
+            "INSERT INTO state (connector, scope_target_id, key, value) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (connector, scope_target_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(connector)
+        .bind(scope_target_id)
+        .bind(key)
+        .bind(value),
+        None => sqlx::query(
+            "DELETE FROM state WHERE connector = ?1 AND scope_target_id = ?2 AND key = ?3",
+        )
+        .bind(connector)
+        .bind(scope_target_id)
+        .bind(key),
+    };
+    query.execute(&mut *conn).await.map_err(db_error(CONTEXT))?;
+    Ok(())
+}
+
+#[async_trait]
+impl StateStore for SqliteBackend {
+    async fn get_state(
+        &self,
+        connector: &str,
+        scope: StateScope,
+        key: &str,
+    ) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT value FROM state WHERE connector = ?1 AND scope_target_id = ?2 AND key = ?3",
+        )
+        .bind(connector)
+        .bind(scope_id(scope))
+        .bind(key)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error("reading connector state"))
+    }
+
+    async fn set_state(
+        &self,
+        connector: &str,
+        scope: StateScope,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        let mut conn = self
+            .writer
+            .acquire()
+            .await
+            .map_err(db_error("writing connector state"))?;
+        write_state(&mut conn, connector, scope_id(scope), key, value).await
+    }
+
+    async fn target_state(&self, connector: &str, target_id: i64) -> Result<Vec<(String, String)>> {
+        sqlx::query_as(
+            "SELECT key, value FROM state WHERE connector = ?1 AND scope_target_id = ?2 \
+             ORDER BY key",
+        )
+        .bind(connector)
+        .bind(target_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error("reading a target's state"))
+    }
+}

@@ -1,0 +1,230 @@
+//! [`TargetStore`] for SQLite: the target table and leased claims. Poll commits are handed to
+//! the group committer in `commits`.
+
+use super::{SqliteBackend, db_error, effective_limit, lease_deadline, to_u32};
+use crate::{
+    AddReport, CommitReport, Millis, PollCommit, Result, Target, TargetClaim, TargetStore,
+};
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::time::Duration;
+
+/// The columns [`target_from_row`] reads, as a literal so it can be spliced into static SQL.
+macro_rules! target_columns {
+    () => {
+        "id, connector, target, next_run_at, etag, last_modified, cursor, error_count, \
+         last_error, last_polled_at, interval_ms"
+    };
+}
+
+/// Rows per `INSERT` when importing targets: 3 parameters each stays far below SQLite's limit
+/// of 32,766 bound parameters while making statement overhead negligible.
+const TARGET_INSERT_CHUNK: usize = 5_000;
+
+pub(super) fn target_from_row(row: &SqliteRow) -> Result<Target> {
+    let read = db_error("reading a target row");
+    Ok(Target {
+        id: row.try_get("id").map_err(read)?,
+        connector: row.try_get("connector").map_err(read)?,
+        target: row.try_get("target").map_err(read)?,
+        next_run_at: row.try_get("next_run_at").map_err(read)?,
+        etag: row.try_get("etag").map_err(read)?,
+        last_modified: row.try_get("last_modified").map_err(read)?,
+        cursor: row.try_get("cursor").map_err(read)?,
+        error_count: to_u32(
+            row.try_get("error_count").map_err(read)?,
+            "reading a target's error count",
+        )?,
+        last_error: row.try_get("last_error").map_err(read)?,
+        last_polled_at: row.try_get("last_polled_at").map_err(read)?,
+        interval_ms: row.try_get("interval_ms").map_err(read)?,
+    })
+}
+
+#[async_trait]
+impl TargetStore for SqliteBackend {
+    async fn add_targets(
+        &self,
+        connector: &str,
+        targets: &[String],
+        first_run_at: Millis,
+    ) -> Result<AddReport> {
+        const CONTEXT: &str = "adding targets";
+        // One transaction for the whole import: one WAL commit instead of one per chunk.
+        let mut tx = self.begin_write(CONTEXT).await?;
+        let mut added = 0;
+        let mut insert = QueryBuilder::<Sqlite>::new("");
+        for chunk in targets.chunks(TARGET_INSERT_CHUNK) {
+            insert.reset();
+            insert.push("INSERT INTO targets (connector, target, next_run_at) ");
+            insert.push_values(chunk, |mut row, target| {
+                row.push_bind(connector)
+                    .push_bind(target.as_str())
+                    .push_bind(first_run_at);
+            });
+            insert.push(" ON CONFLICT (connector, target) DO NOTHING");
+            added += insert
+                .build()
+                // Bulk statements are one-offs; keep them out of the statement cache.
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error(CONTEXT))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(db_error(CONTEXT))?;
+        Ok(AddReport {
+            added,
+            already_present: targets.len() as u64 - added,
+        })
+    }
+
+    async fn remove_target(&self, connector: &str, target: &str) -> Result<bool> {
+        const CONTEXT: &str = "removing a target";
+        let mut tx = self.begin_write(CONTEXT).await?;
+        let removed: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM targets WHERE connector = ?1 AND target = ?2 RETURNING id",
+        )
+        .bind(connector)
+        .bind(target)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error(CONTEXT))?;
+        let Some(id) = removed else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM state WHERE connector = ?1 AND scope_target_id = ?2")
+            .bind(connector)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error(CONTEXT))?;
+        tx.commit().await.map_err(db_error(CONTEXT))?;
+        Ok(true)
+    }
+
+    async fn get_target(&self, connector: &str, target: &str) -> Result<Option<Target>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            target_columns!(),
+            " FROM targets WHERE connector = ?1 AND target = ?2"
+        ))
+        .bind(connector)
+        .bind(target)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error("looking up a target"))?;
+        row.as_ref().map(target_from_row).transpose()
+    }
+
+    async fn list_targets(
+        &self,
+        connector: Option<&str>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Target>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            target_columns!(),
+            " FROM targets WHERE (?1 IS NULL OR connector = ?1) AND id > ?2 ORDER BY id LIMIT ?3"
+        ))
+        .bind(connector)
+        .bind(after_id)
+        .bind(effective_limit(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error("listing targets"))?;
+        rows.iter().map(target_from_row).collect()
+    }
+
+    async fn claim_due(
+        &self,
+        connector: &str,
+        worker: &str,
+        now: Millis,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<TargetClaim>> {
+        const CONTEXT: &str = "claiming due targets";
+        let lease_until = lease_deadline(now, lease);
+        // One statement picks and leases the rows. A write statement takes SQLite's write lock
+        // before it reads anything, so no other connection or process can pick the same rows.
+        let rows = sqlx::query(concat!(
+            "UPDATE targets SET lease_owner = ?1, lease_until = ?2 WHERE id IN (",
+            "SELECT id FROM targets WHERE connector = ?3 AND next_run_at <= ?4 ",
+            "AND (lease_until IS NULL OR lease_until < ?4) ",
+            "ORDER BY next_run_at, id LIMIT ?5) RETURNING ",
+            target_columns!()
+        ))
+        .bind(worker)
+        .bind(lease_until)
+        .bind(connector)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(db_error(CONTEXT))?;
+        let mut claims = rows
+            .iter()
+            .map(|row| {
+                Ok(TargetClaim {
+                    target: target_from_row(row)?,
+                    worker: worker.to_string(),
+                    lease_until,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING yields rows in no particular order.
+        claims.sort_by_key(|claim| (claim.target.next_run_at, claim.target.id));
+        Ok(claims)
+    }
+
+    async fn complete_poll(
+        &self,
+        claim: &TargetClaim,
+        commit: PollCommit,
+        now: Millis,
+    ) -> Result<CommitReport> {
+        // Batched with concurrent commits; see the `commits` module.
+        self.committer.commit(claim, commit, now).await
+    }
+
+    async fn release(&self, claim: &TargetClaim, next_run_at: Millis) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE targets SET lease_owner = NULL, lease_until = NULL, next_run_at = ?1 \
+             WHERE id = ?2 AND lease_owner = ?3 AND lease_until = ?4",
+        )
+        .bind(next_run_at)
+        .bind(claim.target.id)
+        .bind(&claim.worker)
+        .bind(claim.lease_until)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("releasing a target claim"))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn count_due(&self, connector: &str, now: Millis) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM targets WHERE connector = ?1 AND next_run_at <= ?2 \
+             AND (lease_until IS NULL OR lease_until < ?2)",
+        )
+        .bind(connector)
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_error("counting due targets"))?;
+        Ok(count.unsigned_abs())
+    }
+
+    async fn count_targets(&self, connector: &str) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM targets WHERE connector = ?1")
+            .bind(connector)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_error("counting targets"))?;
+        Ok(count.unsigned_abs())
+    }
+}

@@ -1,0 +1,137 @@
+//! Runs the backend conformance suite against the embedded SQLite backend, each case on a
+//! fresh database file in its own temporary directory, plus SQLite-specific checks.
+
+use std::sync::Arc;
+use tsunagi_backends::conformance::{BackendFuture, T0, TestStore};
+use tsunagi_backends::sqlite::SqliteBackend;
+use tsunagi_backends::{Backend, BackendError, ItemStore, StateScope};
+
+async fn sqlite_store() -> TestStore {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let path = dir
+        .path()
+        .join("tsunagi.db")
+        .to_str()
+        .expect("temporary paths are UTF-8")
+        .to_string();
+    let backend = SqliteBackend::open(&path).await.expect("open SQLite");
+    let reopen = move || -> BackendFuture {
+        let path = path.clone();
+        Box::pin(async move {
+            let second = SqliteBackend::open(&path)
+                .await
+                .expect("open the same SQLite file again");
+            Arc::new(second) as Arc<dyn Backend>
+        })
+    };
+    TestStore::new(Arc::new(backend), reopen).keep_alive(dir)
+}
+
+tsunagi_backends::conformance_tests!(sqlite_store);
+
+/// The RSS crawl's scale: 210,000 feeds imported in one call (timing belongs in benchmarks).
+#[tokio::test]
+async fn imports_210_000_targets_in_one_call() {
+    let store = sqlite_store().await;
+    let backend = &store.backend;
+    let feeds: Vec<String> = (0..210_000)
+        .map(|n| format!("https://feeds.example/{n}.xml"))
+        .collect();
+    let report = backend
+        .add_targets("rss", &feeds, T0)
+        .await
+        .expect("import");
+    assert_eq!(report.added, 210_000);
+    assert_eq!(report.already_present, 0);
+    assert_eq!(backend.count_targets("rss").await.expect("count"), 210_000);
+
+    // A re-import with 1,000 new feeds adds only those.
+    let more: Vec<String> = (209_000..211_000)
+        .map(|n| format!("https://feeds.example/{n}.xml"))
+        .collect();
+    let report = backend.add_targets("rss", &more, T0).await.expect("import");
+    assert_eq!(report.added, 1_000);
+    assert_eq!(report.already_present, 1_000);
+    assert_eq!(
+        backend.count_due("rss", T0).await.expect("count_due"),
+        211_000
+    );
+}
+
+#[tokio::test]
+async fn reopening_keeps_the_data_and_the_schema() {
+    let store = sqlite_store().await;
+    store
+        .backend
+        .add_targets("rss", &["https://a.example/".to_string()], T0)
+        .await
+        .expect("add");
+    store
+        .backend
+        .set_state("rss", StateScope::Connector, "k", Some("v"))
+        .await
+        .expect("set_state");
+    let reopened = store.reopen().await;
+    assert_eq!(reopened.kind(), "sqlite");
+    assert_eq!(reopened.count_targets("rss").await.expect("count"), 1);
+    assert_eq!(
+        reopened
+            .get_state("rss", StateScope::Connector, "k")
+            .await
+            .expect("get_state")
+            .as_deref(),
+        Some("v")
+    );
+}
+
+#[tokio::test]
+async fn open_through_the_url_helper_creates_the_file() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let path = dir.path().join("nested.db");
+    let url = format!("sqlite://{}", path.display());
+    let backend = tsunagi_backends::open(&url).await.expect("open by URL");
+    assert_eq!(backend.kind(), "sqlite");
+    assert!(path.exists(), "the database file was created");
+    assert!(matches!(
+        tsunagi_backends::open("postgres://localhost/db").await,
+        Err(BackendError::Open { .. })
+    ));
+}
+
+#[tokio::test]
+async fn in_memory_databases_are_refused() {
+    let error = SqliteBackend::open(":memory:").await.expect_err("refused");
+    assert!(error.to_string().contains(":memory:"), "{error}");
+}
+
+/// Corrupt JSON in the items table is reported as corruption, not a panic.
+#[tokio::test]
+async fn corrupt_item_json_is_reported() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let path = dir.path().join("corrupt.db");
+    let path = path.to_str().expect("temporary paths are UTF-8");
+    let backend = SqliteBackend::open(path).await.expect("open");
+
+    // Write a bad row behind the backend's back, through a connection of our own.
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("raw connection");
+    sqlx::query(
+        "INSERT INTO items (connector, item_id, target, fetched_at, data) \
+         VALUES ('rss', 'x', 'feed', 0, '{not json')",
+    )
+    .execute(&pool)
+    .await
+    .expect("insert a corrupt row");
+    pool.close().await;
+
+    let error = backend
+        .list_items(&Default::default())
+        .await
+        .expect_err("corrupt JSON is an error");
+    assert!(
+        matches!(error, BackendError::Corrupt { .. }),
+        "unexpected error: {error}"
+    );
+}

@@ -1,0 +1,117 @@
+//! Admin HTTP port: `GET /status` (connectors, targets due, queue depth, jobs done and failed,
+//! recent errors) and `GET /healthz`. It shows no secrets: the host keeps none in what it
+//! reports.
+
+use crate::clock::rfc3339;
+use crate::host::HostView;
+use crate::sinks::queue_name;
+use crate::stats::{RecentError, StatsSnapshot};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use serde::Serialize;
+use std::sync::Arc;
+use tsunagi_backends::QueueCounts;
+
+pub fn router(view: Arc<HostView>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .with_state(view)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub worker_id: String,
+    pub backend: &'static str,
+    pub started_at: String,
+    pub now: String,
+    pub connectors: Vec<ConnectorStatus>,
+    pub sinks: Vec<SinkStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConnectorStatus {
+    pub name: String,
+    pub plugin: PluginStatus,
+    pub targets: u64,
+    /// Targets due now and not claimed: the connector's queue depth.
+    pub targets_due: u64,
+    pub in_flight: i64,
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    #[serde(flatten)]
+    pub counters: StatsSnapshot,
+    pub last_errors: Vec<RecentError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PluginStatus {
+    pub path: String,
+    pub sha256: String,
+    pub size: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SinkStatus {
+    pub name: String,
+    pub queue: QueueCounts,
+}
+
+/// Builds the status report; storage errors are reported, not hidden.
+pub async fn status_report(
+    view: &HostView,
+) -> Result<StatusReport, tsunagi_backends::BackendError> {
+    let now = view.clock.now_ms();
+    let mut connectors = Vec::new();
+    for handle in &view.connectors {
+        let counters = handle.stats.snapshot();
+        let plugin = handle.runtime.plugin();
+        connectors.push(ConnectorStatus {
+            name: handle.name.clone(),
+            plugin: PluginStatus {
+                path: plugin.path.display().to_string(),
+                sha256: plugin.sha256.clone(),
+                size: plugin.size,
+            },
+            targets: view.backend.count_targets(&handle.name).await?,
+            targets_due: view.backend.count_due(&handle.name, now).await?,
+            in_flight: counters.in_flight,
+            jobs_done: counters.polls_ok,
+            jobs_failed: counters.polls_failed,
+            counters,
+            last_errors: handle.stats.recent_errors(),
+        });
+    }
+    let mut sinks = Vec::new();
+    for name in &view.sinks {
+        sinks.push(SinkStatus {
+            name: name.clone(),
+            queue: view.backend.queue_counts(&queue_name(name)).await?,
+        });
+    }
+    Ok(StatusReport {
+        worker_id: view.worker_id.clone(),
+        backend: view.backend.kind(),
+        started_at: rfc3339(view.started_at),
+        now: rfc3339(now),
+        connectors,
+        sinks,
+    })
+}
+
+async fn status(State(view): State<Arc<HostView>>) -> axum::response::Response {
+    match status_report(&view).await {
+        Ok(report) => Json(report).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("status unavailable: {error}\n"),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,113 @@
+//! The command line: one module per subcommand. Errors leave here as `anyhow` errors whose
+//! messages already name the file, field, connector or target concerned.
+
+mod bench;
+mod check;
+mod demo;
+mod items;
+mod poll;
+mod run;
+mod targets;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tsunagi_backends::Backend;
+
+use crate::config::Config;
+
+/// The default config file, relative to the working directory.
+pub const DEFAULT_CONFIG: &str = "config/tsunagi.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tsunagi",
+    version,
+    about = "Host runtime for sandboxed WebAssembly connectors"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host with the connectors the config declares, until Ctrl-C or SIGTERM.
+    Run(ConfigArg),
+    /// Validate the config and load every plugin without running anything.
+    Check(ConfigArg),
+    /// Manage a connector's targets.
+    #[command(subcommand)]
+    Targets(targets::TargetsCommand),
+    /// Poll one target once and print the items as JSON lines.
+    Poll(poll::PollArgs),
+    /// List stored items as JSON lines.
+    Items(items::ItemsArgs),
+    /// Crawl thousands of stand-in feeds on 127.0.0.1 and print a summary.
+    Demo(demo::DemoArgs),
+    /// Benchmarks on 127.0.0.1 (build with --release).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file.
+    #[arg(long, short, default_value = DEFAULT_CONFIG, env = "TSUNAGI_CONFIG")]
+    pub config: PathBuf,
+}
+
+impl Cli {
+    /// Log verbosity unless `TSUNAGI_LOG` says otherwise: quiet for one-shot commands whose
+    /// output is data, informative for the long-running host.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Run(_) => "info,wasmtime=warn,cranelift=warn",
+            _ => "warn,wasmtime=warn,cranelift=warn",
+        }
+    }
+}
+
+pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(&args.config).await,
+        Command::Check(args) => check::check(&args.config).await,
+        Command::Targets(command) => targets::targets(command).await,
+        Command::Poll(args) => poll::poll(args).await,
+        Command::Items(args) => items::items(args).await,
+        Command::Demo(args) => demo::demo(args).await,
+        Command::Bench(command) => bench::bench(command).await,
+    }
+}
+
+/// Loads the config file; its errors already say file:line:column and field.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// Opens the backend the config names.
+pub async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
+    let url = config.database_url();
+    tsunagi_backends::open(&url)
+        .await
+        .with_context(|| format!("{}: host.database", config.source_path.display()))
+}
+
+/// Fails unless the config declares `connector`.
+pub fn require_connector(config: &Config, connector: &str) -> anyhow::Result<()> {
+    if config.connectors.contains_key(connector) {
+        return Ok(());
+    }
+    let known: Vec<&str> = config.connectors.keys().map(String::as_str).collect();
+    anyhow::bail!(
+        "{}: no connector '{connector}' (declared: {})",
+        config.source_path.display(),
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
+}

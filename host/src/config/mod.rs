@@ -1,0 +1,461 @@
+//! The host's TOML configuration: the model (which mirrors the running topology: host,
+//! connectors, sinks), loading with errors that name `file:line:column` and the field, and
+//! validation of what TOML alone cannot check (references between sections, egress rules).
+
+mod locate;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use locate::SourceLocator;
+
+/// A configuration error, located in its file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{column}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the offending field, e.g. `connectors.rss.schedule.min_interval`.
+    pub field: String,
+    pub message: String,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub host: HostSettings,
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorSettings>,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkSettings>,
+    /// Directory of the config file; relative paths in it are resolved against this.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    #[serde(skip)]
+    pub source_path: PathBuf,
+}
+
+/// `[host]`: process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSettings {
+    /// `sqlite://PATH` or a file path (relative to the config file).
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Admin HTTP listener (`/status`, `/healthz`); none when absent.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// How long a claimed target or delivery job stays leased to this host before another may
+    /// take it.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub claim_lease: Duration,
+    /// How many due targets one claim takes at most.
+    #[serde(default = "default_claim_batch")]
+    pub claim_batch: u32,
+    /// How often the scheduler looks for due targets when it has nothing to do.
+    #[serde(default = "default_idle_poll", with = "humantime_serde")]
+    pub idle_poll: Duration,
+    /// On shutdown, how long in-flight jobs may take before they are abandoned (their leases
+    /// expire and another host picks them up).
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Directory for wasmtime's compiled-code cache; none disables it.
+    #[serde(default)]
+    pub compile_cache: Option<PathBuf>,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        Self {
+            database: default_database(),
+            admin_listen: None,
+            claim_lease: default_lease(),
+            claim_batch: default_claim_batch(),
+            idle_poll: default_idle_poll(),
+            shutdown_grace: default_shutdown_grace(),
+            compile_cache: None,
+        }
+    }
+}
+
+fn default_database() -> String {
+    "tsunagi.db".to_string()
+}
+fn default_lease() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_claim_batch() -> u32 {
+    256
+}
+fn default_idle_poll() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// The role a connector plays, which decides the world its component must export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Poller,
+}
+
+/// `[connectors.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSettings {
+    /// Path to the component (`.wasm`), relative to the config file.
+    pub plugin: PathBuf,
+    pub role: Role,
+    /// Calls of this connector running at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Calls one plugin instance serves before it is replaced by a fresh one.
+    #[serde(default = "default_calls_per_instance")]
+    pub calls_per_instance: u32,
+    #[serde(default)]
+    pub schedule: ScheduleSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
+    pub egress: EgressSettings,
+    /// Names of `[sinks.*]` that receive this connector's new items (items are always stored).
+    #[serde(default)]
+    pub sinks: Vec<String>,
+    /// Values the plugin reads through the `config` import.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+fn default_concurrency() -> usize {
+    32
+}
+fn default_calls_per_instance() -> u32 {
+    1000
+}
+
+/// `[connectors.NAME.schedule]`: how often targets are polled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    #[serde(default = "default_min_interval", with = "humantime_serde")]
+    pub min_interval: Duration,
+    #[serde(default = "default_max_interval", with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// First wait after a failed poll; doubles with each consecutive failure, up to
+    /// `max_interval`.
+    #[serde(default = "default_error_backoff", with = "humantime_serde")]
+    pub error_backoff: Duration,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            min_interval: default_min_interval(),
+            max_interval: default_max_interval(),
+            error_backoff: default_error_backoff(),
+        }
+    }
+}
+
+fn default_min_interval() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_max_interval() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_error_backoff() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+/// `[connectors.NAME.limits]`: what one call may use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Wall-clock time for one call, including its HTTP requests.
+    #[serde(default = "default_call_timeout", with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Linear memory one plugin instance may grow to.
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
+    /// Largest HTTP response body the plugin may receive.
+    #[serde(default = "default_response_size")]
+    pub response_size: ByteSize,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time until the response headers arrive.
+    #[serde(default = "default_first_byte_timeout", with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Time for a whole HTTP exchange, body included.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            call_timeout: default_call_timeout(),
+            memory: default_memory(),
+            response_size: default_response_size(),
+            connect_timeout: default_connect_timeout(),
+            first_byte_timeout: default_first_byte_timeout(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+fn default_call_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_memory() -> ByteSize {
+    ByteSize::mib(128)
+}
+fn default_response_size() -> ByteSize {
+    ByteSize::mib(8)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_first_byte_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(45)
+}
+
+/// `[connectors.NAME.egress]`: where the plugin may send requests.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSettings {
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
+}
+
+/// One allowlist entry. A request is allowed when some rule matches its scheme, host and port.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    /// `http`, `https`, or absent for both.
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// Exact host, `*.example.com` for subdomains, or `*` for any host.
+    pub host: String,
+    /// Absent means the scheme's default port.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// `[sinks.NAME]`: where new items are delivered besides the item store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum SinkSettings {
+    /// Appends one JSON object per line.
+    Jsonl { path: PathBuf },
+    /// POSTs a JSON array of items; retried with backoff until `max_attempts`.
+    Webhook {
+        url: String,
+        #[serde(default = "default_webhook_attempts")]
+        max_attempts: u32,
+        #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+        timeout: Duration,
+    },
+}
+
+impl SinkSettings {
+    /// Attempts a delivery job gets before it goes to the dead-letter state.
+    pub fn max_attempts(&self) -> u32 {
+        match self {
+            // A local file failing is rare and worth many tries before giving up.
+            Self::Jsonl { .. } => 100,
+            Self::Webhook { max_attempts, .. } => *max_attempts,
+        }
+    }
+}
+
+fn default_webhook_attempts() -> u32 {
+    12
+}
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            field: "(file)".to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let locator = SourceLocator::new(path, text);
+        let mut config: Config = toml::from_str(text).map_err(|e| locator.toml_error(&e))?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.source_path = path.to_path_buf();
+        config.validate(&locator)?;
+        Ok(config)
+    }
+
+    fn validate(&self, locator: &SourceLocator) -> Result<(), ConfigError> {
+        let host = &self.host;
+        if host.claim_batch == 0 {
+            return Err(locator.field_error("host.claim_batch", "must be at least 1"));
+        }
+        if let Some(listen) = &host.admin_listen
+            && listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(locator.field_error(
+                "host.admin_listen",
+                &format!("{listen:?} is not an address like 127.0.0.1:7878"),
+            ));
+        }
+        for (name, connector) in &self.connectors {
+            let at = |field: &str| format!("connectors.{name}.{field}");
+            if !is_valid_name(name) {
+                return Err(locator.field_error(
+                    &format!("connectors.{name}"),
+                    "connector names use lowercase letters, digits, '-' and '_'",
+                ));
+            }
+            if connector.concurrency == 0 {
+                return Err(locator.field_error(&at("concurrency"), "must be at least 1"));
+            }
+            if connector.calls_per_instance == 0 {
+                return Err(locator.field_error(&at("calls_per_instance"), "must be at least 1"));
+            }
+            let schedule = &connector.schedule;
+            if schedule.min_interval > schedule.max_interval {
+                return Err(locator.field_error(
+                    &at("schedule.min_interval"),
+                    "is longer than schedule.max_interval",
+                ));
+            }
+            if connector.limits.memory.as_u64() < ByteSize::mib(2).as_u64() {
+                return Err(locator.field_error(&at("limits.memory"), "must be at least 2 MiB"));
+            }
+            for (index, rule) in connector.egress.allow.iter().enumerate() {
+                if let Some(scheme) = &rule.scheme
+                    && scheme != "http"
+                    && scheme != "https"
+                {
+                    return Err(locator.field_error(
+                        &at(&format!("egress.allow[{index}].scheme")),
+                        &format!("{scheme:?} is not \"http\" or \"https\""),
+                    ));
+                }
+                if rule.host.is_empty() {
+                    return Err(locator.field_error(
+                        &at(&format!("egress.allow[{index}].host")),
+                        "must not be empty",
+                    ));
+                }
+            }
+            for sink in &connector.sinks {
+                if !self.sinks.contains_key(sink) {
+                    return Err(
+                        locator.field_error(&at("sinks"), &format!("no [sinks.{sink}] is defined"))
+                    );
+                }
+            }
+            for (key, value) in &connector.config {
+                if config_value_text(value).is_none() {
+                    return Err(locator.field_error(
+                        &at(&format!("config.{key}")),
+                        "must be a string, number or boolean",
+                    ));
+                }
+            }
+        }
+        for (name, sink) in &self.sinks {
+            if let SinkSettings::Webhook { url, .. } = sink {
+                let parsed = url::Url::parse(url).map_err(|e| {
+                    locator.field_error(&format!("sinks.{name}.url"), &format!("{e}"))
+                })?;
+                if parsed.scheme() != "http" && parsed.scheme() != "https" {
+                    return Err(locator.field_error(
+                        &format!("sinks.{name}.url"),
+                        "must be an http or https URL",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the config file against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The database URL with a relative SQLite path resolved against the config file.
+    pub fn database_url(&self) -> String {
+        let raw = self.host.database.as_str();
+        if raw.contains("://") && !raw.starts_with("sqlite://") {
+            return raw.to_string();
+        }
+        let path = raw.strip_prefix("sqlite://").unwrap_or(raw);
+        format!("sqlite://{}", self.resolve(Path::new(path)).display())
+    }
+
+    /// A locator for errors found after loading (plugin files, etc.).
+    pub fn locator(&self) -> Option<SourceLocator> {
+        let text = std::fs::read_to_string(&self.source_path).ok()?;
+        Some(SourceLocator::new(&self.source_path, &text))
+    }
+
+    /// Builds an error for `field`, located in the file when it can still be read.
+    pub fn error_at(&self, field: &str, message: &str) -> ConfigError {
+        match self.locator() {
+            Some(locator) => locator.field_error(field, message),
+            None => ConfigError {
+                file: self.source_path.display().to_string(),
+                line: 0,
+                column: 0,
+                field: field.to_string(),
+                message: message.to_string(),
+            },
+        }
+    }
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// The text a plugin sees for a `[connectors.NAME.config]` value.
+pub fn config_value_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

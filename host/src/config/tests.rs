@@ -1,0 +1,104 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("config/test.toml"))
+}
+
+const MINIMAL: &str = r#"
+[connectors.rss]
+plugin = "rss.wasm"
+role = "poller"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults_and_resolves_paths() {
+    let config = parse(MINIMAL).unwrap();
+    let rss = &config.connectors["rss"];
+    assert_eq!(rss.concurrency, 32);
+    assert_eq!(rss.role, Role::Poller);
+    assert_eq!(
+        config.resolve(&rss.plugin),
+        PathBuf::from("config/rss.wasm")
+    );
+    assert_eq!(config.database_url(), "sqlite://config/tsunagi.db");
+}
+
+#[test]
+fn unknown_field_names_file_line_column_and_field() {
+    let text = "[connectors.rss]\nplugin = \"rss.wasm\"\nrole = \"poller\"\n\n[connectors.rss.schedule]\nmin_intervall = \"5m\"\n";
+    let error = parse(text).unwrap_err();
+    assert_eq!((error.line, error.column), (6, 1), "{error}");
+    assert_eq!(error.field, "connectors.rss.schedule.min_intervall");
+    assert!(error.message.contains("unknown field"), "{error}");
+    assert!(
+        error.to_string().starts_with("config/test.toml:6:1: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_duration_is_located() {
+    let text = "[connectors.rss]\nplugin = \"rss.wasm\"\nrole = \"poller\"\n[connectors.rss.limits]\ncall_timeout = \"soon\"\n";
+    let error = parse(text).unwrap_err();
+    assert_eq!(error.line, 5, "{error}");
+    assert_eq!(error.field, "connectors.rss.limits.call_timeout");
+}
+
+#[test]
+fn semantic_errors_point_at_the_field() {
+    let text =
+        "[connectors.rss]\nplugin = \"rss.wasm\"\nrole = \"poller\"\nsinks = [\"archive\"]\n";
+    let error = parse(text).unwrap_err();
+    assert_eq!(error.field, "connectors.rss.sinks");
+    assert_eq!(error.line, 4, "{error}");
+    assert!(error.message.contains("[sinks.archive]"), "{error}");
+
+    let text = "[connectors.rss]\nplugin = \"rss.wasm\"\nrole = \"poller\"\n[connectors.rss.schedule]\nmin_interval = \"3h\"\nmax_interval = \"1h\"\n";
+    let error = parse(text).unwrap_err();
+    assert_eq!(error.line, 5, "{error}");
+}
+
+#[test]
+fn egress_rules_and_sinks_parse() {
+    let text = r#"
+[connectors.rss]
+plugin = "rss.wasm"
+role = "poller"
+sinks = ["archive", "hook"]
+[[connectors.rss.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = 8080
+[connectors.rss.config]
+user_agent = "x"
+max = 3
+
+[sinks.archive]
+kind = "jsonl"
+path = "items.jsonl"
+[sinks.hook]
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+"#;
+    let config = parse(text).unwrap();
+    let rss = &config.connectors["rss"];
+    assert_eq!(rss.egress.allow[0].port, Some(8080));
+    assert_eq!(config_value_text(&rss.config["max"]).as_deref(), Some("3"));
+    assert!(matches!(
+        config.sinks["hook"],
+        SinkSettings::Webhook {
+            max_attempts: 12,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn wrong_role_and_bad_scheme_are_refused() {
+    let error = parse("[connectors.rss]\nplugin = \"a.wasm\"\nrole = \"searcher\"\n").unwrap_err();
+    assert_eq!(error.line, 3, "{error}");
+    let text = "[connectors.rss]\nplugin = \"a.wasm\"\nrole = \"poller\"\n[[connectors.rss.egress.allow]]\nscheme = \"ftp\"\nhost = \"x\"\n";
+    let error = parse(text).unwrap_err();
+    assert_eq!(error.field, "connectors.rss.egress.allow[0].scheme");
+    assert_eq!(error.line, 5, "{error}");
+}

@@ -1,0 +1,368 @@
+//! Egress: the one path by which a plugin reaches the network.
+//!
+//! Plugins speak plain `wasi:http`; no default sender is linked, so every request lands in
+//! [`ConnectorEgress::send_request`]. There it is checked against the connector's allowlist,
+//! sent through the connector's pooled HTTP client under connect / first-byte / total timeouts,
+//! and its response body is capped. Each exchange is recorded for the call that made it, so the
+//! scheduler can honour `Retry-After` and `Cache-Control` without trusting the plugin.
+//! Credentials, rate limits and circuit breakers slot into [`ConnectorEgress::exchange`].
+
+mod policy;
+
+pub use policy::{EgressPolicy, EgressRefusal};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Per-connector caps on one HTTP exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct EgressLimits {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_response_bytes: u64,
+}
+
+/// What the host saw of one exchange a plugin made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExchangeRecord {
+    pub url: String,
+    pub status: Option<u16>,
+    /// From `Retry-After` (seconds or an HTTP date).
+    pub retry_after: Option<Duration>,
+    /// From `Cache-Control: max-age`.
+    pub max_age: Option<Duration>,
+    /// Why the exchange failed on the host side (refused, timed out, too large, …).
+    pub error: Option<String>,
+}
+
+/// The exchanges of the current call, shared with the futures that carry them out.
+pub type ExchangeLog = Arc<Mutex<Vec<ExchangeRecord>>>;
+
+/// Builds the pooled HTTP client of one connector.
+pub fn build_client(limits: &EgressLimits, pool_size: usize) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(limits.connect_timeout)
+        .pool_max_idle_per_host(pool_size)
+        .pool_idle_timeout(Duration::from_secs(90))
+        // A redirect is the plugin's decision, and each hop must pass the allowlist again.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// The `wasi:http` hooks of one plugin instance.
+pub struct ConnectorEgress {
+    policy: Arc<EgressPolicy>,
+    client: reqwest::Client,
+    limits: EgressLimits,
+    log: ExchangeLog,
+}
+
+impl ConnectorEgress {
+    pub fn new(policy: Arc<EgressPolicy>, client: reqwest::Client, limits: EgressLimits) -> Self {
+        Self {
+            policy,
+            client,
+            limits,
+            log: ExchangeLog::default(),
+        }
+    }
+
+    /// Starts a fresh record for the next call and returns it.
+    pub fn begin_call(&mut self) -> ExchangeLog {
+        self.log = ExchangeLog::default();
+        self.log.clone()
+    }
+
+    fn exchange(&self) -> Exchange {
+        Exchange {
+            policy: self.policy.clone(),
+            client: self.client.clone(),
+            limits: self.limits,
+            log: self.log.clone(),
+        }
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for ConnectorEgress {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let exchange = self.exchange();
+        Box::new(async move {
+            let response = exchange.run(request, options).await?;
+            let io_done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, io_done))
+        })
+    }
+}
+
+/// One request on its way out, detached from the store.
+struct Exchange {
+    policy: Arc<EgressPolicy>,
+    client: reqwest::Client,
+    limits: EgressLimits,
+    log: ExchangeLog,
+}
+
+impl Exchange {
+    async fn run(
+        self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<http::Response<WasiBody>, HttpError> {
+        let url = request.uri().to_string();
+        let mut record = ExchangeRecord {
+            url: url.clone(),
+            ..ExchangeRecord::default()
+        };
+        let result = self.send(request, options, &mut record).await;
+        if let Err((error, reason)) = &result {
+            tracing::debug!(connector = %self.policy.connector(), %url, ?error, "egress failed: {reason}");
+            record.error = Some(reason.clone());
+        }
+        if let Ok(mut log) = self.log.lock() {
+            log.push(record);
+        }
+        result.map_err(|(error, _)| error)
+    }
+
+    async fn send(
+        &self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        record: &mut ExchangeRecord,
+    ) -> Result<http::Response<WasiBody>, (HttpError, String)> {
+        if let Err(refusal) = self.policy.check(request.uri()) {
+            tracing::warn!(connector = %self.policy.connector(), url = %request.uri(), "{refusal}");
+            let message = refusal.to_string();
+            return Err((HttpError::InternalError(Some(message.clone())), message));
+        }
+        let limits = effective_limits(&self.limits, options);
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| (e, "could not read the plugin's request body".to_string()))?
+            .to_bytes();
+        let outgoing = self
+            .client
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body);
+
+        let deadline = tokio::time::Instant::now() + limits.request_timeout;
+        let first_byte = limits.first_byte_timeout.min(limits.request_timeout);
+        let response = match tokio::time::timeout(first_byte, outgoing.send()).await {
+            Err(_) => {
+                return Err((
+                    HttpError::ConnectionReadTimeout,
+                    format!("no response headers within {first_byte:?}"),
+                ));
+            }
+            Ok(Err(e)) => return Err(transport_error(&e)),
+            Ok(Ok(response)) => response,
+        };
+        record.status = Some(response.status().as_u16());
+        record.retry_after = retry_after(response.headers());
+        record.max_age = max_age(response.headers());
+
+        let status = response.status();
+        let mut headers = response.headers().clone();
+        for hop_by_hop in ["transfer-encoding", "connection", "keep-alive"] {
+            headers.remove(hop_by_hop);
+        }
+        let body =
+            tokio::time::timeout_at(deadline, read_capped(response, limits.max_response_bytes))
+                .await
+                .map_err(|_| {
+                    (
+                        HttpError::HttpResponseTimeout,
+                        format!(
+                            "response body not complete within {:?}",
+                            limits.request_timeout
+                        ),
+                    )
+                })??;
+
+        let mut builder = http::Response::builder().status(status);
+        if let Some(target) = builder.headers_mut() {
+            *target = headers;
+        }
+        builder
+            .body(
+                Full::new(body)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|e| {
+                (
+                    HttpError::InternalError(Some(e.to_string())),
+                    format!("could not rebuild the response: {e}"),
+                )
+            })
+    }
+}
+
+fn effective_limits(limits: &EgressLimits, options: Option<RequestOptions>) -> EgressLimits {
+    let mut out = *limits;
+    if let Some(options) = options {
+        if let Some(t) = options.connect_timeout {
+            out.connect_timeout = out.connect_timeout.min(t);
+        }
+        if let Some(t) = options.first_byte_timeout {
+            out.first_byte_timeout = out.first_byte_timeout.min(t);
+        }
+    }
+    out
+}
+
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: u64,
+) -> Result<Bytes, (HttpError, String)> {
+    if let Some(length) = response.content_length()
+        && length > cap
+    {
+        return Err(too_large(cap));
+    }
+    let mut body = BytesMut::with_capacity(
+        usize::try_from(response.content_length().unwrap_or(16 * 1024).min(cap)).unwrap_or(0),
+    );
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+        if body.len() as u64 + chunk.len() as u64 > cap {
+            return Err(too_large(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn too_large(cap: u64) -> (HttpError, String) {
+    (
+        HttpError::HttpResponseBodySize(Some(cap)),
+        format!("response body larger than the {cap}-byte limit"),
+    )
+}
+
+fn transport_error(error: &reqwest::Error) -> (HttpError, String) {
+    let reason = format!("{error}: {}", source_chain(error));
+    let code = if error.is_connect() {
+        HttpError::ConnectionRefused
+    } else if error.is_timeout() {
+        HttpError::ConnectionTimeout
+    } else {
+        HttpError::InternalError(Some(reason.clone()))
+    };
+    (code, reason)
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut current = error.source();
+    while let Some(source) = current {
+        parts.push(source.to_string());
+        current = source.source();
+    }
+    parts.join(": ")
+}
+
+/// `Retry-After` as a delay: delta-seconds, or an HTTP date relative to now.
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate_to_system_time(value)?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// `max-age` from `Cache-Control`, unless `no-store`/`no-cache` say not to rely on it.
+pub fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::CACHE_CONTROL)?.to_str().ok()?;
+    let mut age = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return None;
+        }
+        if let Some(seconds) = lower.strip_prefix("max-age=") {
+            age = seconds
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    age
+}
+
+fn httpdate_to_system_time(value: &str) -> Option<std::time::SystemTime> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let parsed = time::PrimitiveDateTime::parse(value, &format).ok()?;
+    let seconds = parsed.assume_utc().unix_timestamp();
+    let seconds = u64::try_from(seconds).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_ignores_garbage() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+        headers.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn retry_after_date_in_the_past_is_zero() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn max_age_respects_no_cache() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            "public, max-age=600".parse().unwrap(),
+        );
+        assert_eq!(max_age(&headers), Some(Duration::from_secs(600)));
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            "no-cache, max-age=600".parse().unwrap(),
+        );
+        assert_eq!(max_age(&headers), None);
+    }
+}

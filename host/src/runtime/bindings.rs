@@ -1,0 +1,11 @@
+//! Host-side bindings generated from `wit/connector.wit`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "poller",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use exports::tsunagi::connector::poll::{PollRequest, PollResponse};
+pub use tsunagi::connector::types::ErrorKind;

@@ -1,0 +1,226 @@
+//! The state each plugin instance's store carries, and the host side of the `tsunagi:connector`
+//! imports (state, config, log). WASI is linked with no files, no sockets and no environment:
+//! the only way out is `wasi:http`, which lands in [`crate::egress`].
+
+use super::bindings;
+use super::bindings::tsunagi::connector::{config, log, state, types};
+use crate::egress::ConnectorEgress;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tsunagi_backends::{StateScope, StateStore};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Log lines one call may write before the rest are dropped (a plugin must not flood the log).
+const LOG_LINES_PER_CALL: u32 = 200;
+
+/// What the host provides to every instance of one connector.
+pub struct ConnectorServices {
+    pub connector: String,
+    /// `[connectors.NAME.config]`, as text.
+    pub config: BTreeMap<String, String>,
+    pub state: Arc<dyn StateStore>,
+}
+
+/// The target a call is for, with its target-scoped state: loaded before the call, and the
+/// writes the call made, committed by the caller together with the call's results.
+#[derive(Debug, Clone, Default)]
+pub struct TargetCall {
+    pub target_id: i64,
+    pub target: String,
+    pub state: HashMap<String, String>,
+    pub writes: BTreeMap<String, Option<String>>,
+    log_lines: u32,
+}
+
+impl TargetCall {
+    pub fn new(target_id: i64, target: &str, state: HashMap<String, String>) -> Self {
+        Self {
+            target_id,
+            target: target.to_string(),
+            state,
+            ..Self::default()
+        }
+    }
+}
+
+pub struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pub(super) limits: MemoryCap,
+    pub(super) egress: ConnectorEgress,
+    pub(super) services: Arc<ConnectorServices>,
+    pub(super) call: TargetCall,
+}
+
+impl InstanceState {
+    pub fn new(
+        services: Arc<ConnectorServices>,
+        egress: ConnectorEgress,
+        memory_limit: usize,
+    ) -> Self {
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: MemoryCap {
+                limit: memory_limit,
+                exceeded: false,
+            },
+            egress,
+            services,
+            call: TargetCall::default(),
+        }
+    }
+}
+
+/// Caps an instance's linear memory, and remembers whether the plugin ran into the cap, so a
+/// failed call can say "memory limit" rather than a bare trap.
+pub struct MemoryCap {
+    pub limit: usize,
+    pub exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.limit;
+        self.exceeded |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million entries is far beyond any honest plugin.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
+    }
+}
+
+/// Links WASI (sandboxed), `wasi:http` (through the egress hook) and the host services.
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    bindings::Poller::add_to_linker::<InstanceState, HasSelf<InstanceState>>(linker, |s| s)?;
+    Ok(())
+}
+
+impl types::Host for InstanceState {}
+
+impl state::Host for InstanceState {
+    async fn get(&mut self, scope: state::Scope, key: String) -> wasmtime::Result<Option<String>> {
+        match scope {
+            state::Scope::Target => Ok(match self.call.writes.get(&key) {
+                Some(written) => written.clone(),
+                None => self.call.state.get(&key).cloned(),
+            }),
+            state::Scope::Connector => Ok(self
+                .services
+                .state
+                .get_state(&self.services.connector, StateScope::Connector, &key)
+                .await?),
+        }
+    }
+
+    async fn set(
+        &mut self,
+        scope: state::Scope,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        self.write_state(scope, key, Some(value)).await
+    }
+
+    async fn delete(&mut self, scope: state::Scope, key: String) -> wasmtime::Result<()> {
+        self.write_state(scope, key, None).await
+    }
+}
+
+impl InstanceState {
+    async fn write_state(
+        &mut self,
+        scope: state::Scope,
+        key: String,
+        value: Option<String>,
+    ) -> wasmtime::Result<()> {
+        match scope {
+            state::Scope::Target => {
+                self.call.writes.insert(key, value);
+                Ok(())
+            }
+            state::Scope::Connector => Ok(self
+                .services
+                .state
+                .set_state(
+                    &self.services.connector,
+                    StateScope::Connector,
+                    &key,
+                    value.as_deref(),
+                )
+                .await?),
+        }
+    }
+}
+
+impl config::Host for InstanceState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.services.config.get(&key).cloned())
+    }
+}
+
+impl log::Host for InstanceState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.call.log_lines += 1;
+        if self.call.log_lines > LOG_LINES_PER_CALL {
+            if self.call.log_lines == LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(connector = %self.services.connector, target = %self.call.target,
+                    "plugin log limit of {LOG_LINES_PER_CALL} lines per call reached; dropping the rest");
+            }
+            return Ok(());
+        }
+        let connector = &self.services.connector;
+        let target = &self.call.target;
+        match level {
+            log::Level::Trace => tracing::trace!(%connector, %target, plugin = true, "{message}"),
+            log::Level::Debug => tracing::debug!(%connector, %target, plugin = true, "{message}"),
+            log::Level::Info => tracing::info!(%connector, %target, plugin = true, "{message}"),
+            log::Level::Warn => tracing::warn!(%connector, %target, plugin = true, "{message}"),
+            log::Level::Error => tracing::error!(%connector, %target, plugin = true, "{message}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! Runtime: the wasmtime engine, loading and validating connector components, and running
+//! calls on reused instances under time and memory limits.
+//!
+//! - [`Runtime`] owns one engine (pooling allocator, epoch interruption, optional compile cache)
+//!   and a thread that advances the epoch.
+//! - [`Plugin`] is a compiled, validated component: its imports link, its exports match the role
+//!   the TOML declares, and it is identified by the sha256 of its bytes.
+//! - [`ConnectorRuntime`] runs calls for one connector on a pool of reused instances.
+
+mod bindings;
+mod instance;
+mod pool;
+
+pub use instance::{ConnectorServices, TargetCall};
+pub use pool::{
+    CallError, CallOutcome, ConnectorRuntime, ConnectorRuntimeSettings, FailureKind, PollResult,
+};
+
+use crate::config::Role;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; call deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Instances that may exist at once across all connectors (sizes the pooling allocator).
+    pub max_instances: u32,
+    /// Largest linear memory any connector may grow to.
+    pub max_memory_bytes: u64,
+    /// Directory for wasmtime's compiled-code cache.
+    pub compile_cache: Option<PathBuf>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            max_instances: 256,
+            max_memory_bytes: 128 << 20,
+            compile_cache: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plugin {path} is not a WebAssembly component: {reason}")]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error("plugin {path} cannot be linked: {reason}")]
+    Link { path: PathBuf, reason: String },
+    #[error("plugin {path} does not fit role '{role}': {reason}")]
+    WrongRole {
+        path: PathBuf,
+        role: &'static str,
+        reason: String,
+    },
+    #[error("engine setup failed: {0}")]
+    Engine(String),
+}
+
+/// The wasmtime engine and what every connector shares.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<instance::InstanceState>,
+}
+
+impl Runtime {
+    pub fn new(settings: &RuntimeSettings) -> Result<Arc<Self>, LoadError> {
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = settings.max_instances.max(4);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX));
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = &settings.compile_cache {
+            let mut cache_config = wasmtime::CacheConfig::new();
+            cache_config.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache_config).map_err(|e| {
+                LoadError::Engine(format!("compile cache at {}: {e}", dir.display()))
+            })?;
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        instance::add_to_linker(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+
+        let runtime = Arc::new(Self { engine, linker });
+        spawn_epoch_ticker(Arc::downgrade(&runtime));
+        Ok(runtime)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads, compiles and validates a plugin for `role`. Compilation is CPU-heavy; call this
+    /// from a blocking-friendly context (see [`Runtime::load_blocking`]).
+    pub fn load(&self, path: &Path, role: Role) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(path, &bytes, role)
+    }
+
+    /// Like [`Runtime::load`], off the async executor's threads.
+    pub async fn load_blocking(
+        self: &Arc<Self>,
+        path: PathBuf,
+        role: Role,
+    ) -> Result<Plugin, LoadError> {
+        let runtime = self.clone();
+        let join_path = path.clone();
+        tokio::task::spawn_blocking(move || runtime.load(&path, role))
+            .await
+            .map_err(|e| {
+                LoadError::Engine(format!("loading {} panicked: {e}", join_path.display()))
+            })?
+    }
+
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8], role: Role) -> Result<Plugin, LoadError> {
+        if !wasmparser_is_component(bytes) {
+            return Err(LoadError::NotAComponent {
+                path: path.to_path_buf(),
+                reason: if bytes.starts_with(b"\0asm") {
+                    "it is a core wasm module; build it as a component (target wasm32-wasip2)"
+                        .to_string()
+                } else {
+                    "it does not start with the wasm magic bytes".to_string()
+                },
+            });
+        }
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::Link {
+                    path: path.to_path_buf(),
+                    reason: format!("{e:#}"),
+                })?;
+        let poller_pre = match role {
+            Role::Poller => {
+                bindings::PollerPre::new(instance_pre).map_err(|e| LoadError::WrongRole {
+                    path: path.to_path_buf(),
+                    role: "poller",
+                    reason: format!(
+                        "it must export tsunagi:connector/poll@0.1.0 ({})",
+                        first_line(&format!("{e:#}"))
+                    ),
+                })?
+            }
+        };
+        Ok(Plugin {
+            path: path.to_path_buf(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len(),
+            role,
+            poller_pre,
+        })
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// A component has layer 1 in the version field of its preamble; a core module has layer 0.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[0..4] == b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+fn spawn_epoch_ticker(runtime: Weak<Runtime>) {
+    let spawned = std::thread::Builder::new()
+        .name("tsunagi-epoch".to_string())
+        .spawn(move || {
+            while let Some(runtime) = runtime.upgrade() {
+                runtime.engine.increment_epoch();
+                drop(runtime);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the epoch thread, runaway plugins cannot be stopped: {e}");
+    }
+}
+
+/// A compiled, validated plugin.
+#[derive(Clone)]
+pub struct Plugin {
+    pub path: PathBuf,
+    /// Hex sha256 of the component's bytes: the plugin's version identity.
+    pub sha256: String,
+    pub size: usize,
+    pub role: Role,
+    poller_pre: bindings::PollerPre<instance::InstanceState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .finish()
+    }
+}

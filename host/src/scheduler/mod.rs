@@ -1,0 +1,168 @@
+//! Scheduler: when each target runs next.
+//!
+//! [`PollPolicy`] is a pure function of a poll's outcome and the clock. The interval adapts to
+//! the target's activity — halved when the poll brought something newer than the last poll,
+//! stretched by half when it did not — within the connector's `min_interval`/`max_interval`.
+//! Upstream hints (`Retry-After`, `Cache-Control: max-age`, the feed's own TTL) set a floor.
+//! Failures back off exponentially from `error_backoff`. A per-target offset derived from the
+//! target id spreads targets that became due together, without making tests random.
+//!
+//! The claim loop that turns due targets into work lives in [`crate::workers`].
+
+use crate::clock::parse_rfc3339;
+use crate::config::ScheduleSettings;
+use crate::runtime::{CallError, FailureKind, PollResult};
+use std::time::Duration;
+use tsunagi_backends::{Millis, Target};
+
+/// Schedule rules of one connector.
+#[derive(Debug, Clone)]
+pub struct PollPolicy {
+    pub min_interval: Duration,
+    pub max_interval: Duration,
+    pub error_backoff: Duration,
+}
+
+/// The upstream's hints about when to come back, as seen by the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamHints {
+    pub retry_after: Option<Duration>,
+    pub max_age: Option<Duration>,
+    pub feed_ttl: Option<Duration>,
+}
+
+/// When a target runs next, and the interval that led there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextRun {
+    pub at: Millis,
+    pub interval_ms: i64,
+}
+
+/// Whether a poll showed the target to be active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Something newer than the previous poll.
+    Active,
+    /// Nothing newer (or 304 Not Modified).
+    Quiet,
+    /// Cannot tell (items carry no dates); keep the pace.
+    Unknown,
+}
+
+impl From<&ScheduleSettings> for PollPolicy {
+    fn from(settings: &ScheduleSettings) -> Self {
+        Self {
+            min_interval: settings.min_interval,
+            max_interval: settings.max_interval,
+            error_backoff: settings.error_backoff,
+        }
+    }
+}
+
+impl PollPolicy {
+    /// The next run after a successful poll.
+    pub fn after_success(
+        &self,
+        target: &Target,
+        activity: Activity,
+        hints: UpstreamHints,
+        now: Millis,
+    ) -> NextRun {
+        let min = ms(self.min_interval);
+        let max = ms(self.max_interval).max(min);
+        let previous = target.interval_ms.unwrap_or(min).clamp(min, max);
+        let adapted = match activity {
+            Activity::Active => previous / 2,
+            Activity::Quiet => previous.saturating_add(previous / 2),
+            Activity::Unknown => previous,
+        }
+        .clamp(min, max);
+        let floor = [hints.retry_after, hints.max_age, hints.feed_ttl]
+            .into_iter()
+            .flatten()
+            .map(ms)
+            .max()
+            .unwrap_or(0)
+            .min(max);
+        let wait = adapted.max(floor);
+        NextRun {
+            at: now
+                .saturating_add(wait)
+                .saturating_add(spread(target.id, wait)),
+            interval_ms: adapted,
+        }
+    }
+
+    /// The next run after a failed poll; `target.error_count` is the count before this failure.
+    pub fn after_failure(
+        &self,
+        target: &Target,
+        error: &CallError,
+        hints: UpstreamHints,
+        now: Millis,
+    ) -> NextRun {
+        let min = ms(self.min_interval);
+        let max = ms(self.max_interval).max(min);
+        let base = ms(self.error_backoff).max(1);
+        let wait = match error {
+            CallError::Connector {
+                kind: FailureKind::Permanent,
+                ..
+            } => max,
+            _ => {
+                let doublings = target.error_count.min(30);
+                base.saturating_mul(1_i64 << doublings).min(max)
+            }
+        };
+        let wait = wait.max(hints.retry_after.map(ms).unwrap_or(0).min(max));
+        NextRun {
+            at: now
+                .saturating_add(wait)
+                .saturating_add(spread(target.id, wait)),
+            interval_ms: target.interval_ms.unwrap_or(min),
+        }
+    }
+}
+
+/// Judges activity from the items' dates against the previous poll.
+pub fn activity(target: &Target, result: &PollResult) -> Activity {
+    if result.not_modified {
+        return Activity::Quiet;
+    }
+    let Some(last_polled) = target.last_polled_at else {
+        // First poll: everything is new, but that says nothing about the pace.
+        return Activity::Unknown;
+    };
+    let mut dated = false;
+    for item in &result.items {
+        let newest = [item.updated.as_deref(), item.published.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(parse_rfc3339)
+            .max();
+        if let Some(when) = newest {
+            dated = true;
+            if when > last_polled {
+                return Activity::Active;
+            }
+        }
+    }
+    if dated || result.items.is_empty() {
+        Activity::Quiet
+    } else {
+        Activity::Unknown
+    }
+}
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Up to 10% of `wait`, fixed per target, so targets added together drift apart.
+fn spread(target_id: i64, wait: i64) -> i64 {
+    let hash = (target_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1023
+    wait / 10 * i64::try_from(hash).unwrap_or(0) / 1024
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+use super::*;
+use tsunagi_backends::Item;
+
+const MIN: i64 = 60_000;
+const MAX: i64 = 3_600_000;
+
+fn policy() -> PollPolicy {
+    PollPolicy {
+        min_interval: Duration::from_millis(MIN as u64),
+        max_interval: Duration::from_millis(MAX as u64),
+        error_backoff: Duration::from_secs(30),
+    }
+}
+
+fn target(interval_ms: Option<i64>, error_count: u32) -> Target {
+    Target {
+        // id 0 has no spread, so expected times are exact.
+        id: 0,
+        connector: "rss".into(),
+        target: "http://127.0.0.1/feed".into(),
+        next_run_at: 0,
+        etag: None,
+        last_modified: None,
+        cursor: None,
+        error_count,
+        last_error: None,
+        last_polled_at: Some(1_000_000),
+        interval_ms,
+    }
+}
+
+fn item_dated(published: &str) -> Item {
+    Item {
+        id: published.into(),
+        published: Some(published.into()),
+        ..Item::default()
+    }
+}
+
+#[test]
+fn active_halves_and_quiet_stretches_within_bounds() {
+    let p = policy();
+    let now = 10_000_000;
+    let t = target(Some(600_000), 0);
+    let active = p.after_success(&t, Activity::Active, UpstreamHints::default(), now);
+    assert_eq!(active.interval_ms, 300_000);
+    assert_eq!(active.at, now + 300_000);
+    let quiet = p.after_success(&t, Activity::Quiet, UpstreamHints::default(), now);
+    assert_eq!(quiet.interval_ms, 900_000);
+
+    let at_min = p.after_success(
+        &target(Some(MIN), 0),
+        Activity::Active,
+        UpstreamHints::default(),
+        now,
+    );
+    assert_eq!(at_min.interval_ms, MIN);
+    let at_max = p.after_success(
+        &target(Some(MAX), 0),
+        Activity::Quiet,
+        UpstreamHints::default(),
+        now,
+    );
+    assert_eq!(at_max.interval_ms, MAX);
+}
+
+#[test]
+fn upstream_hints_set_a_floor_capped_by_max() {
+    let p = policy();
+    let now = 0;
+    let t = target(Some(MIN), 0);
+    let hints = UpstreamHints {
+        max_age: Some(Duration::from_secs(600)),
+        ..UpstreamHints::default()
+    };
+    let next = p.after_success(&t, Activity::Active, hints, now);
+    assert_eq!(next.at, 600_000, "Cache-Control max-age is honoured");
+    assert_eq!(
+        next.interval_ms, MIN,
+        "the hint does not distort the adaptive interval"
+    );
+
+    let ttl = UpstreamHints {
+        feed_ttl: Some(Duration::from_secs(20 * 60)),
+        ..UpstreamHints::default()
+    };
+    assert_eq!(
+        p.after_success(&t, Activity::Unknown, ttl, now).at,
+        1_200_000
+    );
+
+    let huge = UpstreamHints {
+        retry_after: Some(Duration::from_secs(86_400)),
+        ..UpstreamHints::default()
+    };
+    assert_eq!(p.after_success(&t, Activity::Unknown, huge, now).at, MAX);
+}
+
+#[test]
+fn failures_back_off_exponentially_up_to_max() {
+    let p = policy();
+    let err = CallError::Connector {
+        kind: FailureKind::Transient,
+        message: "503".into(),
+    };
+    let waits: Vec<i64> = (0..9)
+        .map(|n| {
+            p.after_failure(&target(None, n), &err, UpstreamHints::default(), 0)
+                .at
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        vec![
+            30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000, MAX, MAX
+        ]
+    );
+}
+
+#[test]
+fn permanent_failures_wait_the_longest_and_retry_after_is_honoured() {
+    let p = policy();
+    let permanent = CallError::Connector {
+        kind: FailureKind::Permanent,
+        message: "410 Gone".into(),
+    };
+    assert_eq!(
+        p.after_failure(&target(None, 0), &permanent, UpstreamHints::default(), 0)
+            .at,
+        MAX
+    );
+    let limited = CallError::Connector {
+        kind: FailureKind::RateLimited,
+        message: "429".into(),
+    };
+    let hints = UpstreamHints {
+        retry_after: Some(Duration::from_secs(900)),
+        ..UpstreamHints::default()
+    };
+    assert_eq!(
+        p.after_failure(&target(None, 0), &limited, hints, 0).at,
+        900_000
+    );
+}
+
+#[test]
+fn activity_compares_item_dates_with_the_last_poll() {
+    let t = target(None, 0); // last polled at 1_000_000 ms = 1970-01-01T00:16:40Z
+    let newer = PollResult {
+        items: vec![item_dated("1970-01-01T00:20:00Z")],
+        ..PollResult::default()
+    };
+    assert_eq!(activity(&t, &newer), Activity::Active);
+    let older = PollResult {
+        items: vec![item_dated("1970-01-01T00:10:00Z")],
+        ..PollResult::default()
+    };
+    assert_eq!(activity(&t, &older), Activity::Quiet);
+    let undated = PollResult {
+        items: vec![Item {
+            id: "x".into(),
+            ..Item::default()
+        }],
+        ..PollResult::default()
+    };
+    assert_eq!(activity(&t, &undated), Activity::Unknown);
+    let not_modified = PollResult {
+        not_modified: true,
+        ..PollResult::default()
+    };
+    assert_eq!(activity(&t, &not_modified), Activity::Quiet);
+}
+
+#[test]
+fn spread_is_bounded_and_deterministic() {
+    for id in 0..1000 {
+        let s = spread(id, 100_000);
+        assert!((0..10_000).contains(&s), "{id}: {s}");
+        assert_eq!(s, spread(id, 100_000));
+    }
+    assert!(
+        (0..1000)
+            .map(|id| spread(id, 100_000))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 100
+    );
+}

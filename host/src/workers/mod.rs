@@ -1,0 +1,292 @@
+//! Workers: turn due targets into plugin calls, with bounded concurrency per connector.
+//!
+//! A [`PollPipeline`] claims due targets only when it has a free worker slot, so no target sits
+//! leased in a local queue behind a slow one: a hanging feed holds one slot until its call times
+//! out while every other slot keeps moving. Each claim becomes one call; its outcome is
+//! committed with the items, the target's new state and its next run in one transaction.
+
+use crate::clock::SharedClock;
+use crate::egress::ExchangeRecord;
+use crate::runtime::{CallError, CallOutcome, ConnectorRuntime, PollResult, TargetCall};
+use crate::scheduler::{PollPolicy, UpstreamHints, activity};
+use crate::stats::ConnectorStats;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tsunagi_backends::{Backend, Delivery, Item, PollCommit, TargetClaim};
+
+/// Items one poll may return; the rest are dropped with a warning (a feed is not a dump).
+const MAX_ITEMS_PER_POLL: usize = 10_000;
+
+/// Something that can poll a target: the sandboxed plugin in production, a native stand-in in
+/// the benchmark's reference runs.
+#[async_trait]
+pub trait TargetPoller: Send + Sync {
+    async fn poll(
+        &self,
+        call: TargetCall,
+        etag: Option<String>,
+        last_modified: Option<String>,
+        cursor: Option<String>,
+    ) -> CallOutcome;
+}
+
+#[async_trait]
+impl TargetPoller for ConnectorRuntime {
+    async fn poll(
+        &self,
+        call: TargetCall,
+        etag: Option<String>,
+        last_modified: Option<String>,
+        cursor: Option<String>,
+    ) -> CallOutcome {
+        ConnectorRuntime::poll(self, call, etag, last_modified, cursor).await
+    }
+}
+
+/// Whether a pipeline runs until told to stop, or until no target is due (demo, benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    Forever,
+    UntilIdle,
+}
+
+/// Everything one connector's poll loop needs.
+pub struct PollPipeline {
+    pub connector: String,
+    pub backend: Arc<dyn Backend>,
+    pub poller: Arc<dyn TargetPoller>,
+    pub policy: PollPolicy,
+    pub clock: SharedClock,
+    pub worker_id: String,
+    pub lease: Duration,
+    pub claim_batch: u32,
+    pub idle_poll: Duration,
+    pub concurrency: usize,
+    /// Job queues that receive this connector's new items.
+    pub deliver_to: Vec<Delivery>,
+    pub stats: Arc<ConnectorStats>,
+}
+
+impl PollPipeline {
+    /// Claims and runs due targets until `stop` is cancelled (or, in [`RunMode::UntilIdle`],
+    /// until nothing is due and nothing is running). After `stop`, in-flight calls get `grace`
+    /// to finish; calls still running then are abandoned and their leases expire.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken, mode: RunMode, grace: Duration) {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut running = JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            let first_slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                () = stop.cancelled() => break,
+            };
+            let wanted = (slots.available_permits() + 1).min(self.claim_batch as usize);
+            let claimed = self
+                .backend
+                .claim_due(
+                    &self.connector,
+                    &self.worker_id,
+                    self.clock.now_ms(),
+                    self.lease,
+                    u32::try_from(wanted).unwrap_or(u32::MAX),
+                )
+                .await;
+            let claims = match claimed {
+                Ok(claims) => claims,
+                Err(error) => {
+                    tracing::error!(connector = %self.connector, "cannot claim due targets: {error}");
+                    drop(first_slot);
+                    if wait_or_stop(&stop, self.idle_poll, &mut running).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if claims.is_empty() {
+                drop(first_slot);
+                if mode == RunMode::UntilIdle && running.is_empty() {
+                    break;
+                }
+                if wait_or_stop(&stop, self.idle_poll, &mut running).await {
+                    break;
+                }
+                continue;
+            }
+            let mut claims = claims.into_iter();
+            if let Some(claim) = claims.next() {
+                running.spawn(self.clone().execute(claim, first_slot));
+            }
+            for claim in claims {
+                // Only this loop takes slots, so the ones counted above are still free.
+                match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        running.spawn(self.clone().execute(claim, slot));
+                    }
+                    Err(_) => {
+                        let _ = self.backend.release(&claim, claim.target.next_run_at).await;
+                    }
+                }
+            }
+        }
+        if !running.is_empty() {
+            tracing::info!(connector = %self.connector, in_flight = running.len(),
+                "stopping: waiting up to {grace:?} for in-flight calls");
+            let drained = tokio::time::timeout(grace, async {
+                while running.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(connector = %self.connector, abandoned = running.len(),
+                    "calls still running after the grace period were abandoned; their leases will expire");
+                running.shutdown().await;
+            }
+        }
+    }
+
+    async fn execute(
+        self: Arc<Self>,
+        claim: TargetClaim,
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        self.stats.call_started();
+        self.poll_and_commit(&claim).await;
+        self.stats.call_finished();
+    }
+
+    async fn poll_and_commit(&self, claim: &TargetClaim) {
+        let target = &claim.target;
+        let state: HashMap<String, String> =
+            match self.backend.target_state(&self.connector, target.id).await {
+                Ok(pairs) => pairs.into_iter().collect(),
+                Err(error) => {
+                    tracing::error!(connector = %self.connector, target = %target.target,
+                    "cannot load target state, releasing the target: {error}");
+                    let _ = self.backend.release(claim, target.next_run_at).await;
+                    return;
+                }
+            };
+        let outcome = self
+            .poller
+            .poll(
+                TargetCall::new(target.id, &target.target, state),
+                target.etag.clone(),
+                target.last_modified.clone(),
+                target.cursor.clone(),
+            )
+            .await;
+        let hints = hints_from(&outcome.exchanges, outcome.result.as_ref().ok());
+        let now = self.clock.now_ms();
+        let (commit, seen, not_modified) = match outcome.result {
+            Ok(result) => {
+                let next = self
+                    .policy
+                    .after_success(target, activity(target, &result), hints, now);
+                let not_modified = result.not_modified;
+                let items = self.accept_items(&target.target, result.items);
+                let seen = items.len();
+                let commit = PollCommit::Success {
+                    items,
+                    // A 304 carries no new validators; keep the ones that earned it.
+                    etag: result
+                        .etag
+                        .or_else(|| not_modified.then(|| target.etag.clone()).flatten()),
+                    last_modified: result
+                        .last_modified
+                        .or_else(|| not_modified.then(|| target.last_modified.clone()).flatten()),
+                    cursor: result.cursor.or_else(|| target.cursor.clone()),
+                    state_writes: outcome.state_writes.into_iter().collect(),
+                    next_run_at: next.at,
+                    interval_ms: next.interval_ms,
+                    deliver_to: self.deliver_to.clone(),
+                };
+                (commit, Some(seen), not_modified)
+            }
+            Err(error) => {
+                let next = self.policy.after_failure(target, &error, hints, now);
+                let message = describe_failure(&error, &outcome.exchanges);
+                tracing::info!(connector = %self.connector, target = %target.target,
+                    errors_in_a_row = target.error_count + 1, "poll failed: {message}");
+                self.stats.poll_failed(&target.target, &message, now);
+                let commit = PollCommit::Failure {
+                    error: message,
+                    next_run_at: next.at,
+                };
+                (commit, None, false)
+            }
+        };
+        match self.backend.complete_poll(claim, commit, now).await {
+            Ok(report) if report.lease_lost => {
+                tracing::warn!(connector = %self.connector, target = %target.target,
+                    "lease lost before the poll was committed; another worker owns the target now");
+            }
+            Ok(report) => {
+                if let Some(seen) = seen {
+                    self.stats
+                        .poll_succeeded(not_modified, seen, report.new_items);
+                }
+            }
+            Err(error) => {
+                tracing::error!(connector = %self.connector, target = %target.target,
+                    "cannot commit the poll; the target will be retried when its lease expires: {error}");
+            }
+        }
+    }
+
+    /// Drops items no store could key, and caps how many one poll may bring.
+    fn accept_items(&self, target: &str, mut items: Vec<Item>) -> Vec<Item> {
+        let before = items.len();
+        items.retain(|item| !item.id.trim().is_empty());
+        if items.len() < before {
+            tracing::warn!(connector = %self.connector, %target,
+                "dropped {} items without an id", before - items.len());
+        }
+        if items.len() > MAX_ITEMS_PER_POLL {
+            tracing::warn!(connector = %self.connector, %target,
+                "poll returned {} items; keeping the first {MAX_ITEMS_PER_POLL}", items.len());
+            items.truncate(MAX_ITEMS_PER_POLL);
+        }
+        items
+    }
+}
+
+/// Returns true when `stop` fired; otherwise waits `idle` or until a running call finishes.
+async fn wait_or_stop(stop: &CancellationToken, idle: Duration, running: &mut JoinSet<()>) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(idle) => false,
+        Some(_) = running.join_next(), if !running.is_empty() => false,
+    }
+}
+
+fn hints_from(exchanges: &[ExchangeRecord], result: Option<&PollResult>) -> UpstreamHints {
+    UpstreamHints {
+        retry_after: exchanges.iter().filter_map(|e| e.retry_after).max(),
+        max_age: exchanges.iter().rev().find_map(|e| e.max_age),
+        feed_ttl: result.and_then(|r| r.refresh_after),
+    }
+}
+
+/// The failure as stored and shown: the plugin's account, plus what the host saw if the plugin
+/// did not say it (a refused or timed-out exchange).
+fn describe_failure(error: &CallError, exchanges: &[ExchangeRecord]) -> String {
+    let mut message = error.to_string();
+    for host_error in exchanges.iter().filter_map(|e| e.error.as_deref()) {
+        if !message.contains(host_error) {
+            message.push_str(&format!(" [host: {host_error}]"));
+        }
+    }
+    if let Some(status) = exchanges.last().and_then(|e| e.status)
+        && !message.contains(&status.to_string())
+    {
+        message.push_str(&format!(" [HTTP {status}]"));
+    }
+    message
+}

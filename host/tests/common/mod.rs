@@ -1,0 +1,117 @@
+//! Helpers shared by the end-to-end tests: plugin paths, config files, crawl rounds.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tsunagi::backends::Backend;
+use tsunagi::clock::ManualClock;
+use tsunagi::config::Config;
+use tsunagi::host::{Host, HostOptions, RunningHost};
+use tsunagi::stats::StatsSnapshot;
+use tsunagi::workers::RunMode;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// A plugin built by `scripts/build-plugins`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = workspace_root().join(format!(
+        "target/wasm32-wasip2/plugin/tsunagi_plugin_{name}.wasm"
+    ));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Compiled plugins are cached across tests and test binaries.
+pub fn compile_cache() -> PathBuf {
+    workspace_root().join("target/tsunagi-test-cache")
+}
+
+/// A `[host]` section for tests: database in `dir`, shared compile cache, short idle poll.
+pub fn host_section(extra: &str) -> String {
+    format!(
+        "[host]\ndatabase = \"test.db\"\ncompile_cache = \"{}\"\nidle_poll = \"50ms\"\nshutdown_grace = \"10s\"\n{extra}\n",
+        compile_cache().display()
+    )
+}
+
+/// An RSS connector allowed to reach `port` on 127.0.0.1.
+pub fn rss_connector(port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[connectors.rss]
+plugin = "{plugin}"
+role = "poller"
+concurrency = 32
+{extra}
+
+[connectors.rss.schedule]
+min_interval = "10m"
+max_interval = "1h"
+error_backoff = "1m"
+
+[connectors.rss.limits]
+call_timeout = "20s"
+
+[[connectors.rss.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {port}
+"#,
+        plugin = plugin("rss").display()
+    )
+}
+
+pub fn write_config(dir: &Path, text: &str) -> Config {
+    let path = dir.join("tsunagi.toml");
+    std::fs::write(&path, text).expect("write config");
+    Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+}
+
+pub async fn open_backend(config: &Config) -> Arc<dyn Backend> {
+    tsunagi::backends::open(&config.database_url())
+        .await
+        .expect("open backend")
+}
+
+/// Starts a host with a manual clock.
+pub async fn start_host(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    clock: &ManualClock,
+    mode: RunMode,
+) -> RunningHost {
+    let options = HostOptions {
+        clock: Arc::new(clock.clone()),
+        mode,
+        ..HostOptions::default()
+    };
+    Host::load(config.clone(), backend, options)
+        .await
+        .expect("host loads")
+        .start()
+        .await
+        .expect("host starts")
+}
+
+/// Runs one round: until nothing is due and nothing is running. Returns the first connector's
+/// counters for the round.
+pub async fn run_round(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    clock: &ManualClock,
+) -> StatsSnapshot {
+    let mut running = start_host(config, backend, clock, RunMode::UntilIdle).await;
+    running.pipelines_finished().await;
+    let view = running.view();
+    running.shutdown().await;
+    view.connectors[0].stats.snapshot()
+}

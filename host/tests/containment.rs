@@ -1,0 +1,175 @@
+//! Hostile plugins are contained: a plugin that loops forever, grows memory without end or
+//! traps costs one failed job and a log line; the host and other connectors carry on. And a
+//! plugin reaches nothing its allowlist does not name.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tsunagi::backends::StateScope;
+use tsunagi::clock::{Clock, ManualClock, SystemClock};
+use tsunagi::workers::RunMode;
+use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
+
+fn hostile(name: &str, mode: &str, extra: &str) -> String {
+    format!(
+        r#"
+[connectors.{name}]
+plugin = "{plugin}"
+role = "poller"
+concurrency = 2
+[connectors.{name}.config]
+mode = "{mode}"
+[connectors.{name}.limits]
+call_timeout = "2s"
+memory = "32 MiB"
+{extra}
+"#,
+        plugin = plugin("hostile").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_ballooning_and_trapping_plugins_cost_one_failed_job_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &hostile("spin", "spin", "")
+        + &hostile("balloon", "balloon", "")
+        + &hostile("trap", "trap", "")
+        + &hostile("calm", "ok", "");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    for connector in ["spin", "balloon", "trap", "calm"] {
+        backend
+            .add_targets(
+                connector,
+                &["http://127.0.0.1:9/a".to_string()],
+                clock.now_ms(),
+            )
+            .await
+            .unwrap();
+    }
+
+    for round in 1..=2 {
+        let mut running = start_host(&config, backend.clone(), &clock, RunMode::UntilIdle).await;
+        running.pipelines_finished().await;
+        let view = running.view();
+        running.shutdown().await;
+        let stats = |name: &str| {
+            view.connectors
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap()
+                .stats
+                .snapshot()
+        };
+        for name in ["spin", "balloon", "trap"] {
+            assert_eq!(
+                (stats(name).polls_failed, stats(name).polls_ok),
+                (1, 0),
+                "round {round}: {name} failed exactly once"
+            );
+        }
+        assert_eq!(
+            stats("calm").polls_ok,
+            1,
+            "round {round}: the calm connector carried on"
+        );
+
+        let error = |name: &str| {
+            let backend = backend.clone();
+            let name = name.to_string();
+            async move {
+                backend
+                    .get_target(&name, "http://127.0.0.1:9/a")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .last_error
+                    .unwrap_or_default()
+            }
+        };
+        let spin = error("spin").await;
+        assert!(spin.contains("time limit"), "spin: {spin}");
+        let balloon = error("balloon").await;
+        assert!(
+            balloon.contains("memory limit of 33554432 bytes"),
+            "balloon: {balloon}"
+        );
+        let trap = error("trap").await;
+        assert!(trap.contains("trapped"), "trap: {trap}");
+        clock.advance(Duration::from_secs(48 * 3600));
+    }
+
+    // The calm plugin's target state survived both calls: it counts its calls in state.
+    let target = backend
+        .get_target("calm", "http://127.0.0.1:9/a")
+        .await
+        .unwrap()
+        .unwrap();
+    let calls = backend
+        .get_state("calm", StateScope::Target(target.id), "calls")
+        .await
+        .unwrap();
+    assert_eq!(calls.as_deref(), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_outside_the_allowlist_are_refused_and_never_leave() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 1,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    // A listener the allowlist does not name: it must never see a connection.
+    let bystander = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    bystander.set_nonblocking(true).unwrap();
+    let bystander_port = bystander.local_addr().unwrap().port();
+
+    let dir = tempfile::tempdir().unwrap();
+    let allow = format!(
+        "[[connectors.fetch.egress.allow]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {}\n",
+        server.addr().port()
+    );
+    let text = host_section("")
+        + &hostile("fetch", "http", "").replace(
+            "\n[connectors.fetch.config]",
+            &format!("\n{allow}[connectors.fetch.config]"),
+        );
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let allowed = server.feed_url(0);
+    let refused = [
+        "http://127.0.0.1:6379/".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://127.0.0.1:{bystander_port}/"),
+        "https://example.com/".to_string(),
+    ];
+    let mut targets = vec![allowed.clone()];
+    targets.extend(refused.iter().cloned());
+    backend
+        .add_targets("fetch", &targets, clock.now_ms())
+        .await
+        .unwrap();
+
+    let stats = run_round(&config, backend.clone(), &clock).await;
+    assert_eq!((stats.polls_ok, stats.polls_failed), (1, 4), "{stats:?}");
+    for url in &refused {
+        let target = backend.get_target("fetch", url).await.unwrap().unwrap();
+        let error = target.last_error.unwrap_or_default();
+        assert!(
+            error.contains("egress refused by connector 'fetch' allowlist")
+                && error.contains(&format!("http://127.0.0.1:{}", server.addr().port())),
+            "{url}: {error}"
+        );
+    }
+    assert!(
+        matches!(bystander.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no connection reached the bystander"
+    );
+    assert_eq!(server.requests_for(0), 1);
+    server.shutdown().await;
+}
