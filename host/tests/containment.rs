@@ -173,3 +173,104 @@ async fn requests_outside_the_allowlist_are_refused_and_never_leave() {
     assert_eq!(server.requests_for(0), 1);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_plugin_does_not_stall_the_other_connectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("").replace("shutdown_grace = \"10s\"", "shutdown_grace = \"200ms\"")
+        + &hostile("spin", "spin", "").replace("call_timeout = \"2s\"", "call_timeout = \"60s\"")
+        + &hostile("calm", "ok", "");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    backend
+        .add_targets(
+            "spin",
+            &["http://127.0.0.1:9/spin".to_string()],
+            clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    let calm_targets: Vec<String> = (0..40).map(|i| format!("http://127.0.0.1:9/{i}")).collect();
+    backend
+        .add_targets("calm", &calm_targets, clock.now_ms())
+        .await
+        .unwrap();
+
+    let running = start_host(&config, backend.clone(), &clock, RunMode::Forever).await;
+    let view = running.view();
+    let stats = |name: &str| {
+        view.connectors
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .stats
+            .snapshot()
+    };
+    let calm_done = tokio::time::timeout(Duration::from_secs(30), async {
+        while stats("calm").polls_ok < 40 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(calm_done.is_ok(), "calm finished: {:?}", stats("calm"));
+    let spin = stats("spin");
+    assert_eq!(
+        (spin.in_flight, spin.polls_failed),
+        (1, 0),
+        "the spin is still running: {spin:?}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_pool_survives_traps_timeouts_and_failures_between_good_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &hostile("mixed", "ok", "").replace("concurrency = 2", "concurrency = 1");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let targets: Vec<String> = ["trap", "ok", "sleep", "ok", "fail", "ok"]
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| format!("http://127.0.0.1:9/{i}#{mode}"))
+        .collect();
+    backend
+        .add_targets("mixed", &targets, clock.now_ms())
+        .await
+        .unwrap();
+
+    let stats = run_round(&config, backend.clone(), &clock).await;
+    assert_eq!((stats.polls_ok, stats.polls_failed), (3, 3), "{stats:?}");
+    let target = |i: usize| {
+        let backend = backend.clone();
+        let url = targets[i].clone();
+        async move { backend.get_target("mixed", &url).await.unwrap().unwrap() }
+    };
+    let error = |t: tsunagi::backends::Target| t.last_error.unwrap_or_default();
+    assert!(error(target(0).await).contains("trapped"));
+    assert!(
+        error(target(2).await).contains("time limit of 2s"),
+        "the wall-clock timeout stopped a plugin blocked in the host"
+    );
+    assert!(error(target(4).await).contains("transient error"));
+    for i in [1, 3, 5] {
+        let t = target(i).await;
+        assert_eq!(t.error_count, 0);
+        let calls = backend
+            .get_state("mixed", StateScope::Target(t.id), "calls")
+            .await
+            .unwrap();
+        assert_eq!(calls.as_deref(), Some("1"), "target {i}");
+    }
+    let failed = target(4).await;
+    let calls = backend
+        .get_state("mixed", StateScope::Target(failed.id), "calls")
+        .await
+        .unwrap();
+    assert_eq!(
+        calls, None,
+        "a failed call's state writes are not committed"
+    );
+}

@@ -173,9 +173,10 @@ async fn a_host_killed_mid_crawl_and_restarted_loses_no_job_and_stores_no_item_t
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let text = host_section("claim_lease = \"2s\"\nclaim_batch = 8")
+    let text = host_section("claim_lease = \"8s\"\nclaim_batch = 8")
         + &rss_connector(server.addr().port(), "sinks = [\"archive\"]")
             .replace("concurrency = 32", "concurrency = 8")
+            .replace("call_timeout = \"20s\"", "call_timeout = \"3s\"")
         + "\n[sinks.archive]\nkind = \"jsonl\"\npath = \"items.jsonl\"\n";
     let config = write_config(dir.path(), &text);
     let backend = open_backend(&config).await;
@@ -234,8 +235,15 @@ async fn a_host_killed_mid_crawl_and_restarted_loses_no_job_and_stores_no_item_t
         .unwrap();
     let unique: BTreeSet<&str> = all.iter().map(|s| s.item.id.as_str()).collect();
     assert_eq!(unique.len(), all.len(), "no item stored twice");
+    for id in 0..feeds {
+        let fetches = server.requests_for(id);
+        assert!(
+            (1..=2).contains(&fetches),
+            "feed {id} fetched {fetches} times: once, or twice if it was in flight at the kill"
+        );
+    }
     for id in (0..feeds).step_by(29) {
-        for expected in server.expected_item_ids(id) {
+        for expected in rss_item_ids(&server, id) {
             assert!(
                 unique.contains(expected.as_str()),
                 "feed {id}: {expected} stored"
@@ -474,7 +482,7 @@ async fn poll_prints_one_targets_items_as_json_lines() {
                     .to_string()
             })
             .collect();
-        let expected: BTreeSet<String> = server.expected_item_ids(id).into_iter().collect();
+        let expected: BTreeSet<String> = rss_item_ids(&server, id).into_iter().collect();
         assert_eq!(
             ids,
             expected,

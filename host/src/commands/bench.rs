@@ -212,29 +212,7 @@ fn bench_config(
     let path = dir.join("bench.toml");
     std::fs::write(
         &path,
-        format!(
-            r#"[host]
-database = "bench.db"
-claim_batch = {batch}
-
-[connectors.rss]
-plugin = "{plugin}"
-role = "poller"
-concurrency = {concurrency}
-
-[connectors.rss.schedule]
-min_interval = "10m"
-max_interval = "2h"
-
-[[connectors.rss.egress.allow]]
-scheme = "http"
-host = "127.0.0.1"
-port = {port}
-"#,
-            batch = args.claim_batch,
-            plugin = plugin.display(),
-            concurrency = args.concurrency,
-        ),
+        super::demo::crawl_config(plugin, port, args.concurrency, args.claim_batch),
     )?;
     Ok(Config::load(&path)?)
 }

@@ -73,7 +73,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let config_path = workdir.path().join("demo.toml");
     std::fs::write(
         &config_path,
-        demo_config(&plugin, server.addr().port(), args.concurrency),
+        crawl_config(&plugin, server.addr().port(), args.concurrency, 256),
     )?;
     let config = Config::load(&config_path)?;
     let backend = super::open_backend(&config).await?;
@@ -193,12 +193,15 @@ pub async fn crawl_round(
     Ok(RoundSummary { stats, elapsed })
 }
 
-fn demo_config(plugin: &Path, port: u16, concurrency: usize) -> String {
+/// The config of a loopback crawl (demo and benchmark): one RSS connector allowed to reach the
+/// fake feed server, a database and compile cache beside the config file.
+pub fn crawl_config(plugin: &Path, port: u16, concurrency: usize, claim_batch: u32) -> String {
     format!(
-        r#"# Written by `tsunagi demo`.
+        r#"# Written by tsunagi for a loopback crawl.
 [host]
-database = "demo.db"
-claim_batch = 256
+database = "crawl.db"
+compile_cache = "compile-cache"
+claim_batch = {claim_batch}
 
 [connectors.rss]
 plugin = "{plugin}"

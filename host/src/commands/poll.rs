@@ -4,7 +4,6 @@
 use super::{ConfigArg, load_config, require_connector};
 use crate::host::{build_connector, runtime_settings};
 use crate::runtime::{Runtime, TargetCall};
-use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -22,7 +21,8 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config.config)?;
     require_connector(&config, &args.connector)?;
     let settings = &config.connectors[&args.connector];
-    // A scratch in-memory state store: a one-off poll must not touch the host's database.
+    // A scratch state store in a temporary directory: a one-off poll must not touch the host's
+    // database.
     let scratch = tempfile::tempdir()?;
     let backend = tsunagi_backends::open(&format!(
         "sqlite://{}",
@@ -32,12 +32,7 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(&runtime_settings(&config))?;
     let connector = build_connector(&runtime, &config, &args.connector, settings, backend).await?;
     let outcome = connector
-        .poll(
-            TargetCall::new(0, &args.target, HashMap::new()),
-            None,
-            None,
-            None,
-        )
+        .poll(TargetCall::detached(&args.target), None, None, None)
         .await;
     for exchange in &outcome.exchanges {
         eprintln!(

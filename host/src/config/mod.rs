@@ -318,6 +318,14 @@ impl Config {
         if host.claim_batch == 0 {
             return Err(locator.field_error("host.claim_batch", "must be at least 1"));
         }
+        for (field, value) in [
+            ("host.claim_lease", host.claim_lease),
+            ("host.idle_poll", host.idle_poll),
+        ] {
+            if value.is_zero() {
+                return Err(locator.field_error(field, "must be longer than 0s"));
+            }
+        }
         if let Some(listen) = &host.admin_listen
             && listen.parse::<std::net::SocketAddr>().is_err()
         {
@@ -347,8 +355,40 @@ impl Config {
                     "is longer than schedule.max_interval",
                 ));
             }
-            if connector.limits.memory.as_u64() < ByteSize::mib(2).as_u64() {
+            let limits = &connector.limits;
+            if limits.memory.as_u64() < ByteSize::mib(2).as_u64() {
                 return Err(locator.field_error(&at("limits.memory"), "must be at least 2 MiB"));
+            }
+            if limits.response_size.as_u64() == 0 {
+                return Err(locator.field_error(&at("limits.response_size"), "must be above 0"));
+            }
+            for (field, value) in [
+                ("limits.call_timeout", limits.call_timeout),
+                ("limits.connect_timeout", limits.connect_timeout),
+                ("limits.first_byte_timeout", limits.first_byte_timeout),
+                ("limits.request_timeout", limits.request_timeout),
+            ] {
+                if value.is_zero() || value > MAX_TIMEOUT {
+                    return Err(locator.field_error(
+                        &at(field),
+                        &format!(
+                            "must be between 0s and {}",
+                            humantime::format_duration(MAX_TIMEOUT)
+                        ),
+                    ));
+                }
+            }
+            // A call that outlives its target's lease lets another worker claim the target
+            // while the first is still fetching it.
+            if limits.call_timeout + LEASE_MARGIN > host.claim_lease {
+                return Err(locator.field_error(
+                    &at("limits.call_timeout"),
+                    &format!(
+                        "must be at least {} shorter than host.claim_lease ({})",
+                        humantime::format_duration(LEASE_MARGIN),
+                        humantime::format_duration(host.claim_lease)
+                    ),
+                ));
             }
             for (index, rule) in connector.egress.allow.iter().enumerate() {
                 if let Some(scheme) = &rule.scheme
@@ -438,6 +478,12 @@ impl Config {
         }
     }
 }
+
+/// The longest time limit a config may set (larger values are mistakes, and overflow clocks).
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Time a finished call needs to commit before its lease runs out.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty()

@@ -102,3 +102,18 @@ fn wrong_role_and_bad_scheme_are_refused() {
     assert_eq!(error.field, "connectors.rss.egress.allow[0].scheme");
     assert_eq!(error.line, 5, "{error}");
 }
+
+#[test]
+fn call_timeout_must_fit_inside_the_claim_lease() {
+    let text = "[host]\nclaim_lease = \"30s\"\n[connectors.rss]\nplugin = \"a.wasm\"\nrole = \"poller\"\n[connectors.rss.limits]\ncall_timeout = \"30s\"\n";
+    let error = parse(text).unwrap_err();
+    assert_eq!(error.field, "connectors.rss.limits.call_timeout");
+    assert_eq!(error.line, 7, "{error}");
+    assert!(error.message.contains("host.claim_lease (30s)"), "{error}");
+    let error = parse("[host]\nidle_poll = \"0s\"\n").unwrap_err();
+    assert_eq!(
+        (error.field.as_str(), error.line),
+        ("host.idle_poll", 2),
+        "{error}"
+    );
+}

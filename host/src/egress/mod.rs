@@ -47,7 +47,8 @@ pub fn build_client(limits: &EgressLimits, pool_size: usize) -> reqwest::Result<
     reqwest::Client::builder()
         .connect_timeout(limits.connect_timeout)
         .pool_max_idle_per_host(pool_size)
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Crawls touch many hosts once per round; idle sockets are not worth keeping long.
+        .pool_idle_timeout(Duration::from_secs(15))
         // A redirect is the plugin's decision, and each hop must pass the allowlist again.
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -147,8 +148,14 @@ impl Exchange {
         options: Option<RequestOptions>,
         record: &mut ExchangeRecord,
     ) -> Result<http::Response<WasiBody>, (HttpError, String)> {
-        if let Err(refusal) = self.policy.check(request.uri()) {
-            tracing::warn!(connector = %self.policy.connector(), url = %request.uri(), "{refusal}");
+        let url = url::Url::parse(&record.url).map_err(|e| {
+            (
+                HttpError::HttpRequestUriInvalid,
+                format!("invalid request URL {:?}: {e}", record.url),
+            )
+        })?;
+        if let Err(refusal) = self.policy.check(&url) {
+            tracing::warn!(connector = %self.policy.connector(), %url, "{refusal}");
             let message = refusal.to_string();
             return Err((HttpError::InternalError(Some(message.clone())), message));
         }
@@ -161,7 +168,7 @@ impl Exchange {
             .to_bytes();
         let outgoing = self
             .client
-            .request(parts.method, parts.uri.to_string())
+            .request(parts.method, url)
             .headers(parts.headers)
             .body(body);
 

@@ -21,6 +21,18 @@ pub struct EgressRefusal {
 
 impl EgressPolicy {
     pub fn new(connector: &str, rules: Vec<AllowRule>) -> Self {
+        let rules = rules
+            .into_iter()
+            .map(|rule| AllowRule {
+                scheme: rule.scheme.map(|s| s.to_ascii_lowercase()),
+                host: rule
+                    .host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase(),
+                port: rule.port,
+            })
+            .collect();
         Self {
             connector: connector.to_string(),
             rules,
@@ -31,30 +43,27 @@ impl EgressPolicy {
         &self.connector
     }
 
-    /// Allows the request if some rule matches its scheme, host and port.
-    pub fn check(&self, uri: &http::Uri) -> Result<(), EgressRefusal> {
+    /// Allows the request if some rule matches its scheme, host and port. The URL is the one
+    /// that will be sent (already normalised by the `url` crate, as the HTTP client sees it),
+    /// so what is checked is what goes out.
+    pub fn check(&self, url: &url::Url) -> Result<(), EgressRefusal> {
         let refuse = |reason: String| EgressRefusal {
             connector: self.connector.clone(),
-            url: uri.to_string(),
+            url: url.to_string(),
             reason,
         };
-        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
-        let Some(host) = uri.host() else {
-            return Err(refuse("has no host".to_string()));
+        let scheme = url.scheme();
+        let host = match url.host() {
+            Some(url::Host::Domain(domain)) => domain.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(refuse("has no host".to_string())),
         };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        let port = uri.port_u16().or(match scheme.as_str() {
-            "http" => Some(80),
-            "https" => Some(443),
-            _ => None,
-        });
+        let port = url.port_or_known_default();
         if self
             .rules
             .iter()
-            .any(|rule| rule_matches(rule, &scheme, &host, port))
+            .any(|rule| rule_matches(rule, scheme, &host, port))
         {
             return Ok(());
         }
@@ -83,11 +92,12 @@ fn rule_matches(rule: &AllowRule, scheme: &str, host: &str, port: Option<u16>) -
     if scheme != "http" && scheme != "https" {
         return false;
     }
-    let pattern = rule.host.to_ascii_lowercase();
+    let pattern = rule.host.as_str();
     let host_ok = if pattern == "*" {
         true
     } else if let Some(suffix) = pattern.strip_prefix("*.") {
-        host.ends_with(&format!(".{suffix}"))
+        host.strip_suffix(suffix)
+            .is_some_and(|head| head.ends_with('.'))
     } else {
         pattern == host
     };
@@ -128,7 +138,7 @@ mod tests {
     }
 
     fn allowed(policy: &EgressPolicy, url: &str) -> bool {
-        policy.check(&url.parse().unwrap()).is_ok()
+        policy.check(&url::Url::parse(url).unwrap()).is_ok()
     }
 
     #[test]
@@ -159,6 +169,23 @@ mod tests {
         assert!(text.contains("'rss'"), "{text}");
         assert!(text.contains("http://127.0.0.1:8080"), "{text}");
         assert!(text.contains("http://10.0.0.1/"), "{text}");
+    }
+
+    #[test]
+    fn numeric_host_spellings_are_checked_as_the_address_they_mean() {
+        let policy = EgressPolicy::new("rss", vec![rule(Some("http"), "example.com", None)]);
+        assert!(
+            !allowed(&policy, "http://2130706433/"),
+            "127.0.0.1 spelled as a number"
+        );
+        assert!(!allowed(&policy, "http://0x7f.1/"));
+        let loopback = EgressPolicy::new("rss", vec![rule(Some("http"), "[::1]", Some(80))]);
+        assert!(allowed(&loopback, "http://[::1]/"));
+        assert!(
+            allowed(&policy, "http://EXAMPLE.com/"),
+            "hosts compare case-insensitively"
+        );
+        assert!(!allowed(&policy, "http://user@evil.example/"));
     }
 
     #[test]

@@ -7,5 +7,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::tsunagi::connector::types::ErrorKind;
 pub use exports::tsunagi::connector::poll::{PollRequest, PollResponse};
-pub use tsunagi::connector::types::ErrorKind;

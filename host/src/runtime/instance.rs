@@ -24,23 +24,33 @@ pub struct ConnectorServices {
     pub state: Arc<dyn StateStore>,
 }
 
-/// The target a call is for, with its target-scoped state: loaded before the call, and the
-/// writes the call made, committed by the caller together with the call's results.
+/// The target a call is for, with its target-scoped state: loaded on the plugin's first read
+/// (most calls never read it), and the writes the call made, committed by the caller together
+/// with the call's results.
 #[derive(Debug, Clone, Default)]
 pub struct TargetCall {
     pub target_id: i64,
     pub target: String,
-    pub state: HashMap<String, String>,
+    state: Option<HashMap<String, String>>,
     pub writes: BTreeMap<String, Option<String>>,
     log_lines: u32,
 }
 
 impl TargetCall {
-    pub fn new(target_id: i64, target: &str, state: HashMap<String, String>) -> Self {
+    /// A call for a stored target; its state is loaded from the store when first read.
+    pub fn new(target_id: i64, target: &str) -> Self {
         Self {
             target_id,
             target: target.to_string(),
-            state,
+            ..Self::default()
+        }
+    }
+
+    /// A call for a target that is not stored (`tsunagi poll`): it starts with empty state.
+    pub fn detached(target: &str) -> Self {
+        Self {
+            target: target.to_string(),
+            state: Some(HashMap::new()),
             ..Self::default()
         }
     }
@@ -54,6 +64,11 @@ pub struct InstanceState {
     pub(super) egress: ConnectorEgress,
     pub(super) services: Arc<ConnectorServices>,
     pub(super) call: TargetCall,
+    /// When the current call (or instantiation) must end.
+    pub(super) deadline: std::time::Instant,
+    /// Set when a host service failed during the call (e.g. the state store): the call then
+    /// fails as the host's fault, not the plugin's.
+    pub(super) host_failure: Option<String>,
 }
 
 impl InstanceState {
@@ -78,6 +93,8 @@ impl InstanceState {
             egress,
             services,
             call: TargetCall::default(),
+            deadline: std::time::Instant::now(),
+            host_failure: None,
         }
     }
 }
@@ -144,15 +161,33 @@ impl types::Host for InstanceState {}
 impl state::Host for InstanceState {
     async fn get(&mut self, scope: state::Scope, key: String) -> wasmtime::Result<Option<String>> {
         match scope {
-            state::Scope::Target => Ok(match self.call.writes.get(&key) {
-                Some(written) => written.clone(),
-                None => self.call.state.get(&key).cloned(),
-            }),
-            state::Scope::Connector => Ok(self
-                .services
-                .state
-                .get_state(&self.services.connector, StateScope::Connector, &key)
-                .await?),
+            state::Scope::Target => {
+                if let Some(written) = self.call.writes.get(&key) {
+                    return Ok(written.clone());
+                }
+                if self.call.state.is_none() {
+                    let loaded = self
+                        .services
+                        .state
+                        .target_state(&self.services.connector, self.call.target_id)
+                        .await;
+                    let loaded = self.host_result(loaded)?;
+                    self.call.state = Some(loaded.into_iter().collect());
+                }
+                Ok(self
+                    .call
+                    .state
+                    .as_ref()
+                    .and_then(|state| state.get(&key).cloned()))
+            }
+            state::Scope::Connector => {
+                let value = self
+                    .services
+                    .state
+                    .get_state(&self.services.connector, StateScope::Connector, &key)
+                    .await;
+                self.host_result(value)
+            }
         }
     }
 
@@ -182,17 +217,32 @@ impl InstanceState {
                 self.call.writes.insert(key, value);
                 Ok(())
             }
-            state::Scope::Connector => Ok(self
-                .services
-                .state
-                .set_state(
-                    &self.services.connector,
-                    StateScope::Connector,
-                    &key,
-                    value.as_deref(),
-                )
-                .await?),
+            state::Scope::Connector => {
+                let written = self
+                    .services
+                    .state
+                    .set_state(
+                        &self.services.connector,
+                        StateScope::Connector,
+                        &key,
+                        value.as_deref(),
+                    )
+                    .await;
+                self.host_result(written)
+            }
         }
+    }
+
+    /// Passes a host service's result through; a failure ends the call as the host's fault.
+    fn host_result<T>(
+        &mut self,
+        result: Result<T, tsunagi_backends::BackendError>,
+    ) -> wasmtime::Result<T> {
+        result.map_err(|error| {
+            let message = error.to_string();
+            self.host_failure = Some(message.clone());
+            wasmtime::Error::msg(message)
+        })
     }
 }
 

@@ -52,6 +52,9 @@ pub enum CallError {
     MemoryLimit(usize),
     #[error("could not instantiate the plugin: {0}")]
     Instantiate(String),
+    /// A host service failed during the call; not the target's or the plugin's fault.
+    #[error("host failure during the call: {0}")]
+    Host(String),
 }
 
 /// How a failure reported by a plugin should be treated.
@@ -160,15 +163,17 @@ impl ConnectorRuntime {
             }
         };
 
+        let timeout = self.settings.call_timeout;
         let data = instance.store.data_mut();
         data.call = call;
         data.limits.exceeded = false;
+        data.host_failure = None;
+        data.deadline = Instant::now() + timeout;
         let exchange_log = data.egress.begin_call();
-        instance.store.set_epoch_deadline(self.deadline_ticks());
+        instance.store.set_epoch_deadline(1);
 
-        let timeout = self.settings.call_timeout;
-        // Epochs stop a plugin that computes forever; this timeout stops one stuck waiting on the
-        // host (epochs do not advance a guest that is blocked in a host call).
+        // The epoch callback stops a plugin that computes forever; this timeout stops one stuck
+        // waiting on the host (epochs are only checked while guest code runs).
         let outcome = tokio::time::timeout(
             timeout + EPOCH_TICK * 10,
             instance
@@ -215,12 +220,10 @@ impl ConnectorRuntime {
         }
     }
 
-    fn deadline_ticks(&self) -> u64 {
-        let ticks = self.settings.call_timeout.as_millis() / EPOCH_TICK.as_millis().max(1);
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-    }
-
     fn classify_trap(&self, instance: &PooledInstance, error: &wasmtime::Error) -> CallError {
+        if let Some(failure) = &instance.store.data().host_failure {
+            return CallError::Host(failure.clone());
+        }
         if instance.store.data().limits.exceeded {
             return CallError::MemoryLimit(self.settings.memory_limit);
         }
@@ -243,8 +246,17 @@ impl ConnectorRuntime {
         let state = InstanceState::new(self.services.clone(), egress, self.settings.memory_limit);
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.data_mut().deadline = Instant::now() + self.settings.call_timeout;
+        // At every epoch tick the guest yields to the executor, so a plugin that computes without
+        // pause never holds an executor thread; past its deadline it is interrupted.
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
+                Err(wasmtime::Trap::Interrupt.into())
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
         let poller = self
             .plugin
             .poller_pre

@@ -158,6 +158,10 @@ impl SinkRunner {
                 continue;
             }
             for job in jobs {
+                // Jobs not started before a stop stay leased and return when the lease expires.
+                if stop.is_cancelled() {
+                    break;
+                }
                 self.deliver(&job).await;
             }
         }
@@ -175,8 +179,12 @@ impl SinkRunner {
         let now = self.clock.now_ms();
         match result {
             Ok(()) => {
-                if let Err(error) = self.backend.complete_job(job, now).await {
-                    tracing::error!(sink = %self.name, job = job.id, "delivered, but cannot mark the job done (it may be delivered again): {error}");
+                match self.backend.complete_job(job, now).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(sink = %self.name, job = job.id,
+                        "delivered after the job's lease expired; it may be delivered again"),
+                    Err(error) => tracing::error!(sink = %self.name, job = job.id,
+                        "delivered, but cannot mark the job done (it may be delivered again): {error}"),
                 }
                 true
             }

@@ -11,13 +11,18 @@ use crate::runtime::{CallError, CallOutcome, ConnectorRuntime, PollResult, Targe
 use crate::scheduler::{PollPolicy, UpstreamHints, activity};
 use crate::stats::ConnectorStats;
 use async_trait::async_trait;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tsunagi_backends::{Backend, Delivery, Item, PollCommit, TargetClaim};
+
+/// How long the claim loop waits to gather free slots into one claim.
+const GATHER_WAIT: Duration = Duration::from_millis(5);
+
+/// When a call failed through the host's fault, its target is tried again after this long.
+const HOST_FAILURE_RETRY_MS: i64 = 30_000;
 
 /// Items one poll may return; the rest are dropped with a warning (a feed is not a dump).
 const MAX_ITEMS_PER_POLL: usize = 10_000;
@@ -78,17 +83,26 @@ impl PollPipeline {
     /// to finish; calls still running then are abandoned and their leases expire.
     pub async fn run(self: Arc<Self>, stop: CancellationToken, mode: RunMode, grace: Duration) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
+        // A finished call waits for the store's next group commit without holding its call
+        // slot; these bound how many commits may wait, so a slow store still pushes back.
+        let commit_slots = Arc::new(Semaphore::new(self.concurrency * 2));
+        // One claim per freed slot would cost a write per poll; gather a quarter of the slots
+        // (or whatever is free after a few milliseconds) and claim for all of them at once.
+        let gather = (self.concurrency / 4).clamp(1, self.claim_batch.max(1) as usize);
         let mut running = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
-            let first_slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break,
-                },
-                () = stop.cancelled() => break,
+            let Some(mut free) = take_slots(&slots, gather, &stop).await else {
+                break;
             };
-            let wanted = (slots.available_permits() + 1).min(self.claim_batch as usize);
+            let extra = slots
+                .available_permits()
+                .min((self.claim_batch as usize).saturating_sub(free.num_permits()));
+            if extra > 0
+                && let Ok(more) = slots.clone().try_acquire_many_owned(extra as u32)
+            {
+                free.merge(more);
+            }
             let claimed = self
                 .backend
                 .claim_due(
@@ -96,14 +110,14 @@ impl PollPipeline {
                     &self.worker_id,
                     self.clock.now_ms(),
                     self.lease,
-                    u32::try_from(wanted).unwrap_or(u32::MAX),
+                    u32::try_from(free.num_permits()).unwrap_or(u32::MAX),
                 )
                 .await;
             let claims = match claimed {
                 Ok(claims) => claims,
                 Err(error) => {
                     tracing::error!(connector = %self.connector, "cannot claim due targets: {error}");
-                    drop(first_slot);
+                    drop(free);
                     if wait_or_stop(&stop, self.idle_poll, &mut running).await {
                         break;
                     }
@@ -111,7 +125,7 @@ impl PollPipeline {
                 }
             };
             if claims.is_empty() {
-                drop(first_slot);
+                drop(free);
                 if mode == RunMode::UntilIdle && running.is_empty() {
                     break;
                 }
@@ -120,20 +134,13 @@ impl PollPipeline {
                 }
                 continue;
             }
-            let mut claims = claims.into_iter();
-            if let Some(claim) = claims.next() {
-                running.spawn(self.clone().execute(claim, first_slot));
-            }
             for claim in claims {
-                // Only this loop takes slots, so the ones counted above are still free.
-                match slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        running.spawn(self.clone().execute(claim, slot));
-                    }
-                    Err(_) => {
-                        let _ = self.backend.release(&claim, claim.target.next_run_at).await;
-                    }
-                }
+                // The claim asked for at most as many targets as `free` holds permits.
+                let Some(slot) = free.split(1) else {
+                    let _ = self.backend.release(&claim, claim.target.next_run_at).await;
+                    continue;
+                };
+                running.spawn(self.clone().execute(claim, slot, commit_slots.clone()));
             }
         }
         if !running.is_empty() {
@@ -154,29 +161,25 @@ impl PollPipeline {
     async fn execute(
         self: Arc<Self>,
         claim: TargetClaim,
-        _slot: tokio::sync::OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
+        commit_slots: Arc<Semaphore>,
     ) {
         self.stats.call_started();
-        self.poll_and_commit(&claim).await;
+        self.poll_and_commit(&claim, slot, &commit_slots).await;
         self.stats.call_finished();
     }
 
-    async fn poll_and_commit(&self, claim: &TargetClaim) {
+    async fn poll_and_commit(
+        &self,
+        claim: &TargetClaim,
+        slot: OwnedSemaphorePermit,
+        commit_slots: &Semaphore,
+    ) {
         let target = &claim.target;
-        let state: HashMap<String, String> =
-            match self.backend.target_state(&self.connector, target.id).await {
-                Ok(pairs) => pairs.into_iter().collect(),
-                Err(error) => {
-                    tracing::error!(connector = %self.connector, target = %target.target,
-                    "cannot load target state, releasing the target: {error}");
-                    let _ = self.backend.release(claim, target.next_run_at).await;
-                    return;
-                }
-            };
         let outcome = self
             .poller
             .poll(
-                TargetCall::new(target.id, &target.target, state),
+                TargetCall::new(target.id, &target.target),
                 target.etag.clone(),
                 target.last_modified.clone(),
                 target.cursor.clone(),
@@ -209,6 +212,18 @@ impl PollPipeline {
                 };
                 (commit, Some(seen), not_modified)
             }
+            Err(CallError::Host(failure)) => {
+                // The store or another host service failed, not the target: try again soon,
+                // without counting it against the target.
+                tracing::error!(connector = %self.connector, target = %target.target,
+                    "host failure during the call; releasing the target: {failure}");
+                let retry_at = now.saturating_add(HOST_FAILURE_RETRY_MS);
+                if let Err(error) = self.backend.release(claim, retry_at).await {
+                    tracing::error!(connector = %self.connector, target = %target.target,
+                        "cannot release the target; it returns when its lease expires: {error}");
+                }
+                return;
+            }
             Err(error) => {
                 let next = self.policy.after_failure(target, &error, hints, now);
                 let message = describe_failure(&error, &outcome.exchanges);
@@ -222,6 +237,10 @@ impl PollPipeline {
                 (commit, None, false)
             }
         };
+        let Ok(_commit_slot) = commit_slots.acquire().await else {
+            return;
+        };
+        drop(slot);
         match self.backend.complete_poll(claim, commit, now).await {
             Ok(report) if report.lease_lost => {
                 tracing::warn!(connector = %self.connector, target = %target.target,
@@ -254,6 +273,28 @@ impl PollPipeline {
             items.truncate(MAX_ITEMS_PER_POLL);
         }
         items
+    }
+}
+
+/// Takes `wanted` slots, or after a short wait whatever is free (at least one); `None` when
+/// `stop` fired first.
+async fn take_slots(
+    slots: &Arc<Semaphore>,
+    wanted: usize,
+    stop: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
+    tokio::select! {
+        () = stop.cancelled() => return None,
+        gathered = tokio::time::timeout(GATHER_WAIT, slots.clone().acquire_many_owned(wanted)) => {
+            if let Ok(Ok(permits)) = gathered {
+                return Some(permits);
+            }
+        }
+    }
+    tokio::select! {
+        () = stop.cancelled() => None,
+        one = slots.clone().acquire_owned() => one.ok(),
     }
 }
 

@@ -115,3 +115,14 @@ pub async fn run_round(
     running.shutdown().await;
     view.connectors[0].stats.snapshot()
 }
+
+/// The item ids the RSS connector stores for fake feed `id`: the feed's own ids, scoped by the
+/// feed URL where they are not absolute URIs.
+pub fn rss_item_ids(server: &tsunagi_fake_upstream::FeedServer, id: u32) -> Vec<String> {
+    let url = server.feed_url(id);
+    server
+        .expected_item_ids(id)
+        .iter()
+        .map(|item| tsunagi_rss_feed::scoped_id(item, &url))
+        .collect()
+}

@@ -1,6 +1,8 @@
 //! A deliberately misbehaving `poller`, for the host's containment tests.
 //!
-//! The connector config value `mode` picks the behaviour of every `poll`:
+//! A target's URL fragment (`…#trap`) picks the behaviour of its polls; without one, the
+//! connector config value `mode` does. Mixing modes in one connector exercises one instance
+//! pool across failures.
 //!
 //! | mode          | behaviour                                                                 |
 //! |---------------|---------------------------------------------------------------------------|
@@ -29,7 +31,10 @@ struct HostileConnector;
 
 impl Guest for HostileConnector {
     fn poll(request: PollRequest) -> Result<PollResponse, ConnectorError> {
-        let mode = config::get("mode");
+        let mode = match request.target.rsplit_once('#') {
+            Some((_, fragment)) => Some(fragment.to_owned()),
+            None => config::get("mode"),
+        };
         match mode.as_deref().unwrap_or("ok") {
             "ok" => ok(&request.target),
             "spin" => spin(),

@@ -72,7 +72,7 @@ pub fn map_entry(entry: Entry, url: &str) -> FeedItem {
     let id = if entry.id.is_empty() {
         content_id(&entry, url)
     } else {
-        entry.id.clone()
+        scoped_id(&entry.id, url)
     };
     FeedItem {
         link: primary_link(&entry.links).map(|link| link.href.clone()),
@@ -89,6 +89,24 @@ pub fn map_entry(entry: Entry, url: &str) -> FeedItem {
             .collect(),
         title: entry.title.map(text),
         id,
+    }
+}
+
+/// Item ids are unique per connector, but a guid like `42` or `post-1` is only unique within its
+/// feed: such ids are scoped by the feed URL. Ids that are absolute URIs (`https://…`,
+/// `urn:…`, `tag:…`) are globally unique already and kept as they are.
+pub fn scoped_id(id: &str, feed_url: &str) -> String {
+    let has_scheme = id.split_once(':').is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if has_scheme {
+        id.to_string()
+    } else {
+        format!("{feed_url}#{id}")
     }
 }
 
@@ -203,7 +221,10 @@ mod tests {
         assert_eq!(feed.items.len(), 3);
 
         let item = &feed.items[0];
-        assert_eq!(item.id, "post-1");
+        assert_eq!(
+            item.id, "https://example.com/feed#post-1",
+            "a bare guid is scoped by the feed"
+        );
         assert_eq!(item.title.as_deref(), Some("First & foremost"));
         assert_eq!(item.link.as_deref(), Some("https://example.com/posts/1"));
         assert_eq!(item.published.as_deref(), Some("2024-05-01T12:00:00Z"));
@@ -329,7 +350,7 @@ mod tests {
         let feed = parse_ok(body);
         assert_eq!(feed.items.len(), 2);
         let item = &feed.items[0];
-        assert_eq!(item.id, "json-1");
+        assert_eq!(item.id, "https://example.com/feed#json-1");
         assert_eq!(item.title.as_deref(), Some("JSON item"));
         assert_eq!(item.link.as_deref(), Some("https://example.com/j/1"));
         assert_eq!(item.published.as_deref(), Some("2024-05-01T12:00:00Z"));
@@ -340,7 +361,7 @@ mod tests {
         assert_eq!(item.content.as_deref(), Some("<p>JSON body</p>"));
 
         let plain = &feed.items[1];
-        assert_eq!(plain.id, "json-2");
+        assert_eq!(plain.id, "https://example.com/feed#json-2");
         assert_eq!(plain.title, None);
         assert_eq!(plain.link, None);
         assert_eq!(plain.content.as_deref(), Some("Plain text only"));
