@@ -119,12 +119,7 @@ pub async fn build_connector(
         calls_per_instance: settings.calls_per_instance,
         call_timeout: limits.call_timeout,
         memory_limit: usize::try_from(limits.memory.as_u64()).unwrap_or(usize::MAX),
-        egress_limits: EgressLimits {
-            connect_timeout: limits.connect_timeout,
-            first_byte_timeout: limits.first_byte_timeout,
-            request_timeout: limits.request_timeout,
-            max_response_bytes: limits.response_size.as_u64(),
-        },
+        egress_limits: EgressLimits::from(limits),
     };
     ConnectorRuntime::new(
         runtime.clone(),

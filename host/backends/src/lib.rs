@@ -268,7 +268,7 @@ pub trait JobQueue: Send + Sync {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<JobLease>>;
-    /// Marks the job done, if `lease` still holds it.
+    /// Marks the job done, if `lease` still holds it. A done job keeps no payload.
     async fn complete_job(&self, lease: &JobLease, now: Millis) -> Result<bool>;
     /// Records a failed attempt, if `lease` still holds it. With `retry_at` the job waits until
     /// then; without it (or when attempts are used up) the job goes to the dead-letter state.

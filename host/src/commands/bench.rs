@@ -146,7 +146,7 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
         let backend = super::open_backend(&config).await?;
         let limits = &config.connectors["rss"].limits;
         let poller: Arc<dyn TargetPoller> = Arc::new(NativeRssPoller {
-            client: build_client(&egress_limits(limits), args.concurrency)?,
+            client: build_client(&EgressLimits::from(limits), args.concurrency)?,
         });
         results
             .extend(pipeline_rounds("native parse", &config, backend, poller, &urls, &args).await?);
@@ -154,7 +154,7 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
 
     if !args.skip_fetch {
         let limits = &config.connectors["rss"].limits;
-        let client = build_client(&egress_limits(limits), args.concurrency)?;
+        let client = build_client(&EgressLimits::from(limits), args.concurrency)?;
         reset_peak_rss();
         results.push(fetch_only(client, &urls, args.concurrency).await);
     }
@@ -191,15 +191,6 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn egress_limits(limits: &crate::config::LimitSettings) -> EgressLimits {
-    EgressLimits {
-        connect_timeout: limits.connect_timeout,
-        first_byte_timeout: limits.first_byte_timeout,
-        request_timeout: limits.request_timeout,
-        max_response_bytes: limits.response_size.as_u64(),
-    }
 }
 
 fn bench_config(

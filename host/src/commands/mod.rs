@@ -7,7 +7,7 @@ mod demo;
 mod items;
 mod poll;
 mod run;
-mod targets;
+pub mod targets;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

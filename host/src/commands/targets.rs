@@ -160,6 +160,8 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(&config.config)?;
             require_connector(&config, &connector)?;
+            // Stored targets are normalised URLs; look the argument up the same way.
+            let target = validate_target(&target).unwrap_or(target);
             let backend = open_backend(&config).await?;
             if backend.remove_target(&connector, &target).await? {
                 println!("{connector}: removed {target}");

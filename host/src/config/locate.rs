@@ -17,6 +17,8 @@ impl SourceLocator {
         let mut lines = Vec::new();
         let mut line_starts = Vec::new();
         let mut table = String::new();
+        // `[[a.b]]` opens element 0, 1, … of array `a.b`; paths name it `a.b[i]`.
+        let mut array_lengths: std::collections::HashMap<String, usize> = Default::default();
         let mut offset = 0;
         for raw in text.split_inclusive('\n') {
             line_starts.push(offset);
@@ -24,8 +26,14 @@ impl SourceLocator {
             let indent = raw.len() - raw.trim_start().len();
             let line = raw.trim();
             if let Some(header) = table_header(line) {
-                table = header.clone();
-                lines.push(Some((header, indent + 1)));
+                table = if line.starts_with("[[") {
+                    let length = array_lengths.entry(header.clone()).or_default();
+                    *length += 1;
+                    format!("{header}[{}]", *length - 1)
+                } else {
+                    header
+                };
+                lines.push(Some((table.clone(), indent + 1)));
             } else if let Some(key) = key_of(line) {
                 let full = if table.is_empty() {
                     key
@@ -67,13 +75,16 @@ impl SourceLocator {
     /// An error for a dotted field path, located at the key that sets it, or else at the
     /// nearest enclosing table header.
     pub fn field_error(&self, field: &str, message: &str) -> ConfigError {
-        let wanted = strip_indices(field);
+        let wanted = field;
         let mut best: Option<(usize, usize, usize)> = None; // (matched length, line, column)
         for (index, entry) in self.lines.iter().enumerate() {
             let Some((path, column)) = entry else {
                 continue;
             };
-            let matches = wanted == *path || wanted.starts_with(&format!("{path}."));
+            let matches = wanted == path
+                || wanted
+                    .strip_prefix(path.as_str())
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['));
             if matches && best.is_none_or(|(len, _, _)| path.len() > len) {
                 best = Some((path.len(), index + 1, *column));
             }
@@ -123,18 +134,4 @@ fn normalise_key(key: &str) -> String {
         .map(|part| part.trim().trim_matches('"').trim_matches('\''))
         .collect::<Vec<_>>()
         .join(".")
-}
-
-fn strip_indices(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut depth = 0;
-    for c in field.chars() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }

@@ -117,3 +117,22 @@ fn call_timeout_must_fit_inside_the_claim_lease() {
         "{error}"
     );
 }
+
+#[test]
+fn errors_in_an_array_of_tables_point_at_the_right_element() {
+    let text = "[connectors.rss]\nplugin = \"a.wasm\"\nrole = \"poller\"\n\
+[[connectors.rss.egress.allow]]\nhost = \"a.example\"\n\
+[[connectors.rss.egress.allow]]\nhost = \"b.example\"\n\
+[[connectors.rss.egress.allow]]\nscheme = \"gopher\"\nhost = \"c.example\"\n";
+    let error = parse(text).unwrap_err();
+    assert_eq!(error.field, "connectors.rss.egress.allow[2].scheme");
+    assert_eq!(error.line, 9, "{error}");
+
+    let typo = text.replace("host = \"b.example\"", "hots = \"b.example\"");
+    let error = parse(&typo).unwrap_err();
+    assert_eq!(error.line, 7, "{error}");
+    assert_eq!(
+        error.field, "connectors.rss.egress.allow[1].hots",
+        "{error}"
+    );
+}

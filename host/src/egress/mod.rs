@@ -26,6 +26,17 @@ pub struct EgressLimits {
     pub max_response_bytes: u64,
 }
 
+impl From<&crate::config::LimitSettings> for EgressLimits {
+    fn from(limits: &crate::config::LimitSettings) -> Self {
+        Self {
+            connect_timeout: limits.connect_timeout,
+            first_byte_timeout: limits.first_byte_timeout,
+            request_timeout: limits.request_timeout,
+            max_response_bytes: limits.response_size.as_u64(),
+        }
+    }
+}
+
 /// What the host saw of one exchange a plugin made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExchangeRecord {
@@ -225,15 +236,13 @@ impl Exchange {
     }
 }
 
+/// The connector's limits, tightened by the plugin's own request options where it asks for a
+/// shorter first-byte wait. (The connect timeout belongs to the pooled client and cannot change
+/// per request.)
 fn effective_limits(limits: &EgressLimits, options: Option<RequestOptions>) -> EgressLimits {
     let mut out = *limits;
-    if let Some(options) = options {
-        if let Some(t) = options.connect_timeout {
-            out.connect_timeout = out.connect_timeout.min(t);
-        }
-        if let Some(t) = options.first_byte_timeout {
-            out.first_byte_timeout = out.first_byte_timeout.min(t);
-        }
+    if let Some(t) = options.and_then(|o| o.first_byte_timeout) {
+        out.first_byte_timeout = out.first_byte_timeout.min(t);
     }
     out
 }

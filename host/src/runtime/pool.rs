@@ -269,13 +269,6 @@ impl ConnectorRuntime {
             calls: 0,
         })
     }
-
-    /// Drops idle instances (e.g. before swapping the plugin).
-    pub fn clear_idle(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
-        }
-    }
 }
 
 fn summarise_trap(error: &wasmtime::Error) -> String {

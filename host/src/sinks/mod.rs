@@ -191,7 +191,9 @@ impl SinkRunner {
             Err(error) => {
                 let retry_at = match error {
                     SinkError::Payload { .. } => None,
-                    _ => Some(now + retry_delay(self.first_retry, self.max_retry, job.attempt)),
+                    _ => Some(
+                        now + retry_delay(self.first_retry, self.max_retry, job.attempt, job.id),
+                    ),
                 };
                 tracing::warn!(sink = %self.name, job = job.id, attempt = job.attempt,
                     max_attempts = job.max_attempts, "delivery failed: {error}");
@@ -208,14 +210,16 @@ impl SinkRunner {
     }
 }
 
-/// Exponential backoff with a deterministic ±25% jitter per attempt, capped at `max`.
-pub fn retry_delay(first: Duration, max: Duration, attempt: u32) -> i64 {
+/// Exponential backoff capped at `max`, with a jitter of ±12.5% fixed per job and attempt, so
+/// jobs that failed together do not all come back together.
+pub fn retry_delay(first: Duration, max: Duration, attempt: u32, job: i64) -> i64 {
     let base = first
         .as_millis()
         .saturating_mul(1u128 << attempt.saturating_sub(1).min(30));
     let capped = base.min(max.as_millis());
-    let jitter = capped / 4 * u128::from(attempt.wrapping_mul(2_654_435_761) % 1000) / 1000;
-    i64::try_from(capped - capped / 8 + jitter / 2).unwrap_or(i64::MAX)
+    let seed = (job as u64 ^ u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
+    let jitter = capped / 4 * u128::from(seed) / 1024;
+    i64::try_from(capped - capped / 8 + jitter).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -226,7 +230,7 @@ mod tests {
     fn retry_delay_grows_and_is_capped() {
         let first = Duration::from_secs(1);
         let max = Duration::from_secs(60);
-        let delays: Vec<i64> = (1..=10).map(|a| retry_delay(first, max, a)).collect();
+        let delays: Vec<i64> = (1..=10).map(|a| retry_delay(first, max, a, 7)).collect();
         for pair in delays.windows(2).take(5) {
             assert!(pair[1] > pair[0], "{delays:?}");
         }
@@ -235,5 +239,9 @@ mod tests {
             "{delays:?}"
         );
         assert!(delays[0] >= 875 && delays[0] <= 1_125, "{delays:?}");
+        let spread: std::collections::HashSet<i64> = (0..100)
+            .map(|job| retry_delay(first, max, 3, job))
+            .collect();
+        assert!(spread.len() > 50, "jobs failing together come back apart");
     }
 }

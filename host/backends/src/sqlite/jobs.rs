@@ -98,7 +98,9 @@ impl JobQueue for SqliteBackend {
 
     async fn complete_job(&self, lease: &JobLease, now: Millis) -> Result<bool> {
         let updated = sqlx::query(
-            "UPDATE jobs SET state = 'done', updated_at = ?1, lease_owner = NULL, \
+            // A done job is only counted, never read again: drop its payload (a delivery
+            // repeats every new item) so finished work does not grow the database.
+            "UPDATE jobs SET state = 'done', payload = '', updated_at = ?1, lease_owner = NULL, \
              lease_until = NULL WHERE id = ?2 AND state = 'leased' AND lease_owner = ?3 \
              AND lease_until = ?4",
         )
