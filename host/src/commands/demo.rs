@@ -166,14 +166,26 @@ pub async fn crawl_round(
     let draw = {
         let bar = bar.clone();
         let view = view.clone();
+        let label_text = label.to_string();
         tokio::spawn(async move {
+            // Without a terminal the bar draws nothing; print a plain line now and then instead.
+            let plain = bar.is_hidden();
+            let mut ticks: u32 = 0;
             loop {
                 let stats = view.connectors[0].stats.snapshot();
-                bar.set_position(stats.polls());
-                bar.set_message(format!(
+                let message = format!(
                     "{} errors, {} new items, {} in flight",
                     stats.polls_failed, stats.items_new, stats.in_flight
-                ));
+                );
+                if plain && ticks.is_multiple_of(10) {
+                    eprintln!(
+                        "{label_text}: {}/{expected} feeds, {message}",
+                        stats.polls()
+                    );
+                }
+                bar.set_position(stats.polls());
+                bar.set_message(message);
+                ticks = ticks.wrapping_add(1);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
