@@ -56,14 +56,7 @@ async fn spinning_ballooning_and_trapping_plugins_cost_one_failed_job_each() {
         running.pipelines_finished().await;
         let view = running.view();
         running.shutdown().await;
-        let stats = |name: &str| {
-            view.connectors
-                .iter()
-                .find(|c| c.name == name)
-                .unwrap()
-                .stats
-                .snapshot()
-        };
+        let stats = |name: &str| connector_stats(&view, name);
         for name in ["spin", "balloon", "trap"] {
             assert_eq!(
                 (stats(name).polls_failed, stats(name).polls_ok),
@@ -199,14 +192,7 @@ async fn a_spinning_plugin_does_not_stall_the_other_connectors() {
 
     let running = start_host(&config, backend.clone(), &clock, RunMode::Forever).await;
     let view = running.view();
-    let stats = |name: &str| {
-        view.connectors
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap()
-            .stats
-            .snapshot()
-    };
+    let stats = |name: &str| connector_stats(&view, name);
     let calm_done = tokio::time::timeout(Duration::from_secs(30), async {
         while stats("calm").polls_ok < 40 {
             tokio::time::sleep(Duration::from_millis(10)).await;

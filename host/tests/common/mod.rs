@@ -126,3 +126,13 @@ pub fn rss_item_ids(server: &tsunagi_fake_upstream::FeedServer, id: u32) -> Vec<
         .map(|item| tsunagi_rss_feed::scoped_id(item, &url))
         .collect()
 }
+
+/// The counters of connector `name` in a running (or finished) host.
+pub fn connector_stats(view: &tsunagi::host::HostView, name: &str) -> StatsSnapshot {
+    view.connectors
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no connector {name}"))
+        .stats
+        .snapshot()
+}
