@@ -511,3 +511,18 @@ async fn poll_prints_one_targets_items_as_json_lines() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_config_checks_from_the_repository_root() {
+    // As the README has it: relative config path, relative database and compile cache.
+    let output = tsunagi(&["check", "--config", "config/tsunagi.toml"])
+        .current_dir(workspace_root())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("ok    rss:"), "{stdout}");
+    assert!(stdout.contains("0 error(s)"), "{stdout}");
+}

@@ -439,13 +439,15 @@ impl Config {
         Ok(())
     }
 
-    /// Resolves a path from the config file against the file's directory.
+    /// Resolves a path from the config file against the file's directory, as an absolute path
+    /// (some consumers, like wasmtime's compile cache, accept nothing else).
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
+        let joined = if path.is_absolute() {
             path.to_path_buf()
         } else {
             self.base_dir.join(path)
-        }
+        };
+        std::path::absolute(&joined).unwrap_or(joined)
     }
 
     /// The database URL with a relative SQLite path resolved against the config file.

@@ -16,11 +16,12 @@ fn minimal_config_gets_defaults_and_resolves_paths() {
     let rss = &config.connectors["rss"];
     assert_eq!(rss.concurrency, 32);
     assert_eq!(rss.role, Role::Poller);
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(config.resolve(&rss.plugin), cwd.join("config/rss.wasm"));
     assert_eq!(
-        config.resolve(&rss.plugin),
-        PathBuf::from("config/rss.wasm")
+        config.database_url(),
+        format!("sqlite://{}", cwd.join("config/tsunagi.db").display())
     );
-    assert_eq!(config.database_url(), "sqlite://config/tsunagi.db");
 }
 
 #[test]
