@@ -28,10 +28,7 @@ pub async fn items(args: ItemsArgs) -> anyhow::Result<ExitCode> {
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let mut query = ItemQuery {
         connector: args.connector,
-        // Stored targets are normalised URLs; look the argument up the same way.
-        target: args
-            .target
-            .map(|t| super::targets::validate_target(&t).unwrap_or(t)),
+        target: args.target.map(super::targets::lookup_form),
         fetched_since: since,
         after_seq: 0,
         limit: 1000,

@@ -160,8 +160,7 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(&config.config)?;
             require_connector(&config, &connector)?;
-            // Stored targets are normalised URLs; look the argument up the same way.
-            let target = validate_target(&target).unwrap_or(target);
+            let target = lookup_form(target);
             let backend = open_backend(&config).await?;
             if backend.remove_target(&connector, &target).await? {
                 println!("{connector}: removed {target}");
@@ -192,6 +191,12 @@ pub fn validate_target(text: &str) -> Result<String, String> {
         return Err("has no host".to_string());
     }
     Ok(url.to_string())
+}
+
+/// A target as given on the command line, in the form it is stored under (normalised, when it
+/// is a URL), for looking it up.
+pub fn lookup_form(target: String) -> String {
+    validate_target(&target).unwrap_or(target)
 }
 
 fn guess_format(file: &Path) -> ImportFormat {

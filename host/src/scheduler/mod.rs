@@ -160,8 +160,13 @@ fn ms(duration: Duration) -> i64 {
 
 /// Up to 10% of `wait`, fixed per target, so targets added together drift apart.
 fn spread(target_id: i64, wait: i64) -> i64 {
-    let hash = (target_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1023
-    wait / 10 * i64::try_from(hash).unwrap_or(0) / 1024
+    wait / 10 * i64::from(jitter_1024(target_id as u64)) / 1024
+}
+
+/// A number in `0..1024` fixed by `seed` and spread evenly over seeds (Fibonacci hashing):
+/// jitter that is deterministic, so tests state exact times, yet pulls neighbours apart.
+pub fn jitter_1024(seed: u64) -> u16 {
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as u16
 }
 
 #[cfg(test)]

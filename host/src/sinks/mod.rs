@@ -217,7 +217,7 @@ pub fn retry_delay(first: Duration, max: Duration, attempt: u32, job: i64) -> i6
         .as_millis()
         .saturating_mul(1u128 << attempt.saturating_sub(1).min(30));
     let capped = base.min(max.as_millis());
-    let seed = (job as u64 ^ u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
+    let seed = crate::scheduler::jitter_1024(job as u64 ^ u64::from(attempt));
     let jitter = capped / 4 * u128::from(seed) / 1024;
     i64::try_from(capped - capped / 8 + jitter).unwrap_or(i64::MAX)
 }
