@@ -11,7 +11,9 @@
 //! All times are milliseconds since the Unix epoch, passed in by the caller: the host owns the
 //! clock, so tests can state exact times instead of sleeping.
 
+pub mod breaker;
 pub mod conformance;
+pub mod ratelimit;
 pub mod sqlite;
 
 use async_trait::async_trait;
