@@ -168,6 +168,108 @@ async fn requests_outside_the_allowlist_are_refused_and_never_leave() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolving_to_internal_addresses_are_refused_after_dns() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 1,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let bystander = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    bystander.set_nonblocking(true).unwrap();
+    let bystander_port = bystander.local_addr().unwrap().port();
+    let server_port = server.addr().port();
+
+    // `fetch` names `localhost` and a wildcard, but neither rule says the address is meant to
+    // be internal; `trusted` opts in for the feed server.
+    let fetch_allow = format!(
+        r#"[[connectors.fetch.egress.allow]]
+scheme = "http"
+host = "localhost"
+port = {bystander_port}
+[[connectors.fetch.egress.allow]]
+scheme = "http"
+host = "*"
+port = {bystander_port}
+"#
+    );
+    let trusted_allow = format!(
+        r#"[[connectors.trusted.egress.allow]]
+scheme = "http"
+host = "localhost"
+port = {server_port}
+allow_internal = true
+"#
+    );
+    let with_rules = |name: &str, rules: &str| {
+        hostile(name, "http", "").replace(
+            &format!("\n[connectors.{name}.config]"),
+            &format!("\n{rules}[connectors.{name}.config]"),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &with_rules("fetch", &fetch_allow)
+        + &with_rules("trusted", &trusted_allow);
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let opted_in = server.feed_url(0).replace("127.0.0.1", "localhost");
+    let by_name = format!("http://localhost:{bystander_port}/");
+    let by_address = format!("http://127.0.0.1:{bystander_port}/");
+    backend
+        .add_targets(
+            "fetch",
+            &[by_name.clone(), by_address.clone()],
+            clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    backend
+        .add_targets("trusted", std::slice::from_ref(&opted_in), clock.now_ms())
+        .await
+        .unwrap();
+
+    // `fetch` sorts first, so these are its counts.
+    let stats = run_round(&config, backend.clone(), &clock).await;
+    assert_eq!((stats.polls_ok, stats.polls_failed), (0, 2), "{stats:?}");
+    let error_of = |target: &str| {
+        let backend = backend.clone();
+        let target = target.to_string();
+        async move {
+            let row = backend.get_target("fetch", &target).await.unwrap().unwrap();
+            row.last_error.unwrap_or_default()
+        }
+    };
+    let name_error = error_of(&by_name).await;
+    assert!(
+        name_error.contains("a loopback address") && name_error.contains("allow_internal"),
+        "{name_error}"
+    );
+    let address_error = error_of(&by_address).await;
+    assert!(
+        address_error.contains("is a loopback address"),
+        "{address_error}"
+    );
+    assert!(
+        matches!(bystander.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "no connection reached the bystander"
+    );
+    let trusted = backend
+        .get_target("trusted", &opted_in)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trusted.last_error, None);
+    assert_eq!(
+        server.requests_for(0),
+        1,
+        "the opted-in rule reached the server"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_plugin_does_not_stall_the_other_connectors() {
     let dir = tempfile::tempdir().unwrap();
     let text = host_section("").replace("shutdown_grace = \"10s\"", "shutdown_grace = \"200ms\"")

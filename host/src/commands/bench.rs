@@ -11,7 +11,7 @@
 use super::demo::DEFAULT_RSS_PLUGIN;
 use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::Config;
-use crate::egress::{EgressLimits, build_client};
+use crate::egress::{EgressLimits, EgressPolicy, build_client};
 use crate::host::{build_connector, runtime_settings};
 use crate::runtime::{CallError, CallOutcome, FailureKind, PollResult, Runtime, TargetCall};
 use crate::scheduler::PollPolicy;
@@ -59,6 +59,17 @@ pub struct RssBenchArgs {
     /// Skip the fetch-only reference.
     #[arg(long)]
     pub skip_fetch: bool,
+}
+
+/// The HTTP client the `rss` connector of `config` would get: same limits, same allowlist.
+fn rss_client(config: &Config, pool_size: usize) -> anyhow::Result<reqwest::Client> {
+    let connector = &config.connectors["rss"];
+    let policy = Arc::new(EgressPolicy::new("rss", connector.egress.allow.clone()));
+    Ok(build_client(
+        &policy,
+        &EgressLimits::from(&connector.limits),
+        pool_size,
+    )?)
 }
 
 /// One measured part of the run.
@@ -144,17 +155,15 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
             &args,
         )?;
         let backend = super::open_backend(&config).await?;
-        let limits = &config.connectors["rss"].limits;
         let poller: Arc<dyn TargetPoller> = Arc::new(NativeRssPoller {
-            client: build_client(&EgressLimits::from(limits), args.concurrency)?,
+            client: rss_client(&config, args.concurrency)?,
         });
         results
             .extend(pipeline_rounds("native parse", &config, backend, poller, &urls, &args).await?);
     }
 
     if !args.skip_fetch {
-        let limits = &config.connectors["rss"].limits;
-        let client = build_client(&EgressLimits::from(limits), args.concurrency)?;
+        let client = rss_client(&config, args.concurrency)?;
         reset_peak_rss();
         results.push(fetch_only(client, &urls, args.concurrency).await);
     }

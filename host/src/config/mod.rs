@@ -239,7 +239,7 @@ pub struct EgressSettings {
 }
 
 /// One allowlist entry. A request is allowed when some rule matches its scheme, host and port.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AllowRule {
     /// `http`, `https`, or absent for both.
@@ -250,6 +250,12 @@ pub struct AllowRule {
     /// Absent means the scheme's default port.
     #[serde(default)]
     pub port: Option<u16>,
+    /// Lets the hosts this rule names resolve to internal addresses (loopback, private,
+    /// link-local, cloud metadata). Off by default: such addresses are then reachable only
+    /// through a rule whose `host` is the address itself. DNS answers are screened per host
+    /// name, so the opt-in covers that name on every port the allowlist permits.
+    #[serde(default)]
+    pub allow_internal: bool,
 }
 
 /// `[sinks.NAME]`: where new items are delivered besides the item store.

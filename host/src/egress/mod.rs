@@ -7,8 +7,10 @@
 //! scheduler can honour `Retry-After` and `Cache-Control` without trusting the plugin.
 //! Credentials, rate limits and circuit breakers slot into [`ConnectorEgress::exchange`].
 
+mod addresses;
 mod policy;
 
+pub use addresses::{GuardedResolver, internal_reason};
 pub use policy::{EgressPolicy, EgressRefusal};
 
 use bytes::{Bytes, BytesMut};
@@ -53,9 +55,15 @@ pub struct ExchangeRecord {
 /// The exchanges of the current call, shared with the futures that carry them out.
 pub type ExchangeLog = Arc<Mutex<Vec<ExchangeRecord>>>;
 
-/// Builds the pooled HTTP client of one connector.
-pub fn build_client(limits: &EgressLimits, pool_size: usize) -> reqwest::Result<reqwest::Client> {
+/// Builds the pooled HTTP client of one connector. Names resolve through the connector's
+/// [`GuardedResolver`], so only addresses its allowlist permits are ever connected to.
+pub fn build_client(
+    policy: &Arc<EgressPolicy>,
+    limits: &EgressLimits,
+    pool_size: usize,
+) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
         .connect_timeout(limits.connect_timeout)
         .pool_max_idle_per_host(pool_size)
         // Crawls touch many hosts once per round; idle sockets are not worth keeping long.
@@ -276,6 +284,15 @@ fn too_large(cap: u64) -> (HttpError, String) {
 }
 
 fn transport_error(error: &reqwest::Error) -> (HttpError, String) {
+    // The resolver's refusal is the whole story; the plugin gets it verbatim.
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<EgressRefusal>() {
+            let message = refusal.to_string();
+            return (HttpError::InternalError(Some(message.clone())), message);
+        }
+        source = cause.source();
+    }
     let reason = format!("{error}: {}", source_chain(error));
     let code = if error.is_connect() {
         HttpError::ConnectionRefused

@@ -1,7 +1,11 @@
 //! The egress allowlist of one connector: which scheme, host and port its plugin may reach.
-//! Nothing is reachable unless a rule from the connector's TOML allows it.
+//! Nothing is reachable unless a rule from the connector's TOML allows it, and no internal
+//! address (loopback, private, link-local, metadata) unless the rule says so explicitly: by
+//! naming the address itself, or with `allow_internal = true` (see `addresses`).
 
+use super::addresses::internal_reason;
 use crate::config::AllowRule;
+use std::net::{IpAddr, SocketAddr};
 
 /// The allowlist of one connector.
 #[derive(Debug, Clone)]
@@ -30,7 +34,7 @@ impl EgressPolicy {
                     .trim_start_matches('[')
                     .trim_end_matches(']')
                     .to_ascii_lowercase(),
-                port: rule.port,
+                ..rule
             })
             .collect();
         Self {
@@ -43,29 +47,48 @@ impl EgressPolicy {
         &self.connector
     }
 
-    /// Allows the request if some rule matches its scheme, host and port. The URL is the one
-    /// that will be sent (already normalised by the `url` crate, as the HTTP client sees it),
-    /// so what is checked is what goes out.
-    pub fn check(&self, url: &url::Url) -> Result<(), EgressRefusal> {
+    /// The rules, normalised, in TOML order; [`Self::check`] answers with an index into them.
+    pub fn rules(&self) -> &[AllowRule] {
+        &self.rules
+    }
+
+    /// Allows the request if some rule matches its scheme, host and port, and answers which
+    /// (the first such rule). The URL is the one that will be sent (already normalised by the
+    /// `url` crate, as the HTTP client sees it), so what is checked is what goes out. A URL
+    /// that spells an internal address is allowed only by a rule that names that address or
+    /// sets `allow_internal`.
+    pub fn check(&self, url: &url::Url) -> Result<usize, EgressRefusal> {
         let refuse = |reason: String| EgressRefusal {
             connector: self.connector.clone(),
             url: url.to_string(),
             reason,
         };
         let scheme = url.scheme();
-        let host = match url.host() {
-            Some(url::Host::Domain(domain)) => domain.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        let (host, address) = match url.host() {
+            Some(url::Host::Domain(domain)) => (domain.to_string(), None),
+            Some(url::Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
+            Some(url::Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
             None => return Err(refuse("has no host".to_string())),
         };
         let port = url.port_or_known_default();
-        if self
+        let mut matching = self
             .rules
             .iter()
-            .any(|rule| rule_matches(rule, scheme, &host, port))
-        {
-            return Ok(());
+            .enumerate()
+            .filter(|(_, rule)| rule_matches(rule, scheme, &host, port))
+            .peekable();
+        if matching.peek().is_some() {
+            let internal = address.and_then(|ip| internal_reason(ip).map(|why| (ip, why)));
+            let Some((ip, why)) = internal else {
+                return Ok(matching.next().map_or(0, |(index, _)| index));
+            };
+            if let Some((index, _)) = matching.find(|(_, rule)| rule.permits_internal(ip)) {
+                return Ok(index);
+            }
+            return Err(refuse(format!(
+                "is {why}; internal addresses need a rule that names the address or sets \
+                 allow_internal = true"
+            )));
         }
         let reason = if self.rules.is_empty() {
             "matches no rule: [connectors.NAME.egress] allows nothing".to_string()
@@ -81,6 +104,59 @@ impl EgressPolicy {
         };
         Err(refuse(reason))
     }
+
+    /// The addresses `host` resolved to that this connector may connect to: all of them if a
+    /// rule for the host sets `allow_internal`, otherwise the public ones. Refuses when none is
+    /// left, naming the first address dropped and why.
+    pub fn screen_addresses(
+        &self,
+        host: &str,
+        resolved: &[SocketAddr],
+    ) -> Result<Vec<SocketAddr>, EgressRefusal> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let rules: Vec<&AllowRule> = self
+            .rules
+            .iter()
+            .filter(|rule| host_matches(&rule.host, &host))
+            .collect();
+        let mut dropped = None;
+        let permitted: Vec<SocketAddr> = resolved
+            .iter()
+            .copied()
+            .filter(|address| match internal_reason(address.ip()) {
+                None => true,
+                Some(why) => {
+                    let allowed = rules.iter().any(|rule| rule.permits_internal(address.ip()));
+                    if !allowed {
+                        dropped.get_or_insert((address.ip(), why));
+                    }
+                    allowed
+                }
+            })
+            .collect();
+        if !permitted.is_empty() {
+            return Ok(permitted);
+        }
+        let reason = match dropped {
+            Some((ip, why)) => format!(
+                "resolves to {ip}, {why}; internal addresses need a rule with \
+                 allow_internal = true"
+            ),
+            None => "resolves to no address".to_string(),
+        };
+        Err(EgressRefusal {
+            connector: self.connector.clone(),
+            url: host,
+            reason,
+        })
+    }
+}
+
+impl AllowRule {
+    /// Whether this rule lets a request reach the internal address `ip`.
+    fn permits_internal(&self, ip: IpAddr) -> bool {
+        self.allow_internal || self.host.parse::<IpAddr>().is_ok_and(|named| named == ip)
+    }
 }
 
 fn rule_matches(rule: &AllowRule, scheme: &str, host: &str, port: Option<u16>) -> bool {
@@ -92,16 +168,7 @@ fn rule_matches(rule: &AllowRule, scheme: &str, host: &str, port: Option<u16>) -
     if scheme != "http" && scheme != "https" {
         return false;
     }
-    let pattern = rule.host.as_str();
-    let host_ok = if pattern == "*" {
-        true
-    } else if let Some(suffix) = pattern.strip_prefix("*.") {
-        host.strip_suffix(suffix)
-            .is_some_and(|head| head.ends_with('.'))
-    } else {
-        pattern == host
-    };
-    if !host_ok {
+    if !host_matches(&rule.host, host) {
         return false;
     }
     match rule.port {
@@ -113,6 +180,17 @@ fn rule_matches(rule: &AllowRule, scheme: &str, host: &str, port: Option<u16>) -
             (None, Some(443)) => scheme == "https",
             _ => false,
         },
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern == "*" {
+        true
+    } else if let Some(suffix) = pattern.strip_prefix("*.") {
+        host.strip_suffix(suffix)
+            .is_some_and(|head| head.ends_with('.'))
+    } else {
+        pattern == host
     }
 }
 
@@ -134,6 +212,7 @@ mod tests {
             scheme: scheme.map(str::to_string),
             host: host.to_string(),
             port,
+            ..AllowRule::default()
         }
     }
 
@@ -186,6 +265,71 @@ mod tests {
             "hosts compare case-insensitively"
         );
         assert!(!allowed(&policy, "http://user@evil.example/"));
+    }
+
+    #[test]
+    fn internal_addresses_need_an_explicit_rule() {
+        let wildcard = EgressPolicy::new("rss", vec![rule(Some("http"), "*", None)]);
+        assert!(allowed(&wildcard, "http://93.184.216.34/"));
+        for url in [
+            "http://127.0.0.1/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://10.0.0.1/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            let refusal = wildcard.check(&url.parse().unwrap()).unwrap_err();
+            assert!(
+                refusal.reason.contains("internal addresses need"),
+                "{url}: {refusal}"
+            );
+        }
+        let named = EgressPolicy::new("rss", vec![rule(Some("http"), "127.0.0.1", Some(80))]);
+        assert!(allowed(&named, "http://127.0.0.1/"));
+        let mut opt_in = rule(Some("http"), "*", None);
+        opt_in.allow_internal = true;
+        assert!(allowed(
+            &EgressPolicy::new("rss", vec![opt_in]),
+            "http://10.0.0.1/"
+        ));
+    }
+
+    #[test]
+    fn resolved_addresses_are_screened() {
+        let address = |text: &str| -> SocketAddr { text.parse().unwrap() };
+        let policy = EgressPolicy::new(
+            "rss",
+            vec![
+                rule(Some("http"), "*.example.com", None),
+                AllowRule {
+                    allow_internal: true,
+                    ..rule(Some("http"), "intranet.example.org", None)
+                },
+            ],
+        );
+        let refusal = policy
+            .screen_addresses("evil.example.com", &[address("127.0.0.1:0")])
+            .unwrap_err();
+        assert!(
+            refusal.reason.contains("127.0.0.1, a loopback address"),
+            "{refusal}"
+        );
+        assert_eq!(
+            policy
+                .screen_addresses(
+                    "mixed.example.com",
+                    &[address("10.0.0.7:0"), address("93.184.216.34:0")]
+                )
+                .unwrap(),
+            vec![address("93.184.216.34:0")],
+            "internal addresses are dropped, public ones kept"
+        );
+        assert_eq!(
+            policy
+                .screen_addresses("intranet.example.org", &[address("10.0.0.7:0")])
+                .unwrap(),
+            vec![address("10.0.0.7:0")]
+        );
     }
 
     #[test]

@@ -114,12 +114,14 @@ impl ConnectorRuntime {
         policy: EgressPolicy,
         settings: ConnectorRuntimeSettings,
     ) -> Result<Self, reqwest::Error> {
-        let client = crate::egress::build_client(&settings.egress_limits, settings.concurrency)?;
+        let policy = Arc::new(policy);
+        let client =
+            crate::egress::build_client(&policy, &settings.egress_limits, settings.concurrency)?;
         Ok(Self {
             runtime,
             plugin,
             services,
-            policy: Arc::new(policy),
+            policy,
             client,
             permits: Semaphore::new(settings.concurrency),
             settings,
