@@ -6,6 +6,8 @@ use crate::admin;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, ConnectorSettings, SinkSettings, config_value_text};
 use crate::egress::{EgressLimits, EgressPolicy};
+use crate::resilience::Resilience;
+use crate::resilience::probes::spawn_probes;
 use crate::runtime::{
     ConnectorRuntime, ConnectorRuntimeSettings, ConnectorServices, Runtime, RuntimeSettings,
 };
@@ -98,6 +100,7 @@ pub async fn build_connector(
     name: &str,
     settings: &ConnectorSettings,
     backend: Arc<dyn Backend>,
+    resilience: &Arc<Resilience>,
 ) -> Result<ConnectorRuntime, HostError> {
     let path = config.resolve(&settings.plugin);
     let plugin = runtime
@@ -126,6 +129,7 @@ pub async fn build_connector(
         plugin,
         services,
         EgressPolicy::new(name, settings.egress.allow.clone()),
+        resilience.clone(),
         runtime_settings,
     )
     .map_err(|source| HostError::HttpClient {
@@ -149,6 +153,8 @@ pub struct HostView {
     pub started_at: Millis,
     pub connectors: Vec<ConnectorHandle>,
     pub sinks: Vec<String>,
+    /// Budgets and breakers, shared by every connector.
+    pub resilience: Arc<Resilience>,
 }
 
 /// A host whose plugins are loaded and validated, ready to start.
@@ -168,10 +174,18 @@ impl Host {
     ) -> Result<Host, HostError> {
         let runtime = Runtime::new(&runtime_settings(&config))
             .map_err(|e| config.error_at("host", &e.to_string()))?;
+        let resilience = Resilience::in_process(&config, options.clock.clone())?;
         let mut connectors = Vec::new();
         for (name, settings) in &config.connectors {
-            let connector =
-                build_connector(&runtime, &config, name, settings, backend.clone()).await?;
+            let connector = build_connector(
+                &runtime,
+                &config,
+                name,
+                settings,
+                backend.clone(),
+                &resilience,
+            )
+            .await?;
             tracing::info!(connector = %name, plugin = %connector.plugin().path.display(),
                 sha256 = %connector.plugin().sha256, "connector loaded");
             connectors.push(ConnectorHandle {
@@ -187,6 +201,7 @@ impl Host {
             started_at: options.clock.now_ms(),
             connectors,
             sinks: config.sinks.keys().cloned().collect(),
+            resilience,
         });
         Ok(Host {
             config,
@@ -242,7 +257,8 @@ impl Host {
         }
 
         let sink_stop = CancellationToken::new();
-        let mut sink_tasks = Vec::new();
+        // Probes run until the very end: breakers matter while in-flight calls drain too.
+        let mut sink_tasks = spawn_probes(&self.view.resilience, &sink_stop);
         for (name, settings) in &self.config.sinks {
             let sink = build_sink(settings, |p| self.config.resolve(p)).map_err(|source| {
                 HostError::HttpClient {

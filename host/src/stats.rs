@@ -14,6 +14,7 @@ const RECENT_ERRORS: usize = 20;
 pub struct ConnectorStats {
     polls_ok: AtomicU64,
     polls_failed: AtomicU64,
+    polls_deferred: AtomicU64,
     not_modified: AtomicU64,
     items_seen: AtomicU64,
     items_new: AtomicU64,
@@ -33,6 +34,8 @@ pub struct RecentError {
 pub struct StatsSnapshot {
     pub polls_ok: u64,
     pub polls_failed: u64,
+    /// Calls a budget or an open breaker held back; their targets were put back, not failed.
+    pub polls_deferred: u64,
     pub not_modified: u64,
     pub items_seen: u64,
     pub items_new: u64,
@@ -64,6 +67,10 @@ impl ConnectorStats {
         self.items_new.fetch_add(items_new, Ordering::Relaxed);
     }
 
+    pub fn poll_deferred(&self) {
+        self.polls_deferred.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn poll_failed(&self, target: &str, error: &str, at: Millis) {
         self.polls_failed.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut recent) = self.recent_errors.lock() {
@@ -82,6 +89,7 @@ impl ConnectorStats {
         StatsSnapshot {
             polls_ok: self.polls_ok.load(Ordering::Relaxed),
             polls_failed: self.polls_failed.load(Ordering::Relaxed),
+            polls_deferred: self.polls_deferred.load(Ordering::Relaxed),
             not_modified: self.not_modified.load(Ordering::Relaxed),
             items_seen: self.items_seen.load(Ordering::Relaxed),
             items_new: self.items_new.load(Ordering::Relaxed),

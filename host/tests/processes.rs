@@ -83,12 +83,7 @@ async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 }
 
 async fn jobs_done(admin_port: u16) -> u64 {
-    let status: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{admin_port}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = fetch_status(format!("127.0.0.1:{admin_port}")).await;
     status["connectors"][0]["jobs_done"].as_u64().unwrap()
 }
 

@@ -101,12 +101,7 @@ async fn status_reports_connectors_and_sinks_deliver_every_new_item() {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.unwrap(), "ok\n");
-    let status: serde_json::Value = reqwest::get(format!("http://{admin}/status"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = fetch_status(admin).await;
     let rss = &status["connectors"][0];
     assert_eq!(rss["name"], "rss");
     assert_eq!(rss["targets"], 30);

@@ -13,6 +13,7 @@
 
 pub mod breaker;
 pub mod conformance;
+pub mod coordination;
 pub mod ratelimit;
 pub mod sqlite;
 

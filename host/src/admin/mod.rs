@@ -4,6 +4,7 @@
 
 use crate::clock::rfc3339;
 use crate::host::HostView;
+use crate::resilience::ResilienceStatus;
 use crate::sinks::queue_name;
 use crate::stats::{RecentError, StatsSnapshot};
 use axum::extract::State;
@@ -33,6 +34,9 @@ pub struct StatusReport {
     pub now: String,
     pub connectors: Vec<ConnectorStatus>,
     pub sinks: Vec<SinkStatus>,
+    /// Every budget's fill and every breaker's state, counts and last probe.
+    #[serde(flatten)]
+    pub resilience: ResilienceStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +106,7 @@ pub async fn status_report(
         now: rfc3339(now),
         connectors,
         sinks,
+        resilience: view.resilience.status().await,
     })
 }
 

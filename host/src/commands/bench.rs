@@ -13,6 +13,7 @@ use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::Config;
 use crate::egress::{EgressLimits, EgressPolicy, build_client};
 use crate::host::{build_connector, runtime_settings};
+use crate::resilience::Resilience;
 use crate::runtime::{CallError, CallOutcome, FailureKind, PollResult, Runtime, TargetCall};
 use crate::scheduler::PollPolicy;
 use crate::stats::{ConnectorStats, StatsSnapshot};
@@ -136,12 +137,14 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
     )?;
     let backend = super::open_backend(&config).await?;
     let runtime = Runtime::new(&runtime_settings(&config))?;
+    let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
     let connector = build_connector(
         &runtime,
         &config,
         "rss",
         &config.connectors["rss"],
         backend.clone(),
+        &resilience,
     )
     .await?;
     let poller: Arc<dyn TargetPoller> = Arc::new(connector);

@@ -2,10 +2,13 @@
 //! and egress rules as the host, and prints the items as JSON lines. Nothing is stored.
 
 use super::{ConfigArg, load_config, require_connector};
+use crate::clock::SystemClock;
 use crate::host::{build_connector, runtime_settings};
+use crate::resilience::Resilience;
 use crate::runtime::{Runtime, TargetCall};
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct PollArgs {
@@ -30,7 +33,16 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
     ))
     .await?;
     let runtime = Runtime::new(&runtime_settings(&config))?;
-    let connector = build_connector(&runtime, &config, &args.connector, settings, backend).await?;
+    let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
+    let connector = build_connector(
+        &runtime,
+        &config,
+        &args.connector,
+        settings,
+        backend,
+        &resilience,
+    )
+    .await?;
     let outcome = connector
         .poll(TargetCall::detached(&args.target), None, None, None)
         .await;

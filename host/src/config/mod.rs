@@ -3,6 +3,7 @@
 //! validation of what TOML alone cannot check (references between sections, egress rules).
 
 mod locate;
+mod resilience;
 
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use locate::SourceLocator;
+pub use resilience::{BreakerConfig, BudgetScope, BudgetSettings, ProbeSettings};
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,12 @@ pub struct Config {
     pub connectors: BTreeMap<String, ConnectorSettings>,
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkSettings>,
+    /// Rate limits that egress allow rules name.
+    #[serde(default)]
+    pub budgets: BTreeMap<String, BudgetSettings>,
+    /// Circuit breakers that egress allow rules name, one per upstream.
+    #[serde(default)]
+    pub breakers: BTreeMap<String, BreakerConfig>,
     /// Directory of the config file; relative paths in it are resolved against this.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -256,6 +264,12 @@ pub struct AllowRule {
     /// name, so the opt-in covers that name on every port the allowlist permits.
     #[serde(default)]
     pub allow_internal: bool,
+    /// A `[budgets.NAME]` every request through this rule spends from.
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// A `[breakers.NAME]` guarding the upstream this rule reaches.
+    #[serde(default)]
+    pub breaker: Option<String>,
 }
 
 /// `[sinks.NAME]`: where new items are delivered besides the item store.
@@ -429,6 +443,7 @@ impl Config {
                 }
             }
         }
+        resilience::validate(self, locator)?;
         for (name, sink) in &self.sinks {
             if let SinkSettings::Webhook { url, .. } = sink {
                 let parsed = url::Url::parse(url).map_err(|e| {

@@ -5,7 +5,8 @@
 //! sent through the connector's pooled HTTP client under connect / first-byte / total timeouts,
 //! and its response body is capped. Each exchange is recorded for the call that made it, so the
 //! scheduler can honour `Retry-After` and `Cache-Control` without trusting the plugin.
-//! Credentials, rate limits and circuit breakers slot into [`ConnectorEgress::exchange`].
+//! Between the allowlist and the send sit the rule's budget and breaker (see
+//! [`crate::resilience`]); credentials will slot in there too.
 
 mod addresses;
 mod policy;
@@ -13,10 +14,12 @@ mod policy;
 pub use addresses::{GuardedResolver, internal_reason};
 pub use policy::{EgressPolicy, EgressRefusal};
 
+use crate::resilience::{BreakerCall, Resilience};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tsunagi_backends::Millis;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Per-connector caps on one HTTP exchange.
@@ -50,6 +53,14 @@ pub struct ExchangeRecord {
     pub max_age: Option<Duration>,
     /// Why the exchange failed on the host side (refused, timed out, too large, …).
     pub error: Option<String>,
+    /// Held back by a budget or an open breaker: the call is not the target's failure, and
+    /// the target should come back at this time.
+    pub deferred_until: Option<Millis>,
+    /// The breaker this exchange went through, if its rule names one.
+    pub breaker_call: Option<BreakerCall>,
+    /// When the upstream said its rate limit resets, if it said the limit is used up
+    /// (`x-rate-limit-remaining: 0` with `x-rate-limit-reset`).
+    pub rate_limit_reset: Option<Millis>,
 }
 
 /// The exchanges of the current call, shared with the futures that carry them out.
@@ -78,33 +89,51 @@ pub fn build_client(
 /// The `wasi:http` hooks of one plugin instance.
 pub struct ConnectorEgress {
     policy: Arc<EgressPolicy>,
+    resilience: Arc<Resilience>,
     client: reqwest::Client,
     limits: EgressLimits,
     log: ExchangeLog,
+    /// The current call's target (per-target budgets are keyed by it) and deadline (a budget
+    /// wait must leave the request time to run).
+    target: Arc<str>,
+    deadline: Instant,
 }
 
 impl ConnectorEgress {
-    pub fn new(policy: Arc<EgressPolicy>, client: reqwest::Client, limits: EgressLimits) -> Self {
+    pub fn new(
+        policy: Arc<EgressPolicy>,
+        resilience: Arc<Resilience>,
+        client: reqwest::Client,
+        limits: EgressLimits,
+    ) -> Self {
         Self {
             policy,
+            resilience,
             client,
             limits,
             log: ExchangeLog::default(),
+            target: Arc::from(""),
+            deadline: Instant::now(),
         }
     }
 
     /// Starts a fresh record for the next call and returns it.
-    pub fn begin_call(&mut self) -> ExchangeLog {
+    pub fn begin_call(&mut self, target: &str, deadline: Instant) -> ExchangeLog {
         self.log = ExchangeLog::default();
+        self.target = Arc::from(target);
+        self.deadline = deadline;
         self.log.clone()
     }
 
     fn exchange(&self) -> Exchange {
         Exchange {
             policy: self.policy.clone(),
+            resilience: self.resilience.clone(),
             client: self.client.clone(),
             limits: self.limits,
             log: self.log.clone(),
+            target: self.target.clone(),
+            deadline: self.deadline,
         }
     }
 }
@@ -134,9 +163,12 @@ impl WasiHttpHooks for ConnectorEgress {
 /// One request on its way out, detached from the store.
 struct Exchange {
     policy: Arc<EgressPolicy>,
+    resilience: Arc<Resilience>,
     client: reqwest::Client,
     limits: EgressLimits,
     log: ExchangeLog,
+    target: Arc<str>,
+    deadline: Instant,
 }
 
 impl Exchange {
@@ -150,10 +182,18 @@ impl Exchange {
             url: url.clone(),
             ..ExchangeRecord::default()
         };
-        let result = self.send(request, options, &mut record).await;
+        let result = self.guarded_send(request, options, &mut record).await;
         if let Err((error, reason)) = &result {
             tracing::debug!(connector = %self.policy.connector(), %url, ?error, "egress failed: {reason}");
             record.error = Some(reason.clone());
+        }
+        if let Some(call) = record.breaker_call.as_mut() {
+            // Failures count at once; a success waits for the plugin's verdict (see
+            // `crate::resilience`).
+            let failed = result.is_err() || record.status.is_some_and(upstream_failure);
+            if failed {
+                self.resilience.settle(call, true);
+            }
         }
         if let Ok(mut log) = self.log.lock() {
             log.push(record);
@@ -161,7 +201,8 @@ impl Exchange {
         result.map_err(|(error, _)| error)
     }
 
-    async fn send(
+    /// Allowlist, then budget and breaker, then the request itself.
+    async fn guarded_send(
         &self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
@@ -173,12 +214,70 @@ impl Exchange {
                 format!("invalid request URL {:?}: {e}", record.url),
             )
         })?;
-        if let Err(refusal) = self.policy.check(&url) {
-            tracing::warn!(connector = %self.policy.connector(), %url, "{refusal}");
-            let message = refusal.to_string();
-            return Err((HttpError::InternalError(Some(message.clone())), message));
-        }
+        let rule = match self.policy.check(&url) {
+            Ok(index) => self.policy.rules().get(index).cloned().unwrap_or_default(),
+            Err(refusal) => {
+                tracing::warn!(connector = %self.policy.connector(), %url, "{refusal}");
+                let message = refusal.to_string();
+                return Err((HttpError::InternalError(Some(message.clone())), message));
+            }
+        };
         let limits = effective_limits(&self.limits, options);
+        if rule.budget.is_some() || rule.breaker.is_some() {
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            // Waiting for a slot must leave the request its own time.
+            let max_wait = remaining.saturating_sub(limits.request_timeout.min(remaining / 2));
+            match self
+                .resilience
+                .admit(
+                    rule.budget.as_deref(),
+                    rule.breaker.as_deref(),
+                    &self.target,
+                    max_wait,
+                )
+                .await
+            {
+                Ok(call) => record.breaker_call = call,
+                Err(deferral) => {
+                    record.deferred_until = Some(deferral.retry_at());
+                    let message = deferral.to_string();
+                    tracing::debug!(connector = %self.policy.connector(), %url, "{message}");
+                    return Err((HttpError::InternalError(Some(message.clone())), message));
+                }
+            }
+        }
+        let response = self.send(url, request, limits, record).await;
+        if let Some(budget) = &rule.budget {
+            let now = self.resilience.clock().now_ms();
+            let pushed_until = match record.status {
+                Some(429 | 503) => Some(
+                    now.saturating_add(
+                        record
+                            .retry_after
+                            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                    ),
+                ),
+                _ => None,
+            }
+            .into_iter()
+            .chain(record.rate_limit_reset)
+            .max();
+            if let Some(until) = pushed_until {
+                self.resilience
+                    .upstream_limit(budget, &self.target, until)
+                    .await;
+            }
+        }
+        response
+    }
+
+    async fn send(
+        &self,
+        url: url::Url,
+        request: http::Request<WasiBody>,
+        limits: EgressLimits,
+        record: &mut ExchangeRecord,
+    ) -> Result<http::Response<WasiBody>, (HttpError, String)> {
         let (parts, body) = request.into_parts();
         let body = body
             .collect()
@@ -206,6 +305,7 @@ impl Exchange {
         record.status = Some(response.status().as_u16());
         record.retry_after = retry_after(response.headers());
         record.max_age = max_age(response.headers());
+        record.rate_limit_reset = rate_limit_reset(response.headers());
 
         let status = response.status();
         let mut headers = response.headers().clone();
@@ -331,6 +431,24 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     )
 }
 
+/// A 5xx or a 429: the upstream is failing or pushing back, which a breaker counts.
+fn upstream_failure(status: u16) -> bool {
+    status >= 500 || status == 429
+}
+
+/// When the upstream's rate limit resets, if it says none is left: `x-rate-limit-remaining: 0`
+/// with `x-rate-limit-reset` in Unix seconds (X/Twitter; GitHub spells it `x-ratelimit-*`).
+pub fn rate_limit_reset(headers: &http::HeaderMap) -> Option<Millis> {
+    let number =
+        |name: &str| -> Option<i64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    let remaining = number("x-rate-limit-remaining").or_else(|| number("x-ratelimit-remaining"))?;
+    if remaining > 0 {
+        return None;
+    }
+    let reset = number("x-rate-limit-reset").or_else(|| number("x-ratelimit-reset"))?;
+    reset.checked_mul(1000)
+}
+
 /// `max-age` from `Cache-Control`, unless `no-store`/`no-cache` say not to rely on it.
 pub fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get(http::header::CACHE_CONTROL)?.to_str().ok()?;
@@ -382,6 +500,22 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn rate_limit_reset_only_when_none_remain() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-rate-limit-remaining", "3".parse().unwrap());
+        headers.insert("x-rate-limit-reset", "1700000000".parse().unwrap());
+        assert_eq!(rate_limit_reset(&headers), None);
+        headers.insert("x-rate-limit-remaining", "0".parse().unwrap());
+        assert_eq!(rate_limit_reset(&headers), Some(1_700_000_000_000));
+        let mut github = http::HeaderMap::new();
+        github.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        github.insert("x-ratelimit-reset", "1700000001".parse().unwrap());
+        assert_eq!(rate_limit_reset(&github), Some(1_700_000_001_000));
+        github.insert("x-ratelimit-reset", "soon".parse().unwrap());
+        assert_eq!(rate_limit_reset(&github), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::bindings::{self, ErrorKind, PollRequest, PollResponse};
 use super::instance::{ConnectorServices, InstanceState, TargetCall};
 use super::{EPOCH_TICK, Plugin, Runtime};
 use crate::egress::{ConnectorEgress, EgressLimits, EgressPolicy, ExchangeRecord};
+use crate::resilience::Resilience;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -100,6 +101,7 @@ pub struct ConnectorRuntime {
     plugin: Plugin,
     services: Arc<ConnectorServices>,
     policy: Arc<EgressPolicy>,
+    resilience: Arc<Resilience>,
     client: reqwest::Client,
     settings: ConnectorRuntimeSettings,
     idle: Mutex<Vec<PooledInstance>>,
@@ -112,6 +114,7 @@ impl ConnectorRuntime {
         plugin: Plugin,
         services: Arc<ConnectorServices>,
         policy: EgressPolicy,
+        resilience: Arc<Resilience>,
         settings: ConnectorRuntimeSettings,
     ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
@@ -122,6 +125,7 @@ impl ConnectorRuntime {
             plugin,
             services,
             policy,
+            resilience,
             client,
             permits: Semaphore::new(settings.concurrency),
             settings,
@@ -171,7 +175,7 @@ impl ConnectorRuntime {
         data.limits.exceeded = false;
         data.host_failure = None;
         data.deadline = Instant::now() + timeout;
-        let exchange_log = data.egress.begin_call();
+        let exchange_log = data.egress.begin_call(&request.target, data.deadline);
         instance.store.set_epoch_deadline(1);
 
         // The epoch callback stops a plugin that computes forever; this timeout stops one stuck
@@ -195,10 +199,11 @@ impl ConnectorRuntime {
             Ok(Err(trap)) => Err(self.classify_trap(&instance, &trap)),
         };
         let state_writes = std::mem::take(&mut instance.store.data_mut().call.writes);
-        let exchanges = exchange_log
+        let mut exchanges = exchange_log
             .lock()
             .map(|mut log| std::mem::take(&mut *log))
             .unwrap_or_default();
+        self.settle_breakers(&mut exchanges, &result);
 
         let healthy = matches!(result, Ok(_) | Err(CallError::Connector { .. }));
         instance.calls += 1;
@@ -222,6 +227,29 @@ impl ConnectorRuntime {
         }
     }
 
+    /// Records the outcome of every breaker call the plugin's exchanges left open: all
+    /// successes, except the last exchange when the plugin reported its response as bad.
+    fn settle_breakers(
+        &self,
+        exchanges: &mut [ExchangeRecord],
+        result: &Result<PollResult, CallError>,
+    ) {
+        let bad_response = matches!(
+            result,
+            Err(CallError::Connector {
+                kind: FailureKind::BadResponse,
+                ..
+            })
+        );
+        let last_answered = exchanges.iter().rposition(|e| e.status.is_some());
+        for (index, exchange) in exchanges.iter_mut().enumerate() {
+            if let Some(call) = exchange.breaker_call.as_mut() {
+                let blamed = bad_response && Some(index) == last_answered;
+                self.resilience.settle(call, blamed);
+            }
+        }
+    }
+
     fn classify_trap(&self, instance: &PooledInstance, error: &wasmtime::Error) -> CallError {
         if let Some(failure) = &instance.store.data().host_failure {
             return CallError::Host(failure.clone());
@@ -242,6 +270,7 @@ impl ConnectorRuntime {
         }
         let egress = ConnectorEgress::new(
             self.policy.clone(),
+            self.resilience.clone(),
             self.client.clone(),
             self.settings.egress_limits,
         );

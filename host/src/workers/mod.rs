@@ -187,6 +187,25 @@ impl PollPipeline {
             .await;
         let hints = hints_from(&outcome.exchanges, outcome.result.as_ref().ok());
         let now = self.clock.now_ms();
+        if outcome.result.is_err()
+            && let Some(until) = outcome
+                .exchanges
+                .iter()
+                .filter_map(|e| e.deferred_until)
+                .max()
+        {
+            // A budget or an open breaker held the call back: not the target's failure. It
+            // comes back when there is room, its error count untouched.
+            drop(slot);
+            self.stats.poll_deferred();
+            tracing::debug!(connector = %self.connector, target = %target.target,
+                "deferred until {}", crate::clock::rfc3339(until));
+            if let Err(error) = self.backend.release(claim, until.max(now)).await {
+                tracing::error!(connector = %self.connector, target = %target.target,
+                    "cannot put the deferred target back; it returns when its lease expires: {error}");
+            }
+            return;
+        }
         let (commit, seen, not_modified) = match outcome.result {
             Ok(result) => {
                 let next = self

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tsunagi::backends::Backend;
-use tsunagi::clock::ManualClock;
+use tsunagi::clock::{ManualClock, SharedClock};
 use tsunagi::config::Config;
 use tsunagi::host::{Host, HostOptions, RunningHost};
 use tsunagi::stats::StatsSnapshot;
@@ -89,8 +89,18 @@ pub async fn start_host(
     clock: &ManualClock,
     mode: RunMode,
 ) -> RunningHost {
+    start_host_with_clock(config, backend, Arc::new(clock.clone()), mode).await
+}
+
+/// Starts a host with any clock (the real one for tests that run against real time).
+pub async fn start_host_with_clock(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    clock: SharedClock,
+    mode: RunMode,
+) -> RunningHost {
     let options = HostOptions {
-        clock: Arc::new(clock.clone()),
+        clock,
         mode,
         ..HostOptions::default()
     };
@@ -135,4 +145,14 @@ pub fn connector_stats(view: &tsunagi::host::HostView, name: &str) -> StatsSnaps
         .unwrap_or_else(|| panic!("no connector {name}"))
         .stats
         .snapshot()
+}
+
+/// `GET /status` of a host's admin port, as JSON.
+pub async fn fetch_status(admin: impl std::fmt::Display) -> serde_json::Value {
+    reqwest::get(format!("http://{admin}/status"))
+        .await
+        .expect("admin answers")
+        .json()
+        .await
+        .expect("status is JSON")
 }

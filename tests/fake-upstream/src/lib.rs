@@ -22,6 +22,7 @@
 //! malformed behave so (see [`FeedServerConfig`]). Nothing is cached: bodies are rendered per
 //! request into one right-sized buffer, so memory does not grow with the number of feeds.
 
+mod api;
 mod render;
 mod server;
 
@@ -33,6 +34,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use tokio::sync::{oneshot, watch};
 
+pub use crate::api::{ApiMode, ApiServer, ApiServerConfig, ApiStats};
 use crate::server::Shared;
 
 /// What the fake server serves and how each feed misbehaves.

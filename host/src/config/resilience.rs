@@ -1,0 +1,310 @@
+//! `[budgets.*]` and `[breakers.*]`: the named protections that egress allow rules refer to.
+//!
+//! A budget is a rate limit (GCRA with burst) shared by every request whose allow rule names
+//! it, across connectors. A breaker guards one upstream; its optional probe is a request the
+//! host sends on its own schedule to learn when a broken upstream has recovered.
+
+use super::{ConfigError, SourceLocator};
+use serde::Deserialize;
+use std::time::Duration;
+use tsunagi_backends::breaker::{BreakerSettings, Window};
+use tsunagi_backends::ratelimit::{Quota, QuotaError};
+
+/// `[budgets.NAME]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSettings {
+    /// Requests per period: `1/s`, `900/15min`, `100/h`, `2/500ms`.
+    pub rate: String,
+    /// Requests that may go at once after a quiet spell (1 = evenly spaced).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// `shared` (one budget for everything that names it) or `target` (one per target, as an
+    /// API that limits each user's token separately).
+    #[serde(default)]
+    pub per: BudgetScope,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetScope {
+    #[default]
+    Shared,
+    Target,
+}
+
+impl BudgetSettings {
+    pub fn quota(&self) -> Result<Quota, QuotaError> {
+        Quota::parse(&self.rate, self.burst)
+    }
+}
+
+/// `[breakers.NAME]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// `"20 calls"` (the last 20 outcomes) or a duration like `"60s"` (the outcomes of the last
+    /// minute).
+    #[serde(default = "default_window")]
+    pub window: String,
+    /// Percent of failed calls in the window that opens the breaker.
+    #[serde(default = "default_failure_rate")]
+    pub failure_rate: f64,
+    /// Percent of slow calls in the window that opens the breaker.
+    #[serde(default = "default_slow_call_rate")]
+    pub slow_call_rate: f64,
+    /// A call taking at least this long is slow.
+    #[serde(default = "default_slow_call", with = "humantime_serde")]
+    pub slow_call: Duration,
+    /// Calls the window must hold before its rates count.
+    #[serde(default = "default_minimum_calls")]
+    pub minimum_calls: u32,
+    /// Without a probe: how long the breaker stays open before trial calls test the upstream.
+    #[serde(default = "default_open_wait", with = "humantime_serde")]
+    pub open_wait: Duration,
+    /// Trial calls in half-open.
+    #[serde(default = "default_half_open_calls")]
+    pub half_open_calls: u32,
+    /// Half-open opens again if its trial calls have not all answered within this.
+    #[serde(default = "default_half_open_max_wait", with = "humantime_serde")]
+    pub half_open_max_wait: Duration,
+    #[serde(default)]
+    pub probe: Option<ProbeSettings>,
+}
+
+/// `[breakers.NAME.probe]`: while the breaker is open, only these results close it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSettings {
+    /// A cheap GET on the upstream (a health or status endpoint).
+    pub url: String,
+    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_probe_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Successful probes in a row that close an open breaker.
+    #[serde(default = "default_successes_to_close")]
+    pub successes_to_close: u32,
+    /// Statuses that count as healthy; any 2xx when absent.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+}
+
+impl ProbeSettings {
+    pub fn healthy(&self, status: u16) -> bool {
+        if self.expect_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.expect_status.contains(&status)
+        }
+    }
+}
+
+fn default_window() -> String {
+    "20 calls".to_string()
+}
+fn default_failure_rate() -> f64 {
+    50.0
+}
+fn default_slow_call_rate() -> f64 {
+    100.0
+}
+fn default_slow_call() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_minimum_calls() -> u32 {
+    10
+}
+fn default_open_wait() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_half_open_calls() -> u32 {
+    3
+}
+fn default_half_open_max_wait() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_successes_to_close() -> u32 {
+    1
+}
+
+impl BreakerConfig {
+    /// The state machine's settings. Errors name the field at fault.
+    pub fn settings(&self) -> Result<BreakerSettings, (&'static str, String)> {
+        let window = parse_window(&self.window).map_err(|message| ("window", message))?;
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let settings = BreakerSettings {
+            window,
+            failure_rate_percent: self.failure_rate,
+            slow_call_rate_percent: self.slow_call_rate,
+            slow_call_ms: millis(self.slow_call),
+            minimum_calls: self.minimum_calls,
+            open_wait_ms: millis(self.open_wait),
+            half_open_calls: self.half_open_calls,
+            half_open_max_wait_ms: millis(self.half_open_max_wait),
+            probe_successes_to_close: self
+                .probe
+                .as_ref()
+                .map_or(1, |probe| probe.successes_to_close),
+        };
+        settings
+            .validate()
+            .map_err(|e| ("(breaker)", e.to_string()))?;
+        Ok(settings)
+    }
+}
+
+fn parse_window(text: &str) -> Result<Window, String> {
+    let trimmed = text.trim();
+    if let Some(count) = trimmed
+        .strip_suffix("calls")
+        .or_else(|| trimmed.strip_suffix("call"))
+    {
+        return count
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Window::Count)
+            .ok_or_else(|| format!("{text:?}: expected a number of calls, like \"20 calls\""));
+    }
+    let duration = humantime::parse_duration(trimmed).map_err(|e| {
+        format!("{text:?} is neither \"N calls\" nor a duration like \"60s\" ({e})")
+    })?;
+    let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    if ms <= 0 {
+        return Err(format!("{text:?}: a time window must be longer than 0s"));
+    }
+    Ok(Window::Time { ms })
+}
+
+/// Checks the `[budgets]` and `[breakers]` tables.
+pub(super) fn validate(config: &super::Config, locator: &SourceLocator) -> Result<(), ConfigError> {
+    for (name, budget) in &config.budgets {
+        if !super::is_valid_name(name) {
+            return Err(locator.field_error(
+                &format!("budgets.{name}"),
+                "budget names use lowercase letters, digits, '-' and '_'",
+            ));
+        }
+        budget
+            .quota()
+            .map_err(|e| locator.field_error(&format!("budgets.{name}.rate"), &e.to_string()))?;
+    }
+    for (name, breaker) in &config.breakers {
+        if !super::is_valid_name(name) {
+            return Err(locator.field_error(
+                &format!("breakers.{name}"),
+                "breaker names use lowercase letters, digits, '-' and '_'",
+            ));
+        }
+        breaker.settings().map_err(|(field, message)| {
+            let field = if field == "(breaker)" {
+                format!("breakers.{name}")
+            } else {
+                format!("breakers.{name}.{field}")
+            };
+            locator.field_error(&field, &message)
+        })?;
+        if let Some(probe) = &breaker.probe {
+            let at = |field: &str| format!("breakers.{name}.probe.{field}");
+            let url = url::Url::parse(&probe.url)
+                .map_err(|e| locator.field_error(&at("url"), &e.to_string()))?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(locator.field_error(&at("url"), "must be an http or https URL"));
+            }
+            for (field, value) in [("interval", probe.interval), ("timeout", probe.timeout)] {
+                if value.is_zero() || value > super::MAX_TIMEOUT {
+                    return Err(locator.field_error(
+                        &at(field),
+                        &format!(
+                            "must be between 0s and {}",
+                            humantime::format_duration(super::MAX_TIMEOUT)
+                        ),
+                    ));
+                }
+            }
+            if probe.successes_to_close == 0 {
+                return Err(locator.field_error(&at("successes_to_close"), "must be at least 1"));
+            }
+        }
+    }
+    for (connector_name, connector) in &config.connectors {
+        for (index, rule) in connector.egress.allow.iter().enumerate() {
+            let at =
+                |field: &str| format!("connectors.{connector_name}.egress.allow[{index}].{field}");
+            if let Some(budget) = &rule.budget
+                && !config.budgets.contains_key(budget)
+            {
+                return Err(locator
+                    .field_error(&at("budget"), &format!("no [budgets.{budget}] is defined")));
+            }
+            if let Some(breaker) = &rule.breaker
+                && !config.breakers.contains_key(breaker)
+            {
+                return Err(locator.field_error(
+                    &at("breaker"),
+                    &format!("no [breakers.{breaker}] is defined"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        let base = "[connectors.rss]\nplugin = \"p.wasm\"\nrole = \"poller\"\n";
+        let unknown_budget = format!(
+            "{base}[[connectors.rss.egress.allow]]\nhost = \"a.example\"\nbudget = \"shop\"\n"
+        );
+        let error = error_of(&unknown_budget);
+        assert!(
+            error.starts_with("t.toml:6:")
+                && error.contains("connectors.rss.egress.allow[0].budget: no [budgets.shop]"),
+            "{error}"
+        );
+        let bad_rate = "[budgets.shop]\nrate = \"fast\"\n";
+        let error = error_of(bad_rate);
+        assert!(
+            error.starts_with("t.toml:2:") && error.contains("budgets.shop.rate"),
+            "{error}"
+        );
+        let bad_window = "[breakers.shop]\nwindow = \"soon\"\n";
+        let error = error_of(bad_window);
+        assert!(
+            error.contains("t.toml:2:") && error.contains("breakers.shop.window"),
+            "{error}"
+        );
+        let bad_probe = "[breakers.shop.probe]\nurl = \"ftp://x\"\n";
+        assert!(error_of(bad_probe).contains("breakers.shop.probe.url: must be an http"));
+    }
+
+    #[test]
+    fn windows_are_calls_or_durations() {
+        assert_eq!(parse_window("20 calls"), Ok(Window::Count(20)));
+        assert_eq!(parse_window("1 call"), Ok(Window::Count(1)));
+        assert_eq!(parse_window("60s"), Ok(Window::Time { ms: 60_000 }));
+        assert!(parse_window("0 calls").is_err());
+        assert!(parse_window("soon").unwrap_err().contains("neither"));
+    }
+}

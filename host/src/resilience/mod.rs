@@ -1,0 +1,445 @@
+//! Resilience: the protections between a plugin's request and the upstream, applied in the
+//! egress path to every request whose allow rule names them.
+//!
+//! - **Budgets** (`[budgets.*]`): GCRA rate limits shared by every connector that names them.
+//!   A request waits for its slot while the call's deadline allows; past that it is *deferred*:
+//!   the call fails with a typed "rate limited" error and the worker puts the target back for
+//!   when the budget has room, without counting a failure. Upstream signals (429, Retry-After,
+//!   `x-rate-limit-remaining: 0` with `x-rate-limit-reset`) push the budget's next slot out.
+//! - **Breakers** (`[breakers.*]`): one per upstream. An open breaker answers at once with a
+//!   typed error naming it, and the target is deferred likewise. Failures (transport errors,
+//!   timeouts, 5xx, 429) count when they happen; a success counts when the call ends, because
+//!   the plugin may still report the response as bad (an HTML error page with status 200).
+//! - **Probes** (`probe`): see [`probes`].
+//!
+//! State lives behind the backend's [`RateLimitStore`] and [`BreakerStore`]; the clock is
+//! injected.
+
+pub mod probes;
+
+use crate::clock::SharedClock;
+use crate::config::{BudgetScope, Config, ConfigError, ProbeSettings};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tsunagi_backends::Millis;
+use tsunagi_backends::breaker::{BreakerSnapshot, BreakerState, CallOutcome, CallPermit};
+use tsunagi_backends::coordination::{
+    BreakerStore, BudgetFill, InProcessCoordination, RateLimitStore,
+};
+use tsunagi_backends::ratelimit::{Quota, Reservation};
+
+/// Why egress held a request back instead of sending it. Not the upstream's fault and not the
+/// target's: the worker defers the target to `retry_at` without counting a failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Deferral {
+    #[error("rate limited: budget \"{budget}\" has no slot within this call's time (next at {})", crate::clock::rfc3339(*retry_at))]
+    RateLimited { budget: String, retry_at: Millis },
+    #[error("circuit breaker \"{breaker}\" is open: the upstream is failing; retrying after {}", crate::clock::rfc3339(*retry_at))]
+    BreakerOpen { breaker: String, retry_at: Millis },
+}
+
+impl Deferral {
+    pub fn retry_at(&self) -> Millis {
+        match self {
+            Self::RateLimited { retry_at, .. } | Self::BreakerOpen { retry_at, .. } => *retry_at,
+        }
+    }
+}
+
+/// A request's place in a breaker: its permit, and whether its outcome has been recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerCall {
+    pub breaker: String,
+    pub permit: CallPermit,
+    pub started_at: Millis,
+    /// Set once an outcome is recorded: failures at once, successes when the call ends.
+    pub settled: bool,
+}
+
+struct Budget {
+    quota: Quota,
+    scope: BudgetScope,
+}
+
+/// Every budget and breaker of a host.
+pub struct Resilience {
+    clock: SharedClock,
+    budgets: BTreeMap<String, Budget>,
+    limiter: Arc<dyn RateLimitStore>,
+    breakers: Arc<dyn BreakerStore>,
+    probes: BTreeMap<String, ProbeSettings>,
+    /// How long a deferred target waits when its breaker is open and a probe decides.
+    default_retry: BTreeMap<String, Duration>,
+}
+
+/// `/status`'s view.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResilienceStatus {
+    pub budgets: BTreeMap<String, BudgetStatus>,
+    pub breakers: BTreeMap<String, BreakerSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetStatus {
+    pub rate: String,
+    pub per: &'static str,
+    /// For a shared budget; per-target budgets have one fill per target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill: Option<BudgetFill>,
+}
+
+impl Resilience {
+    /// Builds the budgets and breakers `config` declares, keeping their state in `limiter` and
+    /// `breakers`.
+    pub fn from_config(
+        config: &Config,
+        clock: SharedClock,
+        limiter: Arc<dyn RateLimitStore>,
+        breakers: Arc<dyn BreakerStore>,
+    ) -> Result<Self, ConfigError> {
+        let mut budgets = BTreeMap::new();
+        for (name, settings) in &config.budgets {
+            let quota = settings
+                .quota()
+                .map_err(|e| config.error_at(&format!("budgets.{name}.rate"), &e.to_string()))?;
+            budgets.insert(
+                name.clone(),
+                Budget {
+                    quota,
+                    scope: settings.per,
+                },
+            );
+        }
+        let mut probes = BTreeMap::new();
+        let mut default_retry = BTreeMap::new();
+        for (name, breaker) in &config.breakers {
+            let settings = breaker
+                .settings()
+                .map_err(|(_, message)| config.error_at(&format!("breakers.{name}"), &message))?;
+            breakers.register(name, settings, breaker.probe.is_some());
+            let retry = match &breaker.probe {
+                Some(probe) => {
+                    probes.insert(name.clone(), probe.clone());
+                    probe.interval
+                }
+                None => breaker.open_wait,
+            };
+            default_retry.insert(name.clone(), retry);
+        }
+        Ok(Self {
+            clock,
+            budgets,
+            limiter,
+            breakers,
+            probes,
+            default_retry,
+        })
+    }
+
+    /// Budgets and breakers kept in this process (the embedded backend's way).
+    pub fn in_process(config: &Config, clock: SharedClock) -> Result<Arc<Self>, ConfigError> {
+        let store = Arc::new(InProcessCoordination::new());
+        Self::from_config(config, clock, store.clone(), store).map(Arc::new)
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// The probes to run, by breaker.
+    pub fn probes(&self) -> &BTreeMap<String, ProbeSettings> {
+        &self.probes
+    }
+
+    /// Lets a request through `breaker` and `budget` (either may be absent): an open breaker
+    /// answers at once (so a broken upstream does not spend the budget), then the request
+    /// waits up to `max_wait` for a budget slot. A half-open trial permit whose budget wait is
+    /// refused goes unreported; the breaker's half-open wait bound takes care of it.
+    pub async fn admit(
+        &self,
+        budget: Option<&str>,
+        breaker: Option<&str>,
+        target: &str,
+        max_wait: Duration,
+    ) -> Result<Option<BreakerCall>, Deferral> {
+        let mut call = None;
+        if let Some(name) = breaker {
+            match self.breakers.try_acquire(name, self.clock.now_ms()) {
+                Ok(Some(permit)) => {
+                    call = Some(BreakerCall {
+                        breaker: name.to_string(),
+                        permit,
+                        started_at: 0,
+                        settled: false,
+                    });
+                }
+                Ok(None) => {}
+                Err(rejected) => return Err(self.breaker_open(name, rejected.retry_at)),
+            }
+        }
+        if let Some(name) = budget
+            && let Some(spec) = self.budgets.get(name)
+        {
+            self.wait_for_slot(name, spec, target, max_wait).await?;
+        }
+        if let Some(call) = call.as_mut() {
+            // Slowness is the upstream's, so the clock starts after the budget wait.
+            call.started_at = self.clock.now_ms();
+        }
+        Ok(call)
+    }
+
+    async fn wait_for_slot(
+        &self,
+        name: &str,
+        spec: &Budget,
+        target: &str,
+        max_wait: Duration,
+    ) -> Result<(), Deferral> {
+        let key = budget_key(name, spec.scope, target);
+        let now = self.clock.now_ms();
+        let max_wait_ms = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
+        let reservation = self
+            .limiter
+            .reserve(&key, &spec.quota, now, max_wait_ms)
+            .await
+            .map_err(|error| {
+                // A store that cannot answer must not let traffic through unmetered.
+                tracing::error!(budget = %name, "cannot reserve from the budget: {error}");
+                Deferral::RateLimited {
+                    budget: name.to_string(),
+                    retry_at: now.saturating_add(1000),
+                }
+            })?;
+        match reservation {
+            Reservation::Granted { at, .. } => {
+                let wait = at.saturating_sub(self.clock.now_ms());
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
+                }
+                Ok(())
+            }
+            Reservation::Denied { retry_at } => Err(Deferral::RateLimited {
+                budget: name.to_string(),
+                retry_at,
+            }),
+        }
+    }
+
+    fn breaker_open(&self, name: &str, retry_at: Option<Millis>) -> Deferral {
+        let now = self.clock.now_ms();
+        let fallback = self.default_retry.get(name).map_or(60_000, |wait| {
+            i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+        });
+        Deferral::BreakerOpen {
+            breaker: name.to_string(),
+            retry_at: retry_at.unwrap_or(now.saturating_add(fallback)).max(now),
+        }
+    }
+
+    /// Records how a breaker call went, once.
+    pub fn settle(&self, call: &mut BreakerCall, failed: bool) {
+        if call.settled {
+            return;
+        }
+        call.settled = true;
+        let now = self.clock.now_ms();
+        let outcome = CallOutcome {
+            failed,
+            duration_ms: now.saturating_sub(call.started_at),
+        };
+        self.breakers
+            .record(&call.breaker, call.permit, now, outcome);
+    }
+
+    /// The upstream said nothing more before `until`.
+    pub async fn upstream_limit(&self, budget: &str, target: &str, until: Millis) {
+        let Some(spec) = self.budgets.get(budget) else {
+            return;
+        };
+        let key = budget_key(budget, spec.scope, target);
+        if let Err(error) = self.limiter.push_back(&key, &spec.quota, until).await {
+            tracing::error!(%budget, "cannot record the upstream's rate limit: {error}");
+        }
+    }
+
+    pub fn record_probe(&self, breaker: &str, ok: bool) {
+        self.breakers.record_probe(breaker, self.clock.now_ms(), ok);
+    }
+
+    pub fn breaker_state(&self, breaker: &str) -> Option<BreakerState> {
+        self.breakers.state(breaker, self.clock.now_ms())
+    }
+
+    pub async fn status(&self) -> ResilienceStatus {
+        let now = self.clock.now_ms();
+        let mut budgets = BTreeMap::new();
+        for (name, spec) in &self.budgets {
+            let fill = match spec.scope {
+                BudgetScope::Shared => self.limiter.fill(name, &spec.quota, now).await.ok(),
+                BudgetScope::Target => None,
+            };
+            budgets.insert(
+                name.clone(),
+                BudgetStatus {
+                    rate: spec.quota.to_string(),
+                    per: match spec.scope {
+                        BudgetScope::Shared => "shared",
+                        BudgetScope::Target => "target",
+                    },
+                    fill,
+                },
+            );
+        }
+        ResilienceStatus {
+            budgets,
+            breakers: self.breakers.snapshots(now),
+        }
+    }
+}
+
+fn budget_key(name: &str, scope: BudgetScope, target: &str) -> String {
+    match scope {
+        BudgetScope::Shared => name.to_string(),
+        BudgetScope::Target => format!("{name}\u{1f}{target}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+[budgets.shop]
+rate = "1/s"
+burst = 2
+
+[budgets.per-user]
+rate = "1/min"
+per = "target"
+
+[breakers.shop]
+window = "4 calls"
+minimum_calls = 2
+[breakers.shop.probe]
+url = "http://127.0.0.1:9/health"
+interval = "5s"
+"#;
+
+    fn resilience(clock: &ManualClock) -> Arc<Resilience> {
+        let config = Config::parse(CONFIG, Path::new("test.toml")).unwrap();
+        Resilience::in_process(&config, Arc::new(clock.clone())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_empty_budget_defers_with_its_name_and_next_slot() {
+        let clock = ManualClock::starting_at(1_000_000);
+        let resilience = resilience(&clock);
+        for _ in 0..2 {
+            assert!(
+                resilience
+                    .admit(Some("shop"), None, "t", Duration::ZERO)
+                    .await
+                    .is_ok()
+            );
+        }
+        let deferral = resilience
+            .admit(Some("shop"), None, "t", Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            deferral,
+            Deferral::RateLimited {
+                budget: "shop".to_string(),
+                retry_at: 1_001_000
+            }
+        );
+        assert!(
+            deferral.to_string().contains("budget \"shop\""),
+            "{deferral}"
+        );
+    }
+
+    #[tokio::test]
+    async fn upstream_signals_push_the_next_slot_out() {
+        let clock = ManualClock::starting_at(1_000_000);
+        let resilience = resilience(&clock);
+        resilience.upstream_limit("shop", "t", 1_030_000).await;
+        let deferral = resilience
+            .admit(Some("shop"), None, "t", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(deferral.retry_at(), 1_030_000);
+        clock.advance(Duration::from_secs(30));
+        assert!(
+            resilience
+                .admit(Some("shop"), None, "t", Duration::ZERO)
+                .await
+                .is_ok()
+        );
+        let status = resilience.status().await;
+        assert_eq!(status.budgets["shop"].fill.as_ref().unwrap().available, 0);
+    }
+
+    #[tokio::test]
+    async fn per_target_budgets_are_separate() {
+        let clock = ManualClock::starting_at(0);
+        let resilience = resilience(&clock);
+        assert!(
+            resilience
+                .admit(Some("per-user"), None, "alice", Duration::ZERO)
+                .await
+                .is_ok()
+        );
+        assert!(
+            resilience
+                .admit(Some("per-user"), None, "bob", Duration::ZERO)
+                .await
+                .is_ok()
+        );
+        assert!(
+            resilience
+                .admit(Some("per-user"), None, "alice", Duration::ZERO)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_defers_until_the_next_probe_and_spends_no_budget() {
+        let clock = ManualClock::starting_at(0);
+        let resilience = resilience(&clock);
+        for _ in 0..2 {
+            let mut call = resilience
+                .admit(Some("shop"), Some("shop"), "t", Duration::from_secs(5))
+                .await
+                .unwrap()
+                .unwrap();
+            resilience.settle(&mut call, true);
+        }
+        assert_eq!(resilience.breaker_state("shop"), Some(BreakerState::Open));
+        clock.advance(Duration::from_secs(10));
+        let deferral = resilience
+            .admit(Some("shop"), Some("shop"), "t", Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            deferral,
+            Deferral::BreakerOpen {
+                breaker: "shop".to_string(),
+                retry_at: 15_000
+            }
+        );
+        let fill = resilience.status().await.budgets["shop"]
+            .fill
+            .clone()
+            .unwrap();
+        assert_eq!(fill.available, 2, "the rejected call took no slot");
+        resilience.record_probe("shop", true);
+        assert_eq!(resilience.breaker_state("shop"), Some(BreakerState::Closed));
+    }
+}

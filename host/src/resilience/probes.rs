@@ -1,0 +1,102 @@
+//! Health probes: one request per breaker on its own schedule, apart from users' traffic.
+//!
+//! While a breaker with a probe is open, only probe results close it, so no user's request is
+//! the one that finds out whether a broken upstream is back. Probes run whatever the breaker's
+//! state, so `/status` always shows how the upstream last answered.
+
+use super::Resilience;
+use crate::config::ProbeSettings;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Starts one probe task per breaker that declares a probe; they end when `stop` fires.
+pub fn spawn_probes(resilience: &Arc<Resilience>, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+    resilience
+        .probes()
+        .iter()
+        .filter_map(|(breaker, settings)| {
+            let client = match probe_client(settings) {
+                Ok(client) => client,
+                Err(error) => {
+                    tracing::error!(%breaker, "cannot build the probe's HTTP client; no probe runs: {error}");
+                    return None;
+                }
+            };
+            Some(tokio::spawn(run_probe(
+                resilience.clone(),
+                breaker.clone(),
+                settings.clone(),
+                client,
+                stop.clone(),
+            )))
+        })
+        .collect()
+}
+
+fn probe_client(settings: &ProbeSettings) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+}
+
+async fn run_probe(
+    resilience: Arc<Resilience>,
+    breaker: String,
+    settings: ProbeSettings,
+    client: reqwest::Client,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(settings.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let verdict = probe_once(&client, &settings).await;
+        let before = resilience.breaker_state(&breaker);
+        resilience.record_probe(&breaker, verdict.is_ok());
+        let after = resilience.breaker_state(&breaker);
+        match (&verdict, before != after) {
+            (_, true) => tracing::info!(%breaker, url = %settings.url, ?before, ?after,
+                "probe {}; breaker changed state", describe(&verdict)),
+            (Err(_), false) => tracing::debug!(%breaker, url = %settings.url,
+                "probe {}", describe(&verdict)),
+            (Ok(()), false) => {}
+        }
+    }
+}
+
+async fn probe_once(client: &reqwest::Client, settings: &ProbeSettings) -> Result<(), String> {
+    // The whole exchange, body included, must fit in the probe's timeout.
+    let exchange = async {
+        let response = client
+            .get(&settings.url)
+            .send()
+            .await
+            .map_err(|e| format!("failed: {e}"))?;
+        let status = response.status().as_u16();
+        response
+            .bytes()
+            .await
+            .map_err(|e| format!("body failed: {e}"))?;
+        if settings.healthy(status) {
+            Ok(())
+        } else {
+            Err(format!("answered HTTP {status}"))
+        }
+    };
+    tokio::time::timeout(settings.timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {:?}", settings.timeout)))
+}
+
+fn describe(verdict: &Result<(), String>) -> String {
+    match verdict {
+        Ok(()) => "succeeded".to_string(),
+        Err(reason) => reason.clone(),
+    }
+}
