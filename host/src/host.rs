@@ -11,7 +11,7 @@ use crate::resilience::probes::spawn_probes;
 use crate::runtime::{
     ConnectorRuntime, ConnectorRuntimeSettings, ConnectorServices, Runtime, RuntimeSettings,
 };
-use crate::scheduler::PollPolicy;
+use crate::scheduler::{PollPolicy, RetryPolicy};
 use crate::sinks::{SinkRunner, build_sink, queue_name};
 use crate::stats::ConnectorStats;
 use crate::workers::{PollPipeline, RunMode};
@@ -228,7 +228,7 @@ impl Host {
                 connector: handle.name.clone(),
                 backend: self.backend.clone(),
                 poller: handle.runtime.clone(),
-                policy: PollPolicy::from(&settings.schedule),
+                policy: PollPolicy::from(settings),
                 clock: self.options.clock.clone(),
                 worker_id: self.options.worker_id.clone(),
                 lease: host.claim_lease,
@@ -274,8 +274,13 @@ impl Host {
                 worker_id: self.options.worker_id.clone(),
                 idle_poll: host.idle_poll,
                 lease: host.claim_lease,
-                first_retry: Duration::from_secs(1),
-                max_retry: Duration::from_secs(600),
+                retry: RetryPolicy {
+                    first_delay: Duration::from_secs(1),
+                    max_delay: Duration::from_secs(600),
+                    multiplier: 2.0,
+                    jitter: 0.25,
+                    max_failures: settings.max_attempts(),
+                },
             });
             sink_tasks.push(tokio::spawn(runner.run(sink_stop.clone())));
         }

@@ -167,8 +167,8 @@ async fn malformed_and_failing_feeds_are_recorded_and_backed_off() {
         );
         let wait = target.next_run_at - clock.now_ms();
         assert!(
-            (60_000..=66_000).contains(&wait),
-            "first backoff is error_backoff: {wait}"
+            (54_000..=66_000).contains(&wait),
+            "first backoff is retry.first_delay (1m) ± 10% jitter: {wait}"
         );
         assert!(
             stored_ids(backend.as_ref(), &server.feed_url(id))
@@ -205,8 +205,8 @@ async fn malformed_and_failing_feeds_are_recorded_and_backed_off() {
     assert_eq!(target.error_count, 2);
     let wait = target.next_run_at - clock.now_ms();
     assert!(
-        (120_000..=132_000).contains(&wait),
-        "second backoff doubles: {wait}"
+        (108_000..=132_000).contains(&wait),
+        "second backoff doubles (2m ± 10% jitter): {wait}"
     );
     server.shutdown().await;
 }

@@ -31,7 +31,9 @@ concurrency = {concurrency}
 [connectors.{name}.schedule]
 min_interval = "1s"
 max_interval = "2s"
-error_backoff = "1s"
+
+[connectors.{name}.retry]
+first_delay = "1s"
 
 {extra}
 

@@ -15,8 +15,8 @@
 //! [`conformance_tests!`]: crate::conformance_tests
 
 use crate::{
-    AddReport, Backend, Delivery, Item, ItemQuery, JobLease, Millis, NewJob, PollCommit,
-    QueueCounts, StateScope, StoredItem, TargetClaim,
+    AddReport, Attempt, Backend, Delivery, Item, ItemQuery, JobLease, MAX_HISTORY, Millis, NewJob,
+    PollCommit, QueueCounts, StateScope, StoredItem, TargetClaim,
 };
 use std::any::Any;
 use std::collections::HashSet;
@@ -97,6 +97,9 @@ macro_rules! conformance_tests {
             job_with_attempts_exhausted_goes_dead,
             failed_job_without_retry_goes_dead_at_once,
             job_lost_on_its_last_attempt_goes_dead,
+            dead_jobs_keep_their_history_and_can_be_retried_or_dropped,
+            dead_targets_are_never_claimed_and_can_be_revived_or_dropped,
+            target_history_keeps_the_latest_failures_and_a_success_clears_it,
             queue_counts_count_each_state,
             list_items_filters_and_pages,
             release_clears_the_lease_and_reschedules,
@@ -784,6 +787,7 @@ pub async fn complete_poll_failure_counts_errors_and_keeps_items(b: &dyn Backend
                 PollCommit::Failure {
                     error: format!("HTTP 503 #{attempt}"),
                     next_run_at: now + 100,
+                    dead: false,
                 },
                 now,
             )
@@ -798,6 +802,14 @@ pub async fn complete_poll_failure_counts_errors_and_keeps_items(b: &dyn Backend
             .expect("feed");
         assert_eq!(target.error_count, attempt);
         assert_eq!(target.last_error, Some(format!("HTTP 503 #{attempt}")));
+        assert_eq!(target.history.len(), attempt as usize);
+        assert_eq!(
+            target.history.last(),
+            Some(&Attempt {
+                at: now,
+                error: format!("HTTP 503 #{attempt}")
+            })
+        );
         assert_eq!(target.next_run_at, now + 100);
         assert_eq!(target.last_polled_at, Some(now));
         assert_eq!(
@@ -848,6 +860,7 @@ pub async fn complete_poll_with_a_lost_lease_writes_nothing(b: &dyn Backend) {
     let failure = PollCommit::Failure {
         error: "stale".to_string(),
         next_run_at: T0 + 999_999,
+        dead: false,
     };
     let report = b
         .complete_poll(&stale, failure, rescue_time + 1)
@@ -1434,6 +1447,165 @@ pub async fn job_with_attempts_exhausted_goes_dead(b: &dyn Backend) {
     assert_eq!(dead[0].last_error.as_deref(), Some("boom 2"));
     assert_eq!(dead[0].died_at, T0 + 150);
     assert_eq!(b.queue_counts("q").await.expect("counts").dead, 1);
+}
+
+pub async fn dead_jobs_keep_their_history_and_can_be_retried_or_dropped(b: &dyn Backend) {
+    let kept = b.enqueue(job("q", "kept", 2, T0)).await.expect("enqueue");
+    let dropped = b
+        .enqueue(job("q", "dropped", 1, T0))
+        .await
+        .expect("enqueue");
+    for (now, error) in [(T0, "boom 1"), (T0 + 100, "boom 2")] {
+        for lease in lease_all(b, "q", "w1", now).await {
+            assert!(
+                b.fail_job(&lease, error, Some(now + 100), now)
+                    .await
+                    .expect("fail")
+            );
+        }
+    }
+    let dead = b.list_dead(Some("q"), 10).await.expect("list_dead");
+    assert_eq!(
+        dead.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [kept, dropped]
+    );
+    assert_eq!(
+        dead[0].history,
+        [
+            Attempt {
+                at: T0,
+                error: "boom 1".to_string()
+            },
+            Attempt {
+                at: T0 + 100,
+                error: "boom 2".to_string()
+            }
+        ]
+    );
+    assert!(b.retry_dead_job(kept, T0 + 500).await.expect("retry"));
+    assert!(
+        !b.retry_dead_job(kept, T0 + 500).await.expect("retry twice"),
+        "no longer dead"
+    );
+    assert!(b.drop_dead_job(dropped).await.expect("drop"));
+    assert!(
+        !b.drop_dead_job(kept).await.expect("drop live"),
+        "only dead jobs are dropped"
+    );
+    let again = lease_all(b, "q", "w1", T0 + 500).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id, again[0].attempt),
+        (kept, 1),
+        "a fresh attempt count"
+    );
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            leased: 1,
+            ..QueueCounts::default()
+        }
+    );
+}
+
+pub async fn dead_targets_are_never_claimed_and_can_be_revived_or_dropped(b: &dyn Backend) {
+    b.add_targets("rss", &["gone".to_string(), "kept".to_string()], T0)
+        .await
+        .expect("add");
+    let claims = b
+        .claim_due("rss", "w1", T0, LEASE, 10)
+        .await
+        .expect("claim");
+    for claim in &claims {
+        let commit = PollCommit::Failure {
+            error: "HTTP 410 Gone".to_string(),
+            next_run_at: T0 + 100,
+            dead: true,
+        };
+        b.complete_poll(claim, commit, T0 + 1)
+            .await
+            .expect("commit");
+    }
+    let far = T0 + 10 * 365 * 24 * 3600 * 1000;
+    assert!(
+        b.claim_due("rss", "w1", far, LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(b.count_due("rss", far).await.expect("count_due"), 0);
+    let dead = b.list_dead_targets(Some("rss"), 0, 10).await.expect("list");
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(|t| t.dead_at == Some(T0 + 1)), "{dead:?}");
+    assert_eq!(dead[0].history.len(), 1);
+    assert!(
+        b.list_dead_targets(Some("other"), 0, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    let (gone, kept) = (dead[0].id, dead[1].id);
+    assert!(b.drop_dead_target(gone).await.expect("drop"));
+    assert!(b.get_target("rss", "gone").await.expect("get").is_none());
+    assert!(b.revive_target(kept, T0 + 500).await.expect("revive"));
+    assert!(!b.revive_target(kept, T0 + 500).await.expect("revive twice"));
+    assert!(
+        !b.drop_dead_target(kept).await.expect("drop live"),
+        "only dead targets are dropped"
+    );
+    let revived = b
+        .get_target("rss", "kept")
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!((revived.dead_at, revived.error_count), (None, 0));
+    assert_eq!(revived.next_run_at, T0 + 500);
+    let claims = b
+        .claim_due("rss", "w1", T0 + 500, LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1, "a revived target is claimed again");
+}
+
+pub async fn target_history_keeps_the_latest_failures_and_a_success_clears_it(b: &dyn Backend) {
+    b.add_targets("rss", &["feed".to_string()], T0)
+        .await
+        .expect("add");
+    let failures = MAX_HISTORY as i64 + 3;
+    for n in 0..failures {
+        let now = T0 + n * 10;
+        let claim = claim_only(b, "rss", "w1", now).await;
+        let commit = PollCommit::Failure {
+            error: format!("fail {n}"),
+            next_run_at: now + 10,
+            dead: false,
+        };
+        b.complete_poll(&claim, commit, now).await.expect("commit");
+    }
+    let target = b
+        .get_target("rss", "feed")
+        .await
+        .expect("get")
+        .expect("feed");
+    assert_eq!(target.history.len(), MAX_HISTORY);
+    assert_eq!(target.history[0].error, "fail 3", "the oldest fell out");
+    assert_eq!(
+        target.history[MAX_HISTORY - 1].error,
+        format!("fail {}", failures - 1)
+    );
+    let now = T0 + failures * 10;
+    let claim = claim_only(b, "rss", "w1", now).await;
+    b.complete_poll(&claim, success(Vec::new(), now + 10), now)
+        .await
+        .expect("commit");
+    let target = b
+        .get_target("rss", "feed")
+        .await
+        .expect("get")
+        .expect("feed");
+    assert!(target.history.is_empty());
+    assert_eq!(target.error_count, 0);
 }
 
 pub async fn failed_job_without_retry_goes_dead_at_once(b: &dyn Backend) {

@@ -89,7 +89,22 @@ pub struct Target {
     pub last_polled_at: Option<Millis>,
     /// The adaptive polling interval the scheduler chose last time.
     pub interval_ms: Option<i64>,
+    /// Set when the target was given up on (dead-lettered): it is never claimed until revived.
+    pub dead_at: Option<Millis>,
+    /// The latest consecutive failed attempts, oldest first (at most [`MAX_HISTORY`]); cleared
+    /// by a success.
+    pub history: Vec<Attempt>,
 }
+
+/// One failed attempt, as kept in a target's or a job's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: Millis,
+    pub error: String,
+}
+
+/// Failed attempts a target or job remembers.
+pub const MAX_HISTORY: usize = 10;
 
 /// A target claimed by one worker until `lease_until`. Only the holder of the lease may
 /// complete it; once the lease expires, another worker may claim the target again. A lease (of
@@ -128,6 +143,9 @@ pub enum PollCommit {
     Failure {
         error: String,
         next_run_at: Millis,
+        /// Give the target up: it moves to the dead-letter state and is not claimed again
+        /// until revived ([`TargetStore::revive_target`]).
+        dead: bool,
     },
 }
 
@@ -191,6 +209,18 @@ pub trait TargetStore: Send + Sync {
     /// Targets of `connector` due at `now` and not leased.
     async fn count_due(&self, connector: &str, now: Millis) -> Result<u64>;
     async fn count_targets(&self, connector: &str) -> Result<u64>;
+    /// Dead-lettered targets (of `connector`, or all), by id after `after_id`.
+    async fn list_dead_targets(
+        &self,
+        connector: Option<&str>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Target>>;
+    /// Brings a dead target back: due at `now`, error count reset (its history stays until a
+    /// success). False when no dead target has that id.
+    async fn revive_target(&self, id: i64, now: Millis) -> Result<bool>;
+    /// Deletes a dead target and its state. False when no dead target has that id.
+    async fn drop_dead_target(&self, id: i64) -> Result<bool>;
 }
 
 /// Filter for listing stored items.
@@ -243,6 +273,8 @@ pub struct DeadJob {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub died_at: Millis,
+    /// The latest failed attempts, oldest first.
+    pub history: Vec<Attempt>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -284,6 +316,11 @@ pub trait JobQueue: Send + Sync {
     ) -> Result<bool>;
     async fn queue_counts(&self, queue: &str) -> Result<QueueCounts>;
     async fn list_dead(&self, queue: Option<&str>, limit: u32) -> Result<Vec<DeadJob>>;
+    /// Queues a dead job again, due at `now` with a fresh attempt count. False when no dead
+    /// job has that id.
+    async fn retry_dead_job(&self, id: i64, now: Millis) -> Result<bool>;
+    /// Deletes a dead job. False when no dead job has that id.
+    async fn drop_dead_job(&self, id: i64) -> Result<bool>;
 }
 
 /// Where a key of connector state lives.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use tsunagi_backends::conformance::{BackendFuture, T0, TestStore};
 use tsunagi_backends::sqlite::SqliteBackend;
-use tsunagi_backends::{Backend, BackendError, ItemStore, StateScope};
+use tsunagi_backends::{Backend, BackendError, ItemStore, StateScope, TargetStore};
 
 async fn sqlite_store() -> TestStore {
     let dir = tempfile::tempdir().expect("create a temporary directory");
@@ -134,4 +134,53 @@ async fn corrupt_item_json_is_reported() {
         matches!(error, BackendError::Corrupt { .. }),
         "unexpected error: {error}"
     );
+}
+
+/// A database written by schema version 1 (before dead letters) opens, is upgraded in place,
+/// and keeps its targets.
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_in_place() {
+    use sqlx::ConnectOptions;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("old.db");
+    {
+        let mut old = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("create a version 1 file");
+        sqlx::raw_sql(include_str!("../src/sqlite/schema.sql"))
+            .execute(&mut old)
+            .await
+            .expect("version 1 schema");
+        sqlx::query(
+            "INSERT INTO targets (connector, target, next_run_at) VALUES ('rss', 'old', 5)",
+        )
+        .execute(&mut old)
+        .await
+        .expect("a version 1 target");
+    }
+    let backend = SqliteBackend::open(path.to_str().expect("UTF-8 path"))
+        .await
+        .expect("open and upgrade");
+    let target = backend
+        .get_target("rss", "old")
+        .await
+        .expect("get")
+        .expect("the old target survives");
+    assert_eq!((target.next_run_at, target.dead_at), (5, None));
+    assert!(target.history.is_empty());
+    assert!(
+        backend
+            .list_dead_targets(None, 0, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    backend.close().await;
+    // Opening again does not apply the upgrade twice.
+    SqliteBackend::open(path.to_str().expect("UTF-8 path"))
+        .await
+        .expect("reopen");
 }

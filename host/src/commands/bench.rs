@@ -248,7 +248,7 @@ async fn pipeline_rounds(
             connector: "rss".to_string(),
             backend: backend.clone(),
             poller: poller.clone(),
-            policy: PollPolicy::from(&settings.schedule),
+            policy: PollPolicy::from(settings),
             clock: Arc::new(clock.clone()),
             worker_id: crate::host::unique_worker_id(),
             lease: config.host.claim_lease,

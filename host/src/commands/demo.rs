@@ -223,7 +223,9 @@ concurrency = {concurrency}
 [connectors.rss.schedule]
 min_interval = "10m"
 max_interval = "2h"
-error_backoff = "5m"
+
+[connectors.rss.retry]
+first_delay = "5m"
 
 [connectors.rss.limits]
 call_timeout = "10s"

@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod demo;
+mod dlq;
 mod items;
 mod poll;
 mod run;
@@ -45,6 +46,9 @@ pub enum Command {
     Poll(poll::PollArgs),
     /// List stored items as JSON lines.
     Items(items::ItemsArgs),
+    /// The dead-letter state: targets given up on and deliveries out of attempts.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Crawl thousands of stand-in feeds on 127.0.0.1 and print a summary.
     Demo(demo::DemoArgs),
     /// Benchmarks on 127.0.0.1 (build with --release).
@@ -77,6 +81,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Targets(command) => targets::targets(command).await,
         Command::Poll(args) => poll::poll(args).await,
         Command::Items(args) => items::items(args).await,
+        Command::Dlq(command) => dlq::dlq(command).await,
         Command::Demo(args) => demo::demo(args).await,
         Command::Bench(command) => bench::bench(command).await,
     }

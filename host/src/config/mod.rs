@@ -131,6 +131,8 @@ pub struct ConnectorSettings {
     #[serde(default)]
     pub schedule: ScheduleSettings,
     #[serde(default)]
+    pub retry: RetrySettings,
+    #[serde(default)]
     pub limits: LimitSettings,
     #[serde(default)]
     pub egress: EgressSettings,
@@ -157,10 +159,6 @@ pub struct ScheduleSettings {
     pub min_interval: Duration,
     #[serde(default = "default_max_interval", with = "humantime_serde")]
     pub max_interval: Duration,
-    /// First wait after a failed poll; doubles with each consecutive failure, up to
-    /// `max_interval`.
-    #[serde(default = "default_error_backoff", with = "humantime_serde")]
-    pub error_backoff: Duration,
 }
 
 impl Default for ScheduleSettings {
@@ -168,7 +166,6 @@ impl Default for ScheduleSettings {
         Self {
             min_interval: default_min_interval(),
             max_interval: default_max_interval(),
-            error_backoff: default_error_backoff(),
         }
     }
 }
@@ -179,8 +176,56 @@ fn default_min_interval() -> Duration {
 fn default_max_interval() -> Duration {
     Duration::from_secs(24 * 3600)
 }
-fn default_error_backoff() -> Duration {
+
+/// `[connectors.NAME.retry]`: how a target that keeps failing is retried, and when it is
+/// given up on (moved to the dead-letter state, see `tsunagi dlq`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Wait after the first failure.
+    #[serde(default = "default_first_delay", with = "humantime_serde")]
+    pub first_delay: Duration,
+    /// Longest wait between attempts.
+    #[serde(default = "default_max_delay", with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Each consecutive failure multiplies the wait by this.
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// Fraction of each wait spread at random (0 to 1), so failures do not retry in step.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+    /// Consecutive failures after which the target is dead-lettered. Errors the plugin marks
+    /// permanent dead-letter it at once.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            first_delay: default_first_delay(),
+            max_delay: default_max_delay(),
+            multiplier: default_multiplier(),
+            jitter: default_jitter(),
+            max_failures: default_max_failures(),
+        }
+    }
+}
+
+fn default_first_delay() -> Duration {
     Duration::from_secs(5 * 60)
+}
+fn default_max_delay() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+fn default_jitter() -> f64 {
+    0.2
+}
+fn default_max_failures() -> u32 {
+    20
 }
 
 /// `[connectors.NAME.limits]`: what one call may use.
@@ -374,6 +419,24 @@ impl Config {
                     &at("schedule.min_interval"),
                     "is longer than schedule.max_interval",
                 ));
+            }
+            let retry = &connector.retry;
+            if retry.first_delay.is_zero() || retry.first_delay > retry.max_delay {
+                return Err(locator.field_error(
+                    &at("retry.first_delay"),
+                    "must be longer than 0s and no longer than retry.max_delay",
+                ));
+            }
+            if !(1.0..=100.0).contains(&retry.multiplier) {
+                return Err(
+                    locator.field_error(&at("retry.multiplier"), "must be between 1 and 100")
+                );
+            }
+            if !(0.0..=1.0).contains(&retry.jitter) {
+                return Err(locator.field_error(&at("retry.jitter"), "must be between 0 and 1"));
+            }
+            if retry.max_failures == 0 {
+                return Err(locator.field_error(&at("retry.max_failures"), "must be at least 1"));
             }
             let limits = &connector.limits;
             if limits.memory.as_u64() < ByteSize::mib(2).as_u64() {

@@ -4,13 +4,19 @@
 //! the target's activity — halved when the poll brought something newer than the last poll,
 //! stretched by half when it did not — within the connector's `min_interval`/`max_interval`.
 //! Upstream hints (`Retry-After`, `Cache-Control: max-age`, the feed's own TTL) set a floor.
-//! Failures back off exponentially from `error_backoff`. A per-target offset derived from the
-//! target id spreads targets that became due together, without making tests random.
+//! Failures back off by the connector's [`RetryPolicy`] and, after too many in a row (or one
+//! the plugin calls permanent), give the target up to the dead-letter state. A per-target
+//! offset derived from the target id spreads targets that became due together, without making
+//! tests random.
 //!
 //! The claim loop that turns due targets into work lives in [`crate::workers`].
 
 use crate::clock::parse_rfc3339;
-use crate::config::ScheduleSettings;
+mod retry;
+
+pub use retry::RetryPolicy;
+
+use crate::config::ConnectorSettings;
 use crate::runtime::{CallError, FailureKind, PollResult};
 use std::time::Duration;
 use tsunagi_backends::{Millis, Target};
@@ -20,7 +26,7 @@ use tsunagi_backends::{Millis, Target};
 pub struct PollPolicy {
     pub min_interval: Duration,
     pub max_interval: Duration,
-    pub error_backoff: Duration,
+    pub retry: RetryPolicy,
 }
 
 /// The upstream's hints about when to come back, as seen by the host.
@@ -36,6 +42,8 @@ pub struct UpstreamHints {
 pub struct NextRun {
     pub at: Millis,
     pub interval_ms: i64,
+    /// After a failure: give the target up (dead-letter it) instead of running it at `at`.
+    pub give_up: bool,
 }
 
 /// Whether a poll showed the target to be active.
@@ -49,12 +57,12 @@ pub enum Activity {
     Unknown,
 }
 
-impl From<&ScheduleSettings> for PollPolicy {
-    fn from(settings: &ScheduleSettings) -> Self {
+impl From<&ConnectorSettings> for PollPolicy {
+    fn from(settings: &ConnectorSettings) -> Self {
         Self {
-            min_interval: settings.min_interval,
-            max_interval: settings.max_interval,
-            error_backoff: settings.error_backoff,
+            min_interval: settings.schedule.min_interval,
+            max_interval: settings.schedule.max_interval,
+            retry: RetryPolicy::from(&settings.retry),
         }
     }
 }
@@ -90,10 +98,12 @@ impl PollPolicy {
                 .saturating_add(wait)
                 .saturating_add(spread(target.id, wait)),
             interval_ms: adapted,
+            give_up: false,
         }
     }
 
     /// The next run after a failed poll; `target.error_count` is the count before this failure.
+    /// A permanent error, or the retry policy's last allowed failure, gives the target up.
     pub fn after_failure(
         &self,
         target: &Target,
@@ -101,25 +111,22 @@ impl PollPolicy {
         hints: UpstreamHints,
         now: Millis,
     ) -> NextRun {
-        let min = ms(self.min_interval);
-        let max = ms(self.max_interval).max(min);
-        let base = ms(self.error_backoff).max(1);
-        let wait = match error {
+        let failures = target.error_count.saturating_add(1);
+        let permanent = matches!(
+            error,
             CallError::Connector {
                 kind: FailureKind::Permanent,
                 ..
-            } => max,
-            _ => {
-                let doublings = target.error_count.min(30);
-                base.saturating_mul(1_i64 << doublings).min(max)
             }
-        };
-        let wait = wait.max(hints.retry_after.map(ms).unwrap_or(0).min(max));
+        );
+        let wait = self
+            .retry
+            .delay_ms(failures, target.id as u64)
+            .max(hints.retry_after.map(ms).unwrap_or(0));
         NextRun {
-            at: now
-                .saturating_add(wait)
-                .saturating_add(spread(target.id, wait)),
-            interval_ms: target.interval_ms.unwrap_or(min),
+            at: now.saturating_add(wait),
+            interval_ms: target.interval_ms.unwrap_or(ms(self.min_interval)),
+            give_up: permanent || self.retry.gives_up_after(failures),
         }
     }
 }

@@ -8,7 +8,14 @@ fn policy() -> PollPolicy {
     PollPolicy {
         min_interval: Duration::from_millis(MIN as u64),
         max_interval: Duration::from_millis(MAX as u64),
-        error_backoff: Duration::from_secs(30),
+        retry: RetryPolicy {
+            first_delay: Duration::from_secs(30),
+            max_delay: Duration::from_millis(MAX as u64),
+            multiplier: 2.0,
+            // No jitter here, so expected times are exact (the retry module tests jitter).
+            jitter: 0.0,
+            max_failures: 8,
+        },
     }
 }
 
@@ -26,6 +33,8 @@ fn target(interval_ms: Option<i64>, error_count: u32) -> Target {
         last_error: None,
         last_polled_at: Some(1_000_000),
         interval_ms,
+        dead_at: None,
+        history: Vec::new(),
     }
 }
 
@@ -97,37 +106,45 @@ fn upstream_hints_set_a_floor_capped_by_max() {
 }
 
 #[test]
-fn failures_back_off_exponentially_up_to_max() {
+fn failures_back_off_exponentially_then_give_up() {
     let p = policy();
     let err = CallError::Connector {
         kind: FailureKind::Transient,
         message: "503".into(),
     };
-    let waits: Vec<i64> = (0..9)
+    let runs: Vec<(i64, bool)> = (0..9)
         .map(|n| {
-            p.after_failure(&target(None, n), &err, UpstreamHints::default(), 0)
-                .at
+            let next = p.after_failure(&target(None, n), &err, UpstreamHints::default(), 0);
+            (next.at, next.give_up)
         })
         .collect();
     assert_eq!(
-        waits,
+        runs,
         vec![
-            30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000, MAX, MAX
-        ]
+            (30_000, false),
+            (60_000, false),
+            (120_000, false),
+            (240_000, false),
+            (480_000, false),
+            (960_000, false),
+            (1_920_000, false),
+            (MAX, true),
+            (MAX, true)
+        ],
+        "the 8th failure in a row gives the target up"
     );
 }
 
 #[test]
-fn permanent_failures_wait_the_longest_and_retry_after_is_honoured() {
+fn permanent_failures_give_up_at_once_and_retry_after_is_honoured() {
     let p = policy();
     let permanent = CallError::Connector {
         kind: FailureKind::Permanent,
         message: "410 Gone".into(),
     };
-    assert_eq!(
+    assert!(
         p.after_failure(&target(None, 0), &permanent, UpstreamHints::default(), 0)
-            .at,
-        MAX
+            .give_up
     );
     let limited = CallError::Connector {
         kind: FailureKind::RateLimited,
@@ -137,10 +154,8 @@ fn permanent_failures_wait_the_longest_and_retry_after_is_honoured() {
         retry_after: Some(Duration::from_secs(900)),
         ..UpstreamHints::default()
     };
-    assert_eq!(
-        p.after_failure(&target(None, 0), &limited, hints, 0).at,
-        900_000
-    );
+    let next = p.after_failure(&target(None, 0), &limited, hints, 0);
+    assert_eq!((next.at, next.give_up), (900_000, false));
 }
 
 #[test]

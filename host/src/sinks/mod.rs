@@ -8,6 +8,7 @@
 
 use crate::clock::SharedClock;
 use crate::config::SinkSettings;
+use crate::scheduler::RetryPolicy;
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,8 +131,8 @@ pub struct SinkRunner {
     pub idle_poll: Duration,
     /// How long a delivery job stays leased; a crashed host's deliveries return after it.
     pub lease: Duration,
-    pub first_retry: Duration,
-    pub max_retry: Duration,
+    /// Backoff between delivery attempts (the job's own `max_attempts` decides when to stop).
+    pub retry: RetryPolicy,
 }
 
 impl SinkRunner {
@@ -191,9 +192,7 @@ impl SinkRunner {
             Err(error) => {
                 let retry_at = match error {
                     SinkError::Payload { .. } => None,
-                    _ => Some(
-                        now + retry_delay(self.first_retry, self.max_retry, job.attempt, job.id),
-                    ),
+                    _ => Some(now.saturating_add(self.retry.delay_ms(job.attempt, job.id as u64))),
                 };
                 tracing::warn!(sink = %self.name, job = job.id, attempt = job.attempt,
                     max_attempts = job.max_attempts, "delivery failed: {error}");
@@ -207,41 +206,5 @@ impl SinkRunner {
                 false
             }
         }
-    }
-}
-
-/// Exponential backoff capped at `max`, with a jitter of ±12.5% fixed per job and attempt, so
-/// jobs that failed together do not all come back together.
-pub fn retry_delay(first: Duration, max: Duration, attempt: u32, job: i64) -> i64 {
-    let base = first
-        .as_millis()
-        .saturating_mul(1u128 << attempt.saturating_sub(1).min(30));
-    let capped = base.min(max.as_millis());
-    let seed = crate::scheduler::jitter_1024(job as u64 ^ u64::from(attempt));
-    let jitter = capped / 4 * u128::from(seed) / 1024;
-    i64::try_from(capped - capped / 8 + jitter).unwrap_or(i64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delay_grows_and_is_capped() {
-        let first = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        let delays: Vec<i64> = (1..=10).map(|a| retry_delay(first, max, a, 7)).collect();
-        for pair in delays.windows(2).take(5) {
-            assert!(pair[1] > pair[0], "{delays:?}");
-        }
-        assert!(
-            delays.iter().all(|d| *d <= 60_000 + 60_000 / 8),
-            "{delays:?}"
-        );
-        assert!(delays[0] >= 875 && delays[0] <= 1_125, "{delays:?}");
-        let spread: std::collections::HashSet<i64> = (0..100)
-            .map(|job| retry_delay(first, max, 3, job))
-            .collect();
-        assert!(spread.len() > 50, "jobs failing together come back apart");
     }
 }

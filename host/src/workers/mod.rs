@@ -249,9 +249,15 @@ impl PollPipeline {
                 tracing::info!(connector = %self.connector, target = %target.target,
                     errors_in_a_row = target.error_count + 1, "poll failed: {message}");
                 self.stats.poll_failed(&target.target, &message, now);
+                if next.give_up {
+                    tracing::warn!(connector = %self.connector, target = %target.target,
+                        errors_in_a_row = target.error_count + 1,
+                        "giving the target up (dead-lettered; see `tsunagi dlq`): {message}");
+                }
                 let commit = PollCommit::Failure {
                     error: message,
                     next_run_at: next.at,
+                    dead: next.give_up,
                 };
                 (commit, None, false)
             }

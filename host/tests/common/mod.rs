@@ -56,7 +56,9 @@ concurrency = 32
 [connectors.rss.schedule]
 min_interval = "10m"
 max_interval = "1h"
-error_backoff = "1m"
+
+[connectors.rss.retry]
+first_delay = "1m"
 
 [connectors.rss.limits]
 call_timeout = "20s"

@@ -34,8 +34,11 @@ pub fn classify(status: u16) -> StatusClass {
         304 => StatusClass::NotModified,
         300..=399 => StatusClass::Redirect,
         429 => StatusClass::Failure(ErrorKind::RateLimited),
-        // Request Timeout is the server giving up on a slow client: worth another try.
-        408 => StatusClass::Failure(ErrorKind::Transient),
+        // Request Timeout is the server giving up on a slow client, and a feed that is not
+        // found today often is again after a site move: worth more tries (the host
+        // dead-letters the target after `retry.max_failures`). 410 Gone and the other 4xx say
+        // retrying cannot help: permanent, dead-lettered at once.
+        408 | 404 => StatusClass::Failure(ErrorKind::Transient),
         400..=499 => StatusClass::Failure(ErrorKind::Permanent),
         500..=599 => StatusClass::Failure(ErrorKind::Transient),
         // 1xx should never reach us as a final answer; anything else is not HTTP.
@@ -147,7 +150,7 @@ mod tests {
             assert_eq!(classify(status), StatusClass::Redirect, "{status}");
         }
         assert_eq!(classify(429), StatusClass::Failure(ErrorKind::RateLimited));
-        assert_eq!(classify(404), StatusClass::Failure(ErrorKind::Permanent));
+        assert_eq!(classify(404), StatusClass::Failure(ErrorKind::Transient));
         assert_eq!(classify(410), StatusClass::Failure(ErrorKind::Permanent));
         assert_eq!(classify(401), StatusClass::Failure(ErrorKind::Permanent));
         assert_eq!(classify(408), StatusClass::Failure(ErrorKind::Transient));

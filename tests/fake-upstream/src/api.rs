@@ -6,6 +6,7 @@
 //! - `GET /flaky/{name}`: answers according to the [`ApiMode`] the test sets: a small RSS
 //!   feed, `500`, or no answer at all until the mode changes.
 //! - `GET /health`: the probe endpoint; follows the mode like `/flaky`.
+//! - `GET /gone/{name}`: `410 Gone`, a failure no retry can fix.
 //!
 //! Every request is counted by kind, and each accepted `/limited` request's arrival time is
 //! kept, so a test can check both "never refused" and "used the allowed rate".
@@ -172,6 +173,9 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
             .flaky_requests
             .fetch_add(1, Ordering::Relaxed);
         return by_mode(shared, feed(name)).await;
+    }
+    if path.starts_with("/gone/") {
+        return plain(StatusCode::GONE, "gone\n");
     }
     if path == "/health" {
         shared.counters.probes.fetch_add(1, Ordering::Relaxed);

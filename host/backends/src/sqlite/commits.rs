@@ -17,7 +17,7 @@
 //! request is guarded by its own lease, a lost lease writes nothing for that request only, and
 //! an item two requests of one batch both return counts as new for the earlier one.
 
-use super::{db_error, is_locked, state::write_state};
+use super::{append_history, db_error, is_locked, state::write_state};
 use crate::{BackendError, CommitReport, Item, Millis, PollCommit, Result, TargetClaim};
 use serde::Serialize;
 use sqlx::SqlitePool;
@@ -33,14 +33,14 @@ const CONTEXT: &str = "committing polls";
 /// Guarded update of every target of a batch. A row of `v` belongs to one request; only rows
 /// whose lease still matches are updated (`HELD_TARGETS` names them). Success rows (`ok`) store
 /// validators and reset the error count; failure rows count an error and keep the validators.
-const UPDATE_TARGETS: &str = "\
-WITH v AS (
+const UPDATE_TARGETS: &str = concat!(
+    "WITH v AS (
     SELECT value ->> '$.id' AS id, value ->> '$.worker' AS worker,
            value ->> '$.lease_until' AS lease_until, value ->> '$.ok' AS ok,
            value ->> '$.etag' AS etag, value ->> '$.last_modified' AS last_modified,
            value ->> '$.cursor' AS cursor, value ->> '$.error' AS error,
            value ->> '$.next_run_at' AS next_run_at, value ->> '$.interval_ms' AS interval_ms,
-           value ->> '$.now' AS now
+           value ->> '$.now' AS now, value ->> '$.dead' AS dead
     FROM jsonb_each(?1)
 )
 UPDATE targets SET
@@ -50,12 +50,17 @@ UPDATE targets SET
     interval_ms = CASE WHEN v.ok THEN v.interval_ms ELSE targets.interval_ms END,
     error_count = CASE WHEN v.ok THEN 0 ELSE targets.error_count + 1 END,
     last_error = CASE WHEN v.ok THEN NULL ELSE v.error END,
-    next_run_at = v.next_run_at,
+    history = CASE WHEN v.ok THEN NULL ELSE ",
+    append_history!("targets.history", "v.now", "v.error"),
+    " END,
+    dead_at = CASE WHEN v.dead THEN v.now ELSE NULL END,
+    next_run_at = CASE WHEN v.dead THEN 9223372036854775807 ELSE v.next_run_at END,
     last_polled_at = v.now,
     lease_owner = NULL,
     lease_until = NULL
 FROM v
-WHERE targets.id = v.id AND targets.lease_owner = v.worker AND targets.lease_until = v.lease_until";
+WHERE targets.id = v.id AND targets.lease_owner = v.worker AND targets.lease_until = v.lease_until"
+);
 
 /// The targets of a batch whose lease still holds, as one JSON array of ids: exactly the rows
 /// `UPDATE_TARGETS` then updates (the write lock is held in between). One row instead of
@@ -264,6 +269,7 @@ struct TargetRow<'a> {
     next_run_at: Millis,
     interval_ms: Option<i64>,
     now: Millis,
+    dead: bool,
 }
 
 impl<'a> TargetRow<'a> {
@@ -281,6 +287,7 @@ impl<'a> TargetRow<'a> {
             next_run_at: 0,
             interval_ms: None,
             now: work.now,
+            dead: false,
         };
         match &work.commit {
             PollCommit::Success {
@@ -298,9 +305,14 @@ impl<'a> TargetRow<'a> {
                 row.next_run_at = *next_run_at;
                 row.interval_ms = Some(*interval_ms);
             }
-            PollCommit::Failure { error, next_run_at } => {
+            PollCommit::Failure {
+                error,
+                next_run_at,
+                dead,
+            } => {
                 row.error = Some(error);
                 row.next_run_at = *next_run_at;
+                row.dead = *dead;
             }
         }
         row

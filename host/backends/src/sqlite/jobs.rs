@@ -5,7 +5,10 @@
 //! `lease_jobs`; completions and failures are guarded by (worker, lease_until), so a worker
 //! that lost its lease cannot finish a job someone else now holds.
 
-use super::{SqliteBackend, db_error, effective_limit, lease_deadline, to_u32};
+use super::{
+    SqliteBackend, append_history, db_error, effective_limit, history_from_json, lease_deadline,
+    to_u32,
+};
 use crate::{DeadJob, JobLease, JobQueue, Millis, NewJob, QueueCounts, Result};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -43,12 +46,13 @@ impl JobQueue for SqliteBackend {
         let mut tx = self.begin_write(CONTEXT).await?;
         // A job whose final attempt was lost (worker died mid-job) would otherwise be retried
         // past max_attempts forever; it goes to the dead-letter state instead.
-        sqlx::query(
-            "UPDATE jobs SET state = 'dead', died_at = ?2, updated_at = ?2, \
-             last_error = ?3, lease_owner = NULL, lease_until = NULL \
-             WHERE queue = ?1 AND state = 'leased' AND lease_until < ?2 \
-             AND attempt >= max_attempts",
-        )
+        sqlx::query(concat!(
+            "UPDATE jobs SET state = 'dead', died_at = ?2, updated_at = ?2, ",
+            "last_error = ?3, lease_owner = NULL, lease_until = NULL, history = ",
+            append_history!("history", "?2", "?3"),
+            " WHERE queue = ?1 AND state = 'leased' AND lease_until < ?2 ",
+            "AND attempt >= max_attempts"
+        ))
         .bind(queue)
         .bind(now)
         .bind(LOST_ON_LAST_ATTEMPT)
@@ -124,16 +128,17 @@ impl JobQueue for SqliteBackend {
     ) -> Result<bool> {
         // Retry only when asked to and attempts remain; otherwise the job dies. One statement
         // decides both, using the stored attempt counts.
-        let updated = sqlx::query(
-            "UPDATE jobs SET \
-             state = CASE WHEN ?1 IS NOT NULL AND attempt < max_attempts \
-                     THEN 'queued' ELSE 'dead' END, \
-             died_at = CASE WHEN ?1 IS NOT NULL AND attempt < max_attempts \
-                       THEN NULL ELSE ?2 END, \
-             run_at = COALESCE(?1, run_at), last_error = ?3, updated_at = ?2, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = ?4 AND state = 'leased' AND lease_owner = ?5 AND lease_until = ?6",
-        )
+        let updated = sqlx::query(concat!(
+            "UPDATE jobs SET ",
+            "state = CASE WHEN ?1 IS NOT NULL AND attempt < max_attempts ",
+            "THEN 'queued' ELSE 'dead' END, ",
+            "died_at = CASE WHEN ?1 IS NOT NULL AND attempt < max_attempts ",
+            "THEN NULL ELSE ?2 END, ",
+            "run_at = COALESCE(?1, run_at), last_error = ?3, updated_at = ?2, ",
+            "lease_owner = NULL, lease_until = NULL, history = ",
+            append_history!("history", "?2", "?3"),
+            " WHERE id = ?4 AND state = 'leased' AND lease_owner = ?5 AND lease_until = ?6"
+        ))
         .bind(retry_at)
         .bind(now)
         .bind(error)
@@ -175,7 +180,7 @@ impl JobQueue for SqliteBackend {
 
     async fn list_dead(&self, queue: Option<&str>, limit: u32) -> Result<Vec<DeadJob>> {
         let rows = sqlx::query(
-            "SELECT id, queue, payload, attempt, last_error, died_at FROM jobs \
+            "SELECT id, queue, payload, attempt, last_error, died_at, history FROM jobs \
              WHERE state = 'dead' AND (?1 IS NULL OR queue = ?1) ORDER BY id LIMIT ?2",
         )
         .bind(queue)
@@ -197,8 +202,33 @@ impl JobQueue for SqliteBackend {
                         context: "reading a dead job",
                         reason: "a dead job has no time of death".to_string(),
                     })?,
+                    history: history_from_json(row.try_get("history").map_err(read)?)?,
                 })
             })
             .collect()
+    }
+
+    async fn retry_dead_job(&self, id: i64, now: Millis) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = ?2, died_at = NULL, \
+             updated_at = ?2 WHERE id = ?1 AND state = 'dead'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("retrying a dead job"))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn drop_dead_job(&self, id: i64) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state = 'dead'")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(db_error("dropping a dead job"))?
+            .rows_affected();
+        Ok(deleted > 0)
     }
 }

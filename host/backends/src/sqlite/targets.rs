@@ -1,10 +1,10 @@
 //! [`TargetStore`] for SQLite: the target table and leased claims. Poll commits are handed to
 //! the group committer in `commits`.
 
-use super::{SqliteBackend, db_error, effective_limit, lease_deadline, to_u32};
+use super::{SqliteBackend, db_error, effective_limit, history_from_json, lease_deadline, to_u32};
 use crate::{
-    AddReport, BackendError, CommitReport, Millis, PollCommit, Result, Target, TargetClaim,
-    TargetStore,
+    AddReport, Attempt, BackendError, CommitReport, Millis, PollCommit, Result, Target,
+    TargetClaim, TargetStore,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
@@ -15,7 +15,7 @@ use std::time::Duration;
 macro_rules! target_columns {
     () => {
         "id, connector, target, next_run_at, etag, last_modified, cursor, error_count, \
-         last_error, last_polled_at, interval_ms"
+         last_error, last_polled_at, interval_ms, dead_at, history"
     };
 }
 
@@ -40,6 +40,8 @@ pub(super) fn target_from_row(row: &SqliteRow) -> Result<Target> {
         last_error: row.try_get("last_error").map_err(read)?,
         last_polled_at: row.try_get("last_polled_at").map_err(read)?,
         interval_ms: row.try_get("interval_ms").map_err(read)?,
+        dead_at: row.try_get("dead_at").map_err(read)?,
+        history: history_from_json(row.try_get("history").map_err(read)?)?,
     })
 }
 
@@ -56,9 +58,11 @@ type TargetTuple = (
     Option<String>,
     Option<Millis>,
     Option<i64>,
+    Option<Millis>,
+    Option<Vec<Attempt>>,
 );
 
-/// Reads `json_group_array(json_array(<target columns>))`.
+/// Reads `json_group_array(json_array(<target columns>))`, the history as nested JSON.
 fn targets_from_json(json: &str) -> Result<Vec<Target>> {
     let tuples: Vec<TargetTuple> =
         serde_json::from_str(json).map_err(|e| BackendError::Corrupt {
@@ -83,9 +87,31 @@ fn targets_from_json(json: &str) -> Result<Vec<Target>> {
                 last_error: tuple.8,
                 last_polled_at: tuple.9,
                 interval_ms: tuple.10,
+                dead_at: tuple.11,
+                history: tuple.12.unwrap_or_default(),
             })
         })
         .collect()
+}
+
+impl SqliteBackend {
+    /// Runs a page query over targets: `?1` the connector or NULL, `?2` the id to start after,
+    /// `?3` the page size.
+    async fn page_of_targets(
+        &self,
+        sql: &'static str,
+        (connector, after_id, limit): (Option<&str>, i64, u32),
+        context: &'static str,
+    ) -> Result<Vec<Target>> {
+        let rows = sqlx::query(sql)
+            .bind(connector)
+            .bind(after_id)
+            .bind(effective_limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error(context))?;
+        rows.iter().map(target_from_row).collect()
+    }
 }
 
 #[async_trait]
@@ -170,18 +196,17 @@ impl TargetStore for SqliteBackend {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<Target>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            target_columns!(),
-            " FROM targets WHERE (?1 IS NULL OR connector = ?1) AND id > ?2 ORDER BY id LIMIT ?3"
-        ))
-        .bind(connector)
-        .bind(after_id)
-        .bind(effective_limit(limit))
-        .fetch_all(&self.reader)
+        self.page_of_targets(
+            concat!(
+                "SELECT ",
+                target_columns!(),
+                " FROM targets WHERE (?1 IS NULL OR connector = ?1) AND id > ?2 ",
+                "ORDER BY id LIMIT ?3"
+            ),
+            (connector, after_id, limit),
+            "listing targets",
+        )
         .await
-        .map_err(db_error("listing targets"))?;
-        rows.iter().map(target_from_row).collect()
     }
 
     async fn claim_due(
@@ -199,9 +224,9 @@ impl TargetStore for SqliteBackend {
         // own, which cost more than the claim itself.
         let mut tx = self.begin_write(CONTEXT).await?;
         let due: String = sqlx::query_scalar(concat!(
-            "SELECT json_group_array(json_array(",
-            target_columns!(),
-            ")) FROM (SELECT ",
+            "SELECT json_group_array(json_array(id, connector, target, next_run_at, etag, ",
+            "last_modified, cursor, error_count, last_error, last_polled_at, interval_ms, ",
+            "dead_at, json(history))) FROM (SELECT ",
             target_columns!(),
             " FROM targets WHERE connector = ?1 AND next_run_at <= ?2 ",
             "AND (lease_until IS NULL OR lease_until < ?2) ",
@@ -287,5 +312,61 @@ impl TargetStore for SqliteBackend {
             .await
             .map_err(db_error("counting targets"))?;
         Ok(count.unsigned_abs())
+    }
+
+    async fn list_dead_targets(
+        &self,
+        connector: Option<&str>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Target>> {
+        self.page_of_targets(
+            concat!(
+                "SELECT ",
+                target_columns!(),
+                " FROM targets WHERE dead_at IS NOT NULL AND (?1 IS NULL OR connector = ?1) ",
+                "AND id > ?2 ORDER BY id LIMIT ?3"
+            ),
+            (connector, after_id, limit),
+            "listing dead targets",
+        )
+        .await
+    }
+
+    async fn revive_target(&self, id: i64, now: Millis) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE targets SET dead_at = NULL, next_run_at = ?2, error_count = 0, \
+             lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND dead_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("reviving a dead target"))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn drop_dead_target(&self, id: i64) -> Result<bool> {
+        const CONTEXT: &str = "dropping a dead target";
+        let mut tx = self.begin_write(CONTEXT).await?;
+        let connector: Option<String> = sqlx::query_scalar(
+            "DELETE FROM targets WHERE id = ?1 AND dead_at IS NOT NULL RETURNING connector",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error(CONTEXT))?;
+        let Some(connector) = connector else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM state WHERE connector = ?1 AND scope_target_id = ?2")
+            .bind(&connector)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error(CONTEXT))?;
+        tx.commit().await.map_err(db_error(CONTEXT))?;
+        Ok(true)
     }
 }
