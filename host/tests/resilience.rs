@@ -284,3 +284,59 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A 200 whose body the plugin calls bad (`bad-response`: here, feeds that do not parse)
+/// counts against the breaker like a 500 would; once open, the rest of the round is deferred,
+/// not failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_the_plugin_calls_bad_counts_against_the_breaker() {
+    use tsunagi::clock::ManualClock;
+    use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 6,
+        malformed: (0..6).collect(),
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + "[breakers.feeds]\nwindow = \"10 calls\"\nminimum_calls = 2\nfailure_rate = 50\nopen_wait = \"10m\"\n"
+        + &rss_connector(server.addr().port(), "").replace("concurrency = 32", "concurrency = 1")
+        + "breaker = \"feeds\"\n";
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    backend
+        .add_targets("rss", &server.feed_urls(), clock.now_ms())
+        .await
+        .unwrap();
+    let mut running = start_host(&config, backend.clone(), &clock, RunMode::UntilIdle).await;
+    running.pipelines_finished().await;
+    let view = running.view();
+    running.shutdown().await;
+
+    let breaker = view.resilience.status().await.breakers["feeds"].clone();
+    assert_eq!(breaker.state, BreakerState::Open, "{breaker:?}");
+    assert_eq!(
+        (breaker.failed_total, breaker.permitted_total),
+        (2, 2),
+        "{breaker:?}"
+    );
+    let counters = connector_stats(&view, "rss");
+    assert_eq!(
+        (
+            counters.polls_ok,
+            counters.polls_failed,
+            counters.polls_deferred
+        ),
+        (0, 2, 4),
+        "{counters:?}"
+    );
+    assert_eq!(
+        server.stats().requests,
+        2,
+        "deferred calls never reached the server"
+    );
+    server.shutdown().await;
+}
