@@ -225,6 +225,14 @@ timeout = "500ms"
         "closed {:?} after recovery",
         closed - recovered
     );
+    eprintln!(
+        "breaker: opened after {} failing calls, held back {} calls while open, {} probes, \
+         closed {:?} after recovery",
+        at_open.permitted_total.saturating_sub(before_trouble),
+        during.rejected_total,
+        api.stats().probes,
+        closed - recovered
+    );
     assert_eq!(
         seen_by_upstream, at_open.permitted_total,
         "every request the upstream saw was permitted before the breaker opened"
