@@ -6,10 +6,12 @@ use crate::admin;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, ConnectorSettings, SinkSettings, config_value_text};
 use crate::egress::{EgressLimits, EgressPolicy};
+use crate::reload::Reloader;
 use crate::resilience::Resilience;
 use crate::resilience::probes::spawn_probes;
 use crate::runtime::{
     ConnectorRuntime, ConnectorRuntimeSettings, ConnectorServices, Runtime, RuntimeSettings,
+    SwappableConnector,
 };
 use crate::scheduler::{PollPolicy, RetryPolicy};
 use crate::sinks::{SinkRunner, build_sink, queue_name};
@@ -74,7 +76,13 @@ pub fn unique_worker_id() -> String {
 
 /// Engine settings sized for every connector of a config.
 pub fn runtime_settings(config: &Config) -> RuntimeSettings {
-    let instances: usize = config.connectors.values().map(|c| c.concurrency).sum();
+    // Twice the calls that can run at once: during a hot swap, calls still running on the old
+    // version and calls on the new one each hold an instance.
+    let instances: usize = 2 * config
+        .connectors
+        .values()
+        .map(|c| c.concurrency)
+        .sum::<usize>();
     let memory = config
         .connectors
         .values()
@@ -141,7 +149,8 @@ pub async fn build_connector(
 /// One connector as the running host sees it.
 pub struct ConnectorHandle {
     pub name: String,
-    pub runtime: Arc<ConnectorRuntime>,
+    /// The connector's current version; a reload swaps it while calls run.
+    pub runtime: Arc<SwappableConnector>,
     pub stats: Arc<ConnectorStats>,
 }
 
@@ -155,6 +164,8 @@ pub struct HostView {
     pub sinks: Vec<String>,
     /// Budgets and breakers, shared by every connector.
     pub resilience: Arc<Resilience>,
+    /// Hot swap of plugins and connector settings.
+    pub reloader: Arc<Reloader>,
 }
 
 /// A host whose plugins are loaded and validated, ready to start.
@@ -190,10 +201,21 @@ impl Host {
                 sha256 = %connector.plugin().sha256, "connector loaded");
             connectors.push(ConnectorHandle {
                 name: name.clone(),
-                runtime: Arc::new(connector),
+                runtime: Arc::new(SwappableConnector::new(connector, options.clock.now_ms())),
                 stats: Arc::new(ConnectorStats::default()),
             });
         }
+        let reloader = Arc::new(Reloader::new(
+            &config,
+            runtime.clone(),
+            backend.clone(),
+            resilience.clone(),
+            options.clock.clone(),
+            connectors
+                .iter()
+                .map(|handle| (handle.name.clone(), handle.runtime.clone()))
+                .collect(),
+        ));
         let view = Arc::new(HostView {
             worker_id: options.worker_id.clone(),
             backend: backend.clone(),
@@ -202,6 +224,7 @@ impl Host {
             connectors,
             sinks: config.sinks.keys().cloned().collect(),
             resilience,
+            reloader,
         });
         Ok(Host {
             config,

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod egress;
 pub mod host;
+pub mod reload;
 pub mod resilience;
 pub mod runtime;
 pub mod scheduler;

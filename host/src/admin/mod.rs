@@ -1,17 +1,23 @@
-//! Admin HTTP port: `GET /status` (connectors, targets due, queue depth, jobs done and failed,
-//! recent errors) and `GET /healthz`. It shows no secrets: the host keeps none in what it
+//! Admin HTTP port: `GET /status` (connectors and their versions, targets due, queue depth,
+//! jobs done and failed, recent errors, budgets, breakers, the last reloads), `GET /healthz`,
+//! and the hot-swap triggers `POST /v1/reload`, `POST /v1/connectors/{name}/reload` and
+//! `POST /v1/connectors/{name}/rollback` (200 with the report when everything was applied, 422
+//! with it when something was refused). It shows no secrets: the host keeps none in what it
 //! reports.
 
 use crate::clock::rfc3339;
 use crate::host::HostView;
+use crate::reload::{ConnectorReload, ReloadReport};
 use crate::resilience::ResilienceStatus;
+use crate::runtime::VersionInfo;
 use crate::sinks::queue_name;
 use crate::stats::{RecentError, StatsSnapshot};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tsunagi_backends::QueueCounts;
 
@@ -19,6 +25,9 @@ pub fn router(view: Arc<HostView>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/status", get(status))
+        .route("/v1/reload", post(reload_all))
+        .route("/v1/connectors/{name}/reload", post(reload_one))
+        .route("/v1/connectors/{name}/rollback", post(rollback))
         .with_state(view)
 }
 
@@ -37,12 +46,17 @@ pub struct StatusReport {
     /// Every budget's fill and every breaker's state, counts and last probe.
     #[serde(flatten)]
     pub resilience: ResilienceStatus,
+    /// The latest reload of each connector: what was swapped or why it was refused.
+    pub reloads: BTreeMap<String, ConnectorReload>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ConnectorStatus {
     pub name: String,
-    pub plugin: PluginStatus,
+    /// The version serving now.
+    pub plugin: VersionInfo,
+    /// The version before it (what `tsunagi rollback` returns to).
+    pub previous_plugin: Option<VersionInfo>,
     pub targets: u64,
     /// Targets due now and not claimed: the connector's queue depth.
     pub targets_due: u64,
@@ -52,13 +66,6 @@ pub struct ConnectorStatus {
     #[serde(flatten)]
     pub counters: StatsSnapshot,
     pub last_errors: Vec<RecentError>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PluginStatus {
-    pub path: String,
-    pub sha256: String,
-    pub size: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,14 +82,11 @@ pub async fn status_report(
     let mut connectors = Vec::new();
     for handle in &view.connectors {
         let counters = handle.stats.snapshot();
-        let plugin = handle.runtime.plugin();
+        let (current, previous) = handle.runtime.versions();
         connectors.push(ConnectorStatus {
             name: handle.name.clone(),
-            plugin: PluginStatus {
-                path: plugin.path.display().to_string(),
-                sha256: plugin.sha256.clone(),
-                size: plugin.size,
-            },
+            plugin: current,
+            previous_plugin: previous,
             targets: view.backend.count_targets(&handle.name).await?,
             targets_due: view.backend.count_due(&handle.name, now).await?,
             in_flight: counters.in_flight,
@@ -107,6 +111,7 @@ pub async fn status_report(
         connectors,
         sinks,
         resilience: view.resilience.status().await,
+        reloads: view.reloader.last_reloads(),
     })
 }
 
@@ -119,4 +124,31 @@ async fn status(State(view): State<Arc<HostView>>) -> axum::response::Response {
         )
             .into_response(),
     }
+}
+
+fn report_response(report: ReloadReport) -> axum::response::Response {
+    let status = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, Json(report)).into_response()
+}
+
+async fn reload_all(State(view): State<Arc<HostView>>) -> axum::response::Response {
+    report_response(view.reloader.reload(None).await)
+}
+
+async fn reload_one(
+    State(view): State<Arc<HostView>>,
+    Path(name): Path<String>,
+) -> axum::response::Response {
+    report_response(view.reloader.reload(Some(&name)).await)
+}
+
+async fn rollback(
+    State(view): State<Arc<HostView>>,
+    Path(name): Path<String>,
+) -> axum::response::Response {
+    report_response(view.reloader.rollback(&name).await)
 }

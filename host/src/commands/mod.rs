@@ -7,6 +7,7 @@ mod demo;
 mod dlq;
 mod items;
 mod poll;
+mod reload;
 mod run;
 pub mod targets;
 
@@ -46,6 +47,10 @@ pub enum Command {
     Poll(poll::PollArgs),
     /// List stored items as JSON lines.
     Items(items::ItemsArgs),
+    /// Ask the running host to swap in changed plugins and settings (all, or one connector).
+    Reload(reload::ReloadArgs),
+    /// Ask the running host to return a connector to its previous version.
+    Rollback(reload::RollbackArgs),
     /// The dead-letter state: targets given up on and deliveries out of attempts.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -82,6 +87,8 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poll(args) => poll::poll(args).await,
         Command::Items(args) => items::items(args).await,
         Command::Dlq(command) => dlq::dlq(command).await,
+        Command::Reload(args) => reload::reload(args).await,
+        Command::Rollback(args) => reload::rollback(args).await,
         Command::Demo(args) => demo::demo(args).await,
         Command::Bench(command) => bench::bench(command).await,
     }

@@ -1,5 +1,7 @@
 //! `tsunagi run`: the long-running host. SIGINT or SIGTERM stops claiming, lets in-flight calls
-//! finish within `host.shutdown_grace`, and exits 0.
+//! finish within `host.shutdown_grace`, and exits 0. SIGHUP reloads: the config file is read
+//! again and every connector whose settings or plugin changed is swapped (see
+//! [`crate::reload`]).
 
 use super::{load_config, open_backend};
 use crate::host::{Host, HostOptions};
@@ -14,7 +16,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     if let Some(addr) = running.admin_addr() {
         tracing::info!("status at http://{addr}/status");
     }
-    wait_for_stop_signal().await?;
+    let reloader = running.view().reloader.clone();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let stop = wait_for_stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            stopped = &mut stop => {
+                stopped?;
+                break;
+            }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let report = reloader.reload(None).await;
+                tracing::info!(ok = report.ok, "reload finished: {}",
+                    serde_json::to_string(&report).unwrap_or_default());
+            }
+        }
+    }
     tracing::info!("stop requested: no new claims; finishing in-flight calls");
     running.shutdown().await;
     tracing::info!("stopped");

@@ -116,7 +116,7 @@ pub enum Role {
 }
 
 /// `[connectors.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorSettings {
     /// Path to the component (`.wasm`), relative to the config file.
@@ -152,7 +152,7 @@ fn default_calls_per_instance() -> u32 {
 }
 
 /// `[connectors.NAME.schedule]`: how often targets are polled.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSettings {
     #[serde(default = "default_min_interval", with = "humantime_serde")]
@@ -179,7 +179,7 @@ fn default_max_interval() -> Duration {
 
 /// `[connectors.NAME.retry]`: how a target that keeps failing is retried, and when it is
 /// given up on (moved to the dead-letter state, see `tsunagi dlq`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
     /// Wait after the first failure.
@@ -229,7 +229,7 @@ fn default_max_failures() -> u32 {
 }
 
 /// `[connectors.NAME.limits]`: what one call may use.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     /// Wall-clock time for one call, including its HTTP requests.
@@ -284,7 +284,7 @@ fn default_request_timeout() -> Duration {
 }
 
 /// `[connectors.NAME.egress]`: where the plugin may send requests.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EgressSettings {
     #[serde(default)]

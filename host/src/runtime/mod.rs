@@ -10,11 +10,13 @@
 mod bindings;
 mod instance;
 mod pool;
+mod swap;
 
 pub use instance::{ConnectorServices, TargetCall};
 pub use pool::{
     CallError, CallOutcome, ConnectorRuntime, ConnectorRuntimeSettings, FailureKind, PollResult,
 };
+pub use swap::{SwappableConnector, VersionInfo};
 
 use crate::config::Role;
 use sha2::{Digest, Sha256};
@@ -66,8 +68,46 @@ pub enum LoadError {
         role: &'static str,
         reason: String,
     },
+    #[error(
+        "plugin {path} was built against tsunagi:connector@{plugin}, which this host \
+         (tsunagi:connector@{host}) cannot run: {reason}"
+    )]
+    WitVersion {
+        path: PathBuf,
+        plugin: String,
+        host: &'static str,
+        reason: &'static str,
+    },
     #[error("engine setup failed: {0}")]
     Engine(String),
+}
+
+/// The version of the `tsunagi:connector` WIT package this host implements.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Whether a plugin built against WIT version `plugin` runs on a host implementing `host`, and
+/// if not, why. Semver: the same major version (for 0.x, the same minor), and not newer than
+/// the host (a newer plugin may call what this host lacks).
+pub fn wit_compatibility(plugin: &str, host: &str) -> Result<(), &'static str> {
+    let parse = |text: &str| -> Option<(u64, u64, u64)> {
+        let core = text.split(['-', '+']).next()?;
+        let mut parts = core.split('.').map(str::parse::<u64>);
+        Some((
+            parts.next()?.ok()?,
+            parts.next()?.ok()?,
+            parts.next()?.ok()?,
+        ))
+    };
+    let (Some(p), Some(h)) = (parse(plugin), parse(host)) else {
+        return Err("the version is not semver");
+    };
+    if p.0 != h.0 || (p.0 == 0 && p.1 != h.1) {
+        return Err("a different major version (for 0.x, minor) is incompatible");
+    }
+    if p > h {
+        return Err("the plugin is newer than the host; upgrade tsunagi");
+    }
+    Ok(())
 }
 
 /// The wasmtime engine and what every connector shares.
@@ -159,6 +199,7 @@ impl Runtime {
                 path: path.to_path_buf(),
                 reason: format!("{e:#}"),
             })?;
+        self.check_wit_version(path, &component)?;
         let instance_pre =
             self.linker
                 .instantiate_pre(&component)
@@ -172,7 +213,7 @@ impl Runtime {
                     path: path.to_path_buf(),
                     role: "poller",
                     reason: format!(
-                        "it must export tsunagi:connector/poll@0.1.0 ({})",
+                        "it must export tsunagi:connector/poll@{WIT_VERSION} ({})",
                         first_line(&format!("{e:#}"))
                     ),
                 })?
@@ -185,6 +226,37 @@ impl Runtime {
             role,
             poller_pre,
         })
+    }
+}
+
+impl Runtime {
+    /// Refuses a plugin built against an incompatible `tsunagi:connector` version with a message
+    /// naming both versions (the linker's own error would only name a missing import).
+    fn check_wit_version(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
+        let ty = component.component_type();
+        let names: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .chain(ty.exports(&self.engine).map(|(name, _)| name.to_string()))
+            .collect();
+        for name in names {
+            let Some(version) = name
+                .strip_prefix("tsunagi:connector/")
+                .and_then(|rest| rest.split_once('@'))
+                .map(|(_, version)| version)
+            else {
+                continue;
+            };
+            if let Err(reason) = wit_compatibility(version, WIT_VERSION) {
+                return Err(LoadError::WitVersion {
+                    path: path.to_path_buf(),
+                    plugin: version.to_string(),
+                    host: WIT_VERSION,
+                    reason,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -223,6 +295,14 @@ pub struct Plugin {
     poller_pre: bindings::PollerPre<instance::InstanceState>,
 }
 
+impl Plugin {
+    pub(crate) fn instance_pre(
+        &self,
+    ) -> &wasmtime::component::InstancePre<instance::InstanceState> {
+        self.poller_pre.instance_pre()
+    }
+}
+
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
@@ -230,5 +310,62 @@ impl std::fmt::Debug for Plugin {
             .field("sha256", &self.sha256)
             .field("size", &self.size)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/connector.wit");
+        assert!(
+            wit.contains(&format!("package tsunagi:connector@{WIT_VERSION};")),
+            "WIT_VERSION must match wit/connector.wit"
+        );
+    }
+
+    #[test]
+    fn compatibility_follows_semver() {
+        assert_eq!(wit_compatibility("0.1.0", "0.1.0"), Ok(()));
+        assert_eq!(
+            wit_compatibility("0.1.0", "0.1.3"),
+            Ok(()),
+            "older patch loads"
+        );
+        assert!(
+            wit_compatibility("0.1.4", "0.1.3").is_err(),
+            "newer plugin is refused"
+        );
+        assert!(wit_compatibility("0.2.0", "0.1.0").is_err());
+        assert!(wit_compatibility("1.0.0", "0.1.0").is_err());
+        assert_eq!(wit_compatibility("1.2.0", "1.4.1"), Ok(()));
+        assert!(wit_compatibility("2.0.0", "1.4.1").is_err());
+        assert!(wit_compatibility("x", "0.1.0").is_err());
+    }
+
+    #[test]
+    fn an_incompatible_plugin_is_refused_naming_both_versions() {
+        let runtime = Runtime::new(&RuntimeSettings::default()).unwrap();
+        let bytes =
+            wat::parse_str(r#"(component (import "tsunagi:connector/log@0.2.0" (instance)))"#)
+                .unwrap();
+        let error = runtime
+            .load_bytes(Path::new("new.wasm"), &bytes, Role::Poller)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("tsunagi:connector@0.2.0") && error.contains("tsunagi:connector@0.1.0"),
+            "{error}"
+        );
+        // A compatible version passes the check and fails later, on what is really missing.
+        let bytes =
+            wat::parse_str(r#"(component (import "tsunagi:connector/log@0.1.0" (instance)))"#)
+                .unwrap();
+        let error = runtime
+            .load_bytes(Path::new("old.wasm"), &bytes, Role::Poller)
+            .unwrap_err();
+        assert!(!matches!(error, LoadError::WitVersion { .. }), "{error}");
     }
 }

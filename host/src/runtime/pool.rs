@@ -227,6 +227,68 @@ impl ConnectorRuntime {
         }
     }
 
+    /// A store for one instance of this connector: its host services, egress, memory cap,
+    /// and an epoch callback that yields every tick and interrupts the guest past its deadline
+    /// (so a plugin that computes without pause never holds an executor thread).
+    fn new_store(&self) -> Store<InstanceState> {
+        let egress = ConnectorEgress::new(
+            self.policy.clone(),
+            self.resilience.clone(),
+            self.client.clone(),
+            self.settings.egress_limits,
+        );
+        let state = InstanceState::new(self.services.clone(), egress, self.settings.memory_limit);
+        let mut store = Store::new(self.runtime.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        store.data_mut().deadline = Instant::now() + self.settings.call_timeout;
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
+                Err(wasmtime::Trap::Interrupt.into())
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    /// Instantiates the plugin once, as a swap's last check before it serves, and runs its
+    /// `self-test` export if it has one (a top-level `self-test: func() -> result<_, string>`
+    /// in its world). Answers whether there was a self-test; errors say what failed.
+    pub async fn self_test(&self) -> Result<bool, String> {
+        let mut store = self.new_store();
+        let timeout = self.settings.call_timeout;
+        let instance = self
+            .plugin
+            .instance_pre()
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| format!("instantiating failed: {}", summarise_trap(&e)))?;
+        let Ok(self_test) =
+            instance.get_typed_func::<(), (Result<(), String>,)>(&mut store, "self-test")
+        else {
+            return Ok(false);
+        };
+        let ran = tokio::time::timeout(
+            timeout + EPOCH_TICK * 10,
+            self_test.call_async(&mut store, ()),
+        )
+        .await;
+        match ran {
+            Err(_) => Err(format!("self-test exceeded its time limit of {timeout:?}")),
+            Ok(Err(trap)) => Err(format!("self-test trapped: {}", summarise_trap(&trap))),
+            Ok(Ok((Err(message),))) => Err(format!("self-test failed: {message}")),
+            Ok(Ok((Ok(()),))) => Ok(true),
+        }
+    }
+
+    /// Drops the pooled idle instances (a swapped-out version keeps none).
+    pub fn drop_idle_instances(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
     /// Records the outcome of every breaker call the plugin's exchanges left open: all
     /// successes, except the last exchange when the plugin reported its response as bad.
     fn settle_breakers(
@@ -268,26 +330,7 @@ impl ConnectorRuntime {
         if let Some(instance) = reused {
             return Ok(instance);
         }
-        let egress = ConnectorEgress::new(
-            self.policy.clone(),
-            self.resilience.clone(),
-            self.client.clone(),
-            self.settings.egress_limits,
-        );
-        let state = InstanceState::new(self.services.clone(), egress, self.settings.memory_limit);
-        let mut store = Store::new(self.runtime.engine(), state);
-        store.limiter(|state| &mut state.limits);
-        store.data_mut().deadline = Instant::now() + self.settings.call_timeout;
-        // At every epoch tick the guest yields to the executor, so a plugin that computes without
-        // pause never holds an executor thread; past its deadline it is interrupted.
-        store.epoch_deadline_callback(|store| {
-            if Instant::now() >= store.data().deadline {
-                Err(wasmtime::Trap::Interrupt.into())
-            } else {
-                Ok(wasmtime::UpdateDeadline::Yield(1))
-            }
-        });
-        store.set_epoch_deadline(1);
+        let mut store = self.new_store();
         let poller = self
             .plugin
             .poller_pre

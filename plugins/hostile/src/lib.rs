@@ -13,23 +13,46 @@
 //! | `http`        | GETs the target via `wasi:http`; one item titled with the status code, or a transient error with the `wasi:http` error code |
 //! | `sleep`       | blocks in the host on a monotonic-clock pollable for `sleep-ms` (default one hour): epochs do not fire there, the host's wall-clock timeout must |
 //! | `fail`        | target state `calls` += 1, then a transient error: the failed call's state must not be committed |
+//! | `tagged`      | GETs the target, then returns one new item per poll (`<target>#<n>`, `n` from the cursor) titled with the build's tag |
 //!
 //! Any other mode is a permanent error naming it.
+//!
+//! The build's tag is `TSUNAGI_HOSTILE_TAG` at compile time (`untagged` without it):
+//! `scripts/build-plugins` builds tags `a` and `b` as two different components, so hot-swap
+//! tests can tell which version served each poll. The world adds the optional `self-test`
+//! export the host runs before swapping a plugin in; the config value `self-test` makes it
+//! `trap` or `fail`.
 
 wit_bindgen::generate!({
+    inline: r#"
+        package tsunagi:hostile;
+
+        world hostile {
+            include tsunagi:connector/poller@0.1.0;
+            /// Run by the host before this plugin serves; an error or a trap refuses the swap.
+            export self-test: func() -> result<_, string>;
+        }
+    "#,
     path: "../../wit",
-    world: "poller",
+    world: "tsunagi:hostile/hostile",
+    generate_all,
 });
+
+/// Which build this is (see the module docs).
+const BUILD_TAG: &str = match option_env!("TSUNAGI_HOSTILE_TAG") {
+    Some(tag) => tag,
+    None => "untagged",
+};
 
 use core::hint::black_box;
 
-use exports::tsunagi::connector::poll::{Guest, PollRequest, PollResponse};
+use exports::tsunagi::connector::poll::{Guest as PollGuest, PollRequest, PollResponse};
 use tsunagi::connector::types::{ConnectorError, ErrorKind, Item};
 use tsunagi::connector::{config, state};
 
 struct HostileConnector;
 
-impl Guest for HostileConnector {
+impl PollGuest for HostileConnector {
     fn poll(request: PollRequest) -> Result<PollResponse, ConnectorError> {
         let mode = match request.target.rsplit_once('#') {
             Some((_, fragment)) => Some(fragment.to_owned()),
@@ -43,12 +66,45 @@ impl Guest for HostileConnector {
             "http" => http_status(&request.target),
             "sleep" => sleep(),
             "fail" => fail(),
+            "tagged" => tagged(&request),
             other => Err(error(
                 ErrorKind::Permanent,
                 format!("hostile connector: unknown mode {other:?}"),
             )),
         }
     }
+}
+
+impl Guest for HostileConnector {
+    fn self_test() -> Result<(), String> {
+        match config::get("self-test").as_deref() {
+            Some("trap") => panic!("hostile connector: self-test trap"),
+            Some("fail") => Err("hostile connector: self-test fails on request".to_owned()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// GETs the target, then returns a new item per poll, titled with the build's tag.
+fn tagged(request: &PollRequest) -> Result<PollResponse, ConnectorError> {
+    let status = http::get_status(&request.target)
+        .map_err(|message| error(ErrorKind::Transient, message))?;
+    if status != 200 {
+        return Err(error(ErrorKind::Transient, format!("HTTP {status}")));
+    }
+    let poll = request
+        .cursor
+        .as_deref()
+        .and_then(|cursor| cursor.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let mut response = response(Item {
+        id: format!("{}#{poll}", request.target),
+        title: Some(BUILD_TAG.to_owned()),
+        ..empty_item()
+    });
+    response.cursor = Some(poll.to_string());
+    Ok(response)
 }
 
 /// Counts the call in target state and returns one item.

@@ -1,0 +1,63 @@
+//! `tsunagi reload [connector]` and `tsunagi rollback <connector>`: ask the running host (at the
+//! config's `host.admin_listen`) to swap in what changed, or to return to the previous version.
+//! Prints the host's report as JSON; exits 1 when anything was refused.
+
+use super::{ConfigArg, load_config};
+use anyhow::Context;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only this connector (default: every connector whose settings or plugin changed).
+    pub connector: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    pub connector: String,
+}
+
+pub async fn reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
+    let path = match &args.connector {
+        Some(name) => format!("/v1/connectors/{name}/reload"),
+        None => "/v1/reload".to_string(),
+    };
+    post(&args.config, &path).await
+}
+
+pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    post(
+        &args.config,
+        &format!("/v1/connectors/{}/rollback", args.connector),
+    )
+    .await
+}
+
+async fn post(config: &ConfigArg, path: &str) -> anyhow::Result<ExitCode> {
+    let config = load_config(&config.config)?;
+    let admin = config.host.admin_listen.as_deref().with_context(|| {
+        format!(
+            "{}: host.admin_listen is not set, so there is no running host to ask",
+            config.source_path.display()
+        )
+    })?;
+    let url = format!("http://{admin}{path}");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the host at {url}; is `tsunagi run` running?"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{}", body.trim_end());
+    if status.is_success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("refused (HTTP {status}); the running version keeps serving");
+        Ok(ExitCode::FAILURE)
+    }
+}
