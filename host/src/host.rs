@@ -6,7 +6,7 @@ use crate::admin;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, ConnectorSettings, SinkSettings, config_value_text};
 use crate::egress::{EgressLimits, EgressPolicy};
-use crate::reload::Reloader;
+use crate::reload::{Reloader, spawn_watcher};
 use crate::resilience::Resilience;
 use crate::resilience::probes::spawn_probes;
 use crate::runtime::{
@@ -282,6 +282,12 @@ impl Host {
         let sink_stop = CancellationToken::new();
         // Probes run until the very end: breakers matter while in-flight calls drain too.
         let mut sink_tasks = spawn_probes(&self.view.resilience, &sink_stop);
+        if host.watch
+            && let Some(watcher) =
+                spawn_watcher(&self.config, self.view.reloader.clone(), sink_stop.clone())
+        {
+            sink_tasks.push(watcher);
+        }
         for (name, settings) in &self.config.sinks {
             let sink = build_sink(settings, |p| self.config.resolve(p)).map_err(|source| {
                 HostError::HttpClient {

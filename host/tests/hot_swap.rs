@@ -295,3 +295,53 @@ async fn bad_versions_are_refused_and_the_old_one_keeps_serving() {
     assert!(counters.polls_ok > 0);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_plugin_file_swaps_it_within_a_second() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 10,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (build_a, build_b) = (plugin("hostile_a"), plugin("hostile_b"));
+    let current = dir.path().join("tagged.wasm");
+    install(&build_a, &current);
+    let text = host_section("").replace("watch = false", "watch = true")
+        + &tagged_connector("tagged", server.addr().port(), "");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    backend
+        .add_targets("tagged", &server.feed_urls(), SystemClock.now_ms())
+        .await
+        .unwrap();
+    let host = start(&config, backend.clone()).await;
+    let view = host.view();
+    let serving = || view.connectors[0].runtime.versions().0.sha256;
+    let original = serving();
+
+    for (round, build) in [&build_b, &build_a, &build_b].into_iter().enumerate() {
+        let before = serving();
+        install(build, &current);
+        let triggered = Instant::now();
+        while serving() == before {
+            assert!(
+                triggered.elapsed() < Duration::from_secs(1),
+                "round {round}: the new file was not serving within 1s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!(
+            "file replaced → new version serving in {:?}",
+            triggered.elapsed()
+        );
+    }
+    assert_ne!(serving(), original);
+    let reloads = view.reloader.last_reloads();
+    assert_eq!(reloads["tagged"].outcome, tsunagi::reload::Outcome::Swapped);
+    let counters = connector_stats(&view, "tagged");
+    host.shutdown().await;
+    assert_eq!(counters.polls_failed, 0, "{counters:?}");
+    server.shutdown().await;
+}

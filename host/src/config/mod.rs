@@ -76,6 +76,9 @@ pub struct HostSettings {
     /// Directory for wasmtime's compiled-code cache; none disables it.
     #[serde(default)]
     pub compile_cache: Option<PathBuf>,
+    /// Reload when the config file or a plugin file changes.
+    #[serde(default = "default_watch")]
+    pub watch: bool,
 }
 
 impl Default for HostSettings {
@@ -88,8 +91,13 @@ impl Default for HostSettings {
             idle_poll: default_idle_poll(),
             shutdown_grace: default_shutdown_grace(),
             compile_cache: None,
+            watch: default_watch(),
         }
     }
+}
+
+fn default_watch() -> bool {
+    true
 }
 
 fn default_database() -> String {

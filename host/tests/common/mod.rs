@@ -35,10 +35,11 @@ pub fn compile_cache() -> PathBuf {
     workspace_root().join("target/tsunagi-test-cache")
 }
 
-/// A `[host]` section for tests: database in `dir`, shared compile cache, short idle poll.
+/// A `[host]` section for tests: database in `dir`, shared compile cache, short idle poll, no
+/// file watching (tests that reload say when).
 pub fn host_section(extra: &str) -> String {
     format!(
-        "[host]\ndatabase = \"test.db\"\ncompile_cache = \"{}\"\nidle_poll = \"50ms\"\nshutdown_grace = \"10s\"\n{extra}\n",
+        "[host]\ndatabase = \"test.db\"\ncompile_cache = \"{}\"\nidle_poll = \"50ms\"\nshutdown_grace = \"10s\"\nwatch = false\n{extra}\n",
         compile_cache().display()
     )
 }

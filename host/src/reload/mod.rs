@@ -8,8 +8,13 @@
 //! whose new version fails any step keeps serving the old one, and the report says why — to
 //! `tsunagi reload`, the admin API, `/status` and the log. Unchanged connectors are not touched.
 //!
-//! Reloads run one at a time. Triggers: `tsunagi reload`, `POST /v1/reload`,
+//! Reloads run one at a time. Triggers: a change to the config or a plugin file (see `watch`,
+//! unless `host.watch = false`), `tsunagi reload`, `POST /v1/reload`,
 //! `POST /v1/connectors/{name}/reload`, SIGHUP.
+
+mod watch;
+
+pub use watch::{DEBOUNCE, spawn_watcher};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConnectorSettings};
