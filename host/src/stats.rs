@@ -1,10 +1,12 @@
 //! Live counters of the running host, per connector: what `/status`, the demo's progress line
 //! and the benchmark read. Counting is lock-free; only the short list of recent errors locks.
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 use tsunagi_backends::Millis;
 
 /// How many recent errors each connector remembers.
@@ -20,6 +22,17 @@ pub struct ConnectorStats {
     items_new: AtomicU64,
     in_flight: AtomicI64,
     recent_errors: Mutex<VecDeque<RecentError>>,
+    /// Job latency (claim handed to a worker → outcome committed), in microseconds.
+    latency: Mutex<Option<Histogram<u64>>>,
+}
+
+/// Job latency quantiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct LatencySnapshot {
+    pub jobs: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -97,11 +110,62 @@ impl ConnectorStats {
         }
     }
 
+    /// Records one job's latency.
+    pub fn record_latency(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Ok(mut histogram) = self.latency.lock() {
+            if histogram.is_none() {
+                // 1 µs to 1 h at two significant digits: 1% resolution, a few KiB.
+                *histogram = Histogram::new_with_bounds(1, 3_600_000_000, 2).ok();
+            }
+            if let Some(histogram) = histogram.as_mut() {
+                histogram.saturating_record(micros);
+            }
+        }
+    }
+
+    pub fn latency(&self) -> LatencySnapshot {
+        let Ok(histogram) = self.latency.lock() else {
+            return LatencySnapshot::default();
+        };
+        let Some(histogram) = histogram.as_ref() else {
+            return LatencySnapshot::default();
+        };
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        LatencySnapshot {
+            jobs: histogram.len(),
+            p50_ms: ms(histogram.value_at_quantile(0.50)),
+            p99_ms: ms(histogram.value_at_quantile(0.99)),
+            max_ms: ms(histogram.max()),
+        }
+    }
+
     /// Newest first.
     pub fn recent_errors(&self) -> Vec<RecentError> {
         self.recent_errors
             .lock()
             .map(|recent| recent.iter().rev().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_quantiles_come_from_what_was_recorded() {
+        let stats = ConnectorStats::default();
+        assert_eq!(stats.latency().jobs, 0);
+        for ms in 1..=100 {
+            stats.record_latency(Duration::from_millis(ms));
+        }
+        let latency = stats.latency();
+        assert_eq!(latency.jobs, 100);
+        assert!((49.0..=51.0).contains(&latency.p50_ms), "{latency:?}");
+        assert!((98.0..=100.5).contains(&latency.p99_ms), "{latency:?}");
+        assert!((99.0..=101.0).contains(&latency.max_ms), "{latency:?}");
     }
 }

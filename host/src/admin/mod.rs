@@ -11,7 +11,7 @@ use crate::reload::{ConnectorReload, ReloadReport};
 use crate::resilience::ResilienceStatus;
 use crate::runtime::VersionInfo;
 use crate::sinks::queue_name;
-use crate::stats::{RecentError, StatsSnapshot};
+use crate::stats::{LatencySnapshot, RecentError, StatsSnapshot};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
@@ -65,6 +65,8 @@ pub struct ConnectorStatus {
     pub jobs_failed: u64,
     #[serde(flatten)]
     pub counters: StatsSnapshot,
+    /// Claim to commit, over every job since the host started.
+    pub latency: LatencySnapshot,
     pub last_errors: Vec<RecentError>,
 }
 
@@ -93,6 +95,7 @@ pub async fn status_report(
             jobs_done: counters.polls_ok,
             jobs_failed: counters.polls_failed,
             counters,
+            latency: handle.stats.latency(),
             last_errors: handle.stats.recent_errors(),
         });
     }

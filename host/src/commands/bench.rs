@@ -33,6 +33,8 @@ use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 pub enum BenchCommand {
     /// Crawl benchmark: wasm pipeline vs native-parse pipeline vs fetch-only.
     Rss(RssBenchArgs),
+    /// Job latency with and without a plugin hot swap every second.
+    Swap(super::swap_bench::SwapBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +96,7 @@ impl Measurement {
 pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Rss(args) => rss(args).await,
+        BenchCommand::Swap(args) => super::swap_bench::swap(args).await,
     }
 }
 

@@ -9,6 +9,7 @@ mod items;
 mod poll;
 mod reload;
 mod run;
+mod swap_bench;
 pub mod targets;
 
 use anyhow::Context;

@@ -164,9 +164,11 @@ impl PollPipeline {
         slot: OwnedSemaphorePermit,
         commit_slots: Arc<Semaphore>,
     ) {
+        let started = std::time::Instant::now();
         self.stats.call_started();
         self.poll_and_commit(&claim, slot, &commit_slots).await;
         self.stats.call_finished();
+        self.stats.record_latency(started.elapsed());
     }
 
     async fn poll_and_commit(
