@@ -235,7 +235,7 @@ async fn a_hanging_feed_does_not_delay_the_others() {
         .unwrap();
 
     let running = start_host(&config, backend.clone(), &clock, RunMode::Forever).await;
-    let stats = running.view().connectors[0].stats.clone();
+    let stats = running.view().connectors.all()[0].stats.clone();
     // Feed 0 never answers; it holds one of the four slots while the rest keep moving.
     let all_others = tokio::time::timeout(Duration::from_secs(60), async {
         while stats.snapshot().polls_ok < 119 {

@@ -194,7 +194,7 @@ async fn bad_versions_are_refused_and_the_old_one_keeps_serving() {
     let admin = host.admin_addr().unwrap();
     let view = host.view();
     let serving = |name: &str| {
-        let handle = view.connectors.iter().find(|c| c.name == name).unwrap();
+        let handle = view.connectors.get(name).unwrap();
         handle.runtime.versions().0.sha256
     };
     let original = serving("tagged");
@@ -318,7 +318,7 @@ async fn replacing_the_plugin_file_swaps_it_within_a_second() {
         .unwrap();
     let host = start(&config, backend.clone()).await;
     let view = host.view();
-    let serving = || view.connectors[0].runtime.versions().0.sha256;
+    let serving = || view.connectors.all()[0].runtime.versions().0.sha256;
     let original = serving();
 
     for (round, build) in [&build_b, &build_a, &build_b].into_iter().enumerate() {
@@ -344,4 +344,98 @@ async fn replacing_the_plugin_file_swaps_it_within_a_second() {
     host.shutdown().await;
     assert_eq!(counters.polls_failed, 0, "{counters:?}");
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_are_added_removed_and_rescheduled_on_a_running_host() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 15,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = server.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["one", "two", "three"] {
+        install(
+            &plugin("hostile_a"),
+            &dir.path().join(format!("{name}.wasm")),
+        );
+    }
+    let host_text = host_section("");
+    let config = write_config(
+        dir.path(),
+        &(host_text.clone()
+            + &tagged_connector("one", port, "")
+            + &tagged_connector("two", port, "")),
+    );
+    let backend = open_backend(&config).await;
+    let urls = server.feed_urls();
+    let now = SystemClock.now_ms();
+    for (name, feeds) in [("one", 0..5), ("two", 5..10), ("three", 10..15)] {
+        backend.add_targets(name, &urls[feeds], now).await.unwrap();
+    }
+    let host = start(&config, backend.clone()).await;
+    let view = host.view();
+    let requests =
+        |feeds: std::ops::Range<u32>| feeds.map(|id| server.requests_for(id)).sum::<u64>();
+    wait_until_async(|| async { requests(5..10) >= 5 }).await;
+
+    // Remove `two`, add `three`, and poll `one` on a different schedule.
+    let edited = host_text
+        + &tagged_connector("one", port, "")
+            .replace("min_interval = \"200ms\"", "min_interval = \"300ms\"")
+        + &tagged_connector("three", port, "");
+    std::fs::write(dir.path().join("tsunagi.toml"), edited).unwrap();
+    let report = view.reloader.reload(None).await;
+    assert!(report.ok, "{report:?}");
+    let outcome = |name: &str| {
+        report
+            .connectors
+            .iter()
+            .find(|c| c.connector == name)
+            .unwrap_or_else(|| panic!("{name} not in {report:?}"))
+            .clone()
+    };
+    assert_eq!(outcome("one").outcome, tsunagi::reload::Outcome::Swapped);
+    assert!(outcome("one").pipeline_restarted);
+    assert_eq!(outcome("two").outcome, tsunagi::reload::Outcome::Removed);
+    assert_eq!(outcome("three").outcome, tsunagi::reload::Outcome::Added);
+    assert_eq!(view.connectors.names(), ["one", "three"]);
+
+    // `three` works; `two` has stopped claiming (its in-flight calls were allowed to finish).
+    let three_rounds = |rounds: u64| {
+        let requests = &requests;
+        async move { requests(10..15) >= rounds * 5 }
+    };
+    wait_until_async(|| three_rounds(2)).await;
+    let two_after_drain = requests(5..10);
+    let three_so_far = requests(10..15);
+    wait_until_async(|| async { requests(10..15) >= three_so_far + 10 }).await;
+    assert_eq!(
+        requests(5..10),
+        two_after_drain,
+        "a removed connector claims nothing"
+    );
+    assert!(
+        backend.get_target("two", &urls[5]).await.unwrap().is_some(),
+        "its targets stay for when it returns"
+    );
+    let one = connector_stats(&view, "one");
+    host.shutdown().await;
+    assert_eq!(one.polls_failed, 0, "{one:?}");
+    server.shutdown().await;
+}
+
+/// Checks `condition` every 10 ms for up to 10 s.
+async fn wait_until_async<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "condition not met within 10s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

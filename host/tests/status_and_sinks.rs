@@ -86,7 +86,7 @@ async fn status_reports_connectors_and_sinks_deliver_every_new_item() {
         .unwrap();
 
     let running = start_host(&config, backend.clone(), &clock, RunMode::Forever).await;
-    let stats = running.view().connectors[0].stats.clone();
+    let stats = running.view().connectors.all()[0].stats.clone();
     let polled = tokio::time::timeout(Duration::from_secs(60), async {
         while stats.snapshot().polls() < 30 {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -82,7 +82,7 @@ pub async fn status_report(
 ) -> Result<StatusReport, tsunagi_backends::BackendError> {
     let now = view.clock.now_ms();
     let mut connectors = Vec::new();
-    for handle in &view.connectors {
+    for handle in view.connectors.all() {
         let counters = handle.stats.snapshot();
         let (current, previous) = handle.runtime.versions();
         connectors.push(ConnectorStatus {

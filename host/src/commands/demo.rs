@@ -172,7 +172,7 @@ pub async fn crawl_round(
             let plain = bar.is_hidden();
             let mut ticks: u32 = 0;
             loop {
-                let stats = view.connectors[0].stats.snapshot();
+                let stats = view.connectors.all()[0].stats.snapshot();
                 let message = format!(
                     "{} errors, {} new items, {} in flight",
                     stats.polls_failed, stats.items_new, stats.in_flight
@@ -194,7 +194,7 @@ pub async fn crawl_round(
     let elapsed = started.elapsed();
     running.shutdown().await;
     draw.abort();
-    let stats = view.connectors[0].stats.snapshot();
+    let stats = view.connectors.all()[0].stats.snapshot();
     bar.set_position(stats.polls());
     bar.finish_with_message(format!(
         "{} errors, {} new items, {:.0} feeds/s",

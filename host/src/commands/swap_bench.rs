@@ -189,7 +189,7 @@ port = {port}
     }
     tokio::time::sleep_until((started + run_for).into()).await;
     running.shutdown().await;
-    let stats = &view.connectors[0].stats;
+    let stats = view.connectors.all()[0].stats.clone();
     let counters = stats.snapshot();
     let latency = stats.latency();
     println!(

@@ -4,9 +4,13 @@
 //! for each connector whose settings or plugin file changed: compiles the plugin off the async
 //! threads (wasmtime's compile cache makes a repeat cheap), validates it (the role's exports,
 //! the WIT version, one real instantiation and the plugin's optional `self-test` export), and
-//! only then swaps it in atomically (see [`crate::runtime::SwappableConnector`]). A connector
-//! whose new version fails any step keeps serving the old one, and the report says why — to
-//! `tsunagi reload`, the admin API, `/status` and the log. Unchanged connectors are not touched.
+//! only then swaps it in atomically (see [`crate::runtime::SwappableConnector`]). When the
+//! schedule, retry policy, concurrency or sinks changed, the connector's pipeline is restarted
+//! with them (the old one stops claiming and drains). A connector new in the file is added; one
+//! gone from it stops claiming and drains, its targets and queue kept in the store for when it
+//! returns. A connector whose new version fails any step keeps serving the old one, and the
+//! report says why — to `tsunagi reload`, the admin API, `/status` and the log. Unchanged
+//! connectors are not touched.
 //!
 //! Reloads run one at a time. Triggers: a change to the config or a plugin file (see `watch`,
 //! unless `host.watch = false`), `tsunagi reload`, `POST /v1/reload`,
@@ -18,14 +22,15 @@ pub use watch::{DEBOUNCE, spawn_watcher};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConnectorSettings};
-use crate::host::build_connector;
+use crate::host::{ConnectorHandle, ConnectorSet, Pipelines, build_connector};
 use crate::resilience::Resilience;
 use crate::runtime::{Runtime, SwappableConnector};
+use crate::stats::ConnectorStats;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tsunagi_backends::Backend;
 
@@ -41,19 +46,26 @@ pub enum Outcome {
     Refused,
     /// Rolled back to the previous version.
     RolledBack,
+    /// New in the config: built, validated and started.
+    Added,
+    /// Gone from the config: stopped claiming; in-flight calls drain; targets stay stored.
+    Removed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectorReload {
     pub connector: String,
     pub outcome: Outcome,
-    /// sha256 of the version serving before, and after.
+    /// sha256 of the version serving before, and after (empty when there was none).
     pub from: String,
     pub to: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// From the trigger to the new version serving (or to the refusal).
     pub took_ms: u64,
+    /// The pipeline was restarted with new schedule, retry, concurrency or sinks.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pipeline_restarted: bool,
     /// When it happened (RFC 3339).
     pub at: String,
 }
@@ -69,17 +81,7 @@ pub struct ReloadReport {
     pub connectors: Vec<ConnectorReload>,
 }
 
-impl ReloadReport {
-    fn refused_whole(error: String) -> Self {
-        Self {
-            ok: false,
-            error: Some(error),
-            connectors: Vec::new(),
-        }
-    }
-}
-
-/// Settings a running pipeline was started with; changing them needs a restart for now.
+/// Settings a running pipeline was started with; changing them restarts the pipeline.
 fn pipeline_settings(settings: &ConnectorSettings) -> impl PartialEq + '_ {
     (
         settings.role,
@@ -90,6 +92,9 @@ fn pipeline_settings(settings: &ConnectorSettings) -> impl PartialEq + '_ {
     )
 }
 
+/// The settings a connector's current and previous version were built from.
+type Serving = BTreeMap<String, (ConnectorSettings, Option<ConnectorSettings>)>;
+
 /// The host's reloader; one per running host.
 pub struct Reloader {
     config_path: PathBuf,
@@ -97,9 +102,10 @@ pub struct Reloader {
     backend: Arc<dyn Backend>,
     resilience: Arc<Resilience>,
     clock: SharedClock,
-    connectors: BTreeMap<String, Arc<SwappableConnector>>,
-    /// The settings each connector's current and previous version were built from.
-    serving: Mutex<BTreeMap<String, (ConnectorSettings, Option<ConnectorSettings>)>>,
+    connectors: Arc<ConnectorSet>,
+    /// Set when the host starts; until then a reload swaps runtimes but starts no pipeline.
+    pipelines: OnceLock<Arc<Pipelines>>,
+    serving: Mutex<Serving>,
     last: Mutex<BTreeMap<String, ConnectorReload>>,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
@@ -111,7 +117,7 @@ impl Reloader {
         backend: Arc<dyn Backend>,
         resilience: Arc<Resilience>,
         clock: SharedClock,
-        connectors: BTreeMap<String, Arc<SwappableConnector>>,
+        connectors: Arc<ConnectorSet>,
     ) -> Self {
         let serving = config
             .connectors
@@ -125,10 +131,16 @@ impl Reloader {
             resilience,
             clock,
             connectors,
+            pipelines: OnceLock::new(),
             serving: Mutex::new(serving),
             last: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Lets reloads start and stop pipelines (called once, when the host starts).
+    pub fn attach_pipelines(&self, pipelines: Arc<Pipelines>) {
+        let _ = self.pipelines.set(pipelines);
     }
 
     /// The latest reload of each connector, for `/status`.
@@ -148,27 +160,26 @@ impl Reloader {
             Err(error) => {
                 let message = format!("config refused, nothing changed: {error}");
                 tracing::error!("reload: {message}");
-                return ReloadReport::refused_whole(message);
+                return ReloadReport {
+                    ok: false,
+                    error: Some(message),
+                    connectors: Vec::new(),
+                };
             }
         };
         let names: Vec<String> = match only {
             Some(name) => vec![name.to_string()],
-            None => self.connectors.keys().cloned().collect(),
+            None => {
+                let mut names: BTreeSet<String> = self.connectors.names().into_iter().collect();
+                names.extend(config.connectors.keys().cloned());
+                names.into_iter().collect()
+            }
         };
         let mut report = ReloadReport {
             ok: true,
             error: None,
             connectors: Vec::new(),
         };
-        for name in &config.connectors {
-            if !self.connectors.contains_key(name.0) {
-                report.ok = false;
-                report.error = Some(format!(
-                    "connector '{}' is new; adding a connector needs a restart for now",
-                    name.0
-                ));
-            }
-        }
         for name in names {
             let result = self.reload_connector(&config, &name, started).await;
             if result.outcome == Outcome::Refused {
@@ -186,67 +197,78 @@ impl Reloader {
         name: &str,
         started: Instant,
     ) -> ConnectorReload {
-        let Some(connector) = self.connectors.get(name) else {
-            return self.refusal(
-                name,
-                "",
-                format!("no connector named '{name}' is running"),
-                started,
-            );
-        };
-        let from = connector.current().plugin().sha256.clone();
+        let running = self.connectors.get(name);
         let Some(settings) = config.connectors.get(name) else {
-            return self.refusal(
-                name,
-                &from,
-                format!(
-                    "'{name}' is no longer in {}; removing a connector needs a restart for now",
-                    self.config_path.display()
-                ),
-                started,
-            );
+            return match running {
+                Some(handle) => self.remove(name, &handle, started),
+                None => {
+                    let reason = format!(
+                        "no connector named '{name}' in {}",
+                        self.config_path.display()
+                    );
+                    self.refusal(name, "", reason, started)
+                }
+            };
         };
-        let serving = self
-            .serving
-            .lock()
-            .ok()
-            .and_then(|serving| serving.get(name).map(|(current, _)| current.clone()));
-        if let Some(serving) = &serving
-            && pipeline_settings(serving) != pipeline_settings(settings)
+        let pipelines = self.pipelines.get();
+        if let Some(sink) = settings
+            .sinks
+            .iter()
+            .find(|sink| pipelines.is_some_and(|p| !p.has_sink(sink)))
         {
-            return self.refusal(
-                name,
-                &from,
-                "role, concurrency, schedule, retry or sinks changed; those apply after a \
-                 restart for now (nothing was swapped)"
-                    .to_string(),
-                started,
-            );
+            let reason = format!("sink '{sink}' is new; adding a sink needs a restart for now");
+            return self.refusal(name, "", reason, started);
         }
+        let Some(handle) = running else {
+            return self.add(config, name, settings, started).await;
+        };
+        let from = handle.runtime.current().plugin().sha256.clone();
+        let serving = self.serving_settings(name);
+        let restart_pipeline = serving
+            .as_ref()
+            .is_some_and(|serving| pipeline_settings(serving) != pipeline_settings(settings));
         let path = config.resolve(&settings.plugin);
         let on_disk = match std::fs::read(&path) {
             Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
             Err(error) => {
-                return self.refusal(
-                    name,
-                    &from,
-                    format!("cannot read plugin {}: {error}", path.display()),
-                    started,
-                );
+                let reason = format!("cannot read plugin {}: {error}", path.display());
+                return self.refusal(name, &from, reason, started);
             }
         };
         if serving.as_ref() == Some(settings) && on_disk == from {
-            return ConnectorReload {
-                connector: name.to_string(),
-                outcome: Outcome::Unchanged,
-                to: from.clone(),
-                from,
-                error: None,
-                took_ms: elapsed_ms(started),
-                at: crate::clock::rfc3339(self.clock.now_ms()),
-            };
+            return self.entry(name, Outcome::Unchanged, &from, &from, started);
         }
-        let built = build_connector(
+        let candidate = match self.build_and_test(config, name, settings).await {
+            Ok(candidate) => candidate,
+            Err(reason) => return self.refusal(name, &from, reason, started),
+        };
+        let to = candidate.plugin().sha256.clone();
+        handle.runtime.swap(candidate, self.clock.now_ms());
+        if let Ok(mut serving) = self.serving.lock()
+            && let Some(entry) = serving.get_mut(name)
+        {
+            let previous = std::mem::replace(&mut entry.0, settings.clone());
+            entry.1 = Some(previous);
+        }
+        if restart_pipeline && let Some(pipelines) = pipelines {
+            drain_in_background(name, pipelines.stop(name));
+            pipelines.start(&handle, settings);
+        }
+        tracing::info!(connector = %name, %from, %to, restart_pipeline, "swapped in a new version");
+        let mut entry = self.entry(name, Outcome::Swapped, &from, &to, started);
+        entry.pipeline_restarted = restart_pipeline;
+        entry
+    }
+
+    /// Compiles and validates a candidate version: role exports, WIT version, instantiation,
+    /// self-test.
+    async fn build_and_test(
+        &self,
+        config: &Config,
+        name: &str,
+        settings: &ConnectorSettings,
+    ) -> Result<crate::runtime::ConnectorRuntime, String> {
+        let candidate = build_connector(
             &self.runtime,
             config,
             name,
@@ -254,37 +276,57 @@ impl Reloader {
             self.backend.clone(),
             &self.resilience,
         )
-        .await;
-        let candidate = match built {
+        .await
+        .map_err(|error| error.to_string())?;
+        candidate
+            .self_test()
+            .await
+            .map_err(|error| format!("plugin {}: {error}", candidate.plugin().path.display()))?;
+        Ok(candidate)
+    }
+
+    /// Builds, validates and starts a connector new in the config.
+    async fn add(
+        &self,
+        config: &Config,
+        name: &str,
+        settings: &ConnectorSettings,
+        started: Instant,
+    ) -> ConnectorReload {
+        let candidate = match self.build_and_test(config, name, settings).await {
             Ok(candidate) => candidate,
-            Err(error) => return self.refusal(name, &from, error.to_string(), started),
+            Err(reason) => return self.refusal(name, "", reason, started),
         };
-        if let Err(error) = candidate.self_test().await {
-            return self.refusal(
-                name,
-                &from,
-                format!("plugin {}: {error}", path.display()),
-                started,
-            );
-        }
         let to = candidate.plugin().sha256.clone();
-        connector.swap(candidate, self.clock.now_ms());
-        if let Ok(mut serving) = self.serving.lock()
-            && let Some(entry) = serving.get_mut(name)
-        {
-            let previous = std::mem::replace(&mut entry.0, settings.clone());
-            entry.1 = Some(previous);
+        let handle = Arc::new(ConnectorHandle {
+            name: name.to_string(),
+            runtime: Arc::new(SwappableConnector::new(candidate, self.clock.now_ms())),
+            stats: Arc::new(ConnectorStats::default()),
+        });
+        self.connectors.insert(handle.clone());
+        if let Ok(mut serving) = self.serving.lock() {
+            serving.insert(name.to_string(), (settings.clone(), None));
         }
-        tracing::info!(connector = %name, %from, %to, "swapped in a new version");
-        ConnectorReload {
-            connector: name.to_string(),
-            outcome: Outcome::Swapped,
-            from,
-            to,
-            error: None,
-            took_ms: elapsed_ms(started),
-            at: crate::clock::rfc3339(self.clock.now_ms()),
+        if let Some(pipelines) = self.pipelines.get() {
+            pipelines.start(&handle, settings);
         }
+        tracing::info!(connector = %name, sha256 = %to, "connector added");
+        self.entry(name, Outcome::Added, "", &to, started)
+    }
+
+    /// Stops a connector gone from the config; its in-flight calls drain in the background.
+    fn remove(&self, name: &str, handle: &ConnectorHandle, started: Instant) -> ConnectorReload {
+        let from = handle.runtime.current().plugin().sha256.clone();
+        if let Some(pipelines) = self.pipelines.get() {
+            drain_in_background(name, pipelines.stop(name));
+        }
+        self.connectors.remove(name);
+        if let Ok(mut serving) = self.serving.lock() {
+            serving.remove(name);
+        }
+        tracing::info!(connector = %name,
+            "connector removed: no new claims; in-flight calls finish; its targets stay stored");
+        self.entry(name, Outcome::Removed, &from, "", started)
     }
 
     /// Makes `name`'s previous version current again.
@@ -292,15 +334,13 @@ impl Reloader {
         let _one = self.one_at_a_time.lock().await;
         let started = Instant::now();
         let result = match self.connectors.get(name) {
-            None => self.refusal(
-                name,
-                "",
-                format!("no connector named '{name}' is running"),
-                started,
-            ),
-            Some(connector) => {
-                let from = connector.current().plugin().sha256.clone();
-                if connector.rollback(self.clock.now_ms()) {
+            None => {
+                let reason = format!("no connector named '{name}' is running");
+                self.refusal(name, "", reason, started)
+            }
+            Some(handle) => {
+                let from = handle.runtime.current().plugin().sha256.clone();
+                if handle.runtime.rollback(self.clock.now_ms()) {
                     if let Ok(mut serving) = self.serving.lock()
                         && let Some(entry) = serving.get_mut(name)
                         && let Some(previous) = entry.1.take()
@@ -308,24 +348,12 @@ impl Reloader {
                         let current = std::mem::replace(&mut entry.0, previous);
                         entry.1 = Some(current);
                     }
-                    let to = connector.current().plugin().sha256.clone();
+                    let to = handle.runtime.current().plugin().sha256.clone();
                     tracing::info!(connector = %name, %from, %to, "rolled back");
-                    ConnectorReload {
-                        connector: name.to_string(),
-                        outcome: Outcome::RolledBack,
-                        from,
-                        to,
-                        error: None,
-                        took_ms: elapsed_ms(started),
-                        at: crate::clock::rfc3339(self.clock.now_ms()),
-                    }
+                    self.entry(name, Outcome::RolledBack, &from, &to, started)
                 } else {
-                    self.refusal(
-                        name,
-                        &from,
-                        "there is no previous version".to_string(),
-                        started,
-                    )
+                    let reason = "there is no previous version".to_string();
+                    self.refusal(name, &from, reason, started)
                 }
             }
         };
@@ -337,17 +365,38 @@ impl Reloader {
         }
     }
 
-    fn refusal(&self, name: &str, from: &str, error: String, started: Instant) -> ConnectorReload {
-        tracing::error!(connector = %name, "reload refused; the current version keeps serving: {error}");
+    fn serving_settings(&self, name: &str) -> Option<ConnectorSettings> {
+        self.serving
+            .lock()
+            .ok()
+            .and_then(|serving| serving.get(name).map(|(current, _)| current.clone()))
+    }
+
+    fn entry(
+        &self,
+        name: &str,
+        outcome: Outcome,
+        from: &str,
+        to: &str,
+        started: Instant,
+    ) -> ConnectorReload {
         ConnectorReload {
             connector: name.to_string(),
-            outcome: Outcome::Refused,
+            outcome,
             from: from.to_string(),
-            to: from.to_string(),
-            error: Some(error),
-            took_ms: elapsed_ms(started),
+            to: to.to_string(),
+            error: None,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            pipeline_restarted: false,
             at: crate::clock::rfc3339(self.clock.now_ms()),
         }
+    }
+
+    fn refusal(&self, name: &str, from: &str, error: String, started: Instant) -> ConnectorReload {
+        tracing::error!(connector = %name, "reload refused; the current version keeps serving: {error}");
+        let mut entry = self.entry(name, Outcome::Refused, from, from, started);
+        entry.error = Some(error);
+        entry
     }
 
     fn remember(&self, result: &ConnectorReload) {
@@ -357,6 +406,13 @@ impl Reloader {
     }
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// Lets a stopped pipeline's in-flight calls finish without holding up the reload.
+fn drain_in_background(name: &str, task: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(task) = task {
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _ = task.await;
+            tracing::info!(connector = %name, "old pipeline drained");
+        });
+    }
 }

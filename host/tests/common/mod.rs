@@ -126,7 +126,7 @@ pub async fn run_round(
     running.pipelines_finished().await;
     let view = running.view();
     running.shutdown().await;
-    view.connectors[0].stats.snapshot()
+    view.connectors.all()[0].stats.snapshot()
 }
 
 /// The item ids the RSS connector stores for fake feed `id`: the feed's own ids, scoped by the
@@ -143,8 +143,7 @@ pub fn rss_item_ids(server: &tsunagi_fake_upstream::FeedServer, id: u32) -> Vec<
 /// The counters of connector `name` in a running (or finished) host.
 pub fn connector_stats(view: &tsunagi::host::HostView, name: &str) -> StatsSnapshot {
     view.connectors
-        .iter()
-        .find(|c| c.name == name)
+        .get(name)
         .unwrap_or_else(|| panic!("no connector {name}"))
         .stats
         .snapshot()

@@ -2,9 +2,13 @@
 //! one runner per sink and the admin port into one running process, and takes them down again
 //! in order (stop claiming, let in-flight calls finish, stop delivering).
 
+mod pipelines;
+
+pub use pipelines::{ConnectorSet, Pipelines};
+
 use crate::admin;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, ConfigError, ConnectorSettings, SinkSettings, config_value_text};
+use crate::config::{Config, ConfigError, ConnectorSettings, config_value_text};
 use crate::egress::{EgressLimits, EgressPolicy};
 use crate::reload::{Reloader, spawn_watcher};
 use crate::resilience::Resilience;
@@ -13,16 +17,16 @@ use crate::runtime::{
     ConnectorRuntime, ConnectorRuntimeSettings, ConnectorServices, Runtime, RuntimeSettings,
     SwappableConnector,
 };
-use crate::scheduler::{PollPolicy, RetryPolicy};
-use crate::sinks::{SinkRunner, build_sink, queue_name};
+use crate::scheduler::RetryPolicy;
+use crate::sinks::{SinkRunner, build_sink};
 use crate::stats::ConnectorStats;
-use crate::workers::{PollPipeline, RunMode};
+use crate::workers::RunMode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tsunagi_backends::{Backend, Delivery, Millis};
+use tsunagi_backends::{Backend, Millis};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -160,7 +164,8 @@ pub struct HostView {
     pub backend: Arc<dyn Backend>,
     pub clock: SharedClock,
     pub started_at: Millis,
-    pub connectors: Vec<ConnectorHandle>,
+    /// The connectors running now; a reload may add or remove some.
+    pub connectors: Arc<ConnectorSet>,
     pub sinks: Vec<String>,
     /// Budgets and breakers, shared by every connector.
     pub resilience: Arc<Resilience>,
@@ -186,7 +191,7 @@ impl Host {
         let runtime = Runtime::new(&runtime_settings(&config))
             .map_err(|e| config.error_at("host", &e.to_string()))?;
         let resilience = Resilience::in_process(&config, options.clock.clone())?;
-        let mut connectors = Vec::new();
+        let connectors = Arc::new(ConnectorSet::default());
         for (name, settings) in &config.connectors {
             let connector = build_connector(
                 &runtime,
@@ -199,11 +204,11 @@ impl Host {
             .await?;
             tracing::info!(connector = %name, plugin = %connector.plugin().path.display(),
                 sha256 = %connector.plugin().sha256, "connector loaded");
-            connectors.push(ConnectorHandle {
+            connectors.insert(Arc::new(ConnectorHandle {
                 name: name.clone(),
                 runtime: Arc::new(SwappableConnector::new(connector, options.clock.now_ms())),
                 stats: Arc::new(ConnectorStats::default()),
-            });
+            }));
         }
         let reloader = Arc::new(Reloader::new(
             &config,
@@ -211,10 +216,7 @@ impl Host {
             backend.clone(),
             resilience.clone(),
             options.clock.clone(),
-            connectors
-                .iter()
-                .map(|handle| (handle.name.clone(), handle.runtime.clone()))
-                .collect(),
+            connectors.clone(),
         ));
         let view = Arc::new(HostView {
             worker_id: options.worker_id.clone(),
@@ -240,44 +242,23 @@ impl Host {
 
     /// Starts the pipelines, sink runners and admin port.
     pub async fn start(self) -> Result<RunningHost, HostError> {
-        let stop = CancellationToken::new();
         let host = &self.config.host;
-        let mut pipelines = Vec::new();
-        for handle in &self.view.connectors {
-            let Some(settings) = self.config.connectors.get(&handle.name) else {
-                continue;
-            };
-            let pipeline = Arc::new(PollPipeline {
-                connector: handle.name.clone(),
-                backend: self.backend.clone(),
-                poller: handle.runtime.clone(),
-                policy: PollPolicy::from(settings),
-                clock: self.options.clock.clone(),
-                worker_id: self.options.worker_id.clone(),
-                lease: host.claim_lease,
-                claim_batch: host.claim_batch,
-                idle_poll: host.idle_poll,
-                concurrency: settings.concurrency,
-                deliver_to: settings
-                    .sinks
-                    .iter()
-                    .map(|sink| Delivery {
-                        queue: queue_name(sink),
-                        max_attempts: self
-                            .config
-                            .sinks
-                            .get(sink)
-                            .map_or(1, SinkSettings::max_attempts),
-                    })
-                    .collect(),
-                stats: handle.stats.clone(),
-            });
-            pipelines.push(tokio::spawn(pipeline.run(
-                stop.clone(),
-                self.options.mode,
-                host.shutdown_grace,
-            )));
+        let pipelines = Arc::new(Pipelines {
+            backend: self.backend.clone(),
+            clock: self.options.clock.clone(),
+            worker_id: self.options.worker_id.clone(),
+            host: host.clone(),
+            mode: self.options.mode,
+            sinks: self.config.sinks.clone(),
+            stop_all: CancellationToken::new(),
+            running: std::sync::Mutex::new(Default::default()),
+        });
+        for handle in self.view.connectors.all() {
+            if let Some(settings) = self.config.connectors.get(&handle.name) {
+                pipelines.start(&handle, settings);
+            }
         }
+        self.view.reloader.attach_pipelines(pipelines.clone());
 
         let sink_stop = CancellationToken::new();
         // Probes run until the very end: breakers matter while in-flight calls drain too.
@@ -338,7 +319,6 @@ impl Host {
         }
 
         Ok(RunningHost {
-            stop,
             sink_stop,
             pipelines,
             sink_tasks,
@@ -351,9 +331,8 @@ impl Host {
 
 /// A started host.
 pub struct RunningHost {
-    stop: CancellationToken,
     sink_stop: CancellationToken,
-    pipelines: Vec<JoinHandle<()>>,
+    pipelines: Arc<Pipelines>,
     sink_tasks: Vec<JoinHandle<()>>,
     admin_task: Option<JoinHandle<()>>,
     admin_addr: Option<SocketAddr>,
@@ -371,17 +350,16 @@ impl RunningHost {
 
     /// Waits until every pipeline has ended by itself (only happens in [`RunMode::UntilIdle`]).
     pub async fn pipelines_finished(&mut self) {
-        for pipeline in &mut self.pipelines {
+        for pipeline in self.pipelines.take_all() {
             let _ = pipeline.await;
         }
-        self.pipelines.clear();
     }
 
     /// Stops claiming, lets in-flight calls finish within the grace period, then stops sink
     /// delivery and the admin port.
     pub async fn shutdown(mut self) {
-        self.stop.cancel();
-        for pipeline in self.pipelines.drain(..) {
+        self.pipelines.stop_all.cancel();
+        for pipeline in self.pipelines.take_all() {
             let _ = pipeline.await;
         }
         self.sink_stop.cancel();
