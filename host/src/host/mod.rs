@@ -12,7 +12,6 @@ use crate::config::{Config, ConfigError, ConnectorSettings, config_value_text};
 use crate::egress::{EgressLimits, EgressPolicy};
 use crate::reload::{Reloader, spawn_watcher};
 use crate::resilience::Resilience;
-use crate::resilience::probes::spawn_probes;
 use crate::runtime::{
     ConnectorRuntime, ConnectorRuntimeSettings, ConnectorServices, Runtime, RuntimeSettings,
     SwappableConnector,
@@ -262,7 +261,8 @@ impl Host {
 
         let sink_stop = CancellationToken::new();
         // Probes run until the very end: breakers matter while in-flight calls drain too.
-        let mut sink_tasks = spawn_probes(&self.view.resilience, &sink_stop);
+        self.view.resilience.start_probes(&sink_stop);
+        let mut sink_tasks = Vec::new();
         if host.watch
             && let Some(watcher) =
                 spawn_watcher(&self.config, self.view.reloader.clone(), sink_stop.clone())

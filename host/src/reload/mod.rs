@@ -78,6 +78,9 @@ pub struct ReloadReport {
     /// Why the whole config was refused, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Budgets and breakers added, changed or removed (unchanged ones keep their state).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protections: Vec<String>,
     pub connectors: Vec<ConnectorReload>,
 }
 
@@ -163,6 +166,19 @@ impl Reloader {
                 return ReloadReport {
                     ok: false,
                     error: Some(message),
+                    protections: Vec::new(),
+                    connectors: Vec::new(),
+                };
+            }
+        };
+        // Budgets and breakers first: a connector's new allow rules may name new ones.
+        let protections = match self.resilience.apply(&config) {
+            Ok(changes) => changes,
+            Err(error) => {
+                return ReloadReport {
+                    ok: false,
+                    error: Some(format!("config refused, nothing changed: {error}")),
+                    protections: Vec::new(),
                     connectors: Vec::new(),
                 };
             }
@@ -178,6 +194,7 @@ impl Reloader {
         let mut report = ReloadReport {
             ok: true,
             error: None,
+            protections,
             connectors: Vec::new(),
         };
         for name in names {
@@ -361,6 +378,7 @@ impl Reloader {
         ReloadReport {
             ok: result.outcome != Outcome::Refused,
             error: None,
+            protections: Vec::new(),
             connectors: vec![result],
         }
     }

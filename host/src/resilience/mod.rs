@@ -18,11 +18,16 @@
 pub mod probes;
 
 use crate::clock::SharedClock;
-use crate::config::{BudgetScope, Config, ConfigError, ProbeSettings};
+use crate::config::{
+    BreakerConfig, BudgetScope, BudgetSettings, Config, ConfigError, ProbeSettings,
+};
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tsunagi_backends::Millis;
 use tsunagi_backends::breaker::{BreakerSnapshot, BreakerState, CallOutcome, CallPermit};
 use tsunagi_backends::coordination::{
@@ -58,20 +63,32 @@ pub struct BreakerCall {
     pub settled: bool,
 }
 
+#[derive(Clone)]
 struct Budget {
     quota: Quota,
     scope: BudgetScope,
+    settings: BudgetSettings,
+}
+
+/// What the config declares, swapped whole by [`Resilience::apply`].
+#[derive(Default)]
+struct Declared {
+    budgets: BTreeMap<String, Budget>,
+    breakers: BTreeMap<String, BreakerConfig>,
+    probes: BTreeMap<String, ProbeSettings>,
+    /// How long a deferred target waits when its breaker is open and a probe decides.
+    default_retry: BTreeMap<String, Duration>,
 }
 
 /// Every budget and breaker of a host.
 pub struct Resilience {
     clock: SharedClock,
-    budgets: BTreeMap<String, Budget>,
+    declared: ArcSwap<Declared>,
     limiter: Arc<dyn RateLimitStore>,
     breakers: Arc<dyn BreakerStore>,
-    probes: BTreeMap<String, ProbeSettings>,
-    /// How long a deferred target waits when its breaker is open and a probe decides.
-    default_retry: BTreeMap<String, Duration>,
+    /// Running probe tasks by breaker, under the root token set when the host starts them.
+    probe_root: OnceLock<CancellationToken>,
+    probe_tasks: Mutex<BTreeMap<String, CancellationToken>>,
 }
 
 /// `/status`'s view.
@@ -99,43 +116,134 @@ impl Resilience {
         limiter: Arc<dyn RateLimitStore>,
         breakers: Arc<dyn BreakerStore>,
     ) -> Result<Self, ConfigError> {
-        let mut budgets = BTreeMap::new();
+        let resilience = Self {
+            clock,
+            declared: ArcSwap::from_pointee(Declared::default()),
+            limiter,
+            breakers,
+            probe_root: OnceLock::new(),
+            probe_tasks: Mutex::new(BTreeMap::new()),
+        };
+        resilience.declare(config)?;
+        Ok(resilience)
+    }
+
+    /// Takes the budgets and breakers of a reloaded config. A budget or breaker whose own
+    /// settings did not change keeps its state; a changed breaker starts afresh (and its probe
+    /// restarts); removed ones stop. Answers what changed, for the reload report.
+    pub fn apply(self: &Arc<Self>, config: &Config) -> Result<Vec<String>, ConfigError> {
+        let (changes, touched_breakers) = self.declare(config)?;
+        if let Some(root) = self.probe_root.get() {
+            let declared = self.declared.load_full();
+            let mut tasks = self.lock_probe_tasks();
+            for name in &touched_breakers {
+                if let Some(token) = tasks.remove(name) {
+                    token.cancel();
+                }
+                if let Some(settings) = declared.probes.get(name) {
+                    let token = root.child_token();
+                    probes::spawn_probe(
+                        self.clone(),
+                        name.clone(),
+                        settings.clone(),
+                        token.clone(),
+                    );
+                    tasks.insert(name.clone(), token);
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Builds [`Declared`] from `config`, registers breakers whose settings changed, and swaps
+    /// it in. Answers what changed, and the breakers added, changed or removed.
+    fn declare(&self, config: &Config) -> Result<(Vec<String>, Vec<String>), ConfigError> {
+        let old = self.declared.load_full();
+        let mut new = Declared::default();
+        let mut changes = Vec::new();
+        let mut touched_breakers = Vec::new();
         for (name, settings) in &config.budgets {
             let quota = settings
                 .quota()
                 .map_err(|e| config.error_at(&format!("budgets.{name}.rate"), &e.to_string()))?;
-            budgets.insert(
+            match old.budgets.get(name) {
+                None => changes.push(format!("budget {name} added")),
+                Some(old) if old.settings != *settings => {
+                    changes.push(format!("budget {name} updated"));
+                }
+                Some(_) => {}
+            }
+            new.budgets.insert(
                 name.clone(),
                 Budget {
                     quota,
                     scope: settings.per,
+                    settings: settings.clone(),
                 },
             );
         }
-        let mut probes = BTreeMap::new();
-        let mut default_retry = BTreeMap::new();
+        changes.extend(
+            old.budgets
+                .keys()
+                .filter(|name| !new.budgets.contains_key(*name))
+                .map(|name| format!("budget {name} removed")),
+        );
         for (name, breaker) in &config.breakers {
             let settings = breaker
                 .settings()
                 .map_err(|(_, message)| config.error_at(&format!("breakers.{name}"), &message))?;
-            breakers.register(name, settings, breaker.probe.is_some());
+            if old.breakers.get(name) != Some(breaker) {
+                self.breakers
+                    .register(name, settings, breaker.probe.is_some());
+                let verb = if old.breakers.contains_key(name) {
+                    "rebuilt"
+                } else {
+                    "added"
+                };
+                changes.push(format!("breaker {name} {verb}"));
+                touched_breakers.push(name.clone());
+            }
             let retry = match &breaker.probe {
                 Some(probe) => {
-                    probes.insert(name.clone(), probe.clone());
+                    new.probes.insert(name.clone(), probe.clone());
                     probe.interval
                 }
                 None => breaker.open_wait,
             };
-            default_retry.insert(name.clone(), retry);
+            new.default_retry.insert(name.clone(), retry);
+            new.breakers.insert(name.clone(), breaker.clone());
         }
-        Ok(Self {
-            clock,
-            budgets,
-            limiter,
-            breakers,
-            probes,
-            default_retry,
-        })
+        for name in old
+            .breakers
+            .keys()
+            .filter(|name| !new.breakers.contains_key(*name))
+        {
+            changes.push(format!("breaker {name} removed"));
+            touched_breakers.push(name.clone());
+        }
+        self.declared.store(Arc::new(new));
+        Ok((changes, touched_breakers))
+    }
+
+    fn lock_probe_tasks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, CancellationToken>> {
+        self.probe_tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts every declared probe under `stop`; later reloads start and stop probes under it.
+    pub fn start_probes(self: &Arc<Self>, stop: &CancellationToken) {
+        let root = stop.child_token();
+        if self.probe_root.set(root.clone()).is_err() {
+            return;
+        }
+        let declared = self.declared.load_full();
+        let mut tasks = self.lock_probe_tasks();
+        for (name, settings) in &declared.probes {
+            let token = root.child_token();
+            probes::spawn_probe(self.clone(), name.clone(), settings.clone(), token.clone());
+            tasks.insert(name.clone(), token);
+        }
     }
 
     /// Budgets and breakers kept in this process (the embedded backend's way).
@@ -146,11 +254,6 @@ impl Resilience {
 
     pub fn clock(&self) -> &SharedClock {
         &self.clock
-    }
-
-    /// The probes to run, by breaker.
-    pub fn probes(&self) -> &BTreeMap<String, ProbeSettings> {
-        &self.probes
     }
 
     /// Lets a request through `breaker` and `budget` (either may be absent): an open breaker
@@ -180,9 +283,9 @@ impl Resilience {
             }
         }
         if let Some(name) = budget
-            && let Some(spec) = self.budgets.get(name)
+            && let Some(spec) = self.declared.load().budgets.get(name).cloned()
         {
-            self.wait_for_slot(name, spec, target, max_wait).await?;
+            self.wait_for_slot(name, &spec, target, max_wait).await?;
         }
         if let Some(call) = call.as_mut() {
             // Slowness is the upstream's, so the clock starts after the budget wait.
@@ -230,9 +333,14 @@ impl Resilience {
 
     fn breaker_open(&self, name: &str, retry_at: Option<Millis>) -> Deferral {
         let now = self.clock.now_ms();
-        let fallback = self.default_retry.get(name).map_or(60_000, |wait| {
-            i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
-        });
+        let fallback = self
+            .declared
+            .load()
+            .default_retry
+            .get(name)
+            .map_or(60_000, |wait| {
+                i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+            });
         Deferral::BreakerOpen {
             breaker: name.to_string(),
             retry_at: retry_at.unwrap_or(now.saturating_add(fallback)).max(now),
@@ -256,7 +364,7 @@ impl Resilience {
 
     /// The upstream said nothing more before `until`.
     pub async fn upstream_limit(&self, budget: &str, target: &str, until: Millis) {
-        let Some(spec) = self.budgets.get(budget) else {
+        let Some(spec) = self.declared.load().budgets.get(budget).cloned() else {
             return;
         };
         let key = budget_key(budget, spec.scope, target);
@@ -276,7 +384,8 @@ impl Resilience {
     pub async fn status(&self) -> ResilienceStatus {
         let now = self.clock.now_ms();
         let mut budgets = BTreeMap::new();
-        for (name, spec) in &self.budgets {
+        let declared = self.declared.load_full();
+        for (name, spec) in &declared.budgets {
             let fill = match spec.scope {
                 BudgetScope::Shared => self.limiter.fill(name, &spec.quota, now).await.ok(),
                 BudgetScope::Target => None,
@@ -335,6 +444,19 @@ interval = "5s"
         Resilience::in_process(&config, Arc::new(clock.clone())).unwrap()
     }
 
+    /// Two failed calls through `shop`: its breaker (minimum 2 calls) opens.
+    async fn open_the_shop_breaker(resilience: &Resilience) {
+        for _ in 0..2 {
+            let mut call = resilience
+                .admit(Some("shop"), Some("shop"), "t", Duration::from_secs(5))
+                .await
+                .unwrap()
+                .unwrap();
+            resilience.settle(&mut call, true);
+        }
+        assert_eq!(resilience.breaker_state("shop"), Some(BreakerState::Open));
+    }
+
     #[tokio::test]
     async fn an_empty_budget_defers_with_its_name_and_next_slot() {
         let clock = ManualClock::starting_at(1_000_000);
@@ -386,6 +508,38 @@ interval = "5s"
     }
 
     #[tokio::test]
+    async fn a_reload_keeps_unchanged_state_and_resets_what_changed() {
+        let clock = ManualClock::starting_at(0);
+        let resilience = resilience(&clock);
+        open_the_shop_breaker(&resilience).await;
+        // Same budget, another breaker window, the per-user budget gone.
+        let edited = CONFIG
+            .replace("window = \"4 calls\"", "window = \"6 calls\"")
+            .replace(
+                "[budgets.per-user]\nrate = \"1/min\"\nper = \"target\"\n",
+                "",
+            );
+        let config = Config::parse(&edited, Path::new("test.toml")).unwrap();
+        let changes = resilience.apply(&config).unwrap();
+        assert_eq!(changes, ["budget per-user removed", "breaker shop rebuilt"]);
+        assert_eq!(
+            resilience.breaker_state("shop"),
+            Some(BreakerState::Closed),
+            "a changed breaker starts afresh"
+        );
+        let fill = resilience.status().await.budgets["shop"]
+            .fill
+            .clone()
+            .unwrap();
+        assert_eq!(fill.available, 0, "an unchanged budget keeps its state");
+        assert!(!resilience.status().await.budgets.contains_key("per-user"));
+        assert!(
+            resilience.apply(&config).unwrap().is_empty(),
+            "nothing changed twice"
+        );
+    }
+
+    #[tokio::test]
     async fn per_target_budgets_are_separate() {
         let clock = ManualClock::starting_at(0);
         let resilience = resilience(&clock);
@@ -413,15 +567,7 @@ interval = "5s"
     async fn an_open_breaker_defers_until_the_next_probe_and_spends_no_budget() {
         let clock = ManualClock::starting_at(0);
         let resilience = resilience(&clock);
-        for _ in 0..2 {
-            let mut call = resilience
-                .admit(Some("shop"), Some("shop"), "t", Duration::from_secs(5))
-                .await
-                .unwrap()
-                .unwrap();
-            resilience.settle(&mut call, true);
-        }
-        assert_eq!(resilience.breaker_state("shop"), Some(BreakerState::Open));
+        open_the_shop_breaker(&resilience).await;
         clock.advance(Duration::from_secs(10));
         let deferral = resilience
             .admit(Some("shop"), Some("shop"), "t", Duration::ZERO)

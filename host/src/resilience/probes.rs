@@ -7,31 +7,24 @@
 use super::Resilience;
 use crate::config::ProbeSettings;
 use std::sync::Arc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Starts one probe task per breaker that declares a probe; they end when `stop` fires.
-pub fn spawn_probes(resilience: &Arc<Resilience>, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
-    resilience
-        .probes()
-        .iter()
-        .filter_map(|(breaker, settings)| {
-            let client = match probe_client(settings) {
-                Ok(client) => client,
-                Err(error) => {
-                    tracing::error!(%breaker, "cannot build the probe's HTTP client; no probe runs: {error}");
-                    return None;
-                }
-            };
-            Some(tokio::spawn(run_probe(
-                resilience.clone(),
-                breaker.clone(),
-                settings.clone(),
-                client,
-                stop.clone(),
-            )))
-        })
-        .collect()
+/// Starts the probe of `breaker`; it ends when `stop` fires (a reload that changes or removes
+/// the breaker, or shutdown).
+pub fn spawn_probe(
+    resilience: Arc<Resilience>,
+    breaker: String,
+    settings: ProbeSettings,
+    stop: CancellationToken,
+) {
+    match probe_client(&settings) {
+        Ok(client) => {
+            tokio::spawn(run_probe(resilience, breaker, settings, client, stop));
+        }
+        Err(error) => {
+            tracing::error!(%breaker, "cannot build the probe's HTTP client; no probe runs: {error}");
+        }
+    }
 }
 
 fn probe_client(settings: &ProbeSettings) -> reqwest::Result<reqwest::Client> {
