@@ -521,3 +521,93 @@ async fn the_shipped_config_checks_from_the_repository_root() {
     assert!(stdout.contains("ok    rss:"), "{stdout}");
     assert!(stdout.contains("0 error(s)"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rollback_and_sighup_swap_plugins_of_a_running_process() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 5,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_file = dir.path().join("tagged.wasm");
+    let install = |build: &str| {
+        let aside = dir.path().join("incoming.wasm");
+        std::fs::copy(plugin(build), &aside).unwrap();
+        std::fs::rename(&aside, &plugin_file).unwrap();
+    };
+    install("hostile_a");
+    let admin_port = free_port();
+    let text = host_section(&format!("admin_listen = \"127.0.0.1:{admin_port}\""))
+        + &format!(
+            r#"
+[connectors.tagged]
+plugin = "tagged.wasm"
+role = "poller"
+concurrency = 2
+[connectors.tagged.config]
+mode = "tagged"
+[[connectors.tagged.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {}
+"#,
+            server.addr().port()
+        );
+    let config = write_config(dir.path(), &text);
+    let config_arg = config.source_path.display().to_string();
+    let mut host = spawn_host(&config.source_path);
+    wait_for_admin(admin_port).await;
+    let serving = || async {
+        let status = fetch_status(format!("127.0.0.1:{admin_port}")).await;
+        status["connectors"][0]["plugin"]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let build_a = serving().await;
+
+    install("hostile_b");
+    let reload = tsunagi(&["reload", "tagged", "--config", &config_arg])
+        .output()
+        .await
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&reload.stdout).unwrap();
+    assert!(reload.status.success(), "{report}");
+    assert_eq!(report["connectors"][0]["outcome"], "swapped", "{report}");
+    let build_b = serving().await;
+    assert_ne!(build_a, build_b);
+
+    let rollback = tsunagi(&["rollback", "tagged", "--config", &config_arg])
+        .output()
+        .await
+        .unwrap();
+    assert!(rollback.status.success());
+    assert_eq!(serving().await, build_a, "rolled back to build a");
+
+    std::fs::write(&plugin_file, b"not a plugin").unwrap();
+    let refused = tsunagi(&["reload", "--config", &config_arg])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "a refused reload exits 1");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert_eq!(serving().await, build_a, "the old version keeps serving");
+
+    // SIGHUP reloads too.
+    install("hostile_b");
+    signal(&host, "HUP");
+    let swapped = tokio::time::timeout(Duration::from_secs(30), async {
+        while serving().await != build_b {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(swapped.is_ok(), "SIGHUP swapped build b in");
+
+    signal(&host, "TERM");
+    assert!(wait_exit(&mut host).await.success());
+    server.shutdown().await;
+}
