@@ -287,6 +287,14 @@ async fn bad_versions_are_refused_and_the_old_one_keeps_serving() {
         swapped_to.as_str(),
         "{tagged}"
     );
+    // A rollback sticks: reloading the same files does not swap build b back in…
+    let (status, report) = post(admin, "/v1/reload").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(serving("tagged"), original, "{report}");
+    // …until the files change again.
+    std::fs::write(&config_path, config_text("note = \"v3\"")).unwrap();
+    let (_, report) = post(admin, "/v1/reload").await;
+    assert_eq!(serving("tagged"), swapped_to, "{report}");
 
     // Through all of it, polls kept succeeding.
     let counters = connector_stats(&view, "tagged");

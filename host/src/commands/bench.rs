@@ -68,11 +68,7 @@ pub struct RssBenchArgs {
 fn rss_client(config: &Config, pool_size: usize) -> anyhow::Result<reqwest::Client> {
     let connector = &config.connectors["rss"];
     let policy = Arc::new(EgressPolicy::new("rss", connector.egress.allow.clone()));
-    Ok(build_client(
-        &policy,
-        &EgressLimits::from(&connector.limits),
-        pool_size,
-    )?)
+    Ok(build_client(&policy, &EgressLimits::from(&connector.limits), pool_size)?.strict)
 }
 
 /// One measured part of the run.

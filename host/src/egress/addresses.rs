@@ -72,27 +72,32 @@ fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
 }
 
 /// The DNS resolver of a connector's HTTP client: resolves with the system resolver, then keeps
-/// only the addresses the connector's allowlist permits for that name.
+/// only the addresses the connector's allowlist permits for that name. A connector has two
+/// clients: the strict one (`opt_in = false`) never reaches an internal address; the other
+/// serves only requests whose matching rule sets `allow_internal` (the resolver sees names,
+/// not ports or schemes, so the rule is chosen before the client is).
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     policy: Arc<EgressPolicy>,
+    opt_in: bool,
 }
 
 impl GuardedResolver {
-    pub fn new(policy: Arc<EgressPolicy>) -> Self {
-        Self { policy }
+    pub fn new(policy: Arc<EgressPolicy>, opt_in: bool) -> Self {
+        Self { policy, opt_in }
     }
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy.clone();
+        let opt_in = self.opt_in;
         let host = name.as_str().to_string();
         Box::pin(async move {
             let resolved: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let permitted = policy
-                .screen_addresses(&host, &resolved)
+                .screen_addresses(&host, &resolved, opt_in)
                 .inspect_err(|refusal| {
                     tracing::warn!(connector = %policy.connector(), %host, "{refusal}");
                 })?;

@@ -66,31 +66,45 @@ pub struct ExchangeRecord {
 /// The exchanges of the current call, shared with the futures that carry them out.
 pub type ExchangeLog = Arc<Mutex<Vec<ExchangeRecord>>>;
 
-/// Builds the pooled HTTP client of one connector. Names resolve through the connector's
+/// A connector's pooled HTTP clients: `strict` never connects to an internal address; `opt_in`
+/// serves only requests whose allow rule sets `allow_internal` (see [`GuardedResolver`]).
+#[derive(Debug, Clone)]
+pub struct EgressClients {
+    pub strict: reqwest::Client,
+    pub opt_in: reqwest::Client,
+}
+
+/// Builds the pooled HTTP clients of one connector. Names resolve through the connector's
 /// [`GuardedResolver`], so only addresses its allowlist permits are ever connected to.
 pub fn build_client(
     policy: &Arc<EgressPolicy>,
     limits: &EgressLimits,
     pool_size: usize,
-) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
-        .connect_timeout(limits.connect_timeout)
-        .pool_max_idle_per_host(pool_size)
-        // Crawls touch many hosts once per round; idle sockets are not worth keeping long.
-        .pool_idle_timeout(Duration::from_secs(15))
-        // A redirect is the plugin's decision, and each hop must pass the allowlist again.
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .tcp_nodelay(true)
-        .build()
+) -> reqwest::Result<EgressClients> {
+    let client = |opt_in: bool| {
+        reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone(), opt_in)))
+            .connect_timeout(limits.connect_timeout)
+            .pool_max_idle_per_host(pool_size)
+            // Crawls touch many hosts once per round; idle sockets are not worth keeping long.
+            .pool_idle_timeout(Duration::from_secs(15))
+            // A redirect is the plugin's decision, and each hop must pass the allowlist again.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .tcp_nodelay(true)
+            .build()
+    };
+    Ok(EgressClients {
+        strict: client(false)?,
+        opt_in: client(true)?,
+    })
 }
 
 /// The `wasi:http` hooks of one plugin instance.
 pub struct ConnectorEgress {
     policy: Arc<EgressPolicy>,
     resilience: Arc<Resilience>,
-    client: reqwest::Client,
+    clients: EgressClients,
     limits: EgressLimits,
     log: ExchangeLog,
     /// The current call's target (per-target budgets are keyed by it) and deadline (a budget
@@ -103,13 +117,13 @@ impl ConnectorEgress {
     pub fn new(
         policy: Arc<EgressPolicy>,
         resilience: Arc<Resilience>,
-        client: reqwest::Client,
+        clients: EgressClients,
         limits: EgressLimits,
     ) -> Self {
         Self {
             policy,
             resilience,
-            client,
+            clients,
             limits,
             log: ExchangeLog::default(),
             target: Arc::from(""),
@@ -129,7 +143,7 @@ impl ConnectorEgress {
         Exchange {
             policy: self.policy.clone(),
             resilience: self.resilience.clone(),
-            client: self.client.clone(),
+            clients: self.clients.clone(),
             limits: self.limits,
             log: self.log.clone(),
             target: self.target.clone(),
@@ -164,7 +178,7 @@ impl WasiHttpHooks for ConnectorEgress {
 struct Exchange {
     policy: Arc<EgressPolicy>,
     resilience: Arc<Resilience>,
-    client: reqwest::Client,
+    clients: EgressClients,
     limits: EgressLimits,
     log: ExchangeLog,
     target: Arc<str>,
@@ -246,7 +260,12 @@ impl Exchange {
                 }
             }
         }
-        let response = self.send(url, request, limits, record).await;
+        let client = if rule.allow_internal {
+            &self.clients.opt_in
+        } else {
+            &self.clients.strict
+        };
+        let response = self.send(client, url, request, limits, record).await;
         if let Some(budget) = &rule.budget {
             let now = self.resilience.clock().now_ms();
             let pushed_until = match record.status {
@@ -262,6 +281,10 @@ impl Exchange {
             .into_iter()
             .chain(record.rate_limit_reset)
             .max();
+            // An upstream's word counts, within reason: a bogus reset years away must not
+            // freeze a budget every connector shares.
+            let pushed_until =
+                pushed_until.map(|until| until.min(now.saturating_add(MAX_PUSH_BACK_MS)));
             if let Some(until) = pushed_until {
                 self.resilience
                     .upstream_limit(budget, &self.target, until)
@@ -273,6 +296,7 @@ impl Exchange {
 
     async fn send(
         &self,
+        client: &reqwest::Client,
         url: url::Url,
         request: http::Request<WasiBody>,
         limits: EgressLimits,
@@ -284,8 +308,7 @@ impl Exchange {
             .await
             .map_err(|e| (e, "could not read the plugin's request body".to_string()))?
             .to_bytes();
-        let outgoing = self
-            .client
+        let outgoing = client
             .request(parts.method, url)
             .headers(parts.headers)
             .body(body);
@@ -430,6 +453,9 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
             .unwrap_or_default(),
     )
 }
+
+/// The furthest an upstream's rate-limit signal pushes a budget's next slot.
+const MAX_PUSH_BACK_MS: Millis = 3_600_000;
 
 /// A 5xx or a 429: the upstream is failing or pushing back, which a breaker counts.
 fn upstream_failure(status: u16) -> bool {

@@ -80,7 +80,14 @@ impl EgressPolicy {
         if matching.peek().is_some() {
             let internal = address.and_then(|ip| internal_reason(ip).map(|why| (ip, why)));
             let Some((ip, why)) = internal else {
-                return Ok(matching.next().map_or(0, |(index, _)| index));
+                // For a name, a rule that opts into internal addresses wins: its requests
+                // resolve through the client that may reach them (see `addresses`).
+                let matching: Vec<usize> = matching.map(|(index, _)| index).collect();
+                let chosen = matching
+                    .iter()
+                    .find(|index| address.is_none() && self.rules[**index].allow_internal)
+                    .or(matching.first());
+                return Ok(chosen.copied().unwrap_or(0));
             };
             if let Some((index, _)) = matching.find(|(_, rule)| rule.permits_internal(ip)) {
                 return Ok(index);
@@ -105,13 +112,15 @@ impl EgressPolicy {
         Err(refuse(reason))
     }
 
-    /// The addresses `host` resolved to that this connector may connect to: all of them if a
-    /// rule for the host sets `allow_internal`, otherwise the public ones. Refuses when none is
-    /// left, naming the first address dropped and why.
+    /// The addresses `host` resolved to that this connector may connect to: with `opt_in` (the
+    /// request's rule sets `allow_internal`) all of them if a rule for the host opts in,
+    /// otherwise only the public ones. Refuses when none is left, naming the first address
+    /// dropped and why.
     pub fn screen_addresses(
         &self,
         host: &str,
         resolved: &[SocketAddr],
+        opt_in: bool,
     ) -> Result<Vec<SocketAddr>, EgressRefusal> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let rules: Vec<&AllowRule> = self
@@ -126,7 +135,7 @@ impl EgressPolicy {
             .filter(|address| match internal_reason(address.ip()) {
                 None => true,
                 Some(why) => {
-                    let allowed = rules.iter().any(|rule| rule.permits_internal(address.ip()));
+                    let allowed = opt_in && rules.iter().any(|rule| rule.allow_internal);
                     if !allowed {
                         dropped.get_or_insert((address.ip(), why));
                     }
@@ -308,7 +317,7 @@ mod tests {
             ],
         );
         let refusal = policy
-            .screen_addresses("evil.example.com", &[address("127.0.0.1:0")])
+            .screen_addresses("evil.example.com", &[address("127.0.0.1:0")], true)
             .unwrap_err();
         assert!(
             refusal.reason.contains("127.0.0.1, a loopback address"),
@@ -318,7 +327,8 @@ mod tests {
             policy
                 .screen_addresses(
                     "mixed.example.com",
-                    &[address("10.0.0.7:0"), address("93.184.216.34:0")]
+                    &[address("10.0.0.7:0"), address("93.184.216.34:0")],
+                    true
                 )
                 .unwrap(),
             vec![address("93.184.216.34:0")],
@@ -326,9 +336,31 @@ mod tests {
         );
         assert_eq!(
             policy
-                .screen_addresses("intranet.example.org", &[address("10.0.0.7:0")])
+                .screen_addresses("intranet.example.org", &[address("10.0.0.7:0")], true)
                 .unwrap(),
             vec![address("10.0.0.7:0")]
+        );
+        assert!(
+            policy
+                .screen_addresses("intranet.example.org", &[address("10.0.0.7:0")], false)
+                .is_err(),
+            "the strict client never reaches internal addresses"
+        );
+    }
+
+    #[test]
+    fn an_opt_in_rule_covers_only_its_own_scheme_host_and_port() {
+        let opt_in = AllowRule {
+            allow_internal: true,
+            ..rule(Some("http"), "*.svc.cluster.local", Some(8080))
+        };
+        let policy = EgressPolicy::new("x", vec![rule(Some("http"), "*", None), opt_in]);
+        let index = |url: &str| policy.check(&url.parse().unwrap()).unwrap();
+        assert_eq!(index("http://redis.svc.cluster.local:8080/"), 1);
+        assert_eq!(
+            index("http://redis.svc.cluster.local/"),
+            0,
+            "port 80 is the wildcard's, which does not opt in: the strict client serves it"
         );
     }
 

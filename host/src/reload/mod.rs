@@ -109,6 +109,9 @@ pub struct Reloader {
     /// Set when the host starts; until then a reload swaps runtimes but starts no pipeline.
     pipelines: OnceLock<Arc<Pipelines>>,
     serving: Mutex<Serving>,
+    /// Connectors rolled back, with the config settings and plugin sha256 that were on disk
+    /// then: reloads leave them alone until one of those changes.
+    pins: Mutex<BTreeMap<String, (Option<ConnectorSettings>, String)>>,
     last: Mutex<BTreeMap<String, ConnectorReload>>,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
@@ -136,6 +139,7 @@ impl Reloader {
             connectors,
             pipelines: OnceLock::new(),
             serving: Mutex::new(serving),
+            pins: Mutex::new(BTreeMap::new()),
             last: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
@@ -255,6 +259,15 @@ impl Reloader {
         if serving.as_ref() == Some(settings) && on_disk == from {
             return self.entry(name, Outcome::Unchanged, &from, &from, started);
         }
+        if let Ok(mut pins) = self.pins.lock()
+            && let Some((pinned_settings, pinned_sha)) = pins.get(name)
+        {
+            if pinned_settings.as_ref() == Some(settings) && *pinned_sha == on_disk {
+                // Rolled back on purpose: the same files must not swap the version back in.
+                return self.entry(name, Outcome::Unchanged, &from, &from, started);
+            }
+            pins.remove(name);
+        }
         let candidate = match self.build_and_test(config, name, settings).await {
             Ok(candidate) => candidate,
             Err(reason) => return self.refusal(name, &from, reason, started),
@@ -358,13 +371,23 @@ impl Reloader {
             Some(handle) => {
                 let from = handle.runtime.current().plugin().sha256.clone();
                 if handle.runtime.rollback(self.clock.now_ms()) {
+                    let mut restart_with = None;
                     if let Ok(mut serving) = self.serving.lock()
                         && let Some(entry) = serving.get_mut(name)
                         && let Some(previous) = entry.1.take()
                     {
+                        if pipeline_settings(&previous) != pipeline_settings(&entry.0) {
+                            restart_with = Some(previous.clone());
+                        }
                         let current = std::mem::replace(&mut entry.0, previous);
                         entry.1 = Some(current);
                     }
+                    if let (Some(settings), Some(pipelines)) = (restart_with, self.pipelines.get())
+                    {
+                        drain_in_background(name, pipelines.stop(name));
+                        pipelines.start(&handle, &settings);
+                    }
+                    self.pin(name);
                     let to = handle.runtime.current().plugin().sha256.clone();
                     tracing::info!(connector = %name, %from, %to, "rolled back");
                     self.entry(name, Outcome::RolledBack, &from, &to, started)
@@ -380,6 +403,22 @@ impl Reloader {
             error: None,
             protections: Vec::new(),
             connectors: vec![result],
+        }
+    }
+
+    /// Remembers what is on disk for a rolled-back connector (see `pins`).
+    fn pin(&self, name: &str) {
+        let Ok(config) = Config::load(&self.config_path) else {
+            return;
+        };
+        let settings = config.connectors.get(name).cloned();
+        let on_disk = settings
+            .as_ref()
+            .and_then(|s| std::fs::read(config.resolve(&s.plugin)).ok())
+            .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+            .unwrap_or_default();
+        if let Ok(mut pins) = self.pins.lock() {
+            pins.insert(name.to_string(), (settings, on_disk));
         }
     }
 

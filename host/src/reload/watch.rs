@@ -11,7 +11,7 @@ use crate::config::Config;
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -27,24 +27,20 @@ pub fn spawn_watcher(
     reloader: Arc<Reloader>,
     stop: CancellationToken,
 ) -> Option<JoinHandle<()>> {
-    let mut files: BTreeSet<PathBuf> = config
-        .connectors
-        .values()
-        .map(|connector| config.resolve(&connector.plugin))
-        .collect();
-    files.insert(std::path::absolute(&config.source_path).unwrap_or(config.source_path.clone()));
-    let directories: BTreeSet<PathBuf> = files
-        .iter()
-        .filter_map(|file| file.parent().map(PathBuf::from))
-        .collect();
-
+    let config_path =
+        std::path::absolute(&config.source_path).unwrap_or(config.source_path.clone());
+    let files = Arc::new(RwLock::new(watched_files(config, &config_path)));
     let (events, mut received) = mpsc::unbounded_channel();
-    let watched_files = files.clone();
+    let callback_files = files.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && event.paths.iter().any(|path| watched_files.contains(path))
-            && !matches!(event.kind, notify::EventKind::Access(_))
-        {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        let watched = callback_files
+            .read()
+            .is_ok_and(|files| event.paths.iter().any(|path| files.contains(path)));
+        if watched {
             let _ = events.send(());
         }
     });
@@ -57,19 +53,9 @@ pub fn spawn_watcher(
             return None;
         }
     };
-    for directory in &directories {
-        if let Err(error) = watcher.watch(directory, RecursiveMode::NonRecursive) {
-            tracing::error!(directory = %directory.display(),
-                "cannot watch; changes there need SIGHUP or `tsunagi reload`: {error}");
-        }
-    }
-    tracing::info!(
-        files = files.len(),
-        "watching the config and plugin files for changes"
-    );
+    let mut directories = BTreeSet::new();
+    watch_directories(&mut watcher, &mut directories, &files);
     Some(tokio::spawn(async move {
-        // Owned by the task: dropping it stops the watch.
-        let _watcher = watcher;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -90,6 +76,50 @@ pub fn spawn_watcher(
                 "reload finished: {}",
                 serde_json::to_string(&report).unwrap_or_default()
             );
+            // A reload may add connectors or point at other plugin files: watch those too.
+            if let Ok(config) = Config::load(&config_path)
+                && let Ok(mut watched) = files.write()
+            {
+                *watched = watched_files(&config, &config_path);
+            }
+            watch_directories(&mut watcher, &mut directories, &files);
         }
     }))
+}
+
+/// The config file and every connector's plugin file, as absolute paths.
+fn watched_files(config: &Config, config_path: &std::path::Path) -> BTreeSet<PathBuf> {
+    let mut files: BTreeSet<PathBuf> = config
+        .connectors
+        .values()
+        .map(|connector| config.resolve(&connector.plugin))
+        .collect();
+    files.insert(config_path.to_path_buf());
+    files
+}
+
+/// Adds a watch on each directory holding a watched file that is not watched yet.
+fn watch_directories(
+    watcher: &mut impl Watcher,
+    watching: &mut BTreeSet<PathBuf>,
+    files: &RwLock<BTreeSet<PathBuf>>,
+) {
+    let wanted: BTreeSet<PathBuf> = files
+        .read()
+        .map(|files| {
+            files
+                .iter()
+                .filter_map(|file| file.parent().map(PathBuf::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for directory in wanted.difference(&watching.clone()) {
+        match watcher.watch(directory, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                watching.insert(directory.clone());
+            }
+            Err(error) => tracing::error!(directory = %directory.display(),
+                "cannot watch; changes there need SIGHUP or `tsunagi reload`: {error}"),
+        }
+    }
 }

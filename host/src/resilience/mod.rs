@@ -130,7 +130,8 @@ impl Resilience {
 
     /// Takes the budgets and breakers of a reloaded config. A budget or breaker whose own
     /// settings did not change keeps its state; a changed breaker starts afresh (and its probe
-    /// restarts); removed ones stop. Answers what changed, for the reload report.
+    /// restarts); ones no longer declared are kept until a restart (a connector whose new
+    /// version was refused may still name them). Answers what changed, for the reload report.
     pub fn apply(self: &Arc<Self>, config: &Config) -> Result<Vec<String>, ConfigError> {
         let (changes, touched_breakers) = self.declare(config)?;
         if let Some(root) = self.probe_root.get() {
@@ -182,12 +183,16 @@ impl Resilience {
                 },
             );
         }
-        changes.extend(
-            old.budgets
-                .keys()
-                .filter(|name| !new.budgets.contains_key(*name))
-                .map(|name| format!("budget {name} removed")),
-        );
+        // A budget or breaker gone from the file stays until a restart: a connector whose new
+        // version was refused still runs with rules that name it, and must stay metered.
+        for (name, budget) in &old.budgets {
+            if !new.budgets.contains_key(name) {
+                changes.push(format!(
+                    "budget {name} no longer declared; kept until a restart"
+                ));
+                new.budgets.insert(name.clone(), budget.clone());
+            }
+        }
         for (name, breaker) in &config.breakers {
             let settings = breaker
                 .settings()
@@ -213,13 +218,19 @@ impl Resilience {
             new.default_retry.insert(name.clone(), retry);
             new.breakers.insert(name.clone(), breaker.clone());
         }
-        for name in old
-            .breakers
-            .keys()
-            .filter(|name| !new.breakers.contains_key(*name))
-        {
-            changes.push(format!("breaker {name} removed"));
-            touched_breakers.push(name.clone());
+        for (name, breaker) in &old.breakers {
+            if !new.breakers.contains_key(name) {
+                changes.push(format!(
+                    "breaker {name} no longer declared; kept until a restart"
+                ));
+                new.breakers.insert(name.clone(), breaker.clone());
+                if let Some(probe) = old.probes.get(name) {
+                    new.probes.insert(name.clone(), probe.clone());
+                }
+                if let Some(retry) = old.default_retry.get(name) {
+                    new.default_retry.insert(name.clone(), *retry);
+                }
+            }
         }
         self.declared.store(Arc::new(new));
         Ok((changes, touched_breakers))
@@ -521,7 +532,13 @@ interval = "5s"
             );
         let config = Config::parse(&edited, Path::new("test.toml")).unwrap();
         let changes = resilience.apply(&config).unwrap();
-        assert_eq!(changes, ["budget per-user removed", "breaker shop rebuilt"]);
+        assert_eq!(
+            changes,
+            [
+                "budget per-user no longer declared; kept until a restart",
+                "breaker shop rebuilt"
+            ]
+        );
         assert_eq!(
             resilience.breaker_state("shop"),
             Some(BreakerState::Closed),
@@ -532,10 +549,14 @@ interval = "5s"
             .clone()
             .unwrap();
         assert_eq!(fill.available, 0, "an unchanged budget keeps its state");
-        assert!(!resilience.status().await.budgets.contains_key("per-user"));
         assert!(
-            resilience.apply(&config).unwrap().is_empty(),
-            "nothing changed twice"
+            resilience.status().await.budgets.contains_key("per-user"),
+            "a connector refused a new version may still name it"
+        );
+        assert_eq!(
+            resilience.apply(&config).unwrap(),
+            ["budget per-user no longer declared; kept until a restart"],
+            "nothing else changed the second time"
         );
     }
 

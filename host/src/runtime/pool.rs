@@ -8,7 +8,7 @@
 use super::bindings::{self, ErrorKind, PollRequest, PollResponse};
 use super::instance::{ConnectorServices, InstanceState, TargetCall};
 use super::{EPOCH_TICK, Plugin, Runtime};
-use crate::egress::{ConnectorEgress, EgressLimits, EgressPolicy, ExchangeRecord};
+use crate::egress::{ConnectorEgress, EgressClients, EgressLimits, EgressPolicy, ExchangeRecord};
 use crate::resilience::Resilience;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -102,10 +102,12 @@ pub struct ConnectorRuntime {
     services: Arc<ConnectorServices>,
     policy: Arc<EgressPolicy>,
     resilience: Arc<Resilience>,
-    client: reqwest::Client,
+    clients: EgressClients,
     settings: ConnectorRuntimeSettings,
     idle: Mutex<Vec<PooledInstance>>,
     permits: Semaphore,
+    /// Swapped out: instances of calls still running are dropped when they end, not pooled.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl ConnectorRuntime {
@@ -118,7 +120,7 @@ impl ConnectorRuntime {
         settings: ConnectorRuntimeSettings,
     ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(policy);
-        let client =
+        let clients =
             crate::egress::build_client(&policy, &settings.egress_limits, settings.concurrency)?;
         Ok(Self {
             runtime,
@@ -126,10 +128,11 @@ impl ConnectorRuntime {
             services,
             policy,
             resilience,
-            client,
+            clients,
             permits: Semaphore::new(settings.concurrency),
             settings,
             idle: Mutex::new(Vec::new()),
+            retired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -209,6 +212,7 @@ impl ConnectorRuntime {
         instance.calls += 1;
         if healthy
             && instance.calls < self.settings.calls_per_instance
+            && !self.retired.load(std::sync::atomic::Ordering::Acquire)
             && let Ok(mut idle) = self.idle.lock()
         {
             idle.push(instance);
@@ -234,7 +238,7 @@ impl ConnectorRuntime {
         let egress = ConnectorEgress::new(
             self.policy.clone(),
             self.resilience.clone(),
-            self.client.clone(),
+            self.clients.clone(),
             self.settings.egress_limits,
         );
         let state = InstanceState::new(self.services.clone(), egress, self.settings.memory_limit);
@@ -282,11 +286,20 @@ impl ConnectorRuntime {
         }
     }
 
-    /// Drops the pooled idle instances (a swapped-out version keeps none).
-    pub fn drop_idle_instances(&self) {
+    /// Marks this version swapped out: its idle instances are dropped now, and those of calls
+    /// still running when they end, so a previous version holds no instance slots.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
+    }
+
+    /// Makes a retired version current again (rollback).
+    pub fn reinstate(&self) {
+        self.retired
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Records the outcome of every breaker call the plugin's exchanges left open: all

@@ -53,7 +53,7 @@ impl SwappableConnector {
     pub fn swap(&self, runtime: ConnectorRuntime, now: Millis) {
         let mut history = self.lock_history();
         let old = self.current.swap(Arc::new(runtime));
-        old.drop_idle_instances();
+        old.retire();
         let old_loaded_at = std::mem::replace(&mut history.0, now);
         history.1 = Some(Loaded {
             runtime: old,
@@ -68,8 +68,9 @@ impl SwappableConnector {
         let Some(previous) = history.1.take() else {
             return false;
         };
+        previous.runtime.reinstate();
         let replaced = self.current.swap(previous.runtime);
-        replaced.drop_idle_instances();
+        replaced.retire();
         let replaced_loaded_at = std::mem::replace(&mut history.0, now);
         history.1 = Some(Loaded {
             runtime: replaced,

@@ -119,14 +119,28 @@ impl PollPolicy {
                 ..
             }
         );
+        // The upstream's Retry-After counts, but never beyond the longest wait we would choose.
+        let retry_after = hints
+            .retry_after
+            .map(ms)
+            .unwrap_or(0)
+            .min(ms(self.retry.max_delay));
         let wait = self
             .retry
             .delay_ms(failures, target.id as u64)
-            .max(hints.retry_after.map(ms).unwrap_or(0));
+            .max(retry_after);
+        // Being throttled says nothing about the target itself: it is never given up for that.
+        let rate_limited = matches!(
+            error,
+            CallError::Connector {
+                kind: FailureKind::RateLimited,
+                ..
+            }
+        );
         NextRun {
             at: now.saturating_add(wait),
             interval_ms: target.interval_ms.unwrap_or(ms(self.min_interval)),
-            give_up: permanent || self.retry.gives_up_after(failures),
+            give_up: permanent || (!rate_limited && self.retry.gives_up_after(failures)),
         }
     }
 }

@@ -156,6 +156,13 @@ fn permanent_failures_give_up_at_once_and_retry_after_is_honoured() {
     };
     let next = p.after_failure(&target(None, 0), &limited, hints, 0);
     assert_eq!((next.at, next.give_up), (900_000, false));
+    // A bogus Retry-After is capped by the longest wait; throttling never gives a target up.
+    let absurd = UpstreamHints {
+        retry_after: Some(Duration::from_secs(10 * 365 * 24 * 3600)),
+        ..UpstreamHints::default()
+    };
+    let next = p.after_failure(&target(None, 50), &limited, absurd, 0);
+    assert_eq!((next.at, next.give_up), (MAX, false));
 }
 
 #[test]

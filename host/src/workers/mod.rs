@@ -233,9 +233,11 @@ impl PollPipeline {
                 };
                 (commit, Some(seen), not_modified)
             }
-            Err(CallError::Host(failure)) => {
-                // The store or another host service failed, not the target: try again soon,
-                // without counting it against the target.
+            Err(error @ (CallError::Host(_) | CallError::Instantiate(_))) => {
+                let failure = error.to_string();
+                // The store, another host service or instantiation (a full instance pool)
+                // failed, not the target: try again soon, without counting it against the
+                // target.
                 tracing::error!(connector = %self.connector, target = %target.target,
                     "host failure during the call; releasing the target: {failure}");
                 let retry_at = now.saturating_add(HOST_FAILURE_RETRY_MS);
