@@ -268,9 +268,10 @@ impl Resilience {
     }
 
     /// Lets a request through `breaker` and `budget` (either may be absent): an open breaker
-    /// answers at once (so a broken upstream does not spend the budget), then the request
-    /// waits up to `max_wait` for a budget slot. A half-open trial permit whose budget wait is
-    /// refused goes unreported; the breaker's half-open wait bound takes care of it.
+    /// answers at once (so a broken upstream does not spend the budget), and the request waits
+    /// up to `max_wait` for a budget slot. Only a half-open trial permit is held through the
+    /// wait; if the budget then refuses, the trial goes unreported and the breaker's
+    /// half-open time bound takes care of it.
     pub async fn admit(
         &self,
         budget: Option<&str>,
@@ -278,31 +279,48 @@ impl Resilience {
         target: &str,
         max_wait: Duration,
     ) -> Result<Option<BreakerCall>, Deferral> {
-        let mut call = None;
-        if let Some(name) = breaker {
-            match self.breakers.try_acquire(name, self.clock.now_ms()) {
-                Ok(Some(permit)) => {
-                    call = Some(BreakerCall {
-                        breaker: name.to_string(),
-                        permit,
-                        started_at: 0,
-                        settled: false,
-                    });
-                }
-                Ok(None) => {}
-                Err(rejected) => return Err(self.breaker_open(name, rejected.retry_at)),
-            }
-        }
+        // A closed breaker permits whatever the order, so the budget wait comes first and no
+        // permit is held through it; an open or half-open one answers first, so a broken
+        // upstream does not spend the budget.
+        let closed = breaker.is_none_or(|name| {
+            !matches!(
+                self.breakers.state(name, self.clock.now_ms()),
+                Some(BreakerState::Open | BreakerState::HalfOpen)
+            )
+        });
+        let mut call = if closed {
+            None
+        } else {
+            self.acquire_permit(breaker)?
+        };
         if let Some(name) = budget
             && let Some(spec) = self.declared.load().budgets.get(name).cloned()
         {
             self.wait_for_slot(name, &spec, target, max_wait).await?;
+        }
+        if closed {
+            call = self.acquire_permit(breaker)?;
         }
         if let Some(call) = call.as_mut() {
             // Slowness is the upstream's, so the clock starts after the budget wait.
             call.started_at = self.clock.now_ms();
         }
         Ok(call)
+    }
+
+    fn acquire_permit(&self, breaker: Option<&str>) -> Result<Option<BreakerCall>, Deferral> {
+        let Some(name) = breaker else {
+            return Ok(None);
+        };
+        match self.breakers.try_acquire(name, self.clock.now_ms()) {
+            Ok(permit) => Ok(permit.map(|permit| BreakerCall {
+                breaker: name.to_string(),
+                permit,
+                started_at: 0,
+                settled: false,
+            })),
+            Err(rejected) => Err(self.breaker_open(name, rejected.retry_at)),
+        }
     }
 
     async fn wait_for_slot(
@@ -558,6 +576,29 @@ interval = "5s"
             ["budget per-user no longer declared; kept until a restart"],
             "nothing else changed the second time"
         );
+    }
+
+    #[tokio::test]
+    async fn a_call_the_budget_refuses_takes_no_permit_from_a_closed_breaker() {
+        let clock = ManualClock::starting_at(0);
+        let resilience = resilience(&clock);
+        for _ in 0..2 {
+            let mut call = resilience
+                .admit(Some("shop"), Some("shop"), "t", Duration::ZERO)
+                .await
+                .unwrap()
+                .unwrap();
+            resilience.settle(&mut call, false);
+        }
+        let refused = resilience
+            .admit(Some("shop"), Some("shop"), "t", Duration::ZERO)
+            .await;
+        assert!(
+            matches!(refused, Err(Deferral::RateLimited { .. })),
+            "{refused:?}"
+        );
+        let breaker = resilience.status().await.breakers["shop"].clone();
+        assert_eq!(breaker.permitted_total, 2, "{breaker:?}");
     }
 
     #[tokio::test]
