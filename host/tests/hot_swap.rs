@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagi::backends::{Backend, ItemQuery};
@@ -36,13 +35,6 @@ host = "127.0.0.1"
 port = {port}
 "#
     )
-}
-
-/// Replaces `to` with a copy of `from` the way deploy tools do: write aside, then rename.
-fn install(from: &Path, to: &Path) {
-    let aside = to.with_extension("incoming");
-    std::fs::copy(from, &aside).unwrap();
-    std::fs::rename(&aside, to).unwrap();
 }
 
 async fn post(admin: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {

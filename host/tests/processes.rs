@@ -532,11 +532,7 @@ async fn reload_rollback_and_sighup_swap_plugins_of_a_running_process() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let plugin_file = dir.path().join("tagged.wasm");
-    let install = |build: &str| {
-        let aside = dir.path().join("incoming.wasm");
-        std::fs::copy(plugin(build), &aside).unwrap();
-        std::fs::rename(&aside, &plugin_file).unwrap();
-    };
+    let install = |build: &str| install(&plugin(build), &plugin_file);
     install("hostile_a");
     let admin_port = free_port();
     let text = host_section(&format!("admin_listen = \"127.0.0.1:{admin_port}\""))

@@ -319,10 +319,7 @@ async fn a_response_the_plugin_calls_bad_counts_against_the_breaker() {
         .add_targets("rss", &server.feed_urls(), clock.now_ms())
         .await
         .unwrap();
-    let mut running = start_host(&config, backend.clone(), &clock, RunMode::UntilIdle).await;
-    running.pipelines_finished().await;
-    let view = running.view();
-    running.shutdown().await;
+    let view = run_until_idle(&config, backend.clone(), &clock).await;
 
     let breaker = view.resilience.status().await.breakers["feeds"].clone();
     assert_eq!(breaker.state, BreakerState::Open, "{breaker:?}");

@@ -18,7 +18,7 @@
 
 mod watch;
 
-pub use watch::{DEBOUNCE, spawn_watcher};
+pub use watch::spawn_watcher;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConnectorSettings};

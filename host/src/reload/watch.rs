@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How long the files must be quiet before a reload starts.
-pub const DEBOUNCE: Duration = Duration::from_millis(250);
+const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Starts watching; the task ends when `stop` fires. Errors (no inotify, say) are logged and
 /// leave the other triggers working.

@@ -122,11 +122,28 @@ pub async fn run_round(
     backend: Arc<dyn Backend>,
     clock: &ManualClock,
 ) -> StatsSnapshot {
+    let view = run_until_idle(config, backend, clock).await;
+    view.connectors.all()[0].stats.snapshot()
+}
+
+/// Runs a host until nothing is due and nothing is running, stops it, and returns its view.
+pub async fn run_until_idle(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    clock: &ManualClock,
+) -> Arc<tsunagi::host::HostView> {
     let mut running = start_host(config, backend, clock, RunMode::UntilIdle).await;
     running.pipelines_finished().await;
     let view = running.view();
     running.shutdown().await;
-    view.connectors.all()[0].stats.snapshot()
+    view
+}
+
+/// Replaces `to` with a copy of `from` the way deploy tools do: write aside, then rename.
+pub fn install(from: &Path, to: &Path) {
+    let aside = to.with_extension("incoming");
+    std::fs::copy(from, &aside).expect("copy the new file aside");
+    std::fs::rename(&aside, to).expect("rename it over the old one");
 }
 
 /// The item ids the RSS connector stores for fake feed `id`: the feed's own ids, scoped by the
