@@ -6,6 +6,7 @@
 //! through [`workers`] into the backends and [`sinks`]; [`admin`] reports on all of it.
 
 pub mod admin;
+pub mod cassette;
 pub mod clock;
 pub mod commands;
 pub mod config;

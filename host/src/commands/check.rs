@@ -15,7 +15,7 @@ pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
         let path = config.resolve(&settings.plugin);
         match runtime.load_blocking(path, settings.role).await {
             Ok(plugin) => println!(
-                "ok    {name}: {} ({:?}, {} bytes, sha256 {})",
+                "ok    {name}: {} ({}, {} bytes, sha256 {})",
                 plugin.path.display(),
                 settings.role,
                 plugin.size,

@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod dlq;
 mod items;
+pub mod plugin;
 mod poll;
 mod reload;
 mod run;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Benchmarks on 127.0.0.1 (build with --release).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write, build and test connectors: `new`, `build`, `test`.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +96,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => reload::rollback(args).await,
         Command::Demo(args) => demo::demo(args).await,
         Command::Bench(command) => bench::bench(command).await,
+        Command::Plugin(command) => plugin::run(command).await,
     }
 }
 

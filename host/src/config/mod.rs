@@ -120,7 +120,38 @@ fn default_shutdown_grace() -> Duration {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Pulls from targets on a schedule; exports `poll`.
     Poller,
+    /// Carries out queued jobs; exports `handle`.
+    Handler,
+    /// Answers searches on request; exports `search`.
+    Searcher,
+}
+
+impl Role {
+    /// The role's name in the TOML and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Poller => "poller",
+            Self::Handler => "handler",
+            Self::Searcher => "searcher",
+        }
+    }
+
+    /// The WIT interface a component of this role must export.
+    pub fn export(self) -> &'static str {
+        match self {
+            Self::Poller => "poll",
+            Self::Handler => "handle",
+            Self::Searcher => "search",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// `[connectors.NAME]`.

@@ -96,8 +96,13 @@ url = "http://127.0.0.1:9/hook"
 
 #[test]
 fn wrong_role_and_bad_scheme_are_refused() {
-    let error = parse("[connectors.rss]\nplugin = \"a.wasm\"\nrole = \"searcher\"\n").unwrap_err();
+    let error = parse("[connectors.rss]\nplugin = \"a.wasm\"\nrole = \"scraper\"\n").unwrap_err();
     assert_eq!(error.line, 3, "{error}");
+    assert!(error.to_string().contains("poller"), "{error}");
+    for role in [Role::Poller, Role::Handler, Role::Searcher] {
+        let text = format!("[connectors.x]\nplugin = \"a.wasm\"\nrole = \"{role}\"\n");
+        assert_eq!(parse(&text).unwrap().connectors["x"].role, role);
+    }
     let text = "[connectors.rss]\nplugin = \"a.wasm\"\nrole = \"poller\"\n[[connectors.rss.egress.allow]]\nscheme = \"ftp\"\nhost = \"x\"\n";
     let error = parse(text).unwrap_err();
     assert_eq!(error.field, "connectors.rss.egress.allow[0].scheme");

@@ -10,12 +10,15 @@
 
 mod addresses;
 mod policy;
+mod upstream;
 
 pub use addresses::{GuardedResolver, internal_reason};
 pub use policy::{EgressPolicy, EgressRefusal};
+pub use upstream::{
+    Network, OutboundRequest, Upstream, UpstreamError, UpstreamResponse, too_large,
+};
 
 use crate::resilience::{BreakerCall, Resilience};
-use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -104,7 +107,7 @@ pub fn build_client(
 pub struct ConnectorEgress {
     policy: Arc<EgressPolicy>,
     resilience: Arc<Resilience>,
-    clients: EgressClients,
+    upstream: Arc<dyn Upstream>,
     limits: EgressLimits,
     log: ExchangeLog,
     /// The current call's target (per-target budgets are keyed by it) and deadline (a budget
@@ -117,13 +120,13 @@ impl ConnectorEgress {
     pub fn new(
         policy: Arc<EgressPolicy>,
         resilience: Arc<Resilience>,
-        clients: EgressClients,
+        upstream: Arc<dyn Upstream>,
         limits: EgressLimits,
     ) -> Self {
         Self {
             policy,
             resilience,
-            clients,
+            upstream,
             limits,
             log: ExchangeLog::default(),
             target: Arc::from(""),
@@ -143,7 +146,7 @@ impl ConnectorEgress {
         Exchange {
             policy: self.policy.clone(),
             resilience: self.resilience.clone(),
-            clients: self.clients.clone(),
+            upstream: self.upstream.clone(),
             limits: self.limits,
             log: self.log.clone(),
             target: self.target.clone(),
@@ -178,7 +181,7 @@ impl WasiHttpHooks for ConnectorEgress {
 struct Exchange {
     policy: Arc<EgressPolicy>,
     resilience: Arc<Resilience>,
-    clients: EgressClients,
+    upstream: Arc<dyn Upstream>,
     limits: EgressLimits,
     log: ExchangeLog,
     target: Arc<str>,
@@ -260,12 +263,9 @@ impl Exchange {
                 }
             }
         }
-        let client = if rule.allow_internal {
-            &self.clients.opt_in
-        } else {
-            &self.clients.strict
-        };
-        let response = self.send(client, url, request, limits, record).await;
+        let response = self
+            .send(url, rule.allow_internal, request, limits, record)
+            .await;
         if let Some(budget) = &rule.budget {
             let now = self.resilience.clock().now_ms();
             let pushed_until = match record.status {
@@ -296,8 +296,8 @@ impl Exchange {
 
     async fn send(
         &self,
-        client: &reqwest::Client,
         url: url::Url,
+        allow_internal: bool,
         request: http::Request<WasiBody>,
         limits: EgressLimits,
         record: &mut ExchangeRecord,
@@ -308,53 +308,26 @@ impl Exchange {
             .await
             .map_err(|e| (e, "could not read the plugin's request body".to_string()))?
             .to_bytes();
-        let outgoing = client
-            .request(parts.method, url)
-            .headers(parts.headers)
-            .body(body);
-
-        let deadline = tokio::time::Instant::now() + limits.request_timeout;
-        let first_byte = limits.first_byte_timeout.min(limits.request_timeout);
-        let response = match tokio::time::timeout(first_byte, outgoing.send()).await {
-            Err(_) => {
-                return Err((
-                    HttpError::ConnectionReadTimeout,
-                    format!("no response headers within {first_byte:?}"),
-                ));
-            }
-            Ok(Err(e)) => return Err(transport_error(&e)),
-            Ok(Ok(response)) => response,
+        let outbound = OutboundRequest {
+            method: parts.method,
+            url,
+            headers: parts.headers,
+            body,
+            allow_internal,
         };
-        record.status = Some(response.status().as_u16());
-        record.retry_after = retry_after(response.headers());
-        record.max_age = max_age(response.headers());
-        record.rate_limit_reset = rate_limit_reset(response.headers());
+        let response = self.upstream.send(outbound, limits).await?;
+        record.status = Some(response.status.as_u16());
+        record.retry_after = retry_after(&response.headers);
+        record.max_age = max_age(&response.headers);
+        record.rate_limit_reset = rate_limit_reset(&response.headers);
 
-        let status = response.status();
-        let mut headers = response.headers().clone();
-        for hop_by_hop in ["transfer-encoding", "connection", "keep-alive"] {
-            headers.remove(hop_by_hop);
-        }
-        let body =
-            tokio::time::timeout_at(deadline, read_capped(response, limits.max_response_bytes))
-                .await
-                .map_err(|_| {
-                    (
-                        HttpError::HttpResponseTimeout,
-                        format!(
-                            "response body not complete within {:?}",
-                            limits.request_timeout
-                        ),
-                    )
-                })??;
-
-        let mut builder = http::Response::builder().status(status);
+        let mut builder = http::Response::builder().status(response.status);
         if let Some(target) = builder.headers_mut() {
-            *target = headers;
+            *target = response.headers;
         }
         builder
             .body(
-                Full::new(body)
+                Full::new(response.body)
                     .map_err(|never| match never {})
                     .boxed_unsync(),
             )
@@ -378,35 +351,7 @@ fn effective_limits(limits: &EgressLimits, options: Option<RequestOptions>) -> E
     out
 }
 
-async fn read_capped(
-    mut response: reqwest::Response,
-    cap: u64,
-) -> Result<Bytes, (HttpError, String)> {
-    if let Some(length) = response.content_length()
-        && length > cap
-    {
-        return Err(too_large(cap));
-    }
-    let mut body = BytesMut::with_capacity(
-        usize::try_from(response.content_length().unwrap_or(16 * 1024).min(cap)).unwrap_or(0),
-    );
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
-        if body.len() as u64 + chunk.len() as u64 > cap {
-            return Err(too_large(cap));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-fn too_large(cap: u64) -> (HttpError, String) {
-    (
-        HttpError::HttpResponseBodySize(Some(cap)),
-        format!("response body larger than the {cap}-byte limit"),
-    )
-}
-
-fn transport_error(error: &reqwest::Error) -> (HttpError, String) {
+pub(crate) fn transport_error(error: &reqwest::Error) -> (HttpError, String) {
     // The resolver's refusal is the whole story; the plugin gets it verbatim.
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

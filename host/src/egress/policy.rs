@@ -12,6 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 pub struct EgressPolicy {
     connector: String,
     rules: Vec<AllowRule>,
+    /// Every URL passes (see [`EgressPolicy::replay_only`]).
+    allow_all: bool,
 }
 
 /// Why a request was refused; shown to the plugin and logged.
@@ -40,6 +42,17 @@ impl EgressPolicy {
         Self {
             connector: connector.to_string(),
             rules,
+            allow_all: false,
+        }
+    }
+
+    /// A policy that lets every URL through, for a connector whose upstream is a cassette
+    /// replay (`tsunagi plugin test`): nothing it sends leaves the process, and a request to an
+    /// unrecorded URL should be reported as unmatched, not refused.
+    pub fn replay_only(connector: &str) -> Self {
+        Self {
+            allow_all: true,
+            ..Self::new(connector, Vec::new())
         }
     }
 
@@ -63,6 +76,9 @@ impl EgressPolicy {
             url: url.to_string(),
             reason,
         };
+        if self.allow_all {
+            return Ok(usize::MAX);
+        }
         let scheme = url.scheme();
         let (host, address) = match url.host() {
             Some(url::Host::Domain(domain)) => (domain.to_string(), None),
@@ -227,6 +243,20 @@ mod tests {
 
     fn allowed(policy: &EgressPolicy, url: &str) -> bool {
         policy.check(&url::Url::parse(url).unwrap()).is_ok()
+    }
+
+    #[test]
+    fn only_a_replay_policy_passes_what_no_rule_allows() {
+        let replay = EgressPolicy::replay_only("test");
+        let strict = EgressPolicy::new("test", Vec::new());
+        for url in [
+            "http://127.0.0.1:38517/x",
+            "https://api.example.com/",
+            "http://10.0.0.1/",
+        ] {
+            assert!(allowed(&replay, url), "{url}");
+            assert!(!allowed(&strict, url), "{url}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::ConnectorHandle;
 use crate::clock::SharedClock;
-use crate::config::{ConnectorSettings, HostSettings, SinkSettings};
+use crate::config::{ConnectorSettings, HostSettings, Role, SinkSettings};
 use crate::scheduler::PollPolicy;
 use crate::sinks::queue_name;
 use crate::workers::{PollPipeline, RunMode};
@@ -71,7 +71,15 @@ pub struct Pipelines {
 
 impl Pipelines {
     /// Starts `handle`'s pipeline with `settings`' schedule, retry and concurrency.
+    /// Only pollers have a pipeline: handlers and searchers are loaded, validated and
+    /// hot-swapped, and `tsunagi plugin test` runs them, but the host has no job queue or search
+    /// endpoint feeding them yet.
     pub fn start(&self, handle: &ConnectorHandle, settings: &ConnectorSettings) {
+        if settings.role != Role::Poller {
+            tracing::info!(connector = %handle.name, role = %settings.role,
+                "loaded; the host runs no pipeline for this role yet");
+            return;
+        }
         let pipeline = Arc::new(PollPipeline {
             connector: handle.name.clone(),
             backend: self.backend.clone(),

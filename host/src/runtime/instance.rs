@@ -48,9 +48,15 @@ impl TargetCall {
 
     /// A call for a target that is not stored (`tsunagi poll`): it starts with empty state.
     pub fn detached(target: &str) -> Self {
+        Self::with_state(target, HashMap::new())
+    }
+
+    /// A call for a target that is not stored, with the state it starts from
+    /// (`tsunagi plugin test` carries state from case to case).
+    pub fn with_state(target: &str, state: HashMap<String, String>) -> Self {
         Self {
             target: target.to_string(),
-            state: Some(HashMap::new()),
+            state: Some(state),
             ..Self::default()
         }
     }

@@ -14,7 +14,8 @@ mod swap;
 
 pub use instance::{ConnectorServices, TargetCall};
 pub use pool::{
-    CallError, CallOutcome, ConnectorRuntime, ConnectorRuntimeSettings, FailureKind, PollResult,
+    CallError, CallOutcome, ConnectorRuntime, ConnectorRuntimeSettings, FailureKind, HandleRequest,
+    HandleResult, PollResult, SearchQuery, SearchResult,
 };
 pub use swap::{SwappableConnector, VersionInfo};
 
@@ -183,6 +184,44 @@ impl Runtime {
     }
 
     pub fn load_bytes(&self, path: &Path, bytes: &[u8], role: Role) -> Result<Plugin, LoadError> {
+        let component = self.compile(path, bytes)?;
+        self.prepare(path, bytes, component, role)
+    }
+
+    /// Loads a plugin for whichever role its exports say (`tsunagi plugin test`, `build`).
+    pub fn load_any_role(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let component = self.compile(path, &bytes)?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let role = [Role::Poller, Role::Handler, Role::Searcher]
+            .into_iter()
+            .find(|role| {
+                let wanted = format!("tsunagi:connector/{}@", role.export());
+                exports.iter().any(|name| name.starts_with(&wanted))
+            })
+            .ok_or_else(|| LoadError::WrongRole {
+                path: path.to_path_buf(),
+                role: "poller, handler or searcher",
+                reason: format!(
+                    "it must export tsunagi:connector/poll, handle or search; it exports: {}",
+                    if exports.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        exports.join(", ")
+                    }
+                ),
+            })?;
+        self.prepare(path, &bytes, component, role)
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
         if !wasmparser_is_component(bytes) {
             return Err(LoadError::NotAComponent {
                 path: path.to_path_buf(),
@@ -194,11 +233,20 @@ impl Runtime {
                 },
             });
         }
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
-                path: path.to_path_buf(),
-                reason: format!("{e:#}"),
-            })?;
+        Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        })
+    }
+
+    /// Checks the WIT version and the role's exports, and links the imports.
+    fn prepare(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        component: Component,
+        role: Role,
+    ) -> Result<Plugin, LoadError> {
         self.check_wit_version(path, &component)?;
         let instance_pre =
             self.linker
@@ -207,24 +255,32 @@ impl Runtime {
                     path: path.to_path_buf(),
                     reason: format!("{e:#}"),
                 })?;
-        let poller_pre = match role {
+        let wrong_role = |e: wasmtime::Error| LoadError::WrongRole {
+            path: path.to_path_buf(),
+            role: role.name(),
+            reason: format!(
+                "it must export tsunagi:connector/{}@{WIT_VERSION} ({})",
+                role.export(),
+                first_line(&format!("{e:#}"))
+            ),
+        };
+        let role_pre = match role {
             Role::Poller => {
-                bindings::PollerPre::new(instance_pre).map_err(|e| LoadError::WrongRole {
-                    path: path.to_path_buf(),
-                    role: "poller",
-                    reason: format!(
-                        "it must export tsunagi:connector/poll@{WIT_VERSION} ({})",
-                        first_line(&format!("{e:#}"))
-                    ),
-                })?
+                RolePre::Poller(bindings::PollerPre::new(instance_pre).map_err(wrong_role)?)
             }
+            Role::Handler => RolePre::Handler(
+                bindings::handler::HandlerPre::new(instance_pre).map_err(wrong_role)?,
+            ),
+            Role::Searcher => RolePre::Searcher(
+                bindings::searcher::SearcherPre::new(instance_pre).map_err(wrong_role)?,
+            ),
         };
         Ok(Plugin {
             path: path.to_path_buf(),
             sha256: hex::encode(Sha256::digest(bytes)),
             size: bytes.len(),
             role,
-            poller_pre,
+            role_pre,
         })
     }
 }
@@ -292,14 +348,26 @@ pub struct Plugin {
     pub sha256: String,
     pub size: usize,
     pub role: Role,
-    poller_pre: bindings::PollerPre<instance::InstanceState>,
+    pub(crate) role_pre: RolePre,
+}
+
+/// A component linked and checked for its role's exports, ready to instantiate.
+#[derive(Clone)]
+pub(crate) enum RolePre {
+    Poller(bindings::PollerPre<instance::InstanceState>),
+    Handler(bindings::handler::HandlerPre<instance::InstanceState>),
+    Searcher(bindings::searcher::SearcherPre<instance::InstanceState>),
 }
 
 impl Plugin {
     pub(crate) fn instance_pre(
         &self,
     ) -> &wasmtime::component::InstancePre<instance::InstanceState> {
-        self.poller_pre.instance_pre()
+        match &self.role_pre {
+            RolePre::Poller(pre) => pre.instance_pre(),
+            RolePre::Handler(pre) => pre.instance_pre(),
+            RolePre::Searcher(pre) => pre.instance_pre(),
+        }
     }
 }
 

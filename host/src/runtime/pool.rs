@@ -5,10 +5,16 @@
 //! `calls_per_instance` calls. An instance whose call trapped, timed out or hit its memory cap is
 //! discarded; the failure costs one call, never the host.
 
-use super::bindings::{self, ErrorKind, PollRequest, PollResponse};
+use super::bindings::{
+    self, ErrorKind, Job, JobOutcome, PollRequest, PollResponse, SearchRequest, SearchResponse,
+    WitItem,
+};
 use super::instance::{ConnectorServices, InstanceState, TargetCall};
-use super::{EPOCH_TICK, Plugin, Runtime};
-use crate::egress::{ConnectorEgress, EgressClients, EgressLimits, EgressPolicy, ExchangeRecord};
+use super::{EPOCH_TICK, Plugin, RolePre, Runtime};
+use crate::config::Role;
+use crate::egress::{
+    ConnectorEgress, EgressLimits, EgressPolicy, ExchangeRecord, Network, Upstream,
+};
 use crate::resilience::Resilience;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -37,6 +43,40 @@ pub struct PollResult {
     pub cursor: Option<String>,
     /// The upstream's own refresh hint (feed TTL).
     pub refresh_after: Option<Duration>,
+}
+
+/// A job for a handler, in host types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandleRequest {
+    pub id: String,
+    pub kind: String,
+    /// JSON text.
+    pub payload: String,
+    pub attempt: u32,
+}
+
+/// What a handler made of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct HandleResult {
+    pub reference: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A search for a searcher, in host types.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchQuery {
+    pub query: String,
+    pub limit: u32,
+    pub cursor: Option<String>,
+    pub params: Vec<(String, String)>,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchResult {
+    pub items: Vec<Item>,
+    pub next_cursor: Option<String>,
+    pub total: Option<u64>,
 }
 
 /// Why a call failed.
@@ -80,8 +120,8 @@ impl std::fmt::Display for FailureKind {
 
 /// Everything one call produced.
 #[derive(Debug, Clone)]
-pub struct CallOutcome {
-    pub result: Result<PollResult, CallError>,
+pub struct CallOutcome<T = PollResult> {
+    pub result: Result<T, CallError>,
     /// Target-scoped state writes (`None` deletes).
     pub state_writes: BTreeMap<String, Option<String>>,
     /// What the host saw of each HTTP exchange the call made.
@@ -89,10 +129,43 @@ pub struct CallOutcome {
     pub elapsed: Duration,
 }
 
+impl<T> CallOutcome<T> {
+    /// The same outcome with its answer converted (a conversion may still fail the call).
+    fn map<U>(self, convert: impl FnOnce(T) -> Result<U, CallError>) -> CallOutcome<U> {
+        CallOutcome {
+            result: self.result.and_then(convert),
+            state_writes: self.state_writes,
+            exchanges: self.exchanges,
+            elapsed: self.elapsed,
+        }
+    }
+}
+
 struct PooledInstance {
     store: Store<InstanceState>,
-    poller: bindings::Poller,
+    exports: RoleInstance,
     calls: u32,
+}
+
+/// An instance's exports, by role.
+enum RoleInstance {
+    Poller(bindings::Poller),
+    Handler(bindings::handler::Handler),
+    Searcher(bindings::searcher::Searcher),
+}
+
+/// One call of a role's export.
+enum RoleRequest {
+    Poll(PollRequest),
+    Handle(Job),
+    Search(SearchRequest),
+}
+
+/// What a role's export answered.
+enum RoleAnswer {
+    Poll(PollResponse),
+    Handle(JobOutcome),
+    Search(SearchResponse),
 }
 
 /// One connector's plugin, its instances, and the limits its calls run under.
@@ -102,7 +175,8 @@ pub struct ConnectorRuntime {
     services: Arc<ConnectorServices>,
     policy: Arc<EgressPolicy>,
     resilience: Arc<Resilience>,
-    clients: EgressClients,
+    /// Where allowed requests go: the network, or a cassette in `tsunagi plugin test`.
+    upstream: Arc<dyn Upstream>,
     settings: ConnectorRuntimeSettings,
     idle: Mutex<Vec<PooledInstance>>,
     permits: Semaphore,
@@ -122,18 +196,39 @@ impl ConnectorRuntime {
         let policy = Arc::new(policy);
         let clients =
             crate::egress::build_client(&policy, &settings.egress_limits, settings.concurrency)?;
-        Ok(Self {
+        Ok(Self::with_upstream(
             runtime,
             plugin,
             services,
             policy,
             resilience,
-            clients,
+            settings,
+            Arc::new(Network { clients }),
+        ))
+    }
+
+    /// A connector whose allowed requests go to `upstream` instead of the network.
+    pub fn with_upstream(
+        runtime: Arc<Runtime>,
+        plugin: Plugin,
+        services: Arc<ConnectorServices>,
+        policy: Arc<EgressPolicy>,
+        resilience: Arc<Resilience>,
+        settings: ConnectorRuntimeSettings,
+        upstream: Arc<dyn Upstream>,
+    ) -> Self {
+        Self {
+            runtime,
+            plugin,
+            services,
+            policy,
+            resilience,
+            upstream,
             permits: Semaphore::new(settings.concurrency),
             settings,
             idle: Mutex::new(Vec::new()),
             retired: std::sync::atomic::AtomicBool::new(false),
-        })
+        }
     }
 
     pub fn plugin(&self) -> &Plugin {
@@ -152,15 +247,80 @@ impl ConnectorRuntime {
         last_modified: Option<String>,
         cursor: Option<String>,
     ) -> CallOutcome {
-        let started = Instant::now();
-        let _permit = self.permits.acquire().await;
         let request = PollRequest {
             target: call.target.clone(),
             etag,
             last_modified,
             cursor,
         };
-        let mut instance = match self.take_instance().await {
+        self.call(call, RoleRequest::Poll(request))
+            .await
+            .map(|answer| match answer {
+                RoleAnswer::Poll(response) => Ok(convert_response(response)),
+                _ => Err(wrong_answer()),
+            })
+    }
+
+    /// Hands one job to a handler. The call's target is the job's queue entry.
+    pub async fn handle(&self, call: TargetCall, job: HandleRequest) -> CallOutcome<HandleResult> {
+        let job = Job {
+            id: job.id,
+            kind: job.kind,
+            payload: job.payload,
+            attempt: job.attempt,
+        };
+        self.call(call, RoleRequest::Handle(job))
+            .await
+            .map(|answer| match answer {
+                RoleAnswer::Handle(outcome) => Ok(HandleResult {
+                    reference: outcome.reference,
+                    detail: outcome.detail,
+                }),
+                _ => Err(wrong_answer()),
+            })
+    }
+
+    /// Runs one search on a searcher. The call's target names the search (its query).
+    pub async fn search(&self, call: TargetCall, query: SearchQuery) -> CallOutcome<SearchResult> {
+        let request = SearchRequest {
+            query: query.query,
+            limit: query.limit,
+            cursor: query.cursor,
+            params: query.params,
+        };
+        self.call(call, RoleRequest::Search(request))
+            .await
+            .map(|answer| match answer {
+                RoleAnswer::Search(response) => Ok(SearchResult {
+                    items: response.items.into_iter().map(convert_item).collect(),
+                    next_cursor: response.next_cursor,
+                    total: response.total,
+                }),
+                _ => Err(wrong_answer()),
+            })
+    }
+
+    /// One call of the plugin's role export on a pooled instance, under the connector's time and
+    /// memory limits, with the exchanges it made and the state it wrote.
+    async fn call(&self, call: TargetCall, request: RoleRequest) -> CallOutcome<RoleAnswer> {
+        let started = Instant::now();
+        let _permit = self.permits.acquire().await;
+        let target = call.target.clone();
+        let asked = match &request {
+            RoleRequest::Poll(_) => Role::Poller,
+            RoleRequest::Handle(_) => Role::Handler,
+            RoleRequest::Search(_) => Role::Searcher,
+        };
+        let instance = if asked == self.plugin.role {
+            self.take_instance().await
+        } else {
+            Err(CallError::Host(format!(
+                "connector '{}' is a {}, not a {asked}",
+                self.connector(),
+                self.plugin.role
+            )))
+        };
+        let mut instance = match instance {
             Ok(instance) => instance,
             Err(error) => {
                 return CallOutcome {
@@ -178,23 +338,18 @@ impl ConnectorRuntime {
         data.limits.exceeded = false;
         data.host_failure = None;
         data.deadline = Instant::now() + timeout;
-        let exchange_log = data.egress.begin_call(&request.target, data.deadline);
+        let exchange_log = data.egress.begin_call(&target, data.deadline);
         instance.store.set_epoch_deadline(1);
 
         // The epoch callback stops a plugin that computes forever; this timeout stops one stuck
         // waiting on the host (epochs are only checked while guest code runs).
-        let outcome = tokio::time::timeout(
-            timeout + EPOCH_TICK * 10,
-            instance
-                .poller
-                .tsunagi_connector_poll()
-                .call_poll(&mut instance.store, &request),
-        )
-        .await;
+        let PooledInstance { store, exports, .. } = &mut instance;
+        let outcome =
+            tokio::time::timeout(timeout + EPOCH_TICK * 10, invoke(exports, store, &request)).await;
 
         let result = match outcome {
             Err(_) => Err(CallError::Timeout(timeout)),
-            Ok(Ok(Ok(response))) => Ok(convert_response(response)),
+            Ok(Ok(Ok(answer))) => Ok(answer),
             Ok(Ok(Err(error))) => Err(CallError::Connector {
                 kind: convert_kind(error.kind),
                 message: error.message,
@@ -220,7 +375,7 @@ impl ConnectorRuntime {
         if let Err(error) = &result
             && !matches!(error, CallError::Connector { .. })
         {
-            tracing::warn!(connector = %self.connector(), target = %request.target,
+            tracing::warn!(connector = %self.connector(), %target,
                 "plugin instance discarded: {error}");
         }
         CallOutcome {
@@ -238,7 +393,7 @@ impl ConnectorRuntime {
         let egress = ConnectorEgress::new(
             self.policy.clone(),
             self.resilience.clone(),
-            self.clients.clone(),
+            self.upstream.clone(),
             self.settings.egress_limits,
         );
         let state = InstanceState::new(self.services.clone(), egress, self.settings.memory_limit);
@@ -304,11 +459,7 @@ impl ConnectorRuntime {
 
     /// Records the outcome of every breaker call the plugin's exchanges left open: all
     /// successes, except the last exchange when the plugin reported its response as bad.
-    fn settle_breakers(
-        &self,
-        exchanges: &mut [ExchangeRecord],
-        result: &Result<PollResult, CallError>,
-    ) {
+    fn settle_breakers<T>(&self, exchanges: &mut [ExchangeRecord], result: &Result<T, CallError>) {
         let bad_response = matches!(
             result,
             Err(CallError::Connector {
@@ -344,15 +495,24 @@ impl ConnectorRuntime {
             return Ok(instance);
         }
         let mut store = self.new_store();
-        let poller = self
-            .plugin
-            .poller_pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| CallError::Instantiate(summarise_trap(&e)))?;
+        let exports = match &self.plugin.role_pre {
+            RolePre::Poller(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(RoleInstance::Poller),
+            RolePre::Handler(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(RoleInstance::Handler),
+            RolePre::Searcher(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(RoleInstance::Searcher),
+        }
+        .map_err(|e| CallError::Instantiate(summarise_trap(&e)))?;
         Ok(PooledInstance {
             store,
-            poller,
+            exports,
             calls: 0,
         })
     }
@@ -378,24 +538,58 @@ fn convert_kind(kind: ErrorKind) -> FailureKind {
     }
 }
 
+/// Calls the export `request` is for; a request of another role is the host's mistake.
+async fn invoke(
+    exports: &RoleInstance,
+    store: &mut Store<InstanceState>,
+    request: &RoleRequest,
+) -> wasmtime::Result<Result<RoleAnswer, bindings::tsunagi::connector::types::ConnectorError>> {
+    Ok(match (exports, request) {
+        (RoleInstance::Poller(poller), RoleRequest::Poll(request)) => poller
+            .tsunagi_connector_poll()
+            .call_poll(store, request)
+            .await?
+            .map(RoleAnswer::Poll),
+        (RoleInstance::Handler(handler), RoleRequest::Handle(job)) => handler
+            .tsunagi_connector_handle()
+            .call_handle(store, job)
+            .await?
+            .map(RoleAnswer::Handle),
+        (RoleInstance::Searcher(searcher), RoleRequest::Search(request)) => searcher
+            .tsunagi_connector_search()
+            .call_search(store, request)
+            .await?
+            .map(RoleAnswer::Search),
+        _ => {
+            return Err(wasmtime::format_err!(
+                "the host called an export this plugin's role does not have"
+            ));
+        }
+    })
+}
+
+fn wrong_answer() -> CallError {
+    CallError::Host("the plugin answered for another role".to_string())
+}
+
+fn convert_item(item: WitItem) -> Item {
+    Item {
+        id: item.id,
+        title: item.title,
+        link: item.link,
+        published: item.published,
+        updated: item.updated,
+        authors: item.authors,
+        summary: item.summary,
+        content: item.content,
+        categories: item.categories,
+    }
+}
+
 fn convert_response(response: PollResponse) -> PollResult {
     PollResult {
         not_modified: response.not_modified,
-        items: response
-            .items
-            .into_iter()
-            .map(|item| Item {
-                id: item.id,
-                title: item.title,
-                link: item.link,
-                published: item.published,
-                updated: item.updated,
-                authors: item.authors,
-                summary: item.summary,
-                content: item.content,
-                categories: item.categories,
-            })
-            .collect(),
+        items: response.items.into_iter().map(convert_item).collect(),
         etag: response.etag,
         last_modified: response.last_modified,
         cursor: response.cursor,

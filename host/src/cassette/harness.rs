@@ -1,0 +1,488 @@
+//! Runs a plugin's cases against a cassette, through the host's own runtime and egress path
+//! (sandbox, limits, allowlist), and compares each result with the expected one. With
+//! `record`, requests go to the real upstreams instead and the cassette is rewritten.
+
+use super::record::{Recorder, write_interactions};
+use super::replay::Replay;
+use super::{Case, Cassette};
+use crate::clock::SystemClock;
+use crate::config::{Config, Role, config_value_text};
+use crate::egress::{EgressLimits, EgressPolicy, Network, Upstream, build_client};
+use crate::resilience::Resilience;
+use crate::runtime::{
+    CallError, CallOutcome, ConnectorRuntime, ConnectorRuntimeSettings, ConnectorServices,
+    HandleRequest, Runtime, RuntimeSettings, SearchQuery, TargetCall,
+};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many differences a failed case lists before it stops.
+const MAX_DIFFERENCES: usize = 12;
+
+/// What went wrong before any case could run.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{0}")]
+    Load(String),
+    #[error("{path}: {message}")]
+    Cassette { path: PathBuf, message: String },
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone)]
+pub struct CaseReport {
+    pub name: String,
+    pub passed: bool,
+    /// One line: item count, or the error the plugin returned.
+    pub summary: String,
+    /// Why it failed: differences from the expected result, requests no interaction matched.
+    pub problems: Vec<String>,
+    pub exchanges: usize,
+    pub elapsed: Duration,
+}
+
+/// The outcome of a whole cassette.
+#[derive(Debug, Clone)]
+pub struct HarnessReport {
+    pub role: Role,
+    pub cases: Vec<CaseReport>,
+    /// Interactions no request used (replay only).
+    pub unused: Vec<String>,
+}
+
+impl HarnessReport {
+    pub fn passed(&self) -> bool {
+        self.cases.iter().all(|case| case.passed)
+    }
+}
+
+/// Where compiled code is cached between runs, so testing a large component (a JavaScript or
+/// Python runtime) compiles it once.
+pub fn default_compile_cache() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("TSUNAGI_COMPILE_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("tsunagi").join("compiled"))
+}
+
+/// What a run does with the upstream and the expected results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Answer from the interactions; compare with the expected results.
+    Replay,
+    /// Answer from the interactions; write the results as the expected ones (after a change
+    /// the author has checked).
+    UpdateExpected,
+    /// Send to the real upstreams; write interactions and expected results.
+    Record,
+}
+
+/// Runs every case of `cassette` against the component at `plugin`.
+pub async fn run(
+    plugin: &Path,
+    cassette: &Cassette,
+    mode: Mode,
+    compile_cache: Option<PathBuf>,
+) -> Result<HarnessReport, HarnessError> {
+    let record = mode == Mode::Record;
+    let file = &cassette.cases;
+    let limits = &file.limits;
+    let runtime = Runtime::new(&RuntimeSettings {
+        max_instances: 4,
+        max_memory_bytes: limits.memory.as_u64(),
+        compile_cache,
+    })
+    .map_err(|e| HarnessError::Load(e.to_string()))?;
+    let loader = runtime.clone();
+    let path = plugin.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || loader.load_any_role(&path))
+        .await
+        .map_err(|e| HarnessError::Load(format!("loading panicked: {e}")))?
+        .map_err(|e| HarnessError::Load(e.to_string()))?;
+    let role = loaded.role;
+    let name = plugin
+        .file_stem()
+        .map_or("plugin".to_string(), |s| s.to_string_lossy().into_owned());
+
+    if record && file.allow.is_empty() {
+        return Err(HarnessError::Cassette {
+            path: cassette.dir.join(super::CASES_FILE),
+            message: "recording needs [[allow]] rules naming the upstreams it may reach \
+                      (same fields as [[connectors.NAME.egress.allow]])"
+                .to_string(),
+        });
+    }
+    let policy = Arc::new(if file.allow.is_empty() {
+        // Replay reaches nothing real, so every URL may be tried against the interactions.
+        EgressPolicy::replay_only(&name)
+    } else {
+        EgressPolicy::new(&name, file.allow.clone())
+    });
+    let egress_limits = EgressLimits::from(limits);
+    let replay = Arc::new(Replay::new(&cassette.dir, &cassette.interactions));
+    let recorder = if record {
+        let clients = build_client(&policy, &egress_limits, 1)
+            .map_err(|e| HarnessError::Load(format!("HTTP client: {e}")))?;
+        Some(Arc::new(Recorder::new(Arc::new(Network { clients }))))
+    } else {
+        None
+    };
+    let upstream: Arc<dyn Upstream> = match &recorder {
+        Some(recorder) => recorder.clone(),
+        None => replay.clone(),
+    };
+
+    let scratch = tempfile::tempdir().map_err(|e| HarnessError::Load(e.to_string()))?;
+    let backend = tsunagi_backends::open(&format!(
+        "sqlite://{}",
+        scratch.path().join("state.db").display()
+    ))
+    .await
+    .map_err(|e| HarnessError::Load(format!("scratch state store: {e}")))?;
+    let services = Arc::new(ConnectorServices {
+        connector: name.clone(),
+        config: file
+            .config
+            .iter()
+            .filter_map(|(k, v)| config_value_text(v).map(|text| (k.clone(), text)))
+            .collect(),
+        state: backend,
+    });
+    let resilience = Resilience::in_process(&Config::default(), Arc::new(SystemClock))
+        .map_err(|e| HarnessError::Load(e.to_string()))?;
+    let connector = ConnectorRuntime::with_upstream(
+        runtime,
+        loaded,
+        services,
+        policy,
+        resilience,
+        ConnectorRuntimeSettings {
+            concurrency: 1,
+            calls_per_instance: 1000,
+            call_timeout: limits.call_timeout,
+            memory_limit: usize::try_from(limits.memory.as_u64()).unwrap_or(usize::MAX),
+            egress_limits,
+        },
+        upstream,
+    );
+
+    let mut session = Session::default();
+    let mut reports = Vec::new();
+    for case in &file.cases {
+        let report = match session.call(&connector, role, case).await {
+            Err(problem) => CaseReport {
+                name: case.name.clone(),
+                passed: false,
+                summary: "not run".to_string(),
+                problems: vec![problem],
+                exchanges: 0,
+                elapsed: Duration::ZERO,
+            },
+            Ok(call) => judge(cassette, case, call, mode, replay.take_unmatched()),
+        };
+        reports.push(report);
+    }
+
+    if let Some(recorder) = recorder {
+        write_interactions(&cassette.dir, &recorder.take()).map_err(|e| {
+            HarnessError::Cassette {
+                path: cassette.dir.clone(),
+                message: format!("cannot write the recording: {e}"),
+            }
+        })?;
+    }
+    Ok(HarnessReport {
+        role,
+        cases: reports,
+        unused: if record { Vec::new() } else { replay.unused() },
+    })
+}
+
+/// A case's call: the result as JSON, how many exchanges it made, how long it took.
+struct Call {
+    actual: Value,
+    summary: String,
+    exchanges: usize,
+    elapsed: Duration,
+}
+
+/// What carries over from case to case: each target's state and last poll validators.
+#[derive(Default)]
+struct Session {
+    state: HashMap<String, HashMap<String, String>>,
+    last_poll: HashMap<String, Validators>,
+}
+
+/// What the next poll of a target sends: etag, last-modified, cursor.
+type Validators = (Option<String>, Option<String>, Option<String>);
+
+impl Session {
+    async fn call(
+        &mut self,
+        connector: &ConnectorRuntime,
+        role: Role,
+        case: &Case,
+    ) -> Result<Call, String> {
+        let needs = |field: &str| format!("a {role} case needs `{field}`");
+        match role {
+            Role::Poller => {
+                let target = case.target.clone().ok_or_else(|| needs("target"))?;
+                let (etag, last_modified, cursor) = if case.after_previous {
+                    self.last_poll.get(&target).cloned().unwrap_or_default()
+                } else {
+                    (
+                        case.etag.clone(),
+                        case.last_modified.clone(),
+                        case.cursor.clone(),
+                    )
+                };
+                let outcome = connector
+                    .poll(self.target_call(&target), etag, last_modified, cursor)
+                    .await;
+                if let Ok(result) = &outcome.result {
+                    self.last_poll.insert(
+                        target.clone(),
+                        (
+                            result.etag.clone(),
+                            result.last_modified.clone(),
+                            result.cursor.clone(),
+                        ),
+                    );
+                }
+                Ok(self.finish(&target, outcome, |result| {
+                    let summary = if result.not_modified {
+                        "not modified".to_string()
+                    } else {
+                        format!("{} item(s)", result.items.len())
+                    };
+                    let value = json!({
+                        "not_modified": result.not_modified,
+                        "items": result.items,
+                        "etag": result.etag,
+                        "last_modified": result.last_modified,
+                        "cursor": result.cursor,
+                        "refresh_after_seconds": result.refresh_after.map(|d| d.as_secs()),
+                    });
+                    (value, summary)
+                }))
+            }
+            Role::Handler => {
+                let job = case.job.clone().ok_or_else(|| needs("job"))?;
+                let target = format!("job:{}", job.kind);
+                let request = HandleRequest {
+                    id: job.id.clone().unwrap_or_else(|| super::slug(&case.name)),
+                    kind: job.kind.clone(),
+                    payload: job.payload_json(),
+                    attempt: job.attempt.unwrap_or(1),
+                };
+                let outcome = connector.handle(self.target_call(&target), request).await;
+                Ok(self.finish(&target, outcome, |result| {
+                    let summary = match &result.reference {
+                        Some(reference) => format!("done, reference {reference}"),
+                        None => "done".to_string(),
+                    };
+                    (json!(result), summary)
+                }))
+            }
+            Role::Searcher => {
+                let query = case.query.clone().ok_or_else(|| needs("query"))?;
+                let target = format!("search:{query}");
+                let request = SearchQuery {
+                    query,
+                    limit: case.limit.unwrap_or(10),
+                    cursor: case.cursor.clone(),
+                    params: case
+                        .params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                };
+                let outcome = connector.search(self.target_call(&target), request).await;
+                Ok(self.finish(&target, outcome, |result| {
+                    let value = json!({
+                        "items": result.items,
+                        "next_cursor": result.next_cursor,
+                        "total": result.total,
+                    });
+                    (value, format!("{} item(s)", result.items.len()))
+                }))
+            }
+        }
+    }
+
+    fn target_call(&self, target: &str) -> TargetCall {
+        TargetCall::with_state(target, self.state.get(target).cloned().unwrap_or_default())
+    }
+
+    /// Commits the call's state writes, as the host would after a successful call, and turns the
+    /// result into JSON.
+    fn finish<T>(
+        &mut self,
+        target: &str,
+        outcome: CallOutcome<T>,
+        describe: impl FnOnce(&T) -> (Value, String),
+    ) -> Call {
+        let (actual, summary) = match &outcome.result {
+            Ok(result) => {
+                let state = self.state.entry(target.to_string()).or_default();
+                for (key, value) in &outcome.state_writes {
+                    match value {
+                        Some(value) => state.insert(key.clone(), value.clone()),
+                        None => state.remove(key),
+                    };
+                }
+                describe(result)
+            }
+            Err(error) => (
+                json!({ "error": { "kind": error_kind(error), "message": error_message(error) } }),
+                format!("error: {error}"),
+            ),
+        };
+        Call {
+            actual,
+            summary,
+            exchanges: outcome.exchanges.len(),
+            elapsed: outcome.elapsed,
+        }
+    }
+}
+
+/// The error kind as the WIT spells it, or what the host saw instead of a plugin error.
+fn error_kind(error: &CallError) -> &'static str {
+    use crate::runtime::FailureKind;
+    match error {
+        CallError::Connector { kind, .. } => match kind {
+            FailureKind::Transient => "transient",
+            FailureKind::Permanent => "permanent",
+            FailureKind::RateLimited => "rate-limited",
+            FailureKind::BadResponse => "bad-response",
+        },
+        CallError::Trap(_) => "trap",
+        CallError::Timeout(_) => "timeout",
+        CallError::MemoryLimit(_) => "memory-limit",
+        CallError::Instantiate(_) => "instantiate",
+        CallError::Host(_) => "host",
+    }
+}
+
+fn error_message(error: &CallError) -> String {
+    match error {
+        CallError::Connector { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Compares a call with its expected result (or, recording, writes it as the expected result).
+fn judge(
+    cassette: &Cassette,
+    case: &Case,
+    call: Call,
+    mode: Mode,
+    unmatched: Vec<String>,
+) -> CaseReport {
+    let mut problems: Vec<String> = unmatched
+        .into_iter()
+        .map(|request| format!("no interaction matches {request}"))
+        .collect();
+    let path = case.expected_path(&cassette.dir);
+    if mode != Mode::Replay {
+        let text = serde_json::to_string_pretty(&call.actual).unwrap_or_default() + "\n";
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, text));
+        if let Err(e) = written {
+            problems.push(format!("cannot write {}: {e}", path.display()));
+        }
+    } else {
+        match std::fs::read_to_string(&path) {
+            Err(e) => problems.push(format!(
+                "no expected result at {} ({e}); write it, or run with --record",
+                path.display()
+            )),
+            Ok(text) => match serde_json::from_str::<Value>(&text) {
+                Err(e) => problems.push(format!("{}: not JSON: {e}", path.display())),
+                Ok(expected) => differences(&expected, &call.actual, "", &mut problems),
+            },
+        }
+    }
+    CaseReport {
+        name: case.name.clone(),
+        passed: problems.is_empty(),
+        summary: call.summary,
+        problems,
+        exchanges: call.exchanges,
+        elapsed: call.elapsed,
+    }
+}
+
+/// Lists where `actual` differs from `expected`, by JSON path, up to [`MAX_DIFFERENCES`].
+fn differences(expected: &Value, actual: &Value, path: &str, out: &mut Vec<String>) {
+    if out.len() >= MAX_DIFFERENCES || expected == actual {
+        return;
+    }
+    let at = if path.is_empty() { "(result)" } else { path };
+    match (expected, actual) {
+        (Value::Object(want), Value::Object(got)) => {
+            let mut keys: Vec<&String> = want.keys().chain(got.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                differences(
+                    want.get(key).unwrap_or(&Value::Null),
+                    got.get(key).unwrap_or(&Value::Null),
+                    &child,
+                    out,
+                );
+            }
+        }
+        (Value::Array(want), Value::Array(got)) => {
+            if want.len() != got.len() {
+                out.push(format!(
+                    "{at}: expected {} element(s), got {}",
+                    want.len(),
+                    got.len()
+                ));
+            }
+            for (index, (w, g)) in want.iter().zip(got).enumerate() {
+                differences(w, g, &format!("{path}[{index}]"), out);
+            }
+        }
+        _ => out.push(format!("{at}: expected {expected}, got {actual}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_the_path() {
+        let expected = json!({"items": [{"id": "1", "title": "A"}, {"id": "2"}], "etag": "x"});
+        let actual = json!({"items": [{"id": "1", "title": "B"}], "etag": "x", "cursor": "c"});
+        let mut out = Vec::new();
+        differences(&expected, &actual, "", &mut out);
+        assert_eq!(
+            out,
+            vec![
+                "cursor: expected null, got \"c\"".to_string(),
+                "items: expected 2 element(s), got 1".to_string(),
+                "items[0].title: expected \"A\", got \"B\"".to_string(),
+            ]
+        );
+        let mut none = Vec::new();
+        differences(&expected, &expected, "", &mut none);
+        assert!(none.is_empty());
+    }
+}

@@ -1,0 +1,207 @@
+//! Records a cassette: requests go to the real upstream (only where the cassette's `[[allow]]`
+//! rules permit) and each exchange is kept, to be written as `interactions.toml` and `bodies/`.
+//! Request headers other than the conditional validators are not written: credentials must
+//! never land in a cassette. `set-cookie` and `date` are dropped from responses.
+
+use super::{
+    BODIES_DIR, HeaderValues, INTERACTIONS_FILE, Interaction, InteractionFile, RecordedResponse,
+    RequestRule,
+};
+use crate::egress::{EgressLimits, OutboundRequest, Upstream, UpstreamError, UpstreamResponse};
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Request headers a recorded rule keeps: they decide which answer a conditional request gets.
+const RULE_HEADERS: [&str; 2] = ["if-none-match", "if-modified-since"];
+
+/// Response headers never written.
+const DROPPED_RESPONSE_HEADERS: [&str; 4] = ["set-cookie", "date", "connection", "keep-alive"];
+
+/// One exchange seen while recording.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub request: OutboundRequest,
+    pub response: UpstreamResponse,
+}
+
+/// Sends through `inner` and keeps every answered exchange.
+pub struct Recorder {
+    inner: Arc<dyn Upstream>,
+    seen: Mutex<Vec<Recorded>>,
+}
+
+impl Recorder {
+    pub fn new(inner: Arc<dyn Upstream>) -> Self {
+        Self {
+            inner,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn take(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Upstream for Recorder {
+    fn send(
+        &self,
+        request: OutboundRequest,
+        limits: EgressLimits,
+    ) -> BoxFuture<'_, Result<UpstreamResponse, UpstreamError>> {
+        Box::pin(async move {
+            let response = self.inner.send(request.clone(), limits).await?;
+            self.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Recorded {
+                    request,
+                    response: response.clone(),
+                });
+            Ok(response)
+        })
+    }
+}
+
+/// Writes `recorded` as the cassette's `interactions.toml` and `bodies/`, replacing what was
+/// there. Bodies are numbered in the order they were received.
+pub fn write_interactions(dir: &Path, recorded: &[Recorded]) -> std::io::Result<()> {
+    let bodies = dir.join(BODIES_DIR);
+    if bodies.is_dir() {
+        std::fs::remove_dir_all(&bodies)?;
+    }
+    let mut file = InteractionFile::default();
+    for (index, exchange) in recorded.iter().enumerate() {
+        let response = &exchange.response;
+        let body_file = if response.body.is_empty() {
+            None
+        } else {
+            std::fs::create_dir_all(&bodies)?;
+            let name = format!("{:03}.{}", index + 1, extension(&response.headers));
+            std::fs::write(bodies.join(&name), &response.body)?;
+            Some(Path::new(BODIES_DIR).join(name))
+        };
+        let mut headers: BTreeMap<String, HeaderValues> = BTreeMap::new();
+        for name in response.headers.keys() {
+            if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
+                continue;
+            }
+            let values: Vec<String> = response
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            let values = match <[String; 1]>::try_from(values) {
+                Ok([one]) => HeaderValues::One(one),
+                Err(many) => HeaderValues::Many(many),
+            };
+            headers.insert(name.as_str().to_string(), values);
+        }
+        file.interactions.push(Interaction {
+            request: RequestRule {
+                method: exchange.request.method.to_string(),
+                url: exchange.request.url.to_string(),
+                headers: RULE_HEADERS
+                    .iter()
+                    .filter_map(|name| {
+                        let value = exchange.request.headers.get(*name)?.to_str().ok()?;
+                        Some((name.to_string(), value.to_string()))
+                    })
+                    .collect(),
+                body_contains: None,
+            },
+            response: RecordedResponse {
+                status: response.status.as_u16(),
+                headers,
+                body: None,
+                body_file,
+            },
+        });
+    }
+    let text = toml::to_string_pretty(&file).map_err(std::io::Error::other)?;
+    std::fs::write(
+        dir.join(INTERACTIONS_FILE),
+        format!("# Recorded by `tsunagi plugin test --record`; matched in order.\n\n{text}"),
+    )
+}
+
+fn extension(headers: &http::HeaderMap) -> &'static str {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.contains("json") {
+        "json"
+    } else if content_type.contains("xml") {
+        "xml"
+    } else if content_type.contains("html") {
+        "html"
+    } else if content_type.starts_with("text/") {
+        "txt"
+    } else {
+        "bin"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cassette::Cassette;
+    use bytes::Bytes;
+
+    #[test]
+    fn written_interactions_load_back_without_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(super::super::CASES_FILE),
+            "[[case]]\nname = \"one\"\ntarget = \"http://x.test/feed\"\n",
+        )
+        .unwrap();
+        let mut request_headers = http::HeaderMap::new();
+        request_headers.insert("authorization", "Bearer s3cret".parse().unwrap());
+        request_headers.insert("if-none-match", "\"v1\"".parse().unwrap());
+        let mut response_headers = http::HeaderMap::new();
+        response_headers.insert("content-type", "application/json".parse().unwrap());
+        response_headers.insert("set-cookie", "session=abc".parse().unwrap());
+        response_headers.append("link", "<a>".parse().unwrap());
+        response_headers.append("link", "<b>".parse().unwrap());
+        let recorded = vec![Recorded {
+            request: OutboundRequest {
+                method: http::Method::GET,
+                url: url::Url::parse("http://x.test/feed").unwrap(),
+                headers: request_headers,
+                body: Bytes::new(),
+                allow_internal: false,
+            },
+            response: UpstreamResponse {
+                status: http::StatusCode::OK,
+                headers: response_headers,
+                body: Bytes::from_static(b"{\"items\":[]}"),
+            },
+        }];
+        write_interactions(dir.path(), &recorded).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(INTERACTIONS_FILE)).unwrap();
+        assert!(
+            !text.contains("s3cret") && !text.contains("session=abc"),
+            "{text}"
+        );
+
+        let cassette = Cassette::load(dir.path()).unwrap();
+        let interaction = &cassette.interactions.interactions[0];
+        assert_eq!(interaction.request.headers["if-none-match"], "\"v1\"");
+        assert_eq!(
+            interaction.response.headers["link"],
+            HeaderValues::Many(vec!["<a>".to_string(), "<b>".to_string()])
+        );
+        let body_file = interaction.response.body_file.as_ref().unwrap();
+        assert_eq!(body_file, Path::new("bodies/001.json"));
+        assert_eq!(
+            std::fs::read(dir.path().join(body_file)).unwrap(),
+            b"{\"items\":[]}"
+        );
+    }
+}

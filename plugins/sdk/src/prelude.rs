@@ -1,0 +1,15 @@
+//! What a connector usually needs, in one `use tsunagi_sdk::prelude::*;`.
+//!
+//! The logging macros are not in here: a glob import of a macro named `warn` makes the built-in
+//! `#[warn(...)]` attribute ambiguous. Call them by path (`tsunagi_sdk::warn!`) or use the
+//! functions in [`log`].
+
+pub use crate::{ConnectorError, Error, ErrorKind, IntoOptionalString, Item, Result};
+pub use crate::{config, http, json, log, state};
+
+#[cfg(any(feature = "handler", doc))]
+pub use crate::{Handler, Job, JobOutcome};
+#[cfg(any(feature = "poller", doc))]
+pub use crate::{PollRequest, PollResponse, Poller};
+#[cfg(any(feature = "searcher", doc))]
+pub use crate::{SearchRequest, SearchResponse, Searcher};
