@@ -362,3 +362,46 @@ async fn one_instance_pool_survives_traps_timeouts_and_failures_between_good_cal
         "a failed call's state writes are not committed"
     );
 }
+
+/// A response whose body is refused (over `response_size`) still tells the host its status and
+/// `Retry-After`: the exchange record keeps the head, so budgets and the scheduler hear a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_keeps_the_response_head() {
+    use tsunagi_fake_upstream::{ApiServer, ApiServerConfig};
+    let api = ApiServer::start(ApiServerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tsunagi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{host}\n[connectors.rss]\nplugin = \"{plugin}\"\nrole = \"poller\"\n\n\
+             [connectors.rss.limits]\nresponse_size = \"16 KiB\"\n\n\
+             [[connectors.rss.egress.allow]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {port}\n",
+            host = host_section(""),
+            plugin = plugin("rss").display(),
+            port = api.addr().port()
+        ),
+    )
+    .unwrap();
+    let url = api.url("/overloaded/feed");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+            .args(["poll", "rss", &url, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let exchange = stderr
+        .lines()
+        .find(|line| line.contains("/overloaded/feed") && !line.starts_with("error"))
+        .unwrap_or_else(|| panic!("no exchange line:\n{stderr}"));
+    assert!(
+        exchange.starts_with("503 ") && exchange.contains("16384-byte limit"),
+        "{exchange}"
+    );
+    api.shutdown();
+}

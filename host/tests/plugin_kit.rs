@@ -224,3 +224,32 @@ fn scaffolded_handlers_and_searchers_build_and_pass_their_cassettes() {
         assert!(tested.contains("2 passed, 0 failed"), "{tested}");
     }
 }
+
+/// A request that gets no answer while recording (nothing listens there) fails its case: the
+/// recording could not replay it.
+#[test]
+fn recording_a_request_that_got_no_answer_fails_the_case() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let cassette = dir.path().join("unreachable");
+    std::fs::create_dir_all(&cassette).unwrap();
+    std::fs::write(
+        cassette.join("cases.toml"),
+        format!(
+            "[[allow]]\nscheme = \"http\"\nhost = \"127.0.0.1\"\nport = {closed_port}\n\n\
+             [[case]]\nname = \"nobody home\"\ntarget = \"http://127.0.0.1:{closed_port}/feed\"\n"
+        ),
+    )
+    .unwrap();
+    let (ok, output) = plugin_test(&plugin("rss"), &cassette, &["--record"]);
+    assert!(!ok, "{output}");
+    assert!(output.contains("0 recorded, 1 failed"), "{output}");
+    assert!(
+        output.contains("not recorded, no answer came: http://127.0.0.1:"),
+        "{output}"
+    );
+}

@@ -193,7 +193,7 @@ pub async fn run(
         write_interactions(&cassette.dir, &recorder.take()).map_err(|e| {
             HarnessError::Cassette {
                 path: cassette.dir.clone(),
-                message: format!("cannot write the recording: {e}"),
+                message: e.to_string(),
             }
         })?;
     }
@@ -209,6 +209,9 @@ struct Call {
     actual: Value,
     summary: String,
     exchanges: usize,
+    /// Exchanges that failed before any answer (refused, timed out): a recording cannot replay
+    /// them.
+    unanswered: Vec<String>,
     elapsed: Duration,
 }
 
@@ -246,12 +249,18 @@ impl Session {
                     .poll(self.target_call(&target), etag, last_modified, cursor)
                     .await;
                 if let Ok(result) = &outcome.result {
+                    // As the host commits a poll: a 304 keeps the validators that earned it, and
+                    // a cursor stays until the plugin returns a new one.
+                    let previous = self.last_poll.get(&target).cloned().unwrap_or_default();
+                    let kept = |new: &Option<String>, old: Option<String>| {
+                        new.clone().or(if result.not_modified { old } else { None })
+                    };
                     self.last_poll.insert(
                         target.clone(),
                         (
-                            result.etag.clone(),
-                            result.last_modified.clone(),
-                            result.cursor.clone(),
+                            kept(&result.etag, previous.0),
+                            kept(&result.last_modified, previous.1),
+                            result.cursor.clone().or(previous.2),
                         ),
                     );
                 }
@@ -274,9 +283,11 @@ impl Session {
             }
             Role::Handler => {
                 let job = case.job.clone().ok_or_else(|| needs("job"))?;
-                let target = format!("job:{}", job.kind);
+                let id = job.id.clone().unwrap_or_else(|| super::slug(&case.name));
+                // Target state is private to the job, as in the host.
+                let target = format!("job:{id}");
                 let request = HandleRequest {
-                    id: job.id.clone().unwrap_or_else(|| super::slug(&case.name)),
+                    id,
                     kind: job.kind.clone(),
                     payload: job.payload_json(),
                     attempt: job.attempt.unwrap_or(1),
@@ -348,6 +359,18 @@ impl Session {
             actual,
             summary,
             exchanges: outcome.exchanges.len(),
+            unanswered: outcome
+                .exchanges
+                .iter()
+                .filter(|exchange| exchange.status.is_none())
+                .map(|exchange| {
+                    format!(
+                        "{}: {}",
+                        exchange.url,
+                        exchange.error.as_deref().unwrap_or("no answer")
+                    )
+                })
+                .collect(),
             elapsed: outcome.elapsed,
         }
     }
@@ -390,6 +413,11 @@ fn judge(
         .into_iter()
         .map(|request| format!("no interaction matches {request}"))
         .collect();
+    if mode == Mode::Record {
+        problems.extend(call.unanswered.iter().map(|failure| {
+            format!("not recorded, no answer came: {failure} (a replay could not find it)")
+        }));
+    }
     let path = case.expected_path(&cassette.dir);
     if mode != Mode::Replay {
         let text = serde_json::to_string_pretty(&call.actual).unwrap_or_default() + "\n";

@@ -194,55 +194,24 @@ pub struct Cassette {
 }
 
 impl Cassette {
-    /// Reads `dir`; `interactions.toml` may be missing (a cassette about to be recorded).
+    /// Reads `dir`; `interactions.toml` may be missing (a cassette about to be recorded). Every
+    /// problem is reported with the file, line and field.
     pub fn load(dir: &Path) -> Result<Self, CassetteError> {
         if !dir.is_dir() {
             return Err(CassetteError::file(dir, "not a directory"));
         }
-        let cases: CaseFile = read_toml(&dir.join(CASES_FILE), true)?.unwrap_or_default();
-        if cases.cases.is_empty() {
-            return Err(CassetteError::file(
-                &dir.join(CASES_FILE),
-                "no [[case]]: a cassette needs at least one call to make",
-            ));
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for case in &cases.cases {
-            if !seen.insert(slug(&case.name)) {
-                return Err(CassetteError::file(
-                    &dir.join(CASES_FILE),
-                    format!("case {:?}: another case has the same name", case.name),
-                ));
+        let cases_path = dir.join(CASES_FILE);
+        let (cases, locator): (CaseFile, _) = read_toml(&cases_path)?
+            .ok_or_else(|| CassetteError::file(&cases_path, "cannot read: no such file"))?;
+        validate_cases(&cases, &locator)?;
+        let interactions_path = dir.join(INTERACTIONS_FILE);
+        let interactions = match read_toml::<InteractionFile>(&interactions_path)? {
+            Some((file, locator)) => {
+                validate_interactions(dir, &file, &locator)?;
+                file
             }
-        }
-        let interactions: InteractionFile =
-            read_toml(&dir.join(INTERACTIONS_FILE), false)?.unwrap_or_default();
-        for (index, interaction) in interactions.interactions.iter().enumerate() {
-            let at = |message: String| {
-                CassetteError::file(
-                    &dir.join(INTERACTIONS_FILE),
-                    format!(
-                        "interaction {} ({}): {message}",
-                        index + 1,
-                        interaction.request.url
-                    ),
-                )
-            };
-            url::Url::parse(&interaction.request.url)
-                .map_err(|e| at(format!("request.url does not parse: {e}")))?;
-            http::Method::from_bytes(interaction.request.method.as_bytes())
-                .map_err(|e| at(format!("request.method: {e}")))?;
-            http::StatusCode::from_u16(interaction.response.status)
-                .map_err(|e| at(format!("response.status: {e}")))?;
-            if let Some(file) = &interaction.response.body_file
-                && !dir.join(file).is_file()
-            {
-                return Err(at(format!(
-                    "response.body_file {} does not exist",
-                    file.display()
-                )));
-            }
-        }
+            None => InteractionFile::default(),
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             cases,
@@ -251,19 +220,147 @@ impl Cassette {
     }
 }
 
+fn validate_cases(file: &CaseFile, locator: &SourceLocator) -> Result<(), CassetteError> {
+    if file.cases.is_empty() {
+        return Err(locator
+            .field_error(
+                "case",
+                "no [[case]]: a cassette needs at least one call to make",
+            )
+            .into());
+    }
+    for (key, value) in &file.config {
+        if crate::config::config_value_text(value).is_none() {
+            return Err(locator
+                .field_error(
+                    &format!("config.{key}"),
+                    "must be a string, number or boolean",
+                )
+                .into());
+        }
+    }
+    for (index, rule) in file.allow.iter().enumerate() {
+        let at = |field: &str| format!("allow[{index}].{field}");
+        if let Some(scheme) = &rule.scheme
+            && scheme != "http"
+            && scheme != "https"
+        {
+            return Err(locator
+                .field_error(
+                    &at("scheme"),
+                    &format!("{scheme:?} is not \"http\" or \"https\""),
+                )
+                .into());
+        }
+        if rule.host.is_empty() {
+            return Err(locator.field_error(&at("host"), "must not be empty").into());
+        }
+        if rule.budget.is_some() || rule.breaker.is_some() {
+            return Err(locator
+                .field_error(
+                    &at(if rule.budget.is_some() {
+                        "budget"
+                    } else {
+                        "breaker"
+                    }),
+                    "budgets and breakers are not modelled in a cassette; remove it",
+                )
+                .into());
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, case) in file.cases.iter().enumerate() {
+        let at = |field: &str| format!("case[{index}].{field}");
+        if !seen.insert(slug(&case.name)) {
+            return Err(locator
+                .field_error(
+                    &at("name"),
+                    &format!(
+                        "{:?}: another case has the same name (as a file name)",
+                        case.name
+                    ),
+                )
+                .into());
+        }
+        if let Some(path) = &case.expect {
+            inside_cassette(path).map_err(|why| locator.field_error(&at("expect"), &why))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_interactions(
+    dir: &Path,
+    file: &InteractionFile,
+    locator: &SourceLocator,
+) -> Result<(), CassetteError> {
+    for (index, interaction) in file.interactions.iter().enumerate() {
+        let at = |field: &str| format!("interaction[{index}].{field}");
+        let fail = |field: &str, message: String| -> CassetteError {
+            locator.field_error(&at(field), &message).into()
+        };
+        let request = &interaction.request;
+        url::Url::parse(&request.url).map_err(|e| {
+            fail(
+                "request.url",
+                format!("{:?} does not parse: {e}", request.url),
+            )
+        })?;
+        http::Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| fail("request.method", e.to_string()))?;
+        let response = &interaction.response;
+        http::StatusCode::from_u16(response.status)
+            .map_err(|e| fail("response.status", e.to_string()))?;
+        for (name, values) in &response.headers {
+            http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| fail("response.headers", format!("{name:?}: {e}")))?;
+            for value in values.values() {
+                http::HeaderValue::from_str(value)
+                    .map_err(|e| fail("response.headers", format!("{name}: {e}")))?;
+            }
+        }
+        if let Some(body_file) = &response.body_file {
+            inside_cassette(body_file).map_err(|why| fail("response.body_file", why))?;
+            if !dir.join(body_file).is_file() {
+                return Err(fail(
+                    "response.body_file",
+                    format!("{} does not exist", body_file.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Paths in a cassette stay inside it: `--record` and `--update-expected` write to them.
+fn inside_cassette(path: &Path) -> Result<(), String> {
+    let escapes = path.components().any(|part| {
+        !matches!(
+            part,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if escapes {
+        Err(format!(
+            "{} must be a relative path inside the cassette",
+            path.display()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn read_toml<T: serde::de::DeserializeOwned>(
     path: &Path,
-    required: bool,
-) -> Result<Option<T>, CassetteError> {
+) -> Result<Option<(T, SourceLocator)>, CassetteError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(CassetteError::file(path, format!("cannot read: {e}"))),
     };
     let locator = SourceLocator::new(path, &text);
-    toml::from_str(&text)
-        .map(Some)
-        .map_err(|e| locator.toml_error(&e).into())
+    let value = toml::from_str(&text).map_err(|e| locator.toml_error(&e))?;
+    Ok(Some((value, locator)))
 }
 
 /// A case name as a file name: lower case letters, digits and dashes.
@@ -314,11 +411,53 @@ mod tests {
         .unwrap();
         let error = Cassette::load(dir.path()).unwrap_err().to_string();
         assert!(
-            error.contains("interactions.toml")
-                && error.contains("interaction 2")
+            error.contains("interactions.toml:7")
+                && error.contains("interaction[1].response.body_file")
                 && error.contains("bodies/missing.xml"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn cassette_input_is_checked_where_it_is_written() {
+        let cases = |text: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(CASES_FILE), text).unwrap();
+            Cassette::load(dir.path()).unwrap_err().to_string()
+        };
+        let case = "[[case]]\nname = \"one\"\ntarget = \"http://x.test/\"\n";
+        let error = cases(&format!("[config]\nlist = [1, 2]\n{case}"));
+        assert!(
+            error.contains("cases.toml:2") && error.contains("config.list"),
+            "{error}"
+        );
+        let error = cases(&format!("{case}expect = \"../../outside.json\"\n"));
+        assert!(
+            error.contains("cases.toml:4") && error.contains("inside the cassette"),
+            "{error}"
+        );
+        let error = cases(&format!(
+            "[[allow]]\nhost = \"x.test\"\nbudget = \"b\"\n{case}"
+        ));
+        assert!(error.contains("allow[0].budget"), "{error}");
+        let error = cases(&format!(
+            "{case}\n[[case]]\nname = \"One!\"\ntarget = \"x\"\n"
+        ));
+        assert!(
+            error.contains("case[1].name") && error.contains("cases.toml:6"),
+            "{error}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CASES_FILE), case).unwrap();
+        std::fs::write(
+            dir.path().join(INTERACTIONS_FILE),
+            "[[interaction]]\nrequest.url = \"http://x.test/\"\nresponse.status = 200\n\
+             response.headers = { \"bad header\" = \"v\" }\n",
+        )
+        .unwrap();
+        let error = Cassette::load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("interaction[0].response.headers"), "{error}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Records a cassette: requests go to the real upstream (only where the cassette's `[[allow]]`
 //! rules permit) and each exchange is kept, to be written as `interactions.toml` and `bodies/`.
-//! Request headers other than the conditional validators are not written: credentials must
-//! never land in a cassette. `set-cookie` and `date` are dropped from responses.
+//!
+//! Credentials must never land in a cassette. Request headers other than the conditional
+//! validators are not written; a URL with a user name, password or credential-like query
+//! parameter is refused (nothing is written); response headers that carry session or
+//! authentication data are dropped. Response bodies are written as received.
 
 use super::{
     BODIES_DIR, HeaderValues, INTERACTIONS_FILE, Interaction, InteractionFile, RecordedResponse,
@@ -16,8 +19,79 @@ use std::sync::{Arc, Mutex};
 /// Request headers a recorded rule keeps: they decide which answer a conditional request gets.
 const RULE_HEADERS: [&str; 2] = ["if-none-match", "if-modified-since"];
 
-/// Response headers never written.
-const DROPPED_RESPONSE_HEADERS: [&str; 4] = ["set-cookie", "date", "connection", "keep-alive"];
+/// Response headers never written: session and authentication data, and what changes on every
+/// response without meaning anything to a plugin.
+const DROPPED_RESPONSE_HEADERS: [&str; 9] = [
+    "set-cookie",
+    "set-cookie2",
+    "www-authenticate",
+    "proxy-authenticate",
+    "authentication-info",
+    "proxy-authentication-info",
+    "date",
+    "connection",
+    "keep-alive",
+];
+
+/// Query parameter names (or parts of names) that carry credentials.
+const CREDENTIAL_PARAMETERS: [&str; 10] = [
+    "key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "signature",
+    "sig",
+    "auth",
+    "session",
+];
+
+/// Why a recording was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(
+        "{method} {url}: {what}; a cassette must not hold credentials, so nothing was written \
+         (let the host add credentials to requests instead of the URL)"
+    )]
+    Credential {
+        method: String,
+        url: String,
+        what: String,
+    },
+    #[error("writing the cassette: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why `url` must not be written to a cassette, if it must not. The URL shown has the secret
+/// part cut out.
+fn credential_in(url: &url::Url) -> Option<(String, String)> {
+    let mut shown = url.clone();
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Some((
+            shown.to_string(),
+            "the URL carries a user name or password".into(),
+        ));
+    }
+    let parameter = url.query_pairs().find_map(|(name, _)| {
+        let lower = name.to_ascii_lowercase();
+        let suspicious = CREDENTIAL_PARAMETERS.iter().any(|word| {
+            lower == *word
+                || lower
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|part| part == *word)
+                || (word.len() > 4 && lower.contains(word))
+        });
+        suspicious.then(|| name.into_owned())
+    })?;
+    shown.set_query(None);
+    Some((
+        format!("{shown}?…"),
+        format!("query parameter `{parameter}` looks like a credential"),
+    ))
+}
 
 /// One exchange seen while recording.
 #[derive(Debug, Clone)]
@@ -66,8 +140,18 @@ impl Upstream for Recorder {
 }
 
 /// Writes `recorded` as the cassette's `interactions.toml` and `bodies/`, replacing what was
-/// there. Bodies are numbered in the order they were received.
-pub fn write_interactions(dir: &Path, recorded: &[Recorded]) -> std::io::Result<()> {
+/// there. Bodies are numbered in the order they were received. Nothing is written if any
+/// request carries a credential in its URL.
+pub fn write_interactions(dir: &Path, recorded: &[Recorded]) -> Result<(), RecordError> {
+    for exchange in recorded {
+        if let Some((url, what)) = credential_in(&exchange.request.url) {
+            return Err(RecordError::Credential {
+                method: exchange.request.method.to_string(),
+                url,
+                what,
+            });
+        }
+    }
     let bodies = dir.join(BODIES_DIR);
     if bodies.is_dir() {
         std::fs::remove_dir_all(&bodies)?;
@@ -125,7 +209,8 @@ pub fn write_interactions(dir: &Path, recorded: &[Recorded]) -> std::io::Result<
     std::fs::write(
         dir.join(INTERACTIONS_FILE),
         format!("# Recorded by `tsunagi plugin test --record`; matched in order.\n\n{text}"),
-    )
+    )?;
+    Ok(())
 }
 
 fn extension(headers: &http::HeaderMap) -> &'static str {
@@ -154,6 +239,29 @@ mod tests {
     use bytes::Bytes;
 
     #[test]
+    fn credentials_in_urls_are_refused_and_not_shown() {
+        let check = |url: &str| credential_in(&url::Url::parse(url).unwrap());
+        for url in [
+            "https://api.example.com/v1?api_key=abc123",
+            "https://api.example.com/v1?q=x&access_token=abc123",
+            "https://api.example.com/v1?apiKey=abc123",
+            "https://api.example.com/v1?sig=abc123",
+            "https://user:abc123@api.example.com/v1",
+        ] {
+            let (shown, what) = check(url).unwrap_or_else(|| panic!("{url} passed"));
+            assert!(!shown.contains("abc123"), "{shown}");
+            assert!(!what.contains("abc123"), "{what}");
+        }
+        for url in [
+            "https://api.example.com/v1?q=green+tea&limit=2",
+            "https://api.example.com/v1?page=2&sort=price&monkey=1",
+            "https://api.example.com/feed.xml",
+        ] {
+            assert_eq!(check(url), None, "{url}");
+        }
+    }
+
+    #[test]
     fn written_interactions_load_back_without_credentials() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -167,6 +275,7 @@ mod tests {
         let mut response_headers = http::HeaderMap::new();
         response_headers.insert("content-type", "application/json".parse().unwrap());
         response_headers.insert("set-cookie", "session=abc".parse().unwrap());
+        response_headers.insert("www-authenticate", "Bearer realm=\"x\"".parse().unwrap());
         response_headers.append("link", "<a>".parse().unwrap());
         response_headers.append("link", "<b>".parse().unwrap());
         let recorded = vec![Recorded {

@@ -84,9 +84,6 @@ impl Replay {
             (Some(text), None) => Bytes::from(text.clone()),
             (None, None) => Bytes::new(),
         };
-        if body.len() as u64 > limits.max_response_bytes {
-            return Err(too_large(limits.max_response_bytes));
-        }
         let status = http::StatusCode::from_u16(recorded.status).map_err(|e| {
             let message = format!("cassette status {}: {e}", recorded.status);
             (HttpError::InternalError(Some(message.clone())), message)
@@ -104,6 +101,12 @@ impl Replay {
                 })?;
                 headers.append(name.clone(), value);
             }
+        }
+        if body.len() as u64 > limits.max_response_bytes {
+            return Err(UpstreamError {
+                head: Some(Box::new((status, headers))),
+                ..too_large(limits.max_response_bytes).into()
+            });
         }
         Ok(UpstreamResponse {
             status,
@@ -126,7 +129,7 @@ impl Upstream for Replay {
                     let described = describe(&request);
                     lock(&self.unmatched).push(described.clone());
                     let message = format!("no cassette interaction matches {described}");
-                    Err((HttpError::InternalError(Some(message.clone())), message))
+                    Err((HttpError::InternalError(Some(message.clone())), message).into())
                 }
             }
         })
@@ -254,7 +257,11 @@ mod tests {
             .send(get("http://a.test/other", &[]), limits(1024))
             .await
             .unwrap_err();
-        assert!(error.1.contains("GET http://a.test/other"), "{}", error.1);
+        assert!(
+            error.reason.contains("GET http://a.test/other"),
+            "{}",
+            error.reason
+        );
         assert_eq!(replay.take_unmatched(), vec!["GET http://a.test/other"]);
         assert!(replay.take_unmatched().is_empty());
     }
@@ -269,6 +276,10 @@ mod tests {
             .send(get("http://a.test/big", &[]), limits(4))
             .await
             .unwrap_err();
-        assert!(error.1.contains("4-byte limit"), "{}", error.1);
+        assert!(error.reason.contains("4-byte limit"), "{}", error.reason);
+        // The head arrived: a 429's Retry-After would still count.
+        let (status, headers) = *error.head.expect("the head is kept");
+        assert_eq!(status.as_u16(), 200);
+        assert_eq!(headers["etag"], "\"200\"");
     }
 }

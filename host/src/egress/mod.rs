@@ -315,11 +315,16 @@ impl Exchange {
             body,
             allow_internal,
         };
-        let response = self.upstream.send(outbound, limits).await?;
-        record.status = Some(response.status.as_u16());
-        record.retry_after = retry_after(&response.headers);
-        record.max_age = max_age(&response.headers);
-        record.rate_limit_reset = rate_limit_reset(&response.headers);
+        let response = match self.upstream.send(outbound, limits).await {
+            Ok(response) => response,
+            Err(failure) => {
+                if let Some(head) = &failure.head {
+                    record_head(record, head.0, &head.1);
+                }
+                return Err((failure.error, failure.reason));
+            }
+        };
+        record_head(record, response.status, &response.headers);
 
         let mut builder = http::Response::builder().status(response.status);
         if let Some(target) = builder.headers_mut() {
@@ -338,6 +343,14 @@ impl Exchange {
                 )
             })
     }
+}
+
+/// What the host keeps of a response head: the status and the upstream's timing signals.
+fn record_head(record: &mut ExchangeRecord, status: http::StatusCode, headers: &http::HeaderMap) {
+    record.status = Some(status.as_u16());
+    record.retry_after = retry_after(headers);
+    record.max_age = max_age(headers);
+    record.rate_limit_reset = rate_limit_reset(headers);
 }
 
 /// The connector's limits, tightened by the plugin's own request options where it asks for a

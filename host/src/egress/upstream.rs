@@ -26,9 +26,25 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
-/// Why an exchange failed: the `wasi:http` error the plugin gets, and the reason for the host's
-/// log and exchange record.
-pub type UpstreamError = (HttpError, String);
+/// Why an exchange failed: the `wasi:http` error the plugin gets, the reason for the host's log
+/// and exchange record, and the response head if it arrived before the failure (a body too
+/// large or too slow): a 429's `Retry-After` still counts then.
+#[derive(Debug)]
+pub struct UpstreamError {
+    pub error: HttpError,
+    pub reason: String,
+    pub head: Option<Box<(http::StatusCode, http::HeaderMap)>>,
+}
+
+impl From<(HttpError, String)> for UpstreamError {
+    fn from((error, reason): (HttpError, String)) -> Self {
+        Self {
+            error,
+            reason,
+            head: None,
+        }
+    }
+}
 
 /// Carries out one exchange.
 pub trait Upstream: Send + Sync {
@@ -65,12 +81,12 @@ impl Upstream for Network {
             let first_byte = limits.first_byte_timeout.min(limits.request_timeout);
             let response = match tokio::time::timeout(first_byte, outgoing.send()).await {
                 Err(_) => {
-                    return Err((
+                    return Err(UpstreamError::from((
                         HttpError::ConnectionReadTimeout,
                         format!("no response headers within {first_byte:?}"),
-                    ));
+                    )));
                 }
-                Ok(Err(e)) => return Err(transport_error(&e)),
+                Ok(Err(e)) => return Err(transport_error(&e).into()),
                 Ok(Ok(response)) => response,
             };
             let status = response.status();
@@ -78,18 +94,23 @@ impl Upstream for Network {
             for hop_by_hop in ["transfer-encoding", "connection", "keep-alive"] {
                 headers.remove(hop_by_hop);
             }
-            let body =
+            let read =
                 tokio::time::timeout_at(deadline, read_capped(response, limits.max_response_bytes))
                     .await
-                    .map_err(|_| {
-                        (
+                    .unwrap_or_else(|_| {
+                        Err((
                             HttpError::HttpResponseTimeout,
                             format!(
                                 "response body not complete within {:?}",
                                 limits.request_timeout
                             ),
-                        )
-                    })??;
+                        ))
+                    });
+            // The head arrived even if the body did not: its status and Retry-After count.
+            let body = read.map_err(|failure| UpstreamError {
+                head: Some(Box::new((status, headers.clone()))),
+                ..UpstreamError::from(failure)
+            })?;
             Ok(UpstreamResponse {
                 status,
                 headers,
@@ -99,7 +120,10 @@ impl Upstream for Network {
     }
 }
 
-async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Bytes, UpstreamError> {
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: u64,
+) -> Result<Bytes, (HttpError, String)> {
     if let Some(length) = response.content_length()
         && length > cap
     {
@@ -118,7 +142,7 @@ async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Bytes,
 }
 
 /// The error for a body over the connector's `response_size` (a cassette's too).
-pub fn too_large(cap: u64) -> UpstreamError {
+pub fn too_large(cap: u64) -> (HttpError, String) {
     (
         HttpError::HttpResponseBodySize(Some(cap)),
         format!("response body larger than the {cap}-byte limit"),

@@ -200,24 +200,31 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let role = [Role::Poller, Role::Handler, Role::Searcher]
+        let roles: Vec<Role> = [Role::Poller, Role::Handler, Role::Searcher]
             .into_iter()
-            .find(|role| {
+            .filter(|role| {
                 let wanted = format!("tsunagi:connector/{}@", role.export());
                 exports.iter().any(|name| name.starts_with(&wanted))
             })
-            .ok_or_else(|| LoadError::WrongRole {
-                path: path.to_path_buf(),
-                role: "poller, handler or searcher",
-                reason: format!(
-                    "it must export tsunagi:connector/poll, handle or search; it exports: {}",
-                    if exports.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        exports.join(", ")
-                    }
-                ),
-            })?;
+            .collect();
+        let role = match roles.as_slice() {
+            [role] => *role,
+            _ => {
+                return Err(LoadError::WrongRole {
+                    path: path.to_path_buf(),
+                    role: "poller, handler or searcher",
+                    reason: format!(
+                        "it must export exactly one of tsunagi:connector/poll, handle or search; \
+                         it exports: {}",
+                        if exports.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            exports.join(", ")
+                        }
+                    ),
+                });
+            }
+        };
         self.prepare(path, &bytes, component, role)
     }
 
@@ -411,6 +418,20 @@ mod tests {
         assert_eq!(wit_compatibility("1.2.0", "1.4.1"), Ok(()));
         assert!(wit_compatibility("2.0.0", "1.4.1").is_err());
         assert!(wit_compatibility("x", "0.1.0").is_err());
+    }
+
+    #[test]
+    fn a_component_without_a_role_export_is_refused_naming_what_it_exports() {
+        let runtime = Runtime::new(&RuntimeSettings::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.wasm");
+        std::fs::write(&path, wat::parse_str("(component)").unwrap()).unwrap();
+        let error = runtime.load_any_role(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("exactly one of tsunagi:connector/poll, handle or search")
+                && error.contains("it exports: nothing"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!
 //! - [`Error`] / [`Result`]: a failure and how the host should treat it ([`ErrorKind`]);
 //! - [`http`]: a small blocking HTTP client over `wasi:http/outgoing-handler` (the host applies
-//!   its allowlist, credentials, rate limits and caps to every request);
+//!   its allowlist, rate limits, breakers and caps to every request);
 //! - [`state`], [`config`], [`log`] (plus the [`info!`]-style macros): the host's services;
 //! - [`json`]: serde_json with errors that say which upstream sent the bad document;
 //! - [`Item`]: what pollers and searchers produce;

@@ -7,6 +7,8 @@
 //!   feed, `500`, or no answer at all until the mode changes.
 //! - `GET /health`: the probe endpoint; follows the mode like `/flaky`.
 //! - `GET /gone/{name}`: `410 Gone`, a failure no retry can fix.
+//! - `GET /overloaded/{name}`: `503` with `Retry-After: 120` and a 64 KiB body, larger than a
+//!   tight response size cap: the head must still count when the body is refused.
 //!
 //! Every request is counted by kind, and each accepted `/limited` request's arrival time is
 //! kept, so a test can check both "never refused" and "used the allowed rate".
@@ -176,6 +178,14 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     }
     if path.starts_with("/gone/") {
         return plain(StatusCode::GONE, "gone\n");
+    }
+    if path.starts_with("/overloaded/") {
+        let mut response = Response::new(Full::new(Bytes::from(vec![b'x'; 64 * 1024])));
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("120"));
+        return response;
     }
     if path == "/health" {
         shared.counters.probes.fetch_add(1, Ordering::Relaxed);

@@ -1,5 +1,5 @@
 //! A small blocking HTTP client over `wasi:http/outgoing-handler`, a connector's only way out.
-//! The host intercepts every request and applies its allowlist, credentials, rate limits,
+//! The host intercepts every request and applies its allowlist, rate limits,
 //! timeouts and size caps; a request it refuses fails like a network error.
 //!
 //! ```no_run
