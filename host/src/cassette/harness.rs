@@ -6,7 +6,7 @@ use super::record::{Recorder, write_interactions};
 use super::replay::Replay;
 use super::{Case, Cassette};
 use crate::clock::SystemClock;
-use crate::config::{Config, Role, config_value_text};
+use crate::config::{Config, Role, config_texts};
 use crate::egress::{EgressLimits, EgressPolicy, Network, Upstream, build_client};
 use crate::resilience::Resilience;
 use crate::runtime::{
@@ -147,11 +147,7 @@ pub async fn run(
     .map_err(|e| HarnessError::Load(format!("scratch state store: {e}")))?;
     let services = Arc::new(ConnectorServices {
         connector: name.clone(),
-        config: file
-            .config
-            .iter()
-            .filter_map(|(k, v)| config_value_text(v).map(|text| (k.clone(), text)))
-            .collect(),
+        config: config_texts(&file.config),
         state: backend,
     });
     let resilience = Resilience::in_process(&Config::default(), Arc::new(SystemClock))

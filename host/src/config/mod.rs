@@ -117,7 +117,7 @@ fn default_shutdown_grace() -> Duration {
 }
 
 /// The role a connector plays, which decides the world its component must export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Pulls from targets on a schedule; exports `poll`.
@@ -615,6 +615,15 @@ fn is_valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// What a plugin's `config` import answers: each value of a `[connectors.NAME.config]` table
+/// (or a cassette's `[config]`) as text; validation refuses the values that have none.
+pub fn config_texts(table: &BTreeMap<String, toml::Value>) -> BTreeMap<String, String> {
+    table
+        .iter()
+        .filter_map(|(key, value)| config_value_text(value).map(|text| (key.clone(), text)))
+        .collect()
 }
 
 /// The text a plugin sees for a `[connectors.NAME.config]` value.

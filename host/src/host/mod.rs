@@ -8,7 +8,7 @@ pub use pipelines::{ConnectorSet, Pipelines};
 
 use crate::admin;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, ConfigError, ConnectorSettings, config_value_text};
+use crate::config::{Config, ConfigError, ConnectorSettings, config_texts};
 use crate::egress::{EgressLimits, EgressPolicy};
 use crate::reload::{Reloader, spawn_watcher};
 use crate::resilience::Resilience;
@@ -120,11 +120,7 @@ pub async fn build_connector(
         .map_err(|e| config.error_at(&format!("connectors.{name}.plugin"), &e.to_string()))?;
     let services = Arc::new(ConnectorServices {
         connector: name.to_string(),
-        config: settings
-            .config
-            .iter()
-            .filter_map(|(k, v)| config_value_text(v).map(|text| (k.clone(), text)))
-            .collect(),
+        config: config_texts(&settings.config),
         state: backend.clone(),
     });
     let limits = &settings.limits;

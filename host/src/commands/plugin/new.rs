@@ -2,6 +2,7 @@
 //! builds (`tsunagi plugin build`) and passes its own cassette (`tsunagi plugin test .`) as
 //! created. The templates live next to this file and are compiled into the binary.
 
+use crate::config::Role;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ pub struct NewArgs {
     pub name: String,
     /// What the connector does for the host.
     #[arg(long, value_enum)]
-    pub role: RoleArg,
+    pub role: Role,
     /// Where to create the crate.
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -23,95 +24,78 @@ pub struct NewArgs {
     pub sdk: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RoleArg {
-    Poller,
-    Handler,
-    Searcher,
-}
-
-impl RoleArg {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Poller => "poller",
-            Self::Handler => "handler",
-            Self::Searcher => "searcher",
-        }
-    }
-
-    /// The role's files: (path in the crate, template text).
-    fn files(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            Self::Poller => &[
-                ("src/lib.rs", include_str!("templates/poller/lib.rs")),
-                (
-                    "cassettes/basic/cases.toml",
-                    include_str!("templates/poller/cases.toml"),
-                ),
-                (
-                    "cassettes/basic/interactions.toml",
-                    include_str!("templates/poller/interactions.toml"),
-                ),
-                (
-                    "cassettes/basic/bodies/items.json",
-                    include_str!("templates/poller/items.json"),
-                ),
-                (
-                    "cassettes/basic/expected/first-page.json",
-                    include_str!("templates/poller/expected/first-page.json"),
-                ),
-                (
-                    "cassettes/basic/expected/unchanged-page-answers-304.json",
-                    include_str!("templates/poller/expected/unchanged-page-answers-304.json"),
-                ),
-                (
-                    "cassettes/basic/expected/server-error-is-transient.json",
-                    include_str!("templates/poller/expected/server-error-is-transient.json"),
-                ),
-            ],
-            Self::Handler => &[
-                ("src/lib.rs", include_str!("templates/handler/lib.rs")),
-                (
-                    "cassettes/basic/cases.toml",
-                    include_str!("templates/handler/cases.toml"),
-                ),
-                (
-                    "cassettes/basic/interactions.toml",
-                    include_str!("templates/handler/interactions.toml"),
-                ),
-                (
-                    "cassettes/basic/expected/publish-a-post.json",
-                    include_str!("templates/handler/expected/publish-a-post.json"),
-                ),
-                (
-                    "cassettes/basic/expected/a-refused-post-is-permanent.json",
-                    include_str!("templates/handler/expected/a-refused-post-is-permanent.json"),
-                ),
-            ],
-            Self::Searcher => &[
-                ("src/lib.rs", include_str!("templates/searcher/lib.rs")),
-                (
-                    "cassettes/basic/cases.toml",
-                    include_str!("templates/searcher/cases.toml"),
-                ),
-                (
-                    "cassettes/basic/interactions.toml",
-                    include_str!("templates/searcher/interactions.toml"),
-                ),
-                (
-                    "cassettes/basic/bodies/green-tea.json",
-                    include_str!("templates/searcher/green-tea.json"),
-                ),
-                (
-                    "cassettes/basic/expected/green-tea.json",
-                    include_str!("templates/searcher/expected/green-tea.json"),
-                ),
-                (
-                    "cassettes/basic/expected/rate-limited.json",
-                    include_str!("templates/searcher/expected/rate-limited.json"),
-                ),
-            ],
-        }
+/// A role's files: (path in the crate, template text).
+fn role_files(role: Role) -> &'static [(&'static str, &'static str)] {
+    match role {
+        Role::Poller => &[
+            ("src/lib.rs", include_str!("templates/poller/lib.rs")),
+            (
+                "cassettes/basic/cases.toml",
+                include_str!("templates/poller/cases.toml"),
+            ),
+            (
+                "cassettes/basic/interactions.toml",
+                include_str!("templates/poller/interactions.toml"),
+            ),
+            (
+                "cassettes/basic/bodies/items.json",
+                include_str!("templates/poller/items.json"),
+            ),
+            (
+                "cassettes/basic/expected/first-page.json",
+                include_str!("templates/poller/expected/first-page.json"),
+            ),
+            (
+                "cassettes/basic/expected/unchanged-page-answers-304.json",
+                include_str!("templates/poller/expected/unchanged-page-answers-304.json"),
+            ),
+            (
+                "cassettes/basic/expected/server-error-is-transient.json",
+                include_str!("templates/poller/expected/server-error-is-transient.json"),
+            ),
+        ],
+        Role::Handler => &[
+            ("src/lib.rs", include_str!("templates/handler/lib.rs")),
+            (
+                "cassettes/basic/cases.toml",
+                include_str!("templates/handler/cases.toml"),
+            ),
+            (
+                "cassettes/basic/interactions.toml",
+                include_str!("templates/handler/interactions.toml"),
+            ),
+            (
+                "cassettes/basic/expected/publish-a-post.json",
+                include_str!("templates/handler/expected/publish-a-post.json"),
+            ),
+            (
+                "cassettes/basic/expected/a-refused-post-is-permanent.json",
+                include_str!("templates/handler/expected/a-refused-post-is-permanent.json"),
+            ),
+        ],
+        Role::Searcher => &[
+            ("src/lib.rs", include_str!("templates/searcher/lib.rs")),
+            (
+                "cassettes/basic/cases.toml",
+                include_str!("templates/searcher/cases.toml"),
+            ),
+            (
+                "cassettes/basic/interactions.toml",
+                include_str!("templates/searcher/interactions.toml"),
+            ),
+            (
+                "cassettes/basic/bodies/green-tea.json",
+                include_str!("templates/searcher/green-tea.json"),
+            ),
+            (
+                "cassettes/basic/expected/green-tea.json",
+                include_str!("templates/searcher/expected/green-tea.json"),
+            ),
+            (
+                "cassettes/basic/expected/rate-limited.json",
+                include_str!("templates/searcher/expected/rate-limited.json"),
+            ),
+        ],
     }
 }
 
@@ -140,7 +124,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
             .replace("{{sdk_path}}", &toml_path(&sdk))
             .replace("{{dir}}", &dir.display().to_string())
     };
-    for (path, text) in COMMON_FILES.iter().chain(args.role.files()) {
+    for (path, text) in COMMON_FILES.iter().chain(role_files(args.role)) {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
@@ -216,7 +200,7 @@ mod tests {
     #[test]
     fn every_role_writes_a_crate_with_its_own_cassette() {
         let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
-        for role in [RoleArg::Poller, RoleArg::Handler, RoleArg::Searcher] {
+        for role in [Role::Poller, Role::Handler, Role::Searcher] {
             let dir = tempfile::tempdir().unwrap();
             let crate_dir = dir.path().join("demo");
             new(NewArgs {
