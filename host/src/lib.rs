@@ -1,23 +1,32 @@
 //! tsunagi: a host runtime for connectors to outside services, each a sandboxed WebAssembly
 //! component.
 //!
-//! The modules follow the data path of a crawl (see `docs/ARCHITECTURE.md`):
-//! [`config`] → [`scheduler`] → [`workers`] → [`runtime`] → [`egress`] → upstream, then back
-//! through [`workers`] into the backends and [`sinks`]; [`admin`] reports on all of it.
+//! The modules form a one-way stack that follows the data path of a crawl (see
+//! `docs/ARCHITECTURE.md`); each uses only the ones listed after it:
+//!
+//! [`admin`] → [`topology`] → [`pipeline`] → [`sinks`] → [`scheduler`] → [`cassette`] →
+//! [`runtime`] → [`egress`] → [`resilience`] → [`config`] → [`stats`] → [`clock`] → backends
+//! (and, for unit tests only, `loopback`, a scriptable HTTP server).
+//!
+//! `host/tests/all/layers.rs` holds the code to this order.
+//!
+//! The command line is the `tsunagi` binary's own (`src/bin/tsunagi`), not part of this
+//! library.
 
 pub mod admin;
 pub mod cassette;
 pub mod clock;
-pub mod commands;
 pub mod config;
 pub mod egress;
-pub mod host;
-pub mod reload;
+pub mod pipeline;
 pub mod resilience;
 pub mod runtime;
 pub mod scheduler;
 pub mod sinks;
 pub mod stats;
-pub mod workers;
+pub mod topology;
 
 pub use tsunagi_backends as backends;
+
+#[cfg(test)]
+mod loopback;

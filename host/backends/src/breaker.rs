@@ -79,9 +79,9 @@ fn ceil_div(numerator: i64, denominator: i64) -> i64 {
 /// Upper bound on the buckets of a time window, to keep memory per breaker small.
 const MAX_TIME_BUCKETS: i64 = 600;
 
-/// How a breaker judges and recovers. Check with [`BreakerSettings::validate`] before use.
+/// How a breaker judges and recovers. Check with [`BreakerPolicy::validate`] before use.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BreakerSettings {
+pub struct BreakerPolicy {
     /// Which recent outcomes the closed state looks at.
     pub window: Window,
     /// Open when this percentage of the window's calls failed (0 < x ≤ 100).
@@ -103,12 +103,12 @@ pub struct BreakerSettings {
     pub probe_successes_to_close: u32,
 }
 
-impl Default for BreakerSettings {
+impl Default for BreakerPolicy {
     /// Opens when at least half of the last 20 calls failed (once 10 are in), or when every
     /// call in the window took 30 s or more; waits a minute, then tries 3 calls, which must all
     /// report within 5 minutes; with a probe, two good probes in a row close it.
     fn default() -> Self {
-        BreakerSettings {
+        BreakerPolicy {
             window: Window::Count(20),
             failure_rate_percent: 50.0,
             slow_call_rate_percent: 100.0,
@@ -122,7 +122,7 @@ impl Default for BreakerSettings {
     }
 }
 
-/// Why a [`BreakerSettings`] cannot work.
+/// Why a [`BreakerPolicy`] cannot work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SettingsError {
     #[error(
@@ -143,7 +143,7 @@ pub enum SettingsError {
     MinimumCallsAboveWindow { minimum_calls: u32, window: u32 },
 }
 
-impl BreakerSettings {
+impl BreakerPolicy {
     /// Rejects settings under which the breaker could not work as configured.
     pub fn validate(&self) -> Result<(), SettingsError> {
         for (field, value) in [
@@ -362,7 +362,7 @@ impl Tally {
         percent(self.slow, self.calls)
     }
 
-    fn breaches(&self, settings: &BreakerSettings) -> bool {
+    fn breaches(&self, settings: &BreakerPolicy) -> bool {
         self.failure_rate() >= settings.failure_rate_percent
             || self.slow_rate() >= settings.slow_call_rate_percent
     }
@@ -499,7 +499,7 @@ fn slot_of(index: i64, slots: usize) -> usize {
 #[derive(Debug, Clone)]
 pub struct Breaker {
     name: String,
-    settings: BreakerSettings,
+    settings: BreakerPolicy,
     state: BreakerState,
     /// When the current state began; `None` until the first call that passes a time.
     since: Option<Millis>,
@@ -522,10 +522,10 @@ pub struct Breaker {
 impl Breaker {
     /// A closed breaker called `name` (shown in rejections and on the status page).
     ///
-    /// Settings should be checked with [`BreakerSettings::validate`] first; values it would
+    /// Settings should be checked with [`BreakerPolicy::validate`] first; values it would
     /// reject are pulled to the nearest workable one (a zero count becomes 1, a negative wait
     /// becomes 0) rather than causing a panic.
-    pub fn new(name: String, settings: BreakerSettings) -> Self {
+    pub fn new(name: String, settings: BreakerPolicy) -> Self {
         let settings = settings.sanitised();
         Breaker {
             name,
@@ -553,7 +553,7 @@ impl Breaker {
     }
 
     /// The settings in force (after sanitising, see [`Breaker::new`]).
-    pub fn settings(&self) -> &BreakerSettings {
+    pub fn settings(&self) -> &BreakerPolicy {
         &self.settings
     }
 
@@ -777,7 +777,7 @@ mod tests {
     }
 
     impl Scenario {
-        fn new(settings: BreakerSettings) -> Self {
+        fn new(settings: BreakerPolicy) -> Self {
             settings.validate().expect("test settings are valid");
             Scenario {
                 breaker: Breaker::new("shop-a".to_owned(), settings),
@@ -865,8 +865,8 @@ mod tests {
 
     /// Count window of 4, opens at 50 % failures (slow calls: at 100 %) once 4 calls are in;
     /// open for 10 s, then 2 trial calls that must report within 5 s.
-    fn settings() -> BreakerSettings {
-        BreakerSettings {
+    fn settings() -> BreakerPolicy {
+        BreakerPolicy {
             window: Window::Count(4),
             failure_rate_percent: 50.0,
             slow_call_rate_percent: 100.0,
@@ -889,7 +889,7 @@ mod tests {
 
     #[test]
     fn minimum_calls_prevents_early_opening() {
-        let mut scenario = Scenario::new(BreakerSettings {
+        let mut scenario = Scenario::new(BreakerPolicy {
             window: Window::Count(10),
             ..settings()
         });
@@ -930,7 +930,7 @@ mod tests {
 
     #[test]
     fn time_window_forgets_outcomes_older_than_the_window() {
-        let settings = BreakerSettings {
+        let settings = BreakerPolicy {
             window: Window::Time { ms: 10_000 },
             ..settings()
         };
@@ -964,7 +964,7 @@ mod tests {
         assert_eq!(Window::Count(10).bucket_ms(), None);
 
         // A half-second window with 50 ms buckets.
-        let mut scenario = Scenario::new(BreakerSettings {
+        let mut scenario = Scenario::new(BreakerPolicy {
             window: Window::Time { ms: 500 },
             ..settings()
         });
@@ -982,7 +982,7 @@ mod tests {
 
     #[test]
     fn slow_call_rate_opens_and_slow_failures_count_twice() {
-        let mut scenario = Scenario::new(BreakerSettings {
+        let mut scenario = Scenario::new(BreakerPolicy {
             slow_call_rate_percent: 50.0,
             failure_rate_percent: 100.0,
             ..settings()
@@ -1084,7 +1084,7 @@ mod tests {
 
     #[test]
     fn slow_trials_reopen_the_breaker() {
-        let mut scenario = Scenario::new(BreakerSettings {
+        let mut scenario = Scenario::new(BreakerPolicy {
             slow_call_rate_percent: 50.0,
             ..settings()
         });
@@ -1206,7 +1206,7 @@ mod tests {
 
     #[test]
     fn late_outcome_from_an_earlier_generation_is_ignored_for_transitions() {
-        let mut scenario = Scenario::new(BreakerSettings {
+        let mut scenario = Scenario::new(BreakerPolicy {
             half_open_calls: 1,
             ..settings()
         });
@@ -1231,7 +1231,7 @@ mod tests {
 
     #[test]
     fn late_outcome_does_not_leak_into_a_fresh_closed_window() {
-        let mut scenario = Scenario::new(BreakerSettings {
+        let mut scenario = Scenario::new(BreakerPolicy {
             half_open_calls: 1,
             ..settings()
         });
@@ -1283,91 +1283,91 @@ mod tests {
 
     #[test]
     fn default_settings_are_valid() {
-        assert_eq!(BreakerSettings::default().validate(), Ok(()));
+        assert_eq!(BreakerPolicy::default().validate(), Ok(()));
     }
 
     #[test]
     fn validate_names_the_impossible_value() {
-        let cases: Vec<(BreakerSettings, &str)> = vec![
+        let cases: Vec<(BreakerPolicy, &str)> = vec![
             (
-                BreakerSettings {
+                BreakerPolicy {
                     failure_rate_percent: 0.0,
                     ..settings()
                 },
                 "failure_rate_percent must be a percentage above 0 and at most 100, got 0",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     failure_rate_percent: 120.0,
                     ..settings()
                 },
                 "failure_rate_percent must be a percentage above 0 and at most 100, got 120",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     slow_call_rate_percent: f64::NAN,
                     ..settings()
                 },
                 "slow_call_rate_percent must be a percentage",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     window: Window::Count(0),
                     ..settings()
                 },
                 "a count window must hold at least 1 call",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     window: Window::Time { ms: 0 },
                     ..settings()
                 },
                 "a time window must span more than 0 ms, got 0",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     window: Window::Count(3),
                     ..settings()
                 },
                 "minimum_calls (4) is larger than the count window (3 calls)",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     slow_call_ms: 0,
                     ..settings()
                 },
                 "slow_call_ms must be more than 0 ms, got 0",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     open_wait_ms: -1,
                     ..settings()
                 },
                 "open_wait_ms must be more than 0 ms, got -1",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     half_open_max_wait_ms: 0,
                     ..settings()
                 },
                 "half_open_max_wait_ms must be more than 0 ms",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     minimum_calls: 0,
                     ..settings()
                 },
                 "minimum_calls must be at least 1",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     half_open_calls: 0,
                     ..settings()
                 },
                 "half_open_calls must be at least 1",
             ),
             (
-                BreakerSettings {
+                BreakerPolicy {
                     probe_successes_to_close: 0,
                     ..settings()
                 },
@@ -1390,7 +1390,7 @@ mod tests {
     fn unvalidated_settings_do_not_panic() {
         let mut breaker = Breaker::new(
             "odd".to_owned(),
-            BreakerSettings {
+            BreakerPolicy {
                 window: Window::Count(0),
                 half_open_calls: 0,
                 minimum_calls: 0,
@@ -1409,7 +1409,7 @@ mod tests {
 
         let mut timed = Breaker::new(
             "odd".to_owned(),
-            BreakerSettings {
+            BreakerPolicy {
                 window: Window::Time { ms: -1 },
                 ..settings()
             },

@@ -10,7 +10,7 @@
 //! these traits only say where their state lives. Times come from the caller.
 
 use crate::breaker::{
-    Breaker, BreakerSettings, BreakerSnapshot, BreakerState, CallOutcome, CallPermit, Rejected,
+    Breaker, BreakerPolicy, BreakerSnapshot, BreakerState, CallOutcome, CallPermit, Rejected,
 };
 use crate::ratelimit::{GcraState, Quota, Reservation};
 use crate::{Millis, Result};
@@ -50,7 +50,7 @@ pub trait RateLimitStore: Send + Sync {
 /// (a breaker that does not exist never rejects).
 pub trait BreakerStore: Send + Sync {
     /// Adds a breaker or replaces its settings (its counts start afresh).
-    fn register(&self, name: &str, settings: BreakerSettings, probing: bool);
+    fn register(&self, name: &str, settings: BreakerPolicy, probing: bool);
     /// A permit for one call, `None` when no breaker has that name.
     fn try_acquire(&self, name: &str, now: Millis) -> Result<Option<CallPermit>, Rejected>;
     /// The state right now, without taking a permit (so a half-open trial is not used up).
@@ -119,7 +119,7 @@ impl RateLimitStore for InProcessCoordination {
 }
 
 impl BreakerStore for InProcessCoordination {
-    fn register(&self, name: &str, settings: BreakerSettings, probing: bool) {
+    fn register(&self, name: &str, settings: BreakerPolicy, probing: bool) {
         let mut breaker = Breaker::new(name.to_string(), settings);
         breaker.set_probing(probing);
         self.breakers
@@ -180,10 +180,10 @@ mod tests {
     #[test]
     fn breakers_open_by_name_and_unknown_names_pass() {
         let store = InProcessCoordination::new();
-        let settings = BreakerSettings {
+        let settings = BreakerPolicy {
             window: Window::Count(2),
             minimum_calls: 2,
-            ..BreakerSettings::default()
+            ..BreakerPolicy::default()
         };
         store.register("shop", settings, false);
         for at in [0, 1] {

@@ -1,125 +1,90 @@
-//! Admin HTTP port: `GET /status` (connectors and their versions, targets due, queue depth,
-//! jobs done and failed, recent errors, budgets, breakers, the last reloads), `GET /healthz`,
-//! and the hot-swap triggers `POST /v1/reload`, `POST /v1/connectors/{name}/reload` and
-//! `POST /v1/connectors/{name}/rollback` (200 with the report when everything was applied, 422
-//! with it when something was refused). It shows no secrets: the host keeps none in what it
-//! reports.
+//! Admin HTTP API over a running topology's [`Control`]: `GET /status` (connectors and their
+//! versions, targets due, queue depth, jobs done and failed, recent errors, budgets, breakers,
+//! the last reloads), `GET /healthz`, and the hot-swap triggers `POST /v1/reload`,
+//! `POST /v1/connectors/{name}/reload` and `POST /v1/connectors/{name}/rollback` (200 with the
+//! report when everything was applied, 422 with it when something was refused).
+//!
+//! It depends on the topology one way: it sees only [`Control`], and the command that runs the
+//! host decides whether and where it listens ([`serve`]).
 
-use crate::clock::rfc3339;
-use crate::host::HostView;
-use crate::reload::{ConnectorReload, ReloadReport};
-use crate::resilience::ResilienceStatus;
-use crate::runtime::VersionInfo;
-use crate::sinks::queue_name;
-use crate::stats::{LatencySnapshot, RecentError, StatsSnapshot};
+use crate::topology::{Control, ReloadReport};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, post};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use tsunagi_backends::QueueCounts;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-pub fn router(view: Arc<HostView>) -> axum::Router {
+type Shared = Arc<dyn Control>;
+
+/// Why the admin API could not listen.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the admin listener on {addr}: {source}")]
+pub struct AdminError {
+    pub addr: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+pub fn router(control: Shared) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/status", get(status))
         .route("/v1/reload", post(reload_all))
         .route("/v1/connectors/{name}/reload", post(reload_one))
         .route("/v1/connectors/{name}/rollback", post(rollback))
-        .with_state(view)
+        .with_state(control)
+}
+
+/// A listening admin API.
+pub struct AdminServer {
+    /// Where it listens (the port the OS picked when `listen` asked for port 0).
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Waits until the server has stopped (after `stop` fired).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Listens on `listen` and serves [`router`] until `stop` fires.
+pub async fn serve(
+    listen: &str,
+    control: Shared,
+    stop: CancellationToken,
+) -> Result<AdminServer, AdminError> {
+    let failed = |source| AdminError {
+        addr: listen.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(failed)?;
+    let addr = listener.local_addr().map_err(failed)?;
+    let app = router(control);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!("admin listener failed: {error}");
+        }
+    });
+    tracing::info!(%addr, "admin listening");
+    Ok(AdminServer { addr, task })
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-#[derive(Debug, Serialize)]
-pub struct StatusReport {
-    pub worker_id: String,
-    pub backend: &'static str,
-    pub started_at: String,
-    pub now: String,
-    pub connectors: Vec<ConnectorStatus>,
-    pub sinks: Vec<SinkStatus>,
-    /// Every budget's fill and every breaker's state, counts and last probe.
-    #[serde(flatten)]
-    pub resilience: ResilienceStatus,
-    /// The latest reload of each connector: what was swapped or why it was refused.
-    pub reloads: BTreeMap<String, ConnectorReload>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ConnectorStatus {
-    pub name: String,
-    /// The version serving now.
-    pub plugin: VersionInfo,
-    /// The version before it (what `tsunagi rollback` returns to).
-    pub previous_plugin: Option<VersionInfo>,
-    pub targets: u64,
-    /// Targets due now and not claimed: the connector's queue depth.
-    pub targets_due: u64,
-    pub in_flight: i64,
-    pub jobs_done: u64,
-    pub jobs_failed: u64,
-    #[serde(flatten)]
-    pub counters: StatsSnapshot,
-    /// Claim to commit, over every job since the host started.
-    pub latency: LatencySnapshot,
-    pub last_errors: Vec<RecentError>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SinkStatus {
-    pub name: String,
-    pub queue: QueueCounts,
-}
-
-/// Builds the status report; storage errors are reported, not hidden.
-pub async fn status_report(
-    view: &HostView,
-) -> Result<StatusReport, tsunagi_backends::BackendError> {
-    let now = view.clock.now_ms();
-    let mut connectors = Vec::new();
-    for handle in view.connectors.all() {
-        let counters = handle.stats.snapshot();
-        let (current, previous) = handle.runtime.versions();
-        connectors.push(ConnectorStatus {
-            name: handle.name.clone(),
-            plugin: current,
-            previous_plugin: previous,
-            targets: view.backend.count_targets(&handle.name).await?,
-            targets_due: view.backend.count_due(&handle.name, now).await?,
-            in_flight: counters.in_flight,
-            jobs_done: counters.polls_ok,
-            jobs_failed: counters.polls_failed,
-            counters,
-            latency: handle.stats.latency(),
-            last_errors: handle.stats.recent_errors(),
-        });
-    }
-    let mut sinks = Vec::new();
-    for name in &view.sinks {
-        sinks.push(SinkStatus {
-            name: name.clone(),
-            queue: view.backend.queue_counts(&queue_name(name)).await?,
-        });
-    }
-    Ok(StatusReport {
-        worker_id: view.worker_id.clone(),
-        backend: view.backend.kind(),
-        started_at: rfc3339(view.started_at),
-        now: rfc3339(now),
-        connectors,
-        sinks,
-        resilience: view.resilience.status().await,
-        reloads: view.reloader.last_reloads(),
-    })
-}
-
-async fn status(State(view): State<Arc<HostView>>) -> axum::response::Response {
-    match status_report(&view).await {
+async fn status(State(control): State<Shared>) -> axum::response::Response {
+    match control.status().await {
         Ok(report) => Json(report).into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -138,20 +103,194 @@ fn report_response(report: ReloadReport) -> axum::response::Response {
     (status, Json(report)).into_response()
 }
 
-async fn reload_all(State(view): State<Arc<HostView>>) -> axum::response::Response {
-    report_response(view.reloader.reload(None).await)
+async fn reload_all(State(control): State<Shared>) -> axum::response::Response {
+    report_response(control.reload(None).await)
 }
 
 async fn reload_one(
-    State(view): State<Arc<HostView>>,
+    State(control): State<Shared>,
     Path(name): Path<String>,
 ) -> axum::response::Response {
-    report_response(view.reloader.reload(Some(&name)).await)
+    report_response(control.reload(Some(&name)).await)
 }
 
 async fn rollback(
-    State(view): State<Arc<HostView>>,
+    State(control): State<Shared>,
     Path(name): Path<String>,
 ) -> axum::response::Response {
-    report_response(view.reloader.rollback(&name).await)
+    report_response(control.rollback(&name).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resilience::ResilienceStatus;
+    use crate::topology::{ConnectorReload, Outcome, StatusReport};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use tsunagi_backends::BackendError;
+
+    /// A control that answers as told and remembers what it was asked.
+    struct Scripted {
+        status_fails: bool,
+        refuse: bool,
+        asked: Mutex<Vec<String>>,
+    }
+
+    fn report(ok: bool, connector: &str) -> ReloadReport {
+        ReloadReport {
+            ok,
+            error: None,
+            protections: Vec::new(),
+            connectors: vec![ConnectorReload {
+                connector: connector.to_string(),
+                outcome: if ok {
+                    Outcome::Swapped
+                } else {
+                    Outcome::Refused
+                },
+                from: "a".into(),
+                to: "b".into(),
+                error: (!ok).then(|| "self-test failed".to_string()),
+                took_ms: 1,
+                pipeline_restarted: false,
+                at: "2026-12-01T00:00:00Z".into(),
+            }],
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Control for Scripted {
+        async fn status(&self) -> Result<StatusReport, BackendError> {
+            self.asked.lock().unwrap().push("status".into());
+            if self.status_fails {
+                return Err(BackendError::Open {
+                    url: "sqlite://gone.db".into(),
+                    reason: "disk gone".into(),
+                });
+            }
+            Ok(StatusReport {
+                worker_id: "w-1".into(),
+                backend: "sqlite",
+                started_at: "2026-12-01T00:00:00Z".into(),
+                now: "2026-12-01T00:00:01Z".into(),
+                connectors: Vec::new(),
+                sinks: Vec::new(),
+                resilience: ResilienceStatus {
+                    budgets: BTreeMap::new(),
+                    breakers: BTreeMap::new(),
+                },
+                reloads: BTreeMap::new(),
+            })
+        }
+        async fn reload(&self, only: Option<&str>) -> ReloadReport {
+            let name = only.unwrap_or("*");
+            self.asked.lock().unwrap().push(format!("reload {name}"));
+            report(!self.refuse, name)
+        }
+        async fn rollback(&self, connector: &str) -> ReloadReport {
+            self.asked
+                .lock()
+                .unwrap()
+                .push(format!("rollback {connector}"));
+            report(!self.refuse, connector)
+        }
+    }
+
+    async fn start(status_fails: bool, refuse: bool) -> (AdminServer, Arc<Scripted>) {
+        let control = Arc::new(Scripted {
+            status_fails,
+            refuse,
+            asked: Mutex::new(Vec::new()),
+        });
+        let server = serve("127.0.0.1:0", control.clone(), CancellationToken::new())
+            .await
+            .expect("listens");
+        (server, control)
+    }
+
+    #[tokio::test]
+    async fn status_serves_the_report_as_json() {
+        let (server, _) = start(false, false).await;
+        let response = reqwest::get(format!("http://{}/status", server.addr))
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(body["worker_id"], "w-1");
+        assert!(
+            body["budgets"].is_object(),
+            "resilience is flattened: {body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_fails_makes_status_unavailable() {
+        let (server, _) = start(true, false).await;
+        let response = reqwest::get(format!("http://{}/status", server.addr))
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 503);
+        let text = response.text().await.expect("text");
+        assert!(
+            text.contains("status unavailable") && text.contains("disk gone"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reloads_and_rollbacks_answer_200_when_applied_and_422_when_refused() {
+        let client = reqwest::Client::new();
+        for (refuse, expected) in [(false, 200), (true, 422)] {
+            let (server, control) = start(false, refuse).await;
+            for path in [
+                "/v1/reload",
+                "/v1/connectors/rss/reload",
+                "/v1/connectors/rss/rollback",
+            ] {
+                let response = client
+                    .post(format!("http://{}{path}", server.addr))
+                    .send()
+                    .await
+                    .expect("answers");
+                assert_eq!(response.status(), expected, "{path}");
+                let body: serde_json::Value = response.json().await.expect("JSON report");
+                assert_eq!(body["ok"], !refuse);
+            }
+            assert_eq!(
+                *control.asked.lock().unwrap(),
+                ["reload *", "reload rss", "rollback rss"]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_listener_stops_when_told() {
+        let stop = CancellationToken::new();
+        let control = Arc::new(Scripted {
+            status_fails: false,
+            refuse: false,
+            asked: Mutex::new(Vec::new()),
+        });
+        let server = serve("127.0.0.1:0", control, stop.clone())
+            .await
+            .expect("listens");
+        let addr = server.addr;
+        stop.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(30), server.stopped())
+            .await
+            .expect("stops");
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_taken_address_is_an_error_naming_it() {
+        let (server, control) = start(false, false).await;
+        let taken = server.addr.to_string();
+        let error = serve(&taken, control, CancellationToken::new())
+            .await
+            .err()
+            .expect("the port is taken");
+        assert!(error.to_string().contains(&taken), "{error}");
+    }
 }

@@ -7,11 +7,11 @@ use super::replay::Replay;
 use super::{Case, Cassette};
 use crate::clock::SystemClock;
 use crate::config::{Config, Role, config_texts};
-use crate::egress::{EgressLimits, EgressPolicy, Network, Upstream, build_client};
+use crate::egress::{EgressError, EgressLimits, EgressPolicy, Network, Upstream};
 use crate::resilience::Resilience;
 use crate::runtime::{
-    CallError, CallOutcome, ConnectorRuntime, ConnectorRuntimeSettings, ConnectorServices,
-    HandleRequest, Runtime, RuntimeSettings, SearchQuery, TargetCall,
+    CallError, CallReport, ConnectorServices, Engine, EngineSettings, HandleRequest, InstancePool,
+    LoadError, PoolSettings, SearchQuery, TargetCall,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -25,8 +25,13 @@ const MAX_DIFFERENCES: usize = 12;
 /// What went wrong before any case could run.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("{0}")]
-    Load(String),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+    /// The harness's own scratch state store or resilience could not be set up.
+    #[error("cannot set up the test host: {0}")]
+    Setup(String),
     #[error("{path}: {message}")]
     Cassette { path: PathBuf, message: String },
 }
@@ -93,18 +98,16 @@ pub async fn run(
     let record = mode == Mode::Record;
     let file = &cassette.cases;
     let limits = &file.limits;
-    let runtime = Runtime::new(&RuntimeSettings {
+    let engine = Engine::new(&EngineSettings {
         max_instances: 4,
         max_memory_bytes: limits.memory.as_u64(),
         compile_cache,
-    })
-    .map_err(|e| HarnessError::Load(e.to_string()))?;
-    let loader = runtime.clone();
+    })?;
+    let loader = engine.clone();
     let path = plugin.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || loader.load_any_role(&path))
         .await
-        .map_err(|e| HarnessError::Load(format!("loading panicked: {e}")))?
-        .map_err(|e| HarnessError::Load(e.to_string()))?;
+        .map_err(|e| LoadError::Engine(format!("loading panicked: {e}")))??;
     let role = loaded.role;
     let name = plugin
         .file_stem()
@@ -127,9 +130,8 @@ pub async fn run(
     let egress_limits = EgressLimits::from(limits);
     let replay = Arc::new(Replay::new(&cassette.dir, &cassette.interactions));
     let recorder = if record {
-        let clients = build_client(&policy, &egress_limits, 1)
-            .map_err(|e| HarnessError::Load(format!("HTTP client: {e}")))?;
-        Some(Arc::new(Recorder::new(Arc::new(Network { clients }))))
+        let network = Network::new(&policy, &egress_limits, 1)?;
+        Some(Arc::new(Recorder::new(Arc::new(network))))
     } else {
         None
     };
@@ -138,27 +140,28 @@ pub async fn run(
         None => replay.clone(),
     };
 
-    let scratch = tempfile::tempdir().map_err(|e| HarnessError::Load(e.to_string()))?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| HarnessError::Setup(format!("scratch directory: {e}")))?;
     let backend = tsunagi_backends::open(&format!(
         "sqlite://{}",
         scratch.path().join("state.db").display()
     ))
     .await
-    .map_err(|e| HarnessError::Load(format!("scratch state store: {e}")))?;
+    .map_err(|e| HarnessError::Setup(format!("scratch state store: {e}")))?;
     let services = Arc::new(ConnectorServices {
         connector: name.clone(),
         config: config_texts(&file.config),
         state: backend,
     });
     let resilience = Resilience::in_process(&Config::default(), Arc::new(SystemClock))
-        .map_err(|e| HarnessError::Load(e.to_string()))?;
-    let connector = ConnectorRuntime::with_upstream(
-        runtime,
+        .map_err(|e| HarnessError::Setup(e.to_string()))?;
+    let connector = InstancePool::new(
+        engine,
         loaded,
         services,
         policy,
         resilience,
-        ConnectorRuntimeSettings {
+        PoolSettings {
             concurrency: 1,
             calls_per_instance: 1000,
             call_timeout: limits.call_timeout,
@@ -224,7 +227,7 @@ type Validators = (Option<String>, Option<String>, Option<String>);
 impl Session {
     async fn call(
         &mut self,
-        connector: &ConnectorRuntime,
+        connector: &InstancePool,
         role: Role,
         case: &Case,
     ) -> Result<Call, String> {
@@ -332,7 +335,7 @@ impl Session {
     fn finish<T>(
         &mut self,
         target: &str,
-        outcome: CallOutcome<T>,
+        outcome: CallReport<T>,
         describe: impl FnOnce(&T) -> (Value, String),
     ) -> Call {
         let (actual, summary) = match &outcome.result {
@@ -386,7 +389,7 @@ fn error_kind(error: &CallError) -> &'static str {
         CallError::Timeout(_) => "timeout",
         CallError::MemoryLimit(_) => "memory-limit",
         CallError::Instantiate(_) => "instantiate",
-        CallError::Host(_) => "host",
+        CallError::HostService(_) => "host",
     }
 }
 

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use wasmtime_wasi_http::Error as HttpError;
 
 /// The cassette's interactions, with how often each has answered.
 pub struct Replay {
@@ -78,7 +77,7 @@ impl Replay {
                 let path = self.dir.join(file);
                 Bytes::from(std::fs::read(&path).map_err(|e| {
                     let message = format!("cassette body {}: {e}", path.display());
-                    (HttpError::InternalError(Some(message.clone())), message)
+                    UpstreamError::internal(message)
                 })?)
             }
             (Some(text), None) => Bytes::from(text.clone()),
@@ -86,18 +85,18 @@ impl Replay {
         };
         let status = http::StatusCode::from_u16(recorded.status).map_err(|e| {
             let message = format!("cassette status {}: {e}", recorded.status);
-            (HttpError::InternalError(Some(message.clone())), message)
+            UpstreamError::internal(message)
         })?;
         let mut headers = http::HeaderMap::new();
         for (name, values) in &recorded.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| {
                 let message = format!("cassette header {name:?}: {e}");
-                (HttpError::InternalError(Some(message.clone())), message)
+                UpstreamError::internal(message)
             })?;
             for value in values.values() {
                 let value = http::HeaderValue::from_str(value).map_err(|e| {
                     let message = format!("cassette header {name}: {e}");
-                    (HttpError::InternalError(Some(message.clone())), message)
+                    UpstreamError::internal(message)
                 })?;
                 headers.append(name.clone(), value);
             }
@@ -105,7 +104,7 @@ impl Replay {
         if body.len() as u64 > limits.max_response_bytes {
             return Err(UpstreamError {
                 head: Some(Box::new((status, headers))),
-                ..too_large(limits.max_response_bytes).into()
+                ..too_large(limits.max_response_bytes)
             });
         }
         Ok(UpstreamResponse {
@@ -129,7 +128,7 @@ impl Upstream for Replay {
                     let described = describe(&request);
                     lock(&self.unmatched).push(described.clone());
                     let message = format!("no cassette interaction matches {described}");
-                    Err((HttpError::InternalError(Some(message.clone())), message).into())
+                    Err(UpstreamError::internal(message))
                 }
             }
         })

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use locate::SourceLocator;
-pub use resilience::{BreakerConfig, BudgetScope, BudgetSettings, ProbeSettings};
+pub use resilience::{BreakerSettings, BudgetScope, BudgetSettings, ProbeSettings};
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,26 @@ pub struct ConfigError {
     /// Dotted path of the offending field, e.g. `connectors.rss.schedule.min_interval`.
     pub field: String,
     pub message: String,
+}
+
+/// Where a field stands in its config file: `file:line:column: field`. Errors that other
+/// modules raise about a field (a plugin that does not load) carry it beside their own source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldLocation {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+}
+
+impl std::fmt::Display for FieldLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.field
+        )
+    }
 }
 
 /// The whole configuration file.
@@ -41,7 +61,7 @@ pub struct Config {
     pub budgets: BTreeMap<String, BudgetSettings>,
     /// Circuit breakers that egress allow rules name, one per upstream.
     #[serde(default)]
-    pub breakers: BTreeMap<String, BreakerConfig>,
+    pub breakers: BTreeMap<String, BreakerSettings>,
     /// Directory of the config file; relative paths in it are resolved against this.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -590,6 +610,19 @@ impl Config {
     }
 
     /// Builds an error for `field`, located in the file when it can still be read.
+    /// Where `field` stands in the file (line 0 when it is not written there).
+    pub fn locate(&self, field: &str) -> FieldLocation {
+        let ConfigError {
+            file, line, column, ..
+        } = self.error_at(field, "");
+        FieldLocation {
+            file,
+            line,
+            column,
+            field: field.to_string(),
+        }
+    }
+
     pub fn error_at(&self, field: &str, message: &str) -> ConfigError {
         match self.locator() {
             Some(locator) => locator.field_error(field, message),

@@ -7,7 +7,7 @@
 use super::{ConfigError, SourceLocator};
 use serde::Deserialize;
 use std::time::Duration;
-use tsunagi_backends::breaker::{BreakerSettings, Window};
+use tsunagi_backends::breaker::{BreakerPolicy, Window};
 use tsunagi_backends::ratelimit::{Quota, QuotaError};
 
 /// `[budgets.NAME]`.
@@ -42,7 +42,7 @@ impl BudgetSettings {
 /// `[breakers.NAME]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct BreakerConfig {
+pub struct BreakerSettings {
     /// `"20 calls"` (the last 20 outcomes) or a duration like `"60s"` (the outcomes of the last
     /// minute).
     #[serde(default = "default_window")]
@@ -134,12 +134,12 @@ fn default_successes_to_close() -> u32 {
     1
 }
 
-impl BreakerConfig {
+impl BreakerSettings {
     /// The state machine's settings. Errors name the field at fault.
-    pub fn settings(&self) -> Result<BreakerSettings, (&'static str, String)> {
+    pub fn settings(&self) -> Result<BreakerPolicy, (&'static str, String)> {
         let window = parse_window(&self.window).map_err(|message| ("window", message))?;
         let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let settings = BreakerSettings {
+        let settings = BreakerPolicy {
             window,
             failure_rate_percent: self.failure_rate,
             slow_call_rate_percent: self.slow_call_rate,

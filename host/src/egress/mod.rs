@@ -72,18 +72,29 @@ pub type ExchangeLog = Arc<Mutex<Vec<ExchangeRecord>>>;
 /// A connector's pooled HTTP clients: `strict` never connects to an internal address; `opt_in`
 /// serves only requests whose allow rule sets `allow_internal` (see [`GuardedResolver`]).
 #[derive(Debug, Clone)]
-pub struct EgressClients {
-    pub strict: reqwest::Client,
-    pub opt_in: reqwest::Client,
+struct EgressClients {
+    strict: reqwest::Client,
+    opt_in: reqwest::Client,
+}
+
+/// Why a connector's egress could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error("cannot build the HTTP client of connector '{connector}': {source}")]
+    Client {
+        connector: String,
+        #[source]
+        source: reqwest::Error,
+    },
 }
 
 /// Builds the pooled HTTP clients of one connector. Names resolve through the connector's
 /// [`GuardedResolver`], so only addresses its allowlist permits are ever connected to.
-pub fn build_client(
+fn build_clients(
     policy: &Arc<EgressPolicy>,
     limits: &EgressLimits,
     pool_size: usize,
-) -> reqwest::Result<EgressClients> {
+) -> Result<EgressClients, EgressError> {
     let client = |opt_in: bool| {
         reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver::new(policy.clone(), opt_in)))
@@ -97,9 +108,13 @@ pub fn build_client(
             .tcp_nodelay(true)
             .build()
     };
+    let failed = |source| EgressError::Client {
+        connector: policy.connector().to_string(),
+        source,
+    };
     Ok(EgressClients {
-        strict: client(false)?,
-        opt_in: client(true)?,
+        strict: client(false).map_err(failed)?,
+        opt_in: client(true).map_err(failed)?,
     })
 }
 
@@ -200,9 +215,10 @@ impl Exchange {
             ..ExchangeRecord::default()
         };
         let result = self.guarded_send(request, options, &mut record).await;
-        if let Err((error, reason)) = &result {
-            tracing::debug!(connector = %self.policy.connector(), %url, ?error, "egress failed: {reason}");
-            record.error = Some(reason.clone());
+        if let Err(failure) = &result {
+            tracing::debug!(connector = %self.policy.connector(), %url, error = ?failure.error,
+                "egress failed: {}", failure.reason);
+            record.error = Some(failure.reason.clone());
         }
         if let Some(call) = record.breaker_call.as_mut() {
             // Failures count at once; a success waits for the plugin's verdict (see
@@ -215,7 +231,7 @@ impl Exchange {
         if let Ok(mut log) = self.log.lock() {
             log.push(record);
         }
-        result.map_err(|(error, _)| error)
+        result.map_err(|failure| failure.error)
     }
 
     /// Allowlist, then budget and breaker, then the request itself.
@@ -224,9 +240,9 @@ impl Exchange {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         record: &mut ExchangeRecord,
-    ) -> Result<http::Response<WasiBody>, (HttpError, String)> {
+    ) -> Result<http::Response<WasiBody>, UpstreamError> {
         let url = url::Url::parse(&record.url).map_err(|e| {
-            (
+            UpstreamError::new(
                 HttpError::HttpRequestUriInvalid,
                 format!("invalid request URL {:?}: {e}", record.url),
             )
@@ -235,8 +251,7 @@ impl Exchange {
             Ok(index) => self.policy.rules().get(index).cloned().unwrap_or_default(),
             Err(refusal) => {
                 tracing::warn!(connector = %self.policy.connector(), %url, "{refusal}");
-                let message = refusal.to_string();
-                return Err((HttpError::InternalError(Some(message.clone())), message));
+                return Err(UpstreamError::internal(refusal.to_string()));
             }
         };
         let limits = effective_limits(&self.limits, options);
@@ -259,7 +274,7 @@ impl Exchange {
                     record.deferred_until = Some(deferral.retry_at());
                     let message = deferral.to_string();
                     tracing::debug!(connector = %self.policy.connector(), %url, "{message}");
-                    return Err((HttpError::InternalError(Some(message.clone())), message));
+                    return Err(UpstreamError::internal(message));
                 }
             }
         }
@@ -301,12 +316,12 @@ impl Exchange {
         request: http::Request<WasiBody>,
         limits: EgressLimits,
         record: &mut ExchangeRecord,
-    ) -> Result<http::Response<WasiBody>, (HttpError, String)> {
+    ) -> Result<http::Response<WasiBody>, UpstreamError> {
         let (parts, body) = request.into_parts();
         let body = body
             .collect()
             .await
-            .map_err(|e| (e, "could not read the plugin's request body".to_string()))?
+            .map_err(|e| UpstreamError::new(e, "could not read the plugin's request body"))?
             .to_bytes();
         let outbound = OutboundRequest {
             method: parts.method,
@@ -321,7 +336,7 @@ impl Exchange {
                 if let Some(head) = &failure.head {
                     record_head(record, head.0, &head.1);
                 }
-                return Err((failure.error, failure.reason));
+                return Err(failure);
             }
         };
         record_head(record, response.status, &response.headers);
@@ -337,7 +352,7 @@ impl Exchange {
                     .boxed_unsync(),
             )
             .map_err(|e| {
-                (
+                UpstreamError::new(
                     HttpError::InternalError(Some(e.to_string())),
                     format!("could not rebuild the response: {e}"),
                 )
@@ -364,13 +379,12 @@ fn effective_limits(limits: &EgressLimits, options: Option<RequestOptions>) -> E
     out
 }
 
-pub(crate) fn transport_error(error: &reqwest::Error) -> (HttpError, String) {
+fn transport_error(error: &reqwest::Error) -> UpstreamError {
     // The resolver's refusal is the whole story; the plugin gets it verbatim.
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(refusal) = cause.downcast_ref::<EgressRefusal>() {
-            let message = refusal.to_string();
-            return (HttpError::InternalError(Some(message.clone())), message);
+            return UpstreamError::internal(refusal.to_string());
         }
         source = cause.source();
     }
@@ -382,7 +396,7 @@ pub(crate) fn transport_error(error: &reqwest::Error) -> (HttpError, String) {
     } else {
         HttpError::InternalError(Some(reason.clone()))
     };
-    (code, reason)
+    UpstreamError::new(code, reason)
 }
 
 fn source_chain(error: &dyn std::error::Error) -> String {

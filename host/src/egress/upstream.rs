@@ -2,9 +2,12 @@
 //! under its timeouts and size cap; `tsunagi plugin test` puts a cassette here instead, so a
 //! plugin runs through the very same egress path with no network at all.
 
-use super::{EgressClients, EgressLimits, transport_error};
+use super::{
+    EgressClients, EgressError, EgressLimits, EgressPolicy, build_clients, transport_error,
+};
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
+use std::sync::Arc;
 use wasmtime_wasi_http::Error as HttpError;
 
 /// A request that passed the allowlist, budget and breaker.
@@ -36,15 +39,30 @@ pub struct UpstreamError {
     pub head: Option<Box<(http::StatusCode, http::HeaderMap)>>,
 }
 
-impl From<(HttpError, String)> for UpstreamError {
-    fn from((error, reason): (HttpError, String)) -> Self {
+impl UpstreamError {
+    pub fn new(error: HttpError, reason: impl Into<String>) -> Self {
         Self {
             error,
-            reason,
+            reason: reason.into(),
             head: None,
         }
     }
+
+    /// A failure of the host's own making (a refusal, a deferral, a cassette that has no
+    /// answer): the plugin gets the reason verbatim.
+    pub fn internal(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self::new(HttpError::InternalError(Some(reason.clone())), reason)
+    }
 }
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for UpstreamError {}
 
 /// Carries out one exchange.
 pub trait Upstream: Send + Sync {
@@ -57,7 +75,27 @@ pub trait Upstream: Send + Sync {
 
 /// The real network, through the connector's pooled clients.
 pub struct Network {
-    pub clients: EgressClients,
+    clients: EgressClients,
+}
+
+impl Network {
+    /// The network as `policy`'s connector may reach it: `pool_size` idle connections per
+    /// host, names resolved through its guarded resolver.
+    pub fn new(
+        policy: &Arc<EgressPolicy>,
+        limits: &EgressLimits,
+        pool_size: usize,
+    ) -> Result<Self, EgressError> {
+        Ok(Self {
+            clients: build_clients(policy, limits, pool_size)?,
+        })
+    }
+
+    /// The client for requests to public addresses, for tools that measure the network path
+    /// without a plugin (the benchmark's native reference).
+    pub fn public_client(&self) -> &reqwest::Client {
+        &self.clients.strict
+    }
 }
 
 impl Upstream for Network {
@@ -81,12 +119,12 @@ impl Upstream for Network {
             let first_byte = limits.first_byte_timeout.min(limits.request_timeout);
             let response = match tokio::time::timeout(first_byte, outgoing.send()).await {
                 Err(_) => {
-                    return Err(UpstreamError::from((
+                    return Err(UpstreamError::new(
                         HttpError::ConnectionReadTimeout,
                         format!("no response headers within {first_byte:?}"),
-                    )));
+                    ));
                 }
-                Ok(Err(e)) => return Err(transport_error(&e).into()),
+                Ok(Err(e)) => return Err(transport_error(&e)),
                 Ok(Ok(response)) => response,
             };
             let status = response.status();
@@ -98,7 +136,7 @@ impl Upstream for Network {
                 tokio::time::timeout_at(deadline, read_capped(response, limits.max_response_bytes))
                     .await
                     .unwrap_or_else(|_| {
-                        Err((
+                        Err(UpstreamError::new(
                             HttpError::HttpResponseTimeout,
                             format!(
                                 "response body not complete within {:?}",
@@ -109,7 +147,7 @@ impl Upstream for Network {
             // The head arrived even if the body did not: its status and Retry-After count.
             let body = read.map_err(|failure| UpstreamError {
                 head: Some(Box::new((status, headers.clone()))),
-                ..UpstreamError::from(failure)
+                ..failure
             })?;
             Ok(UpstreamResponse {
                 status,
@@ -120,10 +158,7 @@ impl Upstream for Network {
     }
 }
 
-async fn read_capped(
-    mut response: reqwest::Response,
-    cap: u64,
-) -> Result<Bytes, (HttpError, String)> {
+async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Bytes, UpstreamError> {
     if let Some(length) = response.content_length()
         && length > cap
     {
@@ -142,9 +177,115 @@ async fn read_capped(
 }
 
 /// The error for a body over the connector's `response_size` (a cassette's too).
-pub fn too_large(cap: u64) -> (HttpError, String) {
-    (
+pub fn too_large(cap: u64) -> UpstreamError {
+    UpstreamError::new(
         HttpError::HttpResponseBodySize(Some(cap)),
         format!("response body larger than the {cap}-byte limit"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loopback::{Answer, Server};
+    use std::time::Duration;
+
+    fn limits() -> EgressLimits {
+        EgressLimits {
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            max_response_bytes: 1024,
+        }
+    }
+
+    async fn send(
+        server: &Server,
+        limits: EgressLimits,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let policy = Arc::new(EgressPolicy::new("test", Vec::new()));
+        let network = Network::new(&policy, &limits, 1).expect("clients build");
+        let request = OutboundRequest {
+            method: http::Method::GET,
+            url: url::Url::parse(&server.url("/feed")).expect("url"),
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+            allow_internal: true,
+        };
+        network.send(request, limits).await
+    }
+
+    #[tokio::test]
+    async fn a_whole_response_comes_back_without_hop_by_hop_headers() {
+        let server = Server::start(Answer::new(200, &[("etag", "\"v1\"")], b"hello")).await;
+        let response = send(&server, limits()).await.expect("answered");
+        assert_eq!(response.status, 200);
+        assert_eq!(&response.body[..], b"hello");
+        assert_eq!(response.headers["etag"], "\"v1\"");
+        assert!(response.headers.get("connection").is_none());
+        assert_eq!(server.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_is_refused_keeping_the_head() {
+        let body = vec![b'x'; 2048];
+        let server = Server::start(Answer::new(429, &[("retry-after", "120")], &body)).await;
+        let failure = send(&server, limits()).await.expect_err("too large");
+        assert!(
+            matches!(failure.error, HttpError::HttpResponseBodySize(Some(1024))),
+            "{:?}",
+            failure.error
+        );
+        assert_eq!(
+            failure.reason,
+            "response body larger than the 1024-byte limit"
+        );
+        let (status, headers) = *failure.head.expect("the head arrived");
+        assert_eq!(status, 429);
+        assert_eq!(headers["retry-after"], "120");
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_body_is_cut_off_at_the_cap() {
+        let mut answer = Answer::new(200, &[], b"");
+        // No content-length: the body runs until the connection closes.
+        answer.head = "HTTP/1.1 200 OK\r\nconnection: close\r\n".to_string();
+        answer.body = vec![b'y'; 4096];
+        let server = Server::start(answer).await;
+        let failure = send(&server, limits()).await.expect_err("too large");
+        assert!(matches!(
+            failure.error,
+            HttpError::HttpResponseBodySize(Some(1024))
+        ));
+        assert!(failure.head.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_body_slower_than_the_request_timeout_fails_keeping_the_head() {
+        let mut answer = Answer::new(503, &[("retry-after", "30")], b"late");
+        answer.hold_body = Duration::from_secs(30);
+        let server = Server::start(answer).await;
+        let mut limits = limits();
+        limits.request_timeout = Duration::from_millis(300);
+        let failure = send(&server, limits).await.expect_err("too slow");
+        assert!(matches!(failure.error, HttpError::HttpResponseTimeout));
+        assert!(
+            failure.reason.contains("not complete within"),
+            "{}",
+            failure.reason
+        );
+        assert_eq!(failure.head.expect("the head arrived").0, 503);
+    }
+
+    #[tokio::test]
+    async fn no_head_within_the_first_byte_timeout_fails_without_one() {
+        let mut answer = Answer::new(200, &[], b"");
+        answer.delay = Duration::from_secs(30);
+        let server = Server::start(answer).await;
+        let mut limits = limits();
+        limits.first_byte_timeout = Duration::from_millis(200);
+        let failure = send(&server, limits).await.expect_err("no head");
+        assert!(matches!(failure.error, HttpError::ConnectionReadTimeout));
+        assert!(failure.head.is_none());
+    }
 }

@@ -19,7 +19,7 @@ pub mod probes;
 
 use crate::clock::SharedClock;
 use crate::config::{
-    BreakerConfig, BudgetScope, BudgetSettings, Config, ConfigError, ProbeSettings,
+    BreakerSettings, BudgetScope, BudgetSettings, Config, ConfigError, ProbeSettings,
 };
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -74,7 +74,7 @@ struct Budget {
 #[derive(Default)]
 struct Declared {
     budgets: BTreeMap<String, Budget>,
-    breakers: BTreeMap<String, BreakerConfig>,
+    breakers: BTreeMap<String, BreakerSettings>,
     probes: BTreeMap<String, ProbeSettings>,
     /// How long a deferred target waits when its breaker is open and a probe decides.
     default_retry: BTreeMap<String, Duration>,

@@ -93,3 +93,63 @@ fn describe(verdict: &Result<(), String>) -> String {
         Err(reason) => reason.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loopback::{Answer, Server};
+    use std::time::Duration;
+
+    fn settings(url: String, timeout: Duration) -> ProbeSettings {
+        let mut settings: ProbeSettings =
+            toml::from_str(&format!("url = {url:?}\n")).expect("probe settings");
+        settings.timeout = timeout;
+        settings
+    }
+
+    async fn probe(answer: Answer, timeout: Duration) -> Result<(), String> {
+        let server = Server::start(answer).await;
+        let settings = settings(server.url("/health"), timeout);
+        let client = probe_client(&settings).expect("client");
+        probe_once(&client, &settings).await
+    }
+
+    #[tokio::test]
+    async fn a_healthy_answer_passes() {
+        assert_eq!(
+            probe(Answer::new(200, &[], b"ok"), Duration::from_secs(5)).await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_status_fails_naming_it() {
+        assert_eq!(
+            probe(Answer::new(503, &[], b"down"), Duration::from_secs(5)).await,
+            Err("answered HTTP 503".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_fails_within_the_probe_timeout() {
+        let mut answer = Answer::new(200, &[], b"slow");
+        answer.hold_body = Duration::from_secs(30);
+        let verdict = probe(answer, Duration::from_millis(300)).await;
+        let reason = verdict.expect_err("too slow");
+        assert!(
+            reason.contains("timed out") || reason.contains("body failed"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn nobody_listening_fails() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/health", listener.local_addr().expect("addr"));
+        drop(listener);
+        let settings = settings(url, Duration::from_secs(5));
+        let client = probe_client(&settings).expect("client");
+        let reason = probe_once(&client, &settings).await.expect_err("refused");
+        assert!(reason.starts_with("failed:"), "{reason}");
+    }
+}

@@ -280,3 +280,250 @@ impl log::Host for InstanceState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::Config;
+    use crate::egress::{
+        EgressLimits, EgressPolicy, OutboundRequest, Upstream, UpstreamError, UpstreamResponse,
+    };
+    use crate::resilience::Resilience;
+    use async_trait::async_trait;
+    use futures::future::BoxFuture;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tsunagi_backends::BackendError;
+
+    /// A state store in memory that can be told to fail.
+    #[derive(Default)]
+    struct MemoryState {
+        values: Mutex<BTreeMap<(String, String), String>>,
+        target_loads: Mutex<u32>,
+        fail: bool,
+    }
+
+    fn scope_key(scope: StateScope) -> String {
+        match scope {
+            StateScope::Connector => "connector".into(),
+            StateScope::Target(id) => format!("target:{id}"),
+        }
+    }
+
+    #[async_trait]
+    impl StateStore for MemoryState {
+        async fn get_state(
+            &self,
+            _connector: &str,
+            scope: StateScope,
+            key: &str,
+        ) -> tsunagi_backends::Result<Option<String>> {
+            if self.fail {
+                return Err(BackendError::Open {
+                    url: "memory".into(),
+                    reason: "store down".into(),
+                });
+            }
+            let values = self.values.lock().unwrap();
+            Ok(values.get(&(scope_key(scope), key.to_string())).cloned())
+        }
+        async fn set_state(
+            &self,
+            _connector: &str,
+            scope: StateScope,
+            key: &str,
+            value: Option<&str>,
+        ) -> tsunagi_backends::Result<()> {
+            let mut values = self.values.lock().unwrap();
+            let slot = (scope_key(scope), key.to_string());
+            match value {
+                Some(value) => values.insert(slot, value.to_string()),
+                None => values.remove(&slot),
+            };
+            Ok(())
+        }
+        async fn target_state(
+            &self,
+            _connector: &str,
+            target_id: i64,
+        ) -> tsunagi_backends::Result<Vec<(String, String)>> {
+            *self.target_loads.lock().unwrap() += 1;
+            let values = self.values.lock().unwrap();
+            let scope = scope_key(StateScope::Target(target_id));
+            Ok(values
+                .iter()
+                .filter(|((s, _), _)| *s == scope)
+                .map(|((_, k), v)| (k.clone(), v.clone()))
+                .collect())
+        }
+    }
+
+    struct Nowhere;
+
+    impl Upstream for Nowhere {
+        fn send(
+            &self,
+            _request: OutboundRequest,
+            _limits: EgressLimits,
+        ) -> BoxFuture<'_, Result<UpstreamResponse, UpstreamError>> {
+            Box::pin(async { Err(UpstreamError::internal("no network in this test")) })
+        }
+    }
+
+    fn instance(store: Arc<MemoryState>) -> InstanceState {
+        let services = Arc::new(ConnectorServices {
+            connector: "rss".into(),
+            config: BTreeMap::from([("user_agent".to_string(), "tsunagi".to_string())]),
+            state: store,
+        });
+        let resilience =
+            Resilience::in_process(&Config::default(), Arc::new(SystemClock)).expect("resilience");
+        let limits = EgressLimits {
+            connect_timeout: Duration::from_secs(1),
+            first_byte_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            max_response_bytes: 1024,
+        };
+        let egress = ConnectorEgress::new(
+            Arc::new(EgressPolicy::new("rss", Vec::new())),
+            resilience,
+            Arc::new(Nowhere),
+            limits,
+        );
+        InstanceState::new(services, egress, 1 << 20)
+    }
+
+    #[tokio::test]
+    async fn target_state_is_loaded_once_and_writes_wait_for_the_commit() {
+        let store = Arc::new(MemoryState::default());
+        store
+            .set_state("rss", StateScope::Target(7), "seen", Some("3"))
+            .await
+            .unwrap();
+        let mut state = instance(store.clone());
+        state.call = TargetCall::new(7, "http://127.0.0.1/feed");
+        use state::Host as _;
+        assert_eq!(
+            state
+                .get(state::Scope::Target, "seen".into())
+                .await
+                .unwrap(),
+            Some("3".into())
+        );
+        state
+            .set(state::Scope::Target, "seen".into(), "4".into())
+            .await
+            .unwrap();
+        state
+            .delete(state::Scope::Target, "gone".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            state
+                .get(state::Scope::Target, "seen".into())
+                .await
+                .unwrap(),
+            Some("4".into()),
+            "the call reads its own write"
+        );
+        assert_eq!(*store.target_loads.lock().unwrap(), 1, "loaded once");
+        assert_eq!(
+            store
+                .get_state("rss", StateScope::Target(7), "seen")
+                .await
+                .unwrap(),
+            Some("3".into()),
+            "nothing reaches the store before the commit"
+        );
+        assert_eq!(
+            state.call.writes,
+            BTreeMap::from([
+                ("gone".to_string(), None),
+                ("seen".to_string(), Some("4".to_string()))
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_detached_call_starts_from_empty_state_without_the_store() {
+        let store = Arc::new(MemoryState::default());
+        let mut state = instance(store.clone());
+        state.call = TargetCall::detached("http://127.0.0.1/feed");
+        use state::Host as _;
+        assert_eq!(
+            state
+                .get(state::Scope::Target, "seen".into())
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(*store.target_loads.lock().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn connector_state_writes_through_at_once() {
+        let store = Arc::new(MemoryState::default());
+        let mut state = instance(store.clone());
+        use state::Host as _;
+        state
+            .set(state::Scope::Connector, "token".into(), "t".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_state("rss", StateScope::Connector, "token")
+                .await
+                .unwrap(),
+            Some("t".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_fails_the_call_as_the_hosts_fault() {
+        let store = Arc::new(MemoryState {
+            fail: true,
+            ..MemoryState::default()
+        });
+        let mut state = instance(store);
+        use state::Host as _;
+        let error = state
+            .get(state::Scope::Connector, "token".into())
+            .await
+            .expect_err("the store is down");
+        assert!(error.to_string().contains("store down"), "{error}");
+        assert_eq!(
+            state.host_failure.as_deref(),
+            Some("could not open backend memory: store down")
+        );
+    }
+
+    #[tokio::test]
+    async fn config_values_are_the_connectors_and_logs_stop_at_the_cap() {
+        let mut state = instance(Arc::new(MemoryState::default()));
+        use config::Host as _;
+        assert_eq!(
+            state.get("user_agent".into()).await.unwrap(),
+            Some("tsunagi".into())
+        );
+        assert_eq!(state.get("password".into()).await.unwrap(), None);
+        use log::Host as _;
+        for _ in 0..LOG_LINES_PER_CALL + 50 {
+            state.log(log::Level::Info, "line".into()).await.unwrap();
+        }
+        assert_eq!(state.call.log_lines, LOG_LINES_PER_CALL + 50);
+    }
+
+    #[test]
+    fn memory_growth_past_the_cap_is_refused_and_remembered() {
+        let mut cap = MemoryCap {
+            limit: 1 << 20,
+            exceeded: false,
+        };
+        assert!(cap.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(!cap.exceeded);
+        assert!(!cap.memory_growing(1 << 20, (1 << 20) + 1, None).unwrap());
+        assert!(cap.exceeded);
+        assert!(!cap.table_growing(0, 1_000_001, None).unwrap());
+    }
+}

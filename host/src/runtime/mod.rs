@@ -1,11 +1,11 @@
 //! Runtime: the wasmtime engine, loading and validating connector components, and running
 //! calls on reused instances under time and memory limits.
 //!
-//! - [`Runtime`] owns one engine (pooling allocator, epoch interruption, optional compile cache)
+//! - [`Engine`] owns one engine (pooling allocator, epoch interruption, optional compile cache)
 //!   and a thread that advances the epoch.
 //! - [`Plugin`] is a compiled, validated component: its imports link, its exports match the role
 //!   the TOML declares, and it is identified by the sha256 of its bytes.
-//! - [`ConnectorRuntime`] runs calls for one connector on a pool of reused instances.
+//! - [`InstancePool`] runs calls for one connector on a pool of reused instances.
 
 mod bindings;
 mod instance;
@@ -14,8 +14,8 @@ mod swap;
 
 pub use instance::{ConnectorServices, TargetCall};
 pub use pool::{
-    CallError, CallOutcome, ConnectorRuntime, ConnectorRuntimeSettings, FailureKind, HandleRequest,
-    HandleResult, PollResult, SearchQuery, SearchResult,
+    CallError, CallReport, FailureKind, HandleRequest, HandleResult, InstancePool, PollResult,
+    PoolSettings, SearchQuery, SearchResult,
 };
 pub use swap::{SwappableConnector, VersionInfo};
 
@@ -25,14 +25,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config as WasmConfig, Engine as WasmEngine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 /// How often the epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
-pub struct RuntimeSettings {
+pub struct EngineSettings {
     /// Instances that may exist at once across all connectors (sizes the pooling allocator).
     pub max_instances: u32,
     /// Largest linear memory any connector may grow to.
@@ -41,7 +43,7 @@ pub struct RuntimeSettings {
     pub compile_cache: Option<PathBuf>,
 }
 
-impl Default for RuntimeSettings {
+impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             max_instances: 256,
@@ -112,13 +114,13 @@ pub fn wit_compatibility(plugin: &str, host: &str) -> Result<(), &'static str> {
 }
 
 /// The wasmtime engine and what every connector shares.
-pub struct Runtime {
-    engine: Engine,
+pub struct Engine {
+    engine: WasmEngine,
     linker: Linker<instance::InstanceState>,
 }
 
-impl Runtime {
-    pub fn new(settings: &RuntimeSettings) -> Result<Arc<Self>, LoadError> {
+impl Engine {
+    pub fn new(settings: &EngineSettings) -> Result<Arc<Self>, LoadError> {
         let mut pool = PoolingAllocationConfig::default();
         let instances = settings.max_instances.max(4);
         pool.total_component_instances(instances)
@@ -131,7 +133,7 @@ impl Runtime {
             .max_tables_per_component(8)
             .max_memory_size(usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX));
 
-        let mut config = Config::new();
+        let mut config = WasmConfig::new();
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
@@ -144,22 +146,22 @@ impl Runtime {
             })?;
             config.cache(Some(cache));
         }
-        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let engine = WasmEngine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
         instance::add_to_linker(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
-        let runtime = Arc::new(Self { engine, linker });
-        spawn_epoch_ticker(Arc::downgrade(&runtime));
-        Ok(runtime)
+        let engine = Arc::new(Self { engine, linker });
+        spawn_epoch_ticker(Arc::downgrade(&engine));
+        Ok(engine)
     }
 
-    pub fn engine(&self) -> &Engine {
+    pub fn wasm_engine(&self) -> &WasmEngine {
         &self.engine
     }
 
     /// Reads, compiles and validates a plugin for `role`. Compilation is CPU-heavy; call this
-    /// from a blocking-friendly context (see [`Runtime::load_blocking`]).
+    /// from a blocking-friendly context (see [`Engine::load_blocking`]).
     pub fn load(&self, path: &Path, role: Role) -> Result<Plugin, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
@@ -168,15 +170,15 @@ impl Runtime {
         self.load_bytes(path, &bytes, role)
     }
 
-    /// Like [`Runtime::load`], off the async executor's threads.
+    /// Like [`Engine::load`], off the async executor's threads.
     pub async fn load_blocking(
         self: &Arc<Self>,
         path: PathBuf,
         role: Role,
     ) -> Result<Plugin, LoadError> {
-        let runtime = self.clone();
+        let engine = self.clone();
         let join_path = path.clone();
-        tokio::task::spawn_blocking(move || runtime.load(&path, role))
+        tokio::task::spawn_blocking(move || engine.load(&path, role))
             .await
             .map_err(|e| {
                 LoadError::Engine(format!("loading {} panicked: {e}", join_path.display()))
@@ -292,7 +294,7 @@ impl Runtime {
     }
 }
 
-impl Runtime {
+impl Engine {
     /// Refuses a plugin built against an incompatible `tsunagi:connector` version with a message
     /// naming both versions (the linker's own error would only name a missing import).
     fn check_wit_version(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
@@ -332,13 +334,13 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && &bytes[0..4] == b"\0asm" && bytes[6..8] == [1, 0]
 }
 
-fn spawn_epoch_ticker(runtime: Weak<Runtime>) {
+fn spawn_epoch_ticker(engine: Weak<Engine>) {
     let spawned = std::thread::Builder::new()
         .name("tsunagi-epoch".to_string())
         .spawn(move || {
-            while let Some(runtime) = runtime.upgrade() {
-                runtime.engine.increment_epoch();
-                drop(runtime);
+            while let Some(engine) = engine.upgrade() {
+                engine.engine.increment_epoch();
+                drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }
         });
@@ -422,11 +424,11 @@ mod tests {
 
     #[test]
     fn a_component_without_a_role_export_is_refused_naming_what_it_exports() {
-        let runtime = Runtime::new(&RuntimeSettings::default()).unwrap();
+        let engine = Engine::new(&EngineSettings::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.wasm");
         std::fs::write(&path, wat::parse_str("(component)").unwrap()).unwrap();
-        let error = runtime.load_any_role(&path).unwrap_err().to_string();
+        let error = engine.load_any_role(&path).unwrap_err().to_string();
         assert!(
             error.contains("exactly one of tsunagi:connector/poll, handle or search")
                 && error.contains("it exports: nothing"),
@@ -436,11 +438,11 @@ mod tests {
 
     #[test]
     fn an_incompatible_plugin_is_refused_naming_both_versions() {
-        let runtime = Runtime::new(&RuntimeSettings::default()).unwrap();
+        let engine = Engine::new(&EngineSettings::default()).unwrap();
         let bytes =
             wat::parse_str(r#"(component (import "tsunagi:connector/log@0.2.0" (instance)))"#)
                 .unwrap();
-        let error = runtime
+        let error = engine
             .load_bytes(Path::new("new.wasm"), &bytes, Role::Poller)
             .unwrap_err()
             .to_string();
@@ -452,7 +454,7 @@ mod tests {
         let bytes =
             wat::parse_str(r#"(component (import "tsunagi:connector/log@0.1.0" (instance)))"#)
                 .unwrap();
-        let error = runtime
+        let error = engine
             .load_bytes(Path::new("old.wasm"), &bytes, Role::Poller)
             .unwrap_err();
         assert!(!matches!(error, LoadError::WitVersion { .. }), "{error}");

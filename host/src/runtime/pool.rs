@@ -10,11 +10,9 @@ use super::bindings::{
     WitItem,
 };
 use super::instance::{ConnectorServices, InstanceState, TargetCall};
-use super::{EPOCH_TICK, Plugin, RolePre, Runtime};
+use super::{EPOCH_TICK, Engine, Plugin, RolePre};
 use crate::config::Role;
-use crate::egress::{
-    ConnectorEgress, EgressLimits, EgressPolicy, ExchangeRecord, Network, Upstream,
-};
+use crate::egress::{ConnectorEgress, EgressLimits, EgressPolicy, ExchangeRecord, Upstream};
 use crate::resilience::Resilience;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,9 +21,9 @@ use tokio::sync::Semaphore;
 use tsunagi_backends::Item;
 use wasmtime::Store;
 
-/// The settings one connector's runtime needs.
+/// The settings one connector's instance pool needs.
 #[derive(Clone)]
-pub struct ConnectorRuntimeSettings {
+pub struct PoolSettings {
     pub concurrency: usize,
     pub calls_per_instance: u32,
     pub call_timeout: Duration,
@@ -95,7 +93,7 @@ pub enum CallError {
     Instantiate(String),
     /// A host service failed during the call; not the target's or the plugin's fault.
     #[error("host failure during the call: {0}")]
-    Host(String),
+    HostService(String),
 }
 
 /// How a failure reported by a plugin should be treated.
@@ -120,7 +118,7 @@ impl std::fmt::Display for FailureKind {
 
 /// Everything one call produced.
 #[derive(Debug, Clone)]
-pub struct CallOutcome<T = PollResult> {
+pub struct CallReport<T = PollResult> {
     pub result: Result<T, CallError>,
     /// Target-scoped state writes (`None` deletes).
     pub state_writes: BTreeMap<String, Option<String>>,
@@ -129,10 +127,10 @@ pub struct CallOutcome<T = PollResult> {
     pub elapsed: Duration,
 }
 
-impl<T> CallOutcome<T> {
+impl<T> CallReport<T> {
     /// The same outcome with its answer converted (a conversion may still fail the call).
-    fn map<U>(self, convert: impl FnOnce(T) -> Result<U, CallError>) -> CallOutcome<U> {
-        CallOutcome {
+    fn map<U>(self, convert: impl FnOnce(T) -> Result<U, CallError>) -> CallReport<U> {
+        CallReport {
             result: self.result.and_then(convert),
             state_writes: self.state_writes,
             exchanges: self.exchanges,
@@ -169,56 +167,35 @@ enum RoleAnswer {
 }
 
 /// One connector's plugin, its instances, and the limits its calls run under.
-pub struct ConnectorRuntime {
-    runtime: Arc<Runtime>,
+pub struct InstancePool {
+    engine: Arc<Engine>,
     plugin: Plugin,
     services: Arc<ConnectorServices>,
     policy: Arc<EgressPolicy>,
     resilience: Arc<Resilience>,
     /// Where allowed requests go: the network, or a cassette in `tsunagi plugin test`.
     upstream: Arc<dyn Upstream>,
-    settings: ConnectorRuntimeSettings,
+    settings: PoolSettings,
     idle: Mutex<Vec<PooledInstance>>,
     permits: Semaphore,
     /// Swapped out: instances of calls still running are dropped when they end, not pooled.
     retired: std::sync::atomic::AtomicBool,
 }
 
-impl ConnectorRuntime {
+impl InstancePool {
+    /// A pool for `plugin` whose allowed requests go to `upstream`: the network
+    /// ([`crate::egress::Network`]) in production, a cassette in `tsunagi plugin test`.
     pub fn new(
-        runtime: Arc<Runtime>,
-        plugin: Plugin,
-        services: Arc<ConnectorServices>,
-        policy: EgressPolicy,
-        resilience: Arc<Resilience>,
-        settings: ConnectorRuntimeSettings,
-    ) -> Result<Self, reqwest::Error> {
-        let policy = Arc::new(policy);
-        let clients =
-            crate::egress::build_client(&policy, &settings.egress_limits, settings.concurrency)?;
-        Ok(Self::with_upstream(
-            runtime,
-            plugin,
-            services,
-            policy,
-            resilience,
-            settings,
-            Arc::new(Network { clients }),
-        ))
-    }
-
-    /// A connector whose allowed requests go to `upstream` instead of the network.
-    pub fn with_upstream(
-        runtime: Arc<Runtime>,
+        engine: Arc<Engine>,
         plugin: Plugin,
         services: Arc<ConnectorServices>,
         policy: Arc<EgressPolicy>,
         resilience: Arc<Resilience>,
-        settings: ConnectorRuntimeSettings,
+        settings: PoolSettings,
         upstream: Arc<dyn Upstream>,
     ) -> Self {
         Self {
-            runtime,
+            engine,
             plugin,
             services,
             policy,
@@ -246,7 +223,7 @@ impl ConnectorRuntime {
         etag: Option<String>,
         last_modified: Option<String>,
         cursor: Option<String>,
-    ) -> CallOutcome {
+    ) -> CallReport {
         let request = PollRequest {
             target: call.target.clone(),
             etag,
@@ -262,7 +239,7 @@ impl ConnectorRuntime {
     }
 
     /// Hands one job to a handler. The call's target is the job's queue entry.
-    pub async fn handle(&self, call: TargetCall, job: HandleRequest) -> CallOutcome<HandleResult> {
+    pub async fn handle(&self, call: TargetCall, job: HandleRequest) -> CallReport<HandleResult> {
         let job = Job {
             id: job.id,
             kind: job.kind,
@@ -281,7 +258,7 @@ impl ConnectorRuntime {
     }
 
     /// Runs one search on a searcher. The call's target names the search (its query).
-    pub async fn search(&self, call: TargetCall, query: SearchQuery) -> CallOutcome<SearchResult> {
+    pub async fn search(&self, call: TargetCall, query: SearchQuery) -> CallReport<SearchResult> {
         let request = SearchRequest {
             query: query.query,
             limit: query.limit,
@@ -302,7 +279,7 @@ impl ConnectorRuntime {
 
     /// One call of the plugin's role export on a pooled instance, under the connector's time and
     /// memory limits, with the exchanges it made and the state it wrote.
-    async fn call(&self, call: TargetCall, request: RoleRequest) -> CallOutcome<RoleAnswer> {
+    async fn call(&self, call: TargetCall, request: RoleRequest) -> CallReport<RoleAnswer> {
         let started = Instant::now();
         let _permit = self.permits.acquire().await;
         let target = call.target.clone();
@@ -314,7 +291,7 @@ impl ConnectorRuntime {
         let instance = if asked == self.plugin.role {
             self.take_instance().await
         } else {
-            Err(CallError::Host(format!(
+            Err(CallError::HostService(format!(
                 "connector '{}' is a {}, not a {asked}",
                 self.connector(),
                 self.plugin.role
@@ -323,7 +300,7 @@ impl ConnectorRuntime {
         let mut instance = match instance {
             Ok(instance) => instance,
             Err(error) => {
-                return CallOutcome {
+                return CallReport {
                     result: Err(error),
                     state_writes: BTreeMap::new(),
                     exchanges: Vec::new(),
@@ -363,12 +340,14 @@ impl ConnectorRuntime {
             .unwrap_or_default();
         self.settle_breakers(&mut exchanges, &result);
 
-        let healthy = matches!(result, Ok(_) | Err(CallError::Connector { .. }));
         instance.calls += 1;
-        if healthy
-            && instance.calls < self.settings.calls_per_instance
-            && !self.retired.load(std::sync::atomic::Ordering::Acquire)
-            && let Ok(mut idle) = self.idle.lock()
+        let retired = self.retired.load(std::sync::atomic::Ordering::Acquire);
+        if reuse_instance(
+            &result,
+            instance.calls,
+            self.settings.calls_per_instance,
+            retired,
+        ) && let Ok(mut idle) = self.idle.lock()
         {
             idle.push(instance);
         }
@@ -378,7 +357,7 @@ impl ConnectorRuntime {
             tracing::warn!(connector = %self.connector(), %target,
                 "plugin instance discarded: {error}");
         }
-        CallOutcome {
+        CallReport {
             result,
             state_writes,
             exchanges,
@@ -397,7 +376,7 @@ impl ConnectorRuntime {
             self.settings.egress_limits,
         );
         let state = InstanceState::new(self.services.clone(), egress, self.settings.memory_limit);
-        let mut store = Store::new(self.runtime.engine(), state);
+        let mut store = Store::new(self.engine.wasm_engine(), state);
         store.limiter(|state| &mut state.limits);
         store.data_mut().deadline = Instant::now() + self.settings.call_timeout;
         store.epoch_deadline_callback(|store| {
@@ -460,25 +439,17 @@ impl ConnectorRuntime {
     /// Records the outcome of every breaker call the plugin's exchanges left open: all
     /// successes, except the last exchange when the plugin reported its response as bad.
     fn settle_breakers<T>(&self, exchanges: &mut [ExchangeRecord], result: &Result<T, CallError>) {
-        let bad_response = matches!(
-            result,
-            Err(CallError::Connector {
-                kind: FailureKind::BadResponse,
-                ..
-            })
-        );
-        let last_answered = exchanges.iter().rposition(|e| e.status.is_some());
+        let blamed = blamed_exchange(exchanges, result);
         for (index, exchange) in exchanges.iter_mut().enumerate() {
             if let Some(call) = exchange.breaker_call.as_mut() {
-                let blamed = bad_response && Some(index) == last_answered;
-                self.resilience.settle(call, blamed);
+                self.resilience.settle(call, Some(index) == blamed);
             }
         }
     }
 
     fn classify_trap(&self, instance: &PooledInstance, error: &wasmtime::Error) -> CallError {
         if let Some(failure) = &instance.store.data().host_failure {
-            return CallError::Host(failure.clone());
+            return CallError::HostService(failure.clone());
         }
         if instance.store.data().limits.exceeded {
             return CallError::MemoryLimit(self.settings.memory_limit);
@@ -516,6 +487,38 @@ impl ConnectorRuntime {
             calls: 0,
         })
     }
+}
+
+/// Whether an instance goes back to the pool after a call: not after a trap, timeout, memory
+/// cap or failed instantiation (its state is suspect), not once it served its calls, and not
+/// when its version was swapped out.
+fn reuse_instance<T>(
+    result: &Result<T, CallError>,
+    calls: u32,
+    calls_per_instance: u32,
+    retired: bool,
+) -> bool {
+    let healthy = matches!(result, Ok(_) | Err(CallError::Connector { .. }));
+    healthy && calls < calls_per_instance && !retired
+}
+
+/// The exchange a plugin's `bad-response` verdict counts against its breaker: the last one
+/// that got an answer (a later refused or failed exchange has no response to be bad).
+fn blamed_exchange<T>(
+    exchanges: &[ExchangeRecord],
+    result: &Result<T, CallError>,
+) -> Option<usize> {
+    let bad_response = matches!(
+        result,
+        Err(CallError::Connector {
+            kind: FailureKind::BadResponse,
+            ..
+        })
+    );
+    if !bad_response {
+        return None;
+    }
+    exchanges.iter().rposition(|e| e.status.is_some())
 }
 
 fn summarise_trap(error: &wasmtime::Error) -> String {
@@ -569,7 +572,7 @@ async fn invoke(
 }
 
 fn wrong_answer() -> CallError {
-    CallError::Host("the plugin answered for another role".to_string())
+    CallError::HostService("the plugin answered for another role".to_string())
 }
 
 fn convert_item(item: WitItem) -> Item {
@@ -596,5 +599,125 @@ fn convert_response(response: PollResponse) -> PollResult {
         refresh_after: response
             .refresh_after_seconds
             .map(|s| Duration::from_secs(u64::from(s))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector_error(kind: FailureKind) -> Result<(), CallError> {
+        Err(CallError::Connector {
+            kind,
+            message: "m".into(),
+        })
+    }
+
+    fn answered(status: Option<u16>) -> ExchangeRecord {
+        ExchangeRecord {
+            status,
+            ..ExchangeRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_bad_response_blames_the_last_answered_exchange() {
+        let exchanges = [answered(Some(200)), answered(Some(200)), answered(None)];
+        assert_eq!(
+            blamed_exchange(&exchanges, &connector_error(FailureKind::BadResponse)),
+            Some(1)
+        );
+        assert_eq!(
+            blamed_exchange(
+                &[answered(None)],
+                &connector_error(FailureKind::BadResponse)
+            ),
+            None,
+            "nothing answered, nothing to blame"
+        );
+    }
+
+    #[test]
+    fn other_outcomes_blame_no_exchange() {
+        let exchanges = [answered(Some(200))];
+        for result in [
+            Ok(()),
+            connector_error(FailureKind::Transient),
+            connector_error(FailureKind::Permanent),
+            connector_error(FailureKind::RateLimited),
+            Err(CallError::Timeout(Duration::from_secs(1))),
+        ] {
+            assert_eq!(blamed_exchange(&exchanges, &result), None, "{result:?}");
+        }
+    }
+
+    #[test]
+    fn instances_are_reused_only_when_healthy_fresh_and_current() {
+        assert!(reuse_instance(&Ok::<(), _>(()), 1, 1000, false));
+        assert!(
+            reuse_instance(&connector_error(FailureKind::Transient), 1, 1000, false),
+            "the plugin answered: its instance is fine"
+        );
+        for broken in [
+            CallError::Trap("unreachable".into()),
+            CallError::Timeout(Duration::from_secs(1)),
+            CallError::MemoryLimit(1 << 20),
+            CallError::Instantiate("pool full".into()),
+            CallError::HostService("store down".into()),
+        ] {
+            assert!(
+                !reuse_instance(&Err::<(), _>(broken.clone()), 1, 1000, false),
+                "{broken}"
+            );
+        }
+        assert!(
+            !reuse_instance(&Ok::<(), _>(()), 1000, 1000, false),
+            "served its calls"
+        );
+        assert!(!reuse_instance(&Ok::<(), _>(()), 1, 1000, true), "retired");
+    }
+
+    #[test]
+    fn a_poll_response_becomes_host_types() {
+        let response = PollResponse {
+            not_modified: false,
+            items: vec![WitItem {
+                id: "urn:1".into(),
+                title: Some("t".into()),
+                link: None,
+                published: None,
+                updated: None,
+                authors: vec!["a".into()],
+                summary: None,
+                content: None,
+                categories: vec![],
+            }],
+            etag: Some("\"e\"".into()),
+            last_modified: None,
+            cursor: Some("c".into()),
+            refresh_after_seconds: Some(90),
+        };
+        let result = convert_response(response);
+        assert_eq!(result.items[0].id, "urn:1");
+        assert_eq!(result.items[0].authors, ["a"]);
+        assert_eq!(result.etag.as_deref(), Some("\"e\""));
+        assert_eq!(result.cursor.as_deref(), Some("c"));
+        assert_eq!(result.refresh_after, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn failures_read_as_the_host_treats_them() {
+        assert_eq!(
+            CallError::Connector {
+                kind: FailureKind::RateLimited,
+                message: "slow down".into()
+            }
+            .to_string(),
+            "rate limited: slow down"
+        );
+        assert_eq!(
+            CallError::MemoryLimit(1024).to_string(),
+            "plugin exceeded its memory limit of 1024 bytes"
+        );
     }
 }

@@ -9,7 +9,8 @@
 //! offset derived from the target id spreads targets that became due together, without making
 //! tests random.
 //!
-//! The claim loop that turns due targets into work lives in [`crate::workers`].
+//! The claim loop that turns due targets into work is the poll pipeline's; it asks these
+//! policies when to run each target next.
 
 use crate::clock::parse_rfc3339;
 mod retry;

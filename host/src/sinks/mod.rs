@@ -34,6 +34,12 @@ pub enum SinkError {
     Webhook { url: String, reason: String },
     #[error("delivery job {job} has an unreadable payload: {reason}")]
     Payload { job: i64, reason: String },
+    #[error("cannot build the HTTP client of webhook {url}: {source}")]
+    Client {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
 }
 
 /// A destination for new items.
@@ -46,7 +52,7 @@ pub trait Sink: Send + Sync {
 pub fn build_sink(
     settings: &SinkSettings,
     resolve: impl Fn(&std::path::Path) -> PathBuf,
-) -> Result<Arc<dyn Sink>, reqwest::Error> {
+) -> Result<Arc<dyn Sink>, SinkError> {
     Ok(match settings {
         SinkSettings::Jsonl { path } => Arc::new(JsonlSink {
             path: resolve(path),
@@ -54,7 +60,13 @@ pub fn build_sink(
         }),
         SinkSettings::Webhook { url, timeout, .. } => Arc::new(WebhookSink {
             url: url.clone(),
-            client: reqwest::Client::builder().timeout(*timeout).build()?,
+            client: reqwest::Client::builder()
+                .timeout(*timeout)
+                .build()
+                .map_err(|source| SinkError::Client {
+                    url: url.to_string(),
+                    source,
+                })?,
         }),
     })
 }
@@ -206,5 +218,150 @@ impl SinkRunner {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::loopback::{Answer, Server};
+    use std::path::Path;
+    use tsunagi_backends::{Item, NewJob};
+
+    fn stored(id: &str) -> StoredItem {
+        StoredItem {
+            seq: 1,
+            connector: "rss".into(),
+            target: "http://127.0.0.1/feed".into(),
+            fetched_at: 0,
+            item: Item {
+                id: id.to_string(),
+                ..Item::default()
+            },
+        }
+    }
+
+    fn webhook(url: &str) -> Arc<dyn Sink> {
+        let settings: SinkSettings =
+            toml::from_str(&format!("kind = \"webhook\"\nurl = \"{url}\"\n")).expect("webhook");
+        build_sink(&settings, Path::to_path_buf).expect("sink builds")
+    }
+
+    #[tokio::test]
+    async fn the_jsonl_sink_appends_one_line_per_item() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("items.jsonl");
+        let settings: SinkSettings =
+            toml::from_str(&format!("kind = \"jsonl\"\npath = {:?}\n", path)).expect("jsonl");
+        let sink = build_sink(&settings, Path::to_path_buf).expect("sink builds");
+        sink.deliver(&[stored("a"), stored("b")])
+            .await
+            .expect("first");
+        sink.deliver(&[stored("c")]).await.expect("second");
+        let text = std::fs::read_to_string(&path).expect("written");
+        let ids: Vec<String> = text
+            .lines()
+            .map(|line| serde_json::from_str::<StoredItem>(line).expect("a line is an item"))
+            .map(|item| item.item.id)
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn the_webhook_posts_one_json_array_per_delivery() {
+        let server = Server::start(Answer::new(204, &[], b"")).await;
+        let sink = webhook(&server.url("/hook"));
+        sink.deliver(&[stored("a"), stored("b")])
+            .await
+            .expect("accepted");
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        assert!(
+            requests[0].head.starts_with("POST /hook "),
+            "{}",
+            requests[0].head
+        );
+        let posted: Vec<StoredItem> = serde_json::from_slice(&requests[0].body).expect("JSON");
+        let ids: Vec<&str> = posted.iter().map(|i| i.item.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_webhook_answer_other_than_2xx_fails_the_attempt() {
+        let server = Server::start(Answer::new(500, &[], b"down")).await;
+        let error = webhook(&server.url("/hook"))
+            .deliver(&[stored("a")])
+            .await
+            .expect_err("500 is a failure");
+        assert!(
+            matches!(&error, SinkError::Webhook { reason, .. } if reason.contains("500")),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_payload_dies_at_once_and_a_failed_delivery_is_retried_later() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backend =
+            tsunagi_backends::open(&format!("sqlite://{}", dir.path().join("q.db").display()))
+                .await
+                .expect("backend");
+        let server = Server::start(Answer::new(503, &[], b"")).await;
+        let clock = ManualClock::starting_at(1_000_000);
+        let runner = SinkRunner {
+            name: "hook".into(),
+            sink: webhook(&server.url("/hook")),
+            backend: backend.clone(),
+            clock: Arc::new(clock.clone()),
+            worker_id: "w".into(),
+            idle_poll: Duration::from_millis(10),
+            lease: Duration::from_secs(60),
+            retry: RetryPolicy {
+                first_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(60),
+                multiplier: 2.0,
+                jitter: 0.0,
+                max_failures: 5,
+            },
+        };
+        let queue = queue_name("hook");
+        for payload in ["not json", "[]"] {
+            backend
+                .enqueue(NewJob {
+                    queue: queue.clone(),
+                    payload: payload.into(),
+                    max_attempts: 5,
+                    run_at: 0,
+                })
+                .await
+                .expect("enqueued");
+        }
+        let jobs = backend
+            .lease_jobs(&queue, "w", clock.now_ms(), Duration::from_secs(60), 10)
+            .await
+            .expect("leased");
+        assert_eq!(jobs.len(), 2);
+        for job in &jobs {
+            assert!(!runner.deliver(job).await, "both fail");
+        }
+        let counts = backend.queue_counts(&queue).await.expect("counts");
+        assert_eq!(counts.dead, 1, "the unreadable payload");
+        assert_eq!(counts.queued, 1, "the 503 waits for its retry");
+        let dead = backend.list_dead(Some(&queue), 10).await.expect("dead");
+        let error = dead[0].last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("unreadable payload"), "{error}");
+        // Not before the backoff's first delay.
+        let early = backend
+            .lease_jobs(
+                &queue,
+                "w",
+                clock.now_ms() + 500,
+                Duration::from_secs(60),
+                10,
+            )
+            .await
+            .expect("leased");
+        assert!(early.is_empty());
     }
 }

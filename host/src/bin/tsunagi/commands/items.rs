@@ -1,0 +1,65 @@
+//! `tsunagi items`: stored items as JSON lines, oldest first, paged through the store.
+
+use super::{ConfigArg, load_config, open_backend};
+use std::io::Write;
+use std::process::ExitCode;
+use tsunagi::clock::parse_rfc3339;
+use tsunagi_backends::ItemQuery;
+
+#[derive(Debug, clap::Args)]
+pub struct ItemsArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub connector: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only items fetched at or after this time: RFC 3339, or a duration ago like "2h".
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many items.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+pub async fn items(args: ItemsArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config.config)?;
+    let backend = open_backend(&config).await?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let mut query = ItemQuery {
+        connector: args.connector,
+        target: args.target.map(super::targets::lookup_form),
+        fetched_since: since,
+        after_seq: 0,
+        limit: 1000,
+    };
+    let mut remaining = args.limit.unwrap_or(u64::MAX);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while remaining > 0 {
+        query.limit = u32::try_from(remaining.min(1000)).unwrap_or(1000);
+        let page = backend.list_items(&query).await?;
+        let Some(last) = page.last() else { break };
+        query.after_seq = last.seq;
+        for item in &page {
+            serde_json::to_writer(&mut out, item)?;
+            out.write_all(b"\n")?;
+        }
+        remaining = remaining.saturating_sub(page.len() as u64);
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_since(text: &str) -> anyhow::Result<i64> {
+    if let Some(at) = parse_rfc3339(text) {
+        return Ok(at);
+    }
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        anyhow::anyhow!(
+            "--since {text:?}: expected RFC 3339 (2024-05-01T00:00:00Z) or a duration like 2h"
+        )
+    })?;
+    let now = tsunagi::clock::Clock::now_ms(&tsunagi::clock::SystemClock);
+    Ok(now - i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+}

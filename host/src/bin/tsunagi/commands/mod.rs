@@ -1,0 +1,132 @@
+//! The command line: one module per subcommand. Errors leave here as `anyhow` errors whose
+//! messages already name the file, field, connector or target concerned.
+
+mod check;
+mod dlq;
+mod items;
+mod plugin;
+mod poll;
+mod reload;
+mod run;
+mod targets;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tsunagi_backends::Backend;
+
+use tsunagi::config::Config;
+
+/// The default config file, relative to the working directory.
+pub const DEFAULT_CONFIG: &str = "config/tsunagi.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tsunagi",
+    version,
+    about = "Host runtime for sandboxed WebAssembly connectors"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host with the connectors the config declares, until Ctrl-C or SIGTERM.
+    Run(ConfigArg),
+    /// Validate the config and load every plugin without running anything.
+    Check(ConfigArg),
+    /// Manage a connector's targets.
+    #[command(subcommand)]
+    Targets(targets::TargetsCommand),
+    /// Poll one target once and print the items as JSON lines.
+    Poll(poll::PollArgs),
+    /// List stored items as JSON lines.
+    Items(items::ItemsArgs),
+    /// Ask the running host to swap in changed plugins and settings (all, or one connector).
+    Reload(reload::ReloadArgs),
+    /// Ask the running host to return a connector to its previous version.
+    Rollback(reload::RollbackArgs),
+    /// The dead-letter state: targets given up on and deliveries out of attempts.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// Crawl thousands of stand-in feeds on 127.0.0.1 and print a summary.
+    #[cfg(feature = "tools")]
+    Demo(crate::tools::demo::DemoArgs),
+    /// Benchmarks on 127.0.0.1 (build with --release).
+    #[cfg(feature = "tools")]
+    #[command(subcommand)]
+    Bench(crate::tools::bench::BenchCommand),
+    /// Write, build and test connectors: `new`, `build`, `test`.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file.
+    #[arg(long, short, default_value = DEFAULT_CONFIG, env = "TSUNAGI_CONFIG")]
+    pub config: PathBuf,
+}
+
+impl Cli {
+    /// Log verbosity unless `TSUNAGI_LOG` says otherwise: quiet for one-shot commands whose
+    /// output is data, informative for the long-running host.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Run(_) => "info,wasmtime=warn,cranelift=warn",
+            _ => "warn,wasmtime=warn,cranelift=warn",
+        }
+    }
+}
+
+pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(&args.config).await,
+        Command::Check(args) => check::check(&args.config).await,
+        Command::Targets(command) => targets::targets(command).await,
+        Command::Poll(args) => poll::poll(args).await,
+        Command::Items(args) => items::items(args).await,
+        Command::Dlq(command) => dlq::dlq(command).await,
+        Command::Reload(args) => reload::reload(args).await,
+        Command::Rollback(args) => reload::rollback(args).await,
+        #[cfg(feature = "tools")]
+        Command::Demo(args) => crate::tools::demo::demo(args).await,
+        #[cfg(feature = "tools")]
+        Command::Bench(command) => crate::tools::bench::bench(command).await,
+        Command::Plugin(command) => plugin::run(command).await,
+    }
+}
+
+/// Loads the config file; its errors already say file:line:column and field.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// Opens the backend the config names.
+pub async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Backend>> {
+    let url = config.database_url();
+    tsunagi_backends::open(&url)
+        .await
+        .with_context(|| format!("{}: host.database", config.source_path.display()))
+}
+
+/// Fails unless the config declares `connector`.
+pub fn require_connector(config: &Config, connector: &str) -> anyhow::Result<()> {
+    if config.connectors.contains_key(connector) {
+        return Ok(());
+    }
+    let known: Vec<&str> = config.connectors.keys().map(String::as_str).collect();
+    anyhow::bail!(
+        "{}: no connector '{connector}' (declared: {})",
+        config.source_path.display(),
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
+}

@@ -1,0 +1,87 @@
+//! `tsunagi poll`: polls one target once through the connector's plugin, with the same sandbox
+//! and egress rules as the host, and prints the items as JSON lines. Nothing is stored.
+
+use super::{ConfigArg, load_config, require_connector};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tsunagi::clock::SystemClock;
+use tsunagi::resilience::Resilience;
+use tsunagi::runtime::{Engine, TargetCall};
+use tsunagi::topology::{build_connector, engine_settings};
+
+#[derive(Debug, clap::Args)]
+pub struct PollArgs {
+    /// Connector name from the config.
+    pub connector: String,
+    /// The target, e.g. a feed URL.
+    pub target: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config.config)?;
+    require_connector(&config, &args.connector)?;
+    let settings = &config.connectors[&args.connector];
+    // A scratch state store in a temporary directory: a one-off poll must not touch the host's
+    // database.
+    let scratch = tempfile::tempdir()?;
+    let backend = tsunagi_backends::open(&format!(
+        "sqlite://{}",
+        scratch.path().join("poll.db").display()
+    ))
+    .await?;
+    let engine = Engine::new(&engine_settings(&config))?;
+    let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
+    let connector = build_connector(
+        &engine,
+        &config,
+        &args.connector,
+        settings,
+        backend,
+        &resilience,
+    )
+    .await?;
+    let outcome = connector
+        .poll(TargetCall::detached(&args.target), None, None, None)
+        .await;
+    for exchange in &outcome.exchanges {
+        eprintln!(
+            "{} {} {}",
+            exchange.status.map_or("---".to_string(), |s| s.to_string()),
+            exchange.url,
+            exchange.error.as_deref().unwrap_or("")
+        );
+    }
+    match outcome.result {
+        Ok(result) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for item in &result.items {
+                serde_json::to_writer(&mut out, item)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            eprintln!(
+                "{}: {} item(s){} in {:?}",
+                args.target,
+                result.items.len(),
+                if result.not_modified {
+                    " (not modified)"
+                } else {
+                    ""
+                },
+                outcome.elapsed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!(
+                "error: connector '{}', target {}: {error}",
+                args.connector, args.target
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! `tsunagi targets add|import|list|remove`: a connector's targets in the store.
+//!
+//! `import` reads a text file (one URL per line, `#` comments) or a CSV file (a `url`, `feed`,
+//! `link` or `href` column, or the one `--column` names). Bad lines are reported as
+//! `file:line: reason` and skipped; every good line is kept.
+
+use super::{ConfigArg, load_config, open_backend, require_connector};
+use anyhow::Context;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tsunagi::clock::{Clock, SystemClock, rfc3339};
+use tsunagi_backends::AddReport;
+
+/// Targets sent to the store per call while importing.
+const IMPORT_CHUNK: usize = 10_000;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TargetsCommand {
+    /// Add targets given on the command line.
+    Add {
+        connector: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Add every target listed in a text or CSV file.
+    Import {
+        connector: String,
+        file: PathBuf,
+        /// `text` (one per line) or `csv`; guessed from the file name when absent.
+        #[arg(long)]
+        format: Option<ImportFormat>,
+        /// CSV column holding the target: a header name or a 0-based index.
+        #[arg(long)]
+        column: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List targets as JSON lines.
+    List {
+        connector: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove a target (its stored items stay).
+    Remove {
+        connector: String,
+        target: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    Text,
+    Csv,
+}
+
+pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TargetsCommand::Add {
+            connector,
+            targets,
+            config,
+        } => {
+            let config = load_config(&config.config)?;
+            require_connector(&config, &connector)?;
+            let mut good = Vec::new();
+            let mut bad = 0;
+            for (index, target) in targets.iter().enumerate() {
+                match validate_target(target) {
+                    Ok(url) => good.push(url),
+                    Err(reason) => {
+                        bad += 1;
+                        eprintln!("argument {}: {target:?}: {reason}", index + 1);
+                    }
+                }
+            }
+            let backend = open_backend(&config).await?;
+            let report = backend
+                .add_targets(&connector, &good, SystemClock.now_ms())
+                .await?;
+            println!(
+                "{connector}: {} added, {} already present, {bad} rejected",
+                report.added, report.already_present
+            );
+            Ok(exit_code(bad))
+        }
+        TargetsCommand::Import {
+            connector,
+            file,
+            format,
+            column,
+            config,
+        } => {
+            let config = load_config(&config.config)?;
+            require_connector(&config, &connector)?;
+            let format = format.unwrap_or_else(|| guess_format(&file));
+            let parsed = read_targets(&file, format, column.as_deref())?;
+            for problem in &parsed.problems {
+                eprintln!("{problem}");
+            }
+            let backend = open_backend(&config).await?;
+            let now = SystemClock.now_ms();
+            let mut total = AddReport::default();
+            for chunk in parsed.targets.chunks(IMPORT_CHUNK) {
+                let report = backend.add_targets(&connector, chunk, now).await?;
+                total.added += report.added;
+                total.already_present += report.already_present;
+            }
+            println!(
+                "{}: {connector}: {} added, {} already present, {} bad line(s)",
+                file.display(),
+                total.added,
+                total.already_present,
+                parsed.problems.len()
+            );
+            Ok(exit_code(parsed.problems.len()))
+        }
+        TargetsCommand::List { connector, config } => {
+            let config = load_config(&config.config)?;
+            if let Some(connector) = &connector {
+                require_connector(&config, connector)?;
+            }
+            let backend = open_backend(&config).await?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut after = 0;
+            loop {
+                let page = backend
+                    .list_targets(connector.as_deref(), after, 1000)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for target in &page {
+                    let line = serde_json::json!({
+                        "connector": target.connector,
+                        "target": target.target,
+                        "next_run_at": rfc3339(target.next_run_at),
+                        "last_polled_at": target.last_polled_at.map(rfc3339),
+                        "error_count": target.error_count,
+                        "last_error": target.last_error,
+                        "etag": target.etag,
+                        "last_modified": target.last_modified,
+                    });
+                    serde_json::to_writer(&mut out, &line)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TargetsCommand::Remove {
+            connector,
+            target,
+            config,
+        } => {
+            let config = load_config(&config.config)?;
+            require_connector(&config, &connector)?;
+            let target = lookup_form(target);
+            let backend = open_backend(&config).await?;
+            if backend.remove_target(&connector, &target).await? {
+                println!("{connector}: removed {target}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{connector}: no target {target}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+fn exit_code(problems: usize) -> ExitCode {
+    if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+/// Accepts absolute http(s) URLs with a host; returns them normalised.
+pub fn validate_target(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("scheme {:?} is not http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".to_string());
+    }
+    Ok(url.to_string())
+}
+
+/// A target as given on the command line, in the form it is stored under (normalised, when it
+/// is a URL), for looking it up.
+pub fn lookup_form(target: String) -> String {
+    validate_target(&target).unwrap_or(target)
+}
+
+fn guess_format(file: &Path) -> ImportFormat {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("csv") => ImportFormat::Csv,
+        _ => ImportFormat::Text,
+    }
+}
+
+/// Targets read from a file, and the lines that were rejected.
+#[derive(Debug, Default)]
+pub struct ParsedTargets {
+    pub targets: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+pub fn read_targets(
+    file: &Path,
+    format: ImportFormat,
+    column: Option<&str>,
+) -> anyhow::Result<ParsedTargets> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file.display().to_string();
+    Ok(match format {
+        ImportFormat::Text => parse_text(&name, &text),
+        ImportFormat::Csv => parse_csv(&name, &text, column)?,
+    })
+}
+
+pub fn parse_text(name: &str, text: &str) -> ParsedTargets {
+    let mut parsed = ParsedTargets::default();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match validate_target(line) {
+            Ok(url) => parsed.targets.push(url),
+            Err(reason) => parsed
+                .problems
+                .push(format!("{name}:{}: {line:?}: {reason}", index + 1)),
+        }
+    }
+    parsed
+}
+
+pub fn parse_csv(name: &str, text: &str, column: Option<&str>) -> anyhow::Result<ParsedTargets> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut parsed = ParsedTargets::default();
+    let mut records = reader.records().peekable();
+    let header: Option<Vec<String>> = match records.peek() {
+        Some(Ok(first)) if first.iter().all(|cell| validate_target(cell).is_err()) => Some(
+            first
+                .iter()
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect(),
+        ),
+        _ => None,
+    };
+    let index = match (column, &header) {
+        (Some(column), _) if column.parse::<usize>().is_ok() => column.parse::<usize>()?,
+        (Some(column), Some(header)) => header
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(column))
+            .with_context(|| format!("{name}:1: no column named {column:?} in {header:?}"))?,
+        (Some(column), None) => {
+            anyhow::bail!("{name}: --column {column:?} names a header, but the file has none")
+        }
+        (None, Some(header)) => header
+            .iter()
+            .position(|h| {
+                ["url", "feed", "feed_url", "link", "href", "target"].contains(&h.as_str())
+            })
+            .unwrap_or(0),
+        (None, None) => 0,
+    };
+    if header.is_some() {
+        records.next();
+    }
+    for record in records {
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                let line = error.position().map_or(0, |p| p.line());
+                parsed.problems.push(format!("{name}:{line}: {error}"));
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        match record.get(index) {
+            Some(cell) if cell.trim().is_empty() => {}
+            Some(cell) => match validate_target(cell) {
+                Ok(url) => parsed.targets.push(url),
+                Err(reason) => parsed
+                    .problems
+                    .push(format!("{name}:{line}: {cell:?}: {reason}")),
+            },
+            None => parsed
+                .problems
+                .push(format!("{name}:{line}: no column {index} in this row")),
+        }
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_import_keeps_good_lines_and_reports_bad_ones_by_line() {
+        let text = "# feeds\nhttp://a.example/feed\n\nnot a url\nftp://b.example/x\nhttps://c.example/rss\n";
+        let parsed = parse_text("feeds.txt", text);
+        assert_eq!(
+            parsed.targets,
+            vec!["http://a.example/feed", "https://c.example/rss"]
+        );
+        assert_eq!(parsed.problems.len(), 2);
+        assert!(
+            parsed.problems[0].starts_with("feeds.txt:4: "),
+            "{:?}",
+            parsed.problems
+        );
+        assert!(
+            parsed.problems[1].starts_with("feeds.txt:5: "),
+            "{:?}",
+            parsed.problems
+        );
+    }
+
+    #[test]
+    fn csv_import_finds_the_url_column_by_header() {
+        let text = "name,url\nA,http://a.example/feed\nB,oops\nC,https://c.example/rss\n";
+        let parsed = parse_csv("feeds.csv", text, None).unwrap();
+        assert_eq!(
+            parsed.targets,
+            vec!["http://a.example/feed", "https://c.example/rss"]
+        );
+        assert_eq!(parsed.problems.len(), 1);
+        assert!(
+            parsed.problems[0].starts_with("feeds.csv:3: "),
+            "{:?}",
+            parsed.problems
+        );
+    }
+
+    #[test]
+    fn csv_without_header_uses_the_named_index() {
+        let text = "x,http://a.example/1\ny,http://a.example/2\n";
+        let parsed = parse_csv("f.csv", text, Some("1")).unwrap();
+        assert_eq!(parsed.targets.len(), 2);
+        assert!(parsed.problems.is_empty());
+    }
+}

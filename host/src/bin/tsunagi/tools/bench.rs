@@ -1,0 +1,464 @@
+//! `tsunagi bench rss`: the crawl benchmark. In one run, on the loopback fake feed server:
+//!
+//! 1. the real pipeline (wasm RSS component, SQLite): a full first round, then a round where every
+//!    feed answers 304;
+//! 2. the same pipeline with the feed parsed natively in the host — the cost of the sandbox;
+//! 3. a fetch-only loop over the same HTTP client — where the time goes.
+//!
+//! Each part reports feeds/s and its peak resident memory (the kernel's high-water mark, reset
+//! between parts). The feed server runs on its own thread and runtime.
+
+use super::demo::DEFAULT_RSS_PLUGIN;
+use anyhow::Context;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tsunagi::clock::{Clock, ManualClock, SystemClock};
+use tsunagi::config::Config;
+use tsunagi::egress::{EgressLimits, EgressPolicy, Network};
+use tsunagi::pipeline::{PollPipeline, RunMode, TargetPoller};
+use tsunagi::resilience::Resilience;
+use tsunagi::runtime::{CallError, CallReport, Engine, FailureKind, PollResult, TargetCall};
+use tsunagi::scheduler::PollPolicy;
+use tsunagi::stats::{ConnectorStats, StatsSnapshot};
+use tsunagi::topology::{build_connector, engine_settings};
+use tsunagi_backends::{Backend, Item};
+use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Crawl benchmark: wasm pipeline vs native-parse pipeline vs fetch-only.
+    Rss(RssBenchArgs),
+    /// Job latency with and without a plugin hot swap every second.
+    Swap(super::swap_bench::SwapBenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RssBenchArgs {
+    #[arg(long, default_value_t = 210_000)]
+    pub feeds: u32,
+    #[arg(long, default_value_t = 10)]
+    pub items: u32,
+    /// Approximate size of each feed.
+    #[arg(long, default_value_t = 5_000)]
+    pub feed_bytes: usize,
+    /// Calls (or requests) in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 512)]
+    pub claim_batch: u32,
+    /// Threads of the fake feed server's own runtime.
+    #[arg(long, default_value_t = 1)]
+    pub server_threads: usize,
+    #[arg(long, default_value = DEFAULT_RSS_PLUGIN)]
+    pub plugin: PathBuf,
+    /// Skip the native-parse reference.
+    #[arg(long)]
+    pub skip_native: bool,
+    /// Skip the fetch-only reference.
+    #[arg(long)]
+    pub skip_fetch: bool,
+}
+
+/// The HTTP client the `rss` connector of `config` would get: same limits, same allowlist.
+fn rss_client(config: &Config, pool_size: usize) -> anyhow::Result<reqwest::Client> {
+    let connector = &config.connectors["rss"];
+    let policy = Arc::new(EgressPolicy::new("rss", connector.egress.allow.clone()));
+    let limits = EgressLimits::from(&connector.limits);
+    Ok(Network::new(&policy, &limits, pool_size)?
+        .public_client()
+        .clone())
+}
+
+/// One measured part of the run.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub name: String,
+    pub feeds: u64,
+    pub errors: u64,
+    pub items_new: u64,
+    pub not_modified: u64,
+    pub elapsed: Duration,
+    pub peak_rss_mb: Option<f64>,
+}
+
+impl Measurement {
+    pub fn rate(&self) -> f64 {
+        self.feeds as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Rss(args) => rss(args).await,
+        BenchCommand::Swap(args) => super::swap_bench::swap(args).await,
+    }
+}
+
+async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
+    let plugin = std::fs::canonicalize(&args.plugin).with_context(|| {
+        format!(
+            "RSS plugin not found at {} — run scripts/build-plugins",
+            args.plugin.display()
+        )
+    })?;
+    let server = FeedServer::start_in_thread(
+        FeedServerConfig {
+            feeds: args.feeds,
+            items_per_feed: args.items,
+            target_feed_bytes: args.feed_bytes,
+            ..FeedServerConfig::default()
+        },
+        args.server_threads,
+    )?;
+    let urls = server.feed_urls();
+    println!(
+        "tsunagi bench rss: {} feeds × {} items (~{} bytes each) on http://{}, concurrency {}, {} server thread(s)",
+        args.feeds,
+        args.items,
+        args.feed_bytes,
+        server.addr(),
+        args.concurrency,
+        args.server_threads
+    );
+    let workdir = tempfile::Builder::new()
+        .prefix("tsunagi-bench-")
+        .tempdir()?;
+    let mut results = Vec::new();
+
+    // The wasm pipeline.
+    let config = bench_config(
+        &workdir.path().join("wasm"),
+        &plugin,
+        server.addr().port(),
+        &args,
+    )?;
+    let backend = crate::commands::open_backend(&config).await?;
+    let engine = Engine::new(&engine_settings(&config))?;
+    let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
+    let connector = build_connector(
+        &engine,
+        &config,
+        "rss",
+        &config.connectors["rss"],
+        backend.clone(),
+        &resilience,
+    )
+    .await?;
+    let poller: Arc<dyn TargetPoller> = Arc::new(connector);
+    results.extend(pipeline_rounds("wasm", &config, backend, poller, &urls, &args).await?);
+
+    if !args.skip_native {
+        let config = bench_config(
+            &workdir.path().join("native"),
+            &plugin,
+            server.addr().port(),
+            &args,
+        )?;
+        let backend = crate::commands::open_backend(&config).await?;
+        let poller: Arc<dyn TargetPoller> = Arc::new(NativeRssPoller {
+            client: rss_client(&config, args.concurrency)?,
+        });
+        results
+            .extend(pipeline_rounds("native parse", &config, backend, poller, &urls, &args).await?);
+    }
+
+    if !args.skip_fetch {
+        let client = rss_client(&config, args.concurrency)?;
+        reset_peak_rss();
+        results.push(fetch_only(client, &urls, args.concurrency).await);
+    }
+    server.shutdown().await;
+
+    println!();
+    println!("| part | feeds | errors | new items | 304s | seconds | feeds/s | peak RSS MB |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for m in &results {
+        println!(
+            "| {} | {} | {} | {} | {} | {:.1} | {:.0} | {} |",
+            m.name,
+            m.feeds,
+            m.errors,
+            m.items_new,
+            m.not_modified,
+            m.elapsed.as_secs_f64(),
+            m.rate(),
+            m.peak_rss_mb
+                .map_or("n/a".to_string(), |mb| format!("{mb:.0}"))
+        );
+    }
+    let rate = |name: &str| {
+        results
+            .iter()
+            .find(|m| m.name == name)
+            .map(Measurement::rate)
+    };
+    if let (Some(wasm), Some(native)) = (rate("wasm round 1"), rate("native parse round 1")) {
+        println!();
+        println!(
+            "wasm / native-parse, round 1: {:.0}%",
+            100.0 * wasm / native
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_config(
+    dir: &std::path::Path,
+    plugin: &std::path::Path,
+    port: u16,
+    args: &RssBenchArgs,
+) -> anyhow::Result<Config> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("bench.toml");
+    std::fs::write(
+        &path,
+        super::demo::crawl_config(plugin, port, args.concurrency, args.claim_batch),
+    )?;
+    Ok(Config::load(&path)?)
+}
+
+/// Adds the targets, then runs a full round and a 304 round through [`PollPipeline`].
+async fn pipeline_rounds(
+    name: &str,
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    poller: Arc<dyn TargetPoller>,
+    urls: &[String],
+    args: &RssBenchArgs,
+) -> anyhow::Result<Vec<Measurement>> {
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let added = Instant::now();
+    for chunk in urls.chunks(10_000) {
+        backend.add_targets("rss", chunk, clock.now_ms()).await?;
+    }
+    println!(
+        "{name}: {} targets added in {:.1}s",
+        urls.len(),
+        added.elapsed().as_secs_f64()
+    );
+    let settings = &config.connectors["rss"];
+    let mut out = Vec::new();
+    for round in 1..=2 {
+        reset_peak_rss();
+        let stats = Arc::new(ConnectorStats::default());
+        let pipeline = Arc::new(PollPipeline {
+            connector: "rss".to_string(),
+            backend: backend.clone(),
+            poller: poller.clone(),
+            policy: PollPolicy::from(settings),
+            clock: Arc::new(clock.clone()),
+            worker_id: tsunagi::topology::unique_worker_id(),
+            lease: config.host.claim_lease,
+            claim_batch: args.claim_batch,
+            idle_poll: config.host.idle_poll,
+            concurrency: args.concurrency,
+            deliver_to: Vec::new(),
+            stats: stats.clone(),
+        });
+        let started = Instant::now();
+        let progress = spawn_progress(format!("{name} round {round}"), stats.clone(), urls.len());
+        pipeline
+            .run(
+                CancellationToken::new(),
+                RunMode::UntilIdle,
+                Duration::from_secs(30),
+            )
+            .await;
+        progress.abort();
+        let elapsed = started.elapsed();
+        let s: StatsSnapshot = stats.snapshot();
+        let m = Measurement {
+            name: format!("{name} round {round}"),
+            feeds: s.polls(),
+            errors: s.polls_failed,
+            items_new: s.items_new,
+            not_modified: s.not_modified,
+            elapsed,
+            peak_rss_mb: peak_rss_mb(),
+        };
+        println!(
+            "{}: {:.0} feeds/s ({} feeds in {:.1}s)",
+            m.name,
+            m.rate(),
+            m.feeds,
+            elapsed.as_secs_f64()
+        );
+        out.push(m);
+        clock.advance(settings.schedule.max_interval * 2);
+    }
+    Ok(out)
+}
+
+fn spawn_progress(
+    label: String,
+    stats: Arc<ConnectorStats>,
+    total: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let s = stats.snapshot();
+            eprintln!(
+                "  {label}: {}/{total} feeds, {} errors",
+                s.polls(),
+                s.polls_failed
+            );
+        }
+    })
+}
+
+/// GETs every URL with `concurrency` requests in flight; reads and drops the bodies.
+async fn fetch_only(client: reqwest::Client, urls: &[String], concurrency: usize) -> Measurement {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let results: Vec<bool> = futures::stream::iter(urls.iter().cloned())
+        .map(|url| {
+            let client = client.clone();
+            async move {
+                match client.get(&url).send().await {
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let errors = results.iter().filter(|ok| !**ok).count() as u64;
+    let m = Measurement {
+        name: "fetch only".to_string(),
+        feeds: results.len() as u64,
+        errors,
+        items_new: 0,
+        not_modified: 0,
+        elapsed: started.elapsed(),
+        peak_rss_mb: peak_rss_mb(),
+    };
+    println!("fetch only: {:.0} feeds/s", m.rate());
+    m
+}
+
+/// The RSS connector's logic, natively in the host: the same conditional GET and the same
+/// feed-to-item mapping as the component, minus the sandbox.
+struct NativeRssPoller {
+    client: reqwest::Client,
+}
+
+#[async_trait]
+impl TargetPoller for NativeRssPoller {
+    async fn poll(
+        &self,
+        call: TargetCall,
+        etag: Option<String>,
+        last_modified: Option<String>,
+        _cursor: Option<String>,
+    ) -> CallReport {
+        let started = Instant::now();
+        let result = self.fetch(&call.target, etag, last_modified).await;
+        CallReport {
+            result,
+            state_writes: BTreeMap::new(),
+            exchanges: Vec::new(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+impl NativeRssPoller {
+    async fn fetch(
+        &self,
+        url: &str,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    ) -> Result<PollResult, CallError> {
+        let transient = |message: String| CallError::Connector {
+            kind: FailureKind::Transient,
+            message,
+        };
+        let mut request = self
+            .client
+            .get(url)
+            .header("accept", tsunagi_rss_feed::ACCEPT)
+            .header("user-agent", tsunagi_rss_feed::USER_AGENT);
+        if let Some(etag) = &etag {
+            request = request.header("if-none-match", etag);
+        }
+        if let Some(last_modified) = &last_modified {
+            request = request.header("if-modified-since", last_modified);
+        }
+        let response = request.send().await.map_err(|e| transient(e.to_string()))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let new_etag = header("etag");
+        let new_last_modified = header("last-modified");
+        if response.status().as_u16() == 304 {
+            return Ok(PollResult {
+                not_modified: true,
+                etag: new_etag.or(etag),
+                last_modified: new_last_modified.or(last_modified),
+                ..PollResult::default()
+            });
+        }
+        if !response.status().is_success() {
+            return Err(transient(format!("HTTP {}", response.status())));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transient(e.to_string()))?;
+        let parsed =
+            tsunagi_rss_feed::parse(&body, url).map_err(|message| CallError::Connector {
+                kind: FailureKind::BadResponse,
+                message,
+            })?;
+        Ok(PollResult {
+            not_modified: false,
+            items: parsed
+                .items
+                .into_iter()
+                .map(|item| Item {
+                    id: item.id,
+                    title: item.title,
+                    link: item.link,
+                    published: item.published,
+                    updated: item.updated,
+                    authors: item.authors,
+                    summary: item.summary,
+                    content: item.content,
+                    categories: item.categories,
+                })
+                .collect(),
+            etag: new_etag,
+            last_modified: new_last_modified,
+            cursor: None,
+            refresh_after: parsed
+                .refresh_after_seconds
+                .map(|s| Duration::from_secs(u64::from(s))),
+        })
+    }
+}
+
+/// Resets the kernel's peak-RSS mark for this process (Linux: `clear_refs` value 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last reset, from `/proc/self/status` (VmHWM).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

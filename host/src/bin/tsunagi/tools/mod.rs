@@ -1,0 +1,8 @@
+//! Tools that use the library but are not part of the product: the demo crawl and the
+//! benchmarks, with the stand-in upstreams and the native-parse reference they need. Built only
+//! with the `tools` feature (the scripts turn it on), so the product's dependency graph holds
+//! neither the fake upstreams nor a second feed parser.
+
+pub mod bench;
+pub mod demo;
+mod swap_bench;

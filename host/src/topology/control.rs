@@ -1,0 +1,33 @@
+//! The interface through which the outside watches and steers a running topology: the admin
+//! API, SIGHUP and the CLI use it, so the topology never depends on them. Endpoints to come
+//! (jobs, searches, dead letters) add a method here and an implementation in the topology.
+
+use super::{ReloadReport, StatusReport, Topology};
+use async_trait::async_trait;
+use tsunagi_backends::BackendError;
+
+#[async_trait]
+pub trait Control: Send + Sync {
+    /// Connectors and their versions, queues, budgets, breakers and the last reloads.
+    async fn status(&self) -> Result<StatusReport, BackendError>;
+    /// Swaps in what changed: `only` that connector, or every one whose settings or plugin
+    /// changed.
+    async fn reload(&self, only: Option<&str>) -> ReloadReport;
+    /// Returns `connector` to its previous version.
+    async fn rollback(&self, connector: &str) -> ReloadReport;
+}
+
+#[async_trait]
+impl Control for Topology {
+    async fn status(&self) -> Result<StatusReport, BackendError> {
+        self.status_report().await
+    }
+
+    async fn reload(&self, only: Option<&str>) -> ReloadReport {
+        self.reloader.reload(only).await
+    }
+
+    async fn rollback(&self, connector: &str) -> ReloadReport {
+        self.reloader.rollback(connector).await
+    }
+}

@@ -1,0 +1,356 @@
+//! The topology: builds, owns and tears down everything that runs — the engine, every
+//! connector (its current and previous version), one pipeline per connector, the sink runners,
+//! the health probes, the reloader and the file watcher — from the moment it is built.
+//!
+//! Read the host from here down. [`Topology::start`] loads every plugin (failing on the first
+//! that does not validate) and then starts what runs; [`Topology::shutdown`] stops claiming,
+//! lets in-flight calls finish within the grace period, then stops delivering. Everything that
+//! watches or steers a running host (the admin API, SIGHUP, `tsunagi reload`) goes through the
+//! [`Control`] interface; this module never imports the admin API.
+//!
+//! A reload is two steps: [`plan`] computes what to do as data (a pure function of what serves,
+//! the new config, the plugin files' sha256 and rollback pins), and [`Reloader`] carries the
+//! plan out.
+
+mod connectors;
+mod control;
+mod pipelines;
+pub mod plan;
+mod reload;
+mod status;
+mod watch;
+
+pub use connectors::{ConnectorHandle, ConnectorSet};
+pub use control::Control;
+pub use pipelines::PipelineSet;
+pub use reload::{ConnectorReload, Outcome, ReloadError, ReloadReport, Reloader};
+pub use status::{ConnectorStatus, SinkStatus, StatusReport};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, ConfigError, ConnectorSettings, FieldLocation, config_texts};
+use crate::egress::{EgressError, EgressLimits, EgressPolicy, Network};
+use crate::pipeline::RunMode;
+use crate::resilience::Resilience;
+use crate::runtime::{
+    ConnectorServices, Engine, EngineSettings, InstancePool, LoadError, PoolSettings,
+    SwappableConnector,
+};
+use crate::scheduler::RetryPolicy;
+use crate::sinks::{SinkError, SinkRunner, build_sink};
+use pipelines::PipelineContext;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tsunagi_backends::{Backend, BackendError, Millis};
+
+/// Why a topology could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("sink '{name}': {source}")]
+    Sink {
+        name: String,
+        #[source]
+        source: SinkError,
+    },
+}
+
+/// Why one connector could not be built: its plugin did not load (at the config field that
+/// names it), or its egress could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{at}: {source}")]
+    Load {
+        at: FieldLocation,
+        #[source]
+        source: LoadError,
+    },
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+}
+
+/// How a topology runs, apart from its config.
+#[derive(Clone)]
+pub struct TopologyOptions {
+    pub clock: SharedClock,
+    /// Unique per process: leases name it, so a restarted host never mistakes an old lease for
+    /// its own.
+    pub worker_id: String,
+    pub mode: RunMode,
+}
+
+impl Default for TopologyOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            worker_id: unique_worker_id(),
+            mode: RunMode::Forever,
+        }
+    }
+}
+
+/// `host-pid-random`, unique across processes and restarts.
+pub fn unique_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_string());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Engine settings sized for every connector of a config.
+pub fn engine_settings(config: &Config) -> EngineSettings {
+    // Twice the calls that can run at once: during a hot swap, calls still running on the old
+    // version and calls on the new one each hold an instance.
+    let instances: usize = 2 * config
+        .connectors
+        .values()
+        .map(|c| c.concurrency)
+        .sum::<usize>();
+    let memory = config
+        .connectors
+        .values()
+        .map(|c| c.limits.memory.as_u64())
+        .max()
+        .unwrap_or(EngineSettings::default().max_memory_bytes);
+    EngineSettings {
+        max_instances: u32::try_from(instances + 8).unwrap_or(u32::MAX),
+        max_memory_bytes: memory,
+        compile_cache: config
+            .host
+            .compile_cache
+            .as_ref()
+            .map(|p| config.resolve(p)),
+    }
+}
+
+/// Compiles and validates one connector's plugin and builds its instance pool, with the
+/// network its allowlist permits. Errors name the config field that points at the plugin.
+pub async fn build_connector(
+    engine: &Arc<Engine>,
+    config: &Config,
+    name: &str,
+    settings: &ConnectorSettings,
+    backend: Arc<dyn Backend>,
+    resilience: &Arc<Resilience>,
+) -> Result<InstancePool, BuildError> {
+    let path = config.resolve(&settings.plugin);
+    let plugin = engine
+        .load_blocking(path, settings.role)
+        .await
+        .map_err(|source| BuildError::Load {
+            at: config.locate(&format!("connectors.{name}.plugin")),
+            source,
+        })?;
+    let services = Arc::new(ConnectorServices {
+        connector: name.to_string(),
+        config: config_texts(&settings.config),
+        state: backend,
+    });
+    let limits = &settings.limits;
+    let pool_settings = PoolSettings {
+        concurrency: settings.concurrency,
+        calls_per_instance: settings.calls_per_instance,
+        call_timeout: limits.call_timeout,
+        memory_limit: usize::try_from(limits.memory.as_u64()).unwrap_or(usize::MAX),
+        egress_limits: EgressLimits::from(limits),
+    };
+    let policy = Arc::new(EgressPolicy::new(name, settings.egress.allow.clone()));
+    let network = Network::new(&policy, &pool_settings.egress_limits, settings.concurrency)?;
+    Ok(InstancePool::new(
+        engine.clone(),
+        plugin,
+        services,
+        policy,
+        resilience.clone(),
+        pool_settings,
+        Arc::new(network),
+    ))
+}
+
+/// Everything that runs, and the way to stop it.
+pub struct Topology {
+    worker_id: String,
+    backend: Arc<dyn Backend>,
+    clock: SharedClock,
+    started_at: Millis,
+    connectors: Arc<ConnectorSet>,
+    pipelines: Arc<PipelineSet>,
+    resilience: Arc<Resilience>,
+    reloader: Arc<Reloader>,
+    /// Stops the sink runners, probes and watcher, after the pipelines have drained.
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Topology {
+    /// Loads every connector's plugin (failing on the first that does not validate, before
+    /// anything runs), then starts the pipelines, probes, watcher and sink runners.
+    pub async fn start(
+        config: Config,
+        backend: Arc<dyn Backend>,
+        options: TopologyOptions,
+    ) -> Result<Arc<Topology>, TopologyError> {
+        let clock = options.clock.clone();
+        let engine = Engine::new(&engine_settings(&config)).map_err(|source| BuildError::Load {
+            at: config.locate("host"),
+            source,
+        })?;
+        let resilience = Resilience::in_process(&config, clock.clone())?;
+        let connectors = Arc::new(ConnectorSet::default());
+        for (name, settings) in &config.connectors {
+            let pool = build_connector(
+                &engine,
+                &config,
+                name,
+                settings,
+                backend.clone(),
+                &resilience,
+            )
+            .await?;
+            tracing::info!(connector = %name, plugin = %pool.plugin().path.display(),
+                sha256 = %pool.plugin().sha256, "connector loaded");
+            connectors.insert(Arc::new(ConnectorHandle::new(
+                name,
+                SwappableConnector::new(pool, clock.now_ms()),
+            )));
+        }
+        let host = &config.host;
+        let mut sink_runners = Vec::new();
+        for (name, settings) in &config.sinks {
+            let sink = build_sink(settings, |p| config.resolve(p)).map_err(|source| {
+                TopologyError::Sink {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+            sink_runners.push(Arc::new(SinkRunner {
+                name: name.clone(),
+                sink,
+                backend: backend.clone(),
+                clock: clock.clone(),
+                worker_id: options.worker_id.clone(),
+                idle_poll: host.idle_poll,
+                lease: host.claim_lease,
+                retry: RetryPolicy {
+                    first_delay: Duration::from_secs(1),
+                    max_delay: Duration::from_secs(600),
+                    multiplier: 2.0,
+                    jitter: 0.25,
+                    max_failures: settings.max_attempts(),
+                },
+            }));
+        }
+
+        let pipelines = Arc::new(PipelineSet::new(PipelineContext {
+            backend: backend.clone(),
+            clock: clock.clone(),
+            worker_id: options.worker_id.clone(),
+            host: host.clone(),
+            mode: options.mode,
+            sinks: config.sinks.clone(),
+        }));
+        for handle in connectors.all() {
+            if let Some(settings) = config.connectors.get(&handle.name) {
+                pipelines.start(&handle, settings);
+            }
+        }
+        let reloader = Arc::new(Reloader::new(
+            &config,
+            engine,
+            backend.clone(),
+            resilience.clone(),
+            clock.clone(),
+            connectors.clone(),
+            pipelines.clone(),
+        ));
+
+        let stop = CancellationToken::new();
+        // Probes run until the very end: breakers matter while in-flight calls drain too.
+        resilience.start_probes(&stop);
+        let mut tasks = Vec::new();
+        let watched = reloader.clone();
+        let reload_on_change = move || -> futures::future::BoxFuture<'static, ()> {
+            let reloader = watched.clone();
+            Box::pin(async move {
+                let report = reloader.reload(None).await;
+                tracing::info!(
+                    ok = report.ok,
+                    "reload finished: {}",
+                    serde_json::to_string(&report).unwrap_or_default()
+                );
+            })
+        };
+        if host.watch
+            && let Some(watcher) = watch::spawn_watcher(&config, reload_on_change, stop.clone())
+        {
+            tasks.push(watcher);
+        }
+        for runner in sink_runners {
+            tasks.push(tokio::spawn(runner.run(stop.clone())));
+        }
+        Ok(Arc::new(Topology {
+            worker_id: options.worker_id,
+            started_at: clock.now_ms(),
+            clock,
+            backend,
+            connectors,
+            pipelines,
+            resilience,
+            reloader,
+            stop,
+            tasks: Mutex::new(tasks),
+        }))
+    }
+
+    /// The connectors running now; a reload may add or remove some.
+    pub fn connectors(&self) -> &ConnectorSet {
+        &self.connectors
+    }
+
+    /// Budgets and breakers, shared by every connector.
+    pub fn resilience(&self) -> &Arc<Resilience> {
+        &self.resilience
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Hot swap of plugins and connector settings (also reachable through [`Control`]).
+    pub fn reloader(&self) -> &Reloader {
+        &self.reloader
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Waits until every pipeline has ended by itself (only happens in [`RunMode::UntilIdle`]).
+    pub async fn until_idle(&self) {
+        self.pipelines.wait_all().await;
+    }
+
+    /// Stops claiming, lets in-flight calls finish within the grace period, then stops sink
+    /// delivery, the probes and the watcher.
+    pub async fn shutdown(&self) {
+        self.pipelines.stop_all().await;
+        self.stop.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The pipelines a topology runs: one per connector, each stoppable on its own, so a reload can
+//! add one, stop one (it stops claiming and drains; its targets and queue stay in the store for
+//! when it returns), or restart one with new schedule settings.
+
+use super::ConnectorHandle;
+use crate::clock::SharedClock;
+use crate::config::{ConnectorSettings, HostSettings, Role, SinkSettings};
+use crate::pipeline::{PollPipeline, RunMode};
+use crate::scheduler::PollPolicy;
+use crate::sinks::queue_name;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tsunagi_backends::{Backend, Delivery};
+
+/// What every pipeline of one topology shares.
+pub(super) struct PipelineContext {
+    pub backend: Arc<dyn Backend>,
+    pub clock: SharedClock,
+    pub worker_id: String,
+    pub host: HostSettings,
+    pub mode: RunMode,
+    /// The sinks the topology runs (deliveries to others would wait for a restart).
+    pub sinks: BTreeMap<String, SinkSettings>,
+}
+
+/// The running pipelines, by connector.
+pub struct PipelineSet {
+    context: PipelineContext,
+    /// Cancelling it stops every pipeline (shutdown); each pipeline has a child token.
+    stop_all: CancellationToken,
+    running: Mutex<BTreeMap<String, (CancellationToken, JoinHandle<()>)>>,
+}
+
+impl PipelineSet {
+    pub(super) fn new(context: PipelineContext) -> Self {
+        Self {
+            context,
+            stop_all: CancellationToken::new(),
+            running: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Starts `handle`'s pipeline with `settings`' schedule, retry and concurrency, replacing
+    /// (and stopping) one already running for it. Only pollers have a pipeline: handlers and
+    /// searchers are loaded, validated and hot-swapped, and `tsunagi plugin test` runs them, but
+    /// nothing feeds them jobs or searches yet.
+    pub fn start(&self, handle: &ConnectorHandle, settings: &ConnectorSettings) {
+        if settings.role != Role::Poller {
+            tracing::info!(connector = %handle.name, role = %settings.role,
+                "loaded; the host runs no pipeline for this role yet");
+            return;
+        }
+        let context = &self.context;
+        let pipeline = Arc::new(PollPipeline {
+            connector: handle.name.clone(),
+            backend: context.backend.clone(),
+            poller: handle.versions.clone(),
+            policy: PollPolicy::from(settings),
+            clock: context.clock.clone(),
+            worker_id: context.worker_id.clone(),
+            lease: context.host.claim_lease,
+            claim_batch: context.host.claim_batch,
+            idle_poll: context.host.idle_poll,
+            concurrency: settings.concurrency,
+            deliver_to: settings
+                .sinks
+                .iter()
+                .map(|sink| Delivery {
+                    queue: queue_name(sink),
+                    max_attempts: context
+                        .sinks
+                        .get(sink)
+                        .map_or(1, SinkSettings::max_attempts),
+                })
+                .collect(),
+            stats: handle.stats.clone(),
+        });
+        let stop = self.stop_all.child_token();
+        let task =
+            tokio::spawn(pipeline.run(stop.clone(), context.mode, context.host.shutdown_grace));
+        let replaced = self.lock().insert(handle.name.clone(), (stop, task));
+        if let Some((old_stop, old_task)) = replaced {
+            old_stop.cancel();
+            drain_in_background(&handle.name, old_task);
+        }
+    }
+
+    /// Stops claiming for `name`; its in-flight calls finish (within the shutdown grace) in
+    /// the background.
+    pub fn stop(&self, name: &str) {
+        if let Some((stop, task)) = self.lock().remove(name) {
+            stop.cancel();
+            drain_in_background(name, task);
+        }
+    }
+
+    /// Stops every pipeline and waits for their in-flight calls (each within the grace).
+    pub(super) async fn stop_all(&self) {
+        self.stop_all.cancel();
+        self.wait_all().await;
+    }
+
+    /// Waits until every pipeline has ended by itself (only happens in [`RunMode::UntilIdle`]).
+    pub(super) async fn wait_all(&self) {
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.lock())
+            .into_values()
+            .map(|(_, task)| task)
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Whether the topology delivers to this sink.
+    pub fn has_sink(&self, sink: &str) -> bool {
+        self.context.sinks.contains_key(sink)
+    }
+
+    /// The sinks the topology delivers to.
+    pub fn sink_names(&self) -> impl Iterator<Item = &String> {
+        self.context.sinks.keys()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, (CancellationToken, JoinHandle<()>)>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Lets a stopped pipeline's in-flight calls finish without holding up the caller.
+fn drain_in_background(name: &str, task: JoinHandle<()>) {
+    let name = name.to_string();
+    tokio::spawn(async move {
+        let _ = task.await;
+        tracing::info!(connector = %name, "old pipeline drained");
+    });
+}

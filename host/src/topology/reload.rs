@@ -1,0 +1,468 @@
+//! The reloader: carries out a [`ReloadPlan`], from a trigger to a new version serving.
+//!
+//! A reload re-reads the config file (an invalid file is refused whole: nothing changes),
+//! applies budgets and breakers, hashes each plugin file, and plans. Then for each step: a swap
+//! compiles the plugin off the async threads (wasmtime's compile cache makes a repeat cheap),
+//! validates it (the role's exports, the WIT version, one real instantiation and the plugin's
+//! optional `self-test` export), and only then swaps it in atomically (see
+//! [`crate::runtime::SwappableConnector`]), restarting the pipeline when the plan says so; an
+//! add builds, validates and starts; a remove stops claiming and drains. A connector whose new
+//! version fails any step keeps serving the old one, and the report says why — to
+//! `tsunagi reload`, the admin API, `/status` and the log.
+//!
+//! Reloads run one at a time. Triggers: a change to the config or a plugin file (see `watch`,
+//! unless `host.watch = false`), `tsunagi reload`, `POST /v1/reload`,
+//! `POST /v1/connectors/{name}/reload`, SIGHUP.
+
+use super::plan::{Pin, PlanInput, Refusal, ReloadPlan, Serving, Step, same_pipeline};
+use super::{BuildError, ConnectorHandle, ConnectorSet, PipelineSet, build_connector};
+use crate::clock::SharedClock;
+use crate::config::{Config, ConfigError, ConnectorSettings};
+use crate::resilience::Resilience;
+use crate::runtime::{Engine, InstancePool, SwappableConnector};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tsunagi_backends::Backend;
+
+/// What a reload did to one connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new version serves.
+    Swapped,
+    /// Settings and plugin file are what already serves.
+    Unchanged,
+    /// The new version failed a check; the old one keeps serving.
+    Refused,
+    /// Rolled back to the previous version.
+    RolledBack,
+    /// New in the config: built, validated and started.
+    Added,
+    /// Gone from the config: stopped claiming; in-flight calls drain; targets stay stored.
+    Removed,
+}
+
+/// Why a reload (or one connector's part of it) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("config refused, nothing changed: {0}")]
+    Config(#[source] ConfigError),
+    #[error("no connector named '{name}' in {}", config.display())]
+    UnknownConnector { name: String, config: PathBuf },
+    #[error("no connector named '{0}' is running")]
+    NotRunning(String),
+    #[error("sink '{0}' is new; adding a sink needs a restart for now")]
+    NewSink(String),
+    #[error("cannot read plugin {}: {reason}", path.display())]
+    PluginUnreadable { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("plugin {}: {reason}", path.display())]
+    SelfTest { path: PathBuf, reason: String },
+    #[error("there is no previous version")]
+    NoPreviousVersion,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectorReload {
+    pub connector: String,
+    pub outcome: Outcome,
+    /// sha256 of the version serving before, and after (empty when there was none).
+    pub from: String,
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// From the trigger to the new version serving (or to the refusal).
+    pub took_ms: u64,
+    /// The pipeline was restarted with new schedule, retry, concurrency or sinks.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pipeline_restarted: bool,
+    /// When it happened (RFC 3339).
+    pub at: String,
+}
+
+/// What one reload did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// False when anything was refused.
+    pub ok: bool,
+    /// Why the whole config was refused, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Budgets and breakers added, changed or removed (unchanged ones keep their state).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protections: Vec<String>,
+    pub connectors: Vec<ConnectorReload>,
+}
+
+impl ReloadReport {
+    fn refused_whole(error: &ReloadError) -> Self {
+        tracing::error!("reload: {error}");
+        Self {
+            ok: false,
+            error: Some(error.to_string()),
+            protections: Vec::new(),
+            connectors: Vec::new(),
+        }
+    }
+}
+
+/// The settings a connector's current and previous version were built from.
+#[derive(Debug, Clone)]
+struct SettingsHistory {
+    current: ConnectorSettings,
+    previous: Option<ConnectorSettings>,
+}
+
+/// The topology's reloader.
+pub struct Reloader {
+    config_path: PathBuf,
+    engine: Arc<Engine>,
+    backend: Arc<dyn Backend>,
+    resilience: Arc<Resilience>,
+    clock: SharedClock,
+    connectors: Arc<ConnectorSet>,
+    pipelines: Arc<PipelineSet>,
+    settings: Mutex<BTreeMap<String, SettingsHistory>>,
+    pins: Mutex<BTreeMap<String, Pin>>,
+    last: Mutex<BTreeMap<String, ConnectorReload>>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub(super) fn new(
+        config: &Config,
+        engine: Arc<Engine>,
+        backend: Arc<dyn Backend>,
+        resilience: Arc<Resilience>,
+        clock: SharedClock,
+        connectors: Arc<ConnectorSet>,
+        pipelines: Arc<PipelineSet>,
+    ) -> Self {
+        let settings = config
+            .connectors
+            .iter()
+            .map(|(name, settings)| {
+                let history = SettingsHistory {
+                    current: settings.clone(),
+                    previous: None,
+                };
+                (name.clone(), history)
+            })
+            .collect();
+        Self {
+            config_path: config.source_path.clone(),
+            engine,
+            backend,
+            resilience,
+            clock,
+            connectors,
+            pipelines,
+            settings: Mutex::new(settings),
+            pins: Mutex::new(BTreeMap::new()),
+            last: Mutex::new(BTreeMap::new()),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The latest reload of each connector, for `/status`.
+    pub fn last_reloads(&self) -> BTreeMap<String, ConnectorReload> {
+        lock(&self.last).clone()
+    }
+
+    /// Reloads `only` that connector, or every connector whose settings or plugin changed.
+    pub async fn reload(&self, only: Option<&str>) -> ReloadReport {
+        let _one = self.one_at_a_time.lock().await;
+        let started = Instant::now();
+        let config = match Config::load(&self.config_path) {
+            Ok(config) => config,
+            Err(error) => return ReloadReport::refused_whole(&ReloadError::Config(error)),
+        };
+        // Budgets and breakers first: a connector's new allow rules may name new ones.
+        let protections = match self.resilience.apply(&config) {
+            Ok(changes) => changes,
+            Err(error) => return ReloadReport::refused_whole(&ReloadError::Config(error)),
+        };
+        let plan = self.plan(&config, only);
+        let mut report = ReloadReport {
+            ok: true,
+            error: None,
+            protections,
+            connectors: Vec::new(),
+        };
+        for planned in &plan.steps {
+            let result = self
+                .carry_out(&config, &planned.connector, &planned.step, started)
+                .await;
+            if result.outcome == Outcome::Refused {
+                report.ok = false;
+            }
+            self.remember(&result);
+            report.connectors.push(result);
+        }
+        report
+    }
+
+    /// What a reload to `config` would do, from what serves now.
+    fn plan(&self, config: &Config, only: Option<&str>) -> ReloadPlan {
+        let serving: BTreeMap<String, Serving> = {
+            let settings = lock(&self.settings);
+            self.connectors
+                .all()
+                .into_iter()
+                .filter_map(|handle| {
+                    let history = settings.get(&handle.name)?;
+                    let serving = Serving {
+                        settings: history.current.clone(),
+                        sha256: handle.sha256(),
+                    };
+                    Some((handle.name.clone(), serving))
+                })
+                .collect()
+        };
+        let on_disk = config
+            .connectors
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|only| only == name.as_str()))
+            .map(|(name, settings)| {
+                let sha256 = file_sha256(&config.resolve(&settings.plugin));
+                (name.clone(), sha256)
+            })
+            .collect();
+        let pins = lock(&self.pins).clone();
+        let sinks: BTreeSet<String> = self.pipelines.sink_names().cloned().collect();
+        ReloadPlan::new(PlanInput {
+            serving: &serving,
+            config: &config.connectors,
+            on_disk: &on_disk,
+            pins: &pins,
+            sinks: &sinks,
+            only,
+        })
+    }
+
+    async fn carry_out(
+        &self,
+        config: &Config,
+        name: &str,
+        step: &Step,
+        started: Instant,
+    ) -> ConnectorReload {
+        if !step.keeps_pin() {
+            lock(&self.pins).remove(name);
+        }
+        let running = self.connectors.get(name);
+        let from = running.as_ref().map(|h| h.sha256()).unwrap_or_default();
+        let settings = config.connectors.get(name);
+        let refused = |error: ReloadError| self.refusal(name, &from, &error, started);
+        match (step, settings, running) {
+            (Step::Refuse(refusal), _, _) => refused(match refusal {
+                Refusal::UnknownConnector => ReloadError::UnknownConnector {
+                    name: name.to_string(),
+                    config: self.config_path.clone(),
+                },
+                Refusal::NewSink(sink) => ReloadError::NewSink(sink.clone()),
+                Refusal::PluginUnreadable(reason) => ReloadError::PluginUnreadable {
+                    path: settings.map_or_else(PathBuf::new, |s| config.resolve(&s.plugin)),
+                    reason: reason.clone(),
+                },
+            }),
+            (Step::Unchanged | Step::Pinned, _, _) => {
+                self.entry(name, Outcome::Unchanged, &from, &from, started)
+            }
+            (Step::Remove, _, _) => {
+                self.pipelines.stop(name);
+                self.connectors.remove(name);
+                lock(&self.settings).remove(name);
+                tracing::info!(connector = %name,
+                    "connector removed: no new claims; in-flight calls finish; its targets stay stored");
+                self.entry(name, Outcome::Removed, &from, "", started)
+            }
+            (Step::Add, Some(settings), _) => {
+                match self.build_and_test(config, name, settings).await {
+                    Err(error) => refused(error),
+                    Ok(pool) => {
+                        let to = pool.plugin().sha256.clone();
+                        let versions = SwappableConnector::new(pool, self.clock.now_ms());
+                        let handle = Arc::new(ConnectorHandle::new(name, versions));
+                        self.connectors.insert(handle.clone());
+                        lock(&self.settings).insert(
+                            name.to_string(),
+                            SettingsHistory {
+                                current: settings.clone(),
+                                previous: None,
+                            },
+                        );
+                        self.pipelines.start(&handle, settings);
+                        tracing::info!(connector = %name, sha256 = %to, "connector added");
+                        self.entry(name, Outcome::Added, "", &to, started)
+                    }
+                }
+            }
+            (Step::Swap { restart_pipeline }, Some(settings), Some(handle)) => {
+                match self.build_and_test(config, name, settings).await {
+                    Err(error) => refused(error),
+                    Ok(pool) => {
+                        let to = pool.plugin().sha256.clone();
+                        handle.versions.swap(pool, self.clock.now_ms());
+                        if let Some(history) = lock(&self.settings).get_mut(name) {
+                            let previous =
+                                std::mem::replace(&mut history.current, settings.clone());
+                            history.previous = Some(previous);
+                        }
+                        if *restart_pipeline {
+                            self.pipelines.start(&handle, settings);
+                        }
+                        tracing::info!(connector = %name, %from, %to, restart_pipeline,
+                            "swapped in a new version");
+                        let mut entry = self.entry(name, Outcome::Swapped, &from, &to, started);
+                        entry.pipeline_restarted = *restart_pipeline;
+                        entry
+                    }
+                }
+            }
+            // The plan was made from the same config and connector set.
+            (Step::Add | Step::Swap { .. }, _, _) => {
+                refused(ReloadError::NotRunning(name.to_string()))
+            }
+        }
+    }
+
+    /// Compiles and validates a candidate version: role exports, WIT version, instantiation,
+    /// self-test.
+    async fn build_and_test(
+        &self,
+        config: &Config,
+        name: &str,
+        settings: &ConnectorSettings,
+    ) -> Result<InstancePool, ReloadError> {
+        let candidate = build_connector(
+            &self.engine,
+            config,
+            name,
+            settings,
+            self.backend.clone(),
+            &self.resilience,
+        )
+        .await?;
+        candidate
+            .self_test()
+            .await
+            .map_err(|reason| ReloadError::SelfTest {
+                path: candidate.plugin().path.clone(),
+                reason,
+            })?;
+        Ok(candidate)
+    }
+
+    /// Makes `name`'s previous version current again, and pins it there until its files
+    /// change.
+    pub async fn rollback(&self, name: &str) -> ReloadReport {
+        let _one = self.one_at_a_time.lock().await;
+        let started = Instant::now();
+        let result = match self.connectors.get(name) {
+            None => {
+                let error = ReloadError::NotRunning(name.to_string());
+                self.refusal(name, "", &error, started)
+            }
+            Some(handle) => {
+                let from = handle.sha256();
+                if handle.versions.rollback(self.clock.now_ms()) {
+                    let mut restart_with = None;
+                    if let Some(history) = lock(&self.settings).get_mut(name)
+                        && let Some(previous) = history.previous.take()
+                    {
+                        if !same_pipeline(&previous, &history.current) {
+                            restart_with = Some(previous.clone());
+                        }
+                        let current = std::mem::replace(&mut history.current, previous);
+                        history.previous = Some(current);
+                    }
+                    if let Some(settings) = restart_with {
+                        self.pipelines.start(&handle, &settings);
+                    }
+                    self.pin(name);
+                    let to = handle.sha256();
+                    tracing::info!(connector = %name, %from, %to, "rolled back");
+                    self.entry(name, Outcome::RolledBack, &from, &to, started)
+                } else {
+                    self.refusal(name, &from, &ReloadError::NoPreviousVersion, started)
+                }
+            }
+        };
+        self.remember(&result);
+        ReloadReport {
+            ok: result.outcome != Outcome::Refused,
+            error: None,
+            protections: Vec::new(),
+            connectors: vec![result],
+        }
+    }
+
+    /// Remembers what is on disk for a rolled-back connector (see [`Pin`]).
+    fn pin(&self, name: &str) {
+        let Ok(config) = Config::load(&self.config_path) else {
+            return;
+        };
+        let settings = config.connectors.get(name).cloned();
+        let sha256 = settings
+            .as_ref()
+            .and_then(|s| file_sha256(&config.resolve(&s.plugin)).ok())
+            .unwrap_or_default();
+        lock(&self.pins).insert(name.to_string(), Pin { settings, sha256 });
+    }
+
+    fn entry(
+        &self,
+        name: &str,
+        outcome: Outcome,
+        from: &str,
+        to: &str,
+        started: Instant,
+    ) -> ConnectorReload {
+        ConnectorReload {
+            connector: name.to_string(),
+            outcome,
+            from: from.to_string(),
+            to: to.to_string(),
+            error: None,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            pipeline_restarted: false,
+            at: crate::clock::rfc3339(self.clock.now_ms()),
+        }
+    }
+
+    fn refusal(
+        &self,
+        name: &str,
+        from: &str,
+        error: &ReloadError,
+        started: Instant,
+    ) -> ConnectorReload {
+        tracing::error!(connector = %name, "reload refused; the current version keeps serving: {error}");
+        let mut entry = self.entry(name, Outcome::Refused, from, from, started);
+        entry.error = Some(error.to_string());
+        entry
+    }
+
+    fn remember(&self, result: &ConnectorReload) {
+        lock(&self.last).insert(result.connector.clone(), result.clone());
+    }
+}
+
+/// The hex sha256 of a plugin file, or why it cannot be read.
+fn file_sha256(path: &Path) -> Result<String, String> {
+    std::fs::read(path)
+        .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+        .map_err(|error| error.to_string())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,95 @@
+//! The status report of a running topology: what `GET /status` serves. It holds no secrets:
+//! the topology keeps none in what it reports.
+
+use super::{ConnectorReload, Topology};
+use crate::clock::rfc3339;
+use crate::resilience::ResilienceStatus;
+use crate::runtime::VersionInfo;
+use crate::sinks::queue_name;
+use crate::stats::{LatencySnapshot, RecentError, StatsSnapshot};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tsunagi_backends::{BackendError, QueueCounts};
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub worker_id: String,
+    pub backend: &'static str,
+    pub started_at: String,
+    pub now: String,
+    pub connectors: Vec<ConnectorStatus>,
+    pub sinks: Vec<SinkStatus>,
+    /// Every budget's fill and every breaker's state, counts and last probe.
+    #[serde(flatten)]
+    pub resilience: ResilienceStatus,
+    /// The latest reload of each connector: what was swapped or why it was refused.
+    pub reloads: BTreeMap<String, ConnectorReload>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConnectorStatus {
+    pub name: String,
+    /// The version serving now.
+    pub plugin: VersionInfo,
+    /// The version before it (what `tsunagi rollback` returns to).
+    pub previous_plugin: Option<VersionInfo>,
+    pub targets: u64,
+    /// Targets due now and not claimed: the connector's queue depth.
+    pub targets_due: u64,
+    pub in_flight: i64,
+    pub jobs_done: u64,
+    pub jobs_failed: u64,
+    #[serde(flatten)]
+    pub counters: StatsSnapshot,
+    /// Claim to commit, over every job since the host started.
+    pub latency: LatencySnapshot,
+    pub last_errors: Vec<RecentError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SinkStatus {
+    pub name: String,
+    pub queue: QueueCounts,
+}
+
+impl Topology {
+    /// Builds the status report; storage errors are reported, not hidden.
+    pub async fn status_report(&self) -> Result<StatusReport, BackendError> {
+        let now = self.clock.now_ms();
+        let mut connectors = Vec::new();
+        for handle in self.connectors.all() {
+            let counters = handle.stats.snapshot();
+            let (current, previous) = handle.versions.versions();
+            connectors.push(ConnectorStatus {
+                name: handle.name.clone(),
+                plugin: current,
+                previous_plugin: previous,
+                targets: self.backend.count_targets(&handle.name).await?,
+                targets_due: self.backend.count_due(&handle.name, now).await?,
+                in_flight: counters.in_flight,
+                jobs_done: counters.polls_ok,
+                jobs_failed: counters.polls_failed,
+                counters,
+                latency: handle.stats.latency(),
+                last_errors: handle.stats.recent_errors(),
+            });
+        }
+        let mut sinks = Vec::new();
+        for name in self.pipelines.sink_names() {
+            sinks.push(SinkStatus {
+                name: name.clone(),
+                queue: self.backend.queue_counts(&queue_name(name)).await?,
+            });
+        }
+        Ok(StatusReport {
+            worker_id: self.worker_id.clone(),
+            backend: self.backend.kind(),
+            started_at: rfc3339(self.started_at),
+            now: rfc3339(now),
+            connectors,
+            sinks,
+            resilience: self.resilience.status().await,
+            reloads: self.reloader.last_reloads(),
+        })
+    }
+}

@@ -1,0 +1,219 @@
+//! Helpers shared by the end-to-end tests: plugin paths, config files, crawl rounds.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tsunagi::backends::Backend;
+use tsunagi::clock::{ManualClock, SharedClock};
+use tsunagi::config::Config;
+use tsunagi::pipeline::RunMode;
+use tsunagi::stats::StatsSnapshot;
+use tsunagi::topology::{Topology, TopologyOptions};
+
+/// A started topology, with its admin API listening where the config's `host.admin_listen`
+/// says (as `tsunagi run` does).
+pub struct TestHost {
+    topology: Arc<Topology>,
+    admin: Option<SocketAddr>,
+    admin_stop: CancellationToken,
+}
+
+impl TestHost {
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.clone()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Waits until every pipeline has ended by itself ([`RunMode::UntilIdle`]).
+    pub async fn until_idle(&mut self) {
+        self.topology.until_idle().await;
+    }
+
+    pub async fn shutdown(self) {
+        self.topology.shutdown().await;
+        self.admin_stop.cancel();
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// A plugin built by `scripts/build-plugins`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = workspace_root().join(format!(
+        "target/wasm32-wasip2/plugin/tsunagi_plugin_{name}.wasm"
+    ));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Compiled plugins are cached across tests and test binaries.
+pub fn compile_cache() -> PathBuf {
+    workspace_root().join("target/tsunagi-test-cache")
+}
+
+/// A `[host]` section for tests: database in `dir`, shared compile cache, short idle poll, no
+/// file watching (tests that reload say when).
+pub fn host_section(extra: &str) -> String {
+    format!(
+        "[host]\ndatabase = \"test.db\"\ncompile_cache = \"{}\"\nidle_poll = \"50ms\"\nshutdown_grace = \"10s\"\nwatch = false\n{extra}\n",
+        compile_cache().display()
+    )
+}
+
+/// An RSS connector allowed to reach `port` on 127.0.0.1.
+pub fn rss_connector(port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[connectors.rss]
+plugin = "{plugin}"
+role = "poller"
+concurrency = 32
+{extra}
+
+[connectors.rss.schedule]
+min_interval = "10m"
+max_interval = "1h"
+
+[connectors.rss.retry]
+first_delay = "1m"
+
+[connectors.rss.limits]
+call_timeout = "20s"
+
+[[connectors.rss.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {port}
+"#,
+        plugin = plugin("rss").display()
+    )
+}
+
+pub fn write_config(dir: &Path, text: &str) -> Config {
+    let path = dir.join("tsunagi.toml");
+    std::fs::write(&path, text).expect("write config");
+    Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+}
+
+pub async fn open_backend(config: &Config) -> Arc<dyn Backend> {
+    tsunagi::backends::open(&config.database_url())
+        .await
+        .expect("open backend")
+}
+
+/// Starts a host with a manual clock.
+pub async fn start_host(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    clock: &ManualClock,
+    mode: RunMode,
+) -> TestHost {
+    start_host_with_clock(config, backend, Arc::new(clock.clone()), mode).await
+}
+
+/// Starts a host with any clock (the real one for tests that run against real time).
+pub async fn start_host_with_clock(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    clock: SharedClock,
+    mode: RunMode,
+) -> TestHost {
+    let options = TopologyOptions {
+        clock,
+        mode,
+        ..TopologyOptions::default()
+    };
+    let topology = Topology::start(config.clone(), backend, options)
+        .await
+        .expect("host starts");
+    let admin_stop = CancellationToken::new();
+    let admin = match &config.host.admin_listen {
+        Some(listen) => Some(
+            tsunagi::admin::serve(listen, topology.clone(), admin_stop.clone())
+                .await
+                .expect("admin listens")
+                .addr,
+        ),
+        None => None,
+    };
+    TestHost {
+        topology,
+        admin,
+        admin_stop,
+    }
+}
+
+/// Runs one round: until nothing is due and nothing is running. Returns the first connector's
+/// counters for the round.
+pub async fn run_round(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    clock: &ManualClock,
+) -> StatsSnapshot {
+    let view = run_until_idle(config, backend, clock).await;
+    view.connectors().all()[0].stats.snapshot()
+}
+
+/// Runs a host until nothing is due and nothing is running, stops it, and returns its view.
+pub async fn run_until_idle(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    clock: &ManualClock,
+) -> Arc<Topology> {
+    let mut running = start_host(config, backend, clock, RunMode::UntilIdle).await;
+    running.until_idle().await;
+    let view = running.topology();
+    running.shutdown().await;
+    view
+}
+
+/// Replaces `to` with a copy of `from` the way deploy tools do: write aside, then rename.
+pub fn install(from: &Path, to: &Path) {
+    let aside = to.with_extension("incoming");
+    std::fs::copy(from, &aside).expect("copy the new file aside");
+    std::fs::rename(&aside, to).expect("rename it over the old one");
+}
+
+/// The item ids the RSS connector stores for fake feed `id`: the feed's own ids, scoped by the
+/// feed URL where they are not absolute URIs.
+pub fn rss_item_ids(server: &tsunagi_fake_upstream::FeedServer, id: u32) -> Vec<String> {
+    let url = server.feed_url(id);
+    server
+        .expected_item_ids(id)
+        .iter()
+        .map(|item| tsunagi_rss_feed::scoped_id(item, &url))
+        .collect()
+}
+
+/// The counters of connector `name` in a running (or finished) host.
+pub fn connector_stats(view: &Topology, name: &str) -> StatsSnapshot {
+    view.connectors()
+        .get(name)
+        .unwrap_or_else(|| panic!("no connector {name}"))
+        .stats
+        .snapshot()
+}
+
+/// `GET /status` of a host's admin port, as JSON.
+pub async fn fetch_status(admin: impl std::fmt::Display) -> serde_json::Value {
+    reqwest::get(format!("http://{admin}/status"))
+        .await
+        .expect("admin answers")
+        .json()
+        .await
+        .expect("status is JSON")
+}

@@ -1,0 +1,442 @@
+//! Hot swap on a running host: plugin versions replaced under load lose and double no job,
+//! each poll is served by exactly one version, and a bad version (not wasm, wrong world, a
+//! failing self-test, a broken config) is refused while the old one keeps serving.
+
+use crate::common::TestHost;
+use crate::common::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tsunagi::backends::{Backend, ItemQuery};
+use tsunagi::clock::{Clock, SystemClock};
+use tsunagi::pipeline::RunMode;
+use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
+
+fn tagged_connector(name: &str, port: u16, extra_config: &str) -> String {
+    format!(
+        r#"
+[connectors.{name}]
+plugin = "{name}.wasm"
+role = "poller"
+concurrency = 8
+
+[connectors.{name}.schedule]
+min_interval = "200ms"
+max_interval = "1s"
+
+[connectors.{name}.config]
+mode = "tagged"
+{extra_config}
+
+[[connectors.{name}.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {port}
+"#
+    )
+}
+
+async fn post(admin: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{admin}{path}"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn start(config: &tsunagi::config::Config, backend: Arc<dyn Backend>) -> TestHost {
+    start_host_with_clock(config, backend, Arc::new(SystemClock), RunMode::Forever).await
+}
+
+/// Items stored after `after_seq`, in order.
+async fn items_after(backend: &dyn Backend, after_seq: i64) -> Vec<tsunagi::backends::StoredItem> {
+    backend
+        .list_items(&ItemQuery {
+            after_seq,
+            limit: 100_000,
+            ..ItemQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_swaps_under_load_lose_no_job_and_each_poll_has_one_version() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 100,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let builds = [plugin("hostile_a"), plugin("hostile_b")];
+    let current = dir.path().join("tagged.wasm");
+    install(&builds[0], &current);
+    let text = host_section("admin_listen = \"127.0.0.1:0\"")
+        + &tagged_connector("tagged", server.addr().port(), "");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    backend
+        .add_targets("tagged", &server.feed_urls(), SystemClock.now_ms())
+        .await
+        .unwrap();
+    let host = start(&config, backend.clone()).await;
+    let admin = host.admin_addr().unwrap();
+
+    let mut seen_seq = 0;
+    let mut latencies = Vec::new();
+    for swap in 1..=20 {
+        let (tag, build) = if swap % 2 == 1 {
+            ("b", &builds[1])
+        } else {
+            ("a", &builds[0])
+        };
+        install(build, &current);
+        let triggered = Instant::now();
+        let (status, report) = post(admin, "/v1/connectors/tagged/reload").await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["connectors"][0]["outcome"], "swapped", "{report}");
+        // In effect: a poll served by the new version is stored.
+        loop {
+            let fresh = items_after(backend.as_ref(), seen_seq).await;
+            if let Some(last) = fresh.last() {
+                seen_seq = last.seq;
+            }
+            if fresh
+                .iter()
+                .any(|item| item.item.title.as_deref() == Some(tag))
+            {
+                break;
+            }
+            assert!(
+                triggered.elapsed() < Duration::from_secs(1),
+                "swap {swap} to {tag} not in effect after 1s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        latencies.push(triggered.elapsed());
+    }
+    let view = host.topology();
+    host.shutdown().await;
+
+    let counters = connector_stats(&view, "tagged");
+    assert_eq!(counters.polls_failed, 0, "{counters:?}");
+    let items = items_after(backend.as_ref(), 0).await;
+    assert_eq!(
+        items.len() as u64,
+        counters.polls_ok,
+        "every poll stored exactly one item, none lost or doubled"
+    );
+    assert!(
+        items
+            .iter()
+            .all(|item| matches!(item.item.title.as_deref(), Some("a" | "b"))),
+        "every item was tagged by one of the two builds"
+    );
+    // Each target's cursor counts its committed polls; its items are exactly 1..=cursor.
+    for url in server.feed_urls() {
+        let target = backend.get_target("tagged", &url).await.unwrap().unwrap();
+        let polls: usize = target.cursor.as_deref().unwrap_or("0").parse().unwrap();
+        let stored = items.iter().filter(|item| item.target == url).count();
+        assert_eq!(stored, polls, "{url}");
+    }
+    latencies.sort();
+    eprintln!(
+        "20 swaps under load: {} polls, {} items; trigger to first poll on the new version: \
+         median {:?}, max {:?}",
+        counters.polls_ok,
+        items.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_versions_are_refused_and_the_old_one_keeps_serving() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 10,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = server.addr().port();
+    let (build_a, build_b) = (plugin("hostile_a"), plugin("hostile_b"));
+    install(&build_a, &dir.path().join("tagged.wasm"));
+    install(&build_a, &dir.path().join("bystander.wasm"));
+    let host_text = host_section("admin_listen = \"127.0.0.1:0\"");
+    let config_text = |extra: &str| {
+        host_text.clone()
+            + &tagged_connector("tagged", port, extra)
+            + &tagged_connector("bystander", port, "")
+    };
+    let config = write_config(dir.path(), &config_text(""));
+    let config_path = dir.path().join("tsunagi.toml");
+    let backend = open_backend(&config).await;
+    let feeds = server.feed_urls();
+    backend
+        .add_targets("tagged", &feeds, SystemClock.now_ms())
+        .await
+        .unwrap();
+    let host = start(&config, backend.clone()).await;
+    let admin = host.admin_addr().unwrap();
+    let view = host.topology();
+    let serving = |name: &str| {
+        let handle = view.connectors().get(name).unwrap();
+        handle.versions.versions().0.sha256
+    };
+    let original = serving("tagged");
+
+    let not_wasm = dir.path().join("not-wasm.txt");
+    std::fs::write(&not_wasm, "this is not a plugin\n").unwrap();
+    let wrong_world = dir.path().join("wrong-world.wasm");
+    std::fs::write(&wrong_world, wat::parse_str("(component)").unwrap()).unwrap();
+    for (file, expected) in [
+        (&not_wasm, "not a WebAssembly component"),
+        (&wrong_world, "does not fit role 'poller'"),
+    ] {
+        install(file, &dir.path().join("tagged.wasm"));
+        let (status, report) = post(admin, "/v1/connectors/tagged/reload").await;
+        assert_eq!(status, 422, "{report}");
+        let entry = &report["connectors"][0];
+        assert_eq!(entry["outcome"], "refused", "{report}");
+        assert!(
+            entry["error"].as_str().unwrap().contains(expected),
+            "{report}"
+        );
+        assert_eq!(serving("tagged"), original, "the old version keeps serving");
+        let status = fetch_status(admin).await;
+        assert_eq!(
+            status["reloads"]["tagged"]["outcome"], "refused",
+            "{status}"
+        );
+    }
+
+    // A self-test that traps refuses the swap too (build b, with the config asking it to trap).
+    install(&build_b, &dir.path().join("tagged.wasm"));
+    std::fs::write(&config_path, config_text("self-test = \"trap\"")).unwrap();
+    let (status, report) = post(admin, "/v1/connectors/tagged/reload").await;
+    assert_eq!(status, 422, "{report}");
+    assert!(
+        report["connectors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("self-test trapped"),
+        "{report}"
+    );
+    assert_eq!(serving("tagged"), original);
+
+    // A broken TOML edit changes nothing and names the line.
+    std::fs::write(&config_path, config_text("") + "\n[connectors.tagged\n").unwrap();
+    let (status, report) = post(admin, "/v1/reload").await;
+    assert_eq!(status, 422, "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("config refused") && error.contains("tsunagi.toml:"),
+        "{error}"
+    );
+    assert_eq!(serving("tagged"), original);
+
+    // A good edit of one connector rebuilds that connector only.
+    std::fs::write(&config_path, config_text("note = \"v2\"")).unwrap();
+    let bystander_before = serving("bystander");
+    let (status, report) = post(admin, "/v1/reload").await;
+    assert_eq!(status, 200, "{report}");
+    let outcome_of = |name: &str| {
+        report["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["connector"] == name)
+            .unwrap()["outcome"]
+            .clone()
+    };
+    assert_eq!(outcome_of("tagged"), "swapped", "{report}");
+    assert_eq!(outcome_of("bystander"), "unchanged", "{report}");
+    assert_eq!(serving("bystander"), bystander_before);
+    let swapped_to = serving("tagged");
+    assert_ne!(swapped_to, original, "build b serves now");
+
+    // Rollback returns to build a, and /status shows both versions.
+    let (status, report) = post(admin, "/v1/connectors/tagged/rollback").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(serving("tagged"), original);
+    let status = fetch_status(admin).await;
+    let tagged = status["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "tagged")
+        .unwrap()
+        .clone();
+    assert_eq!(tagged["plugin"]["sha256"], original.as_str(), "{tagged}");
+    assert_eq!(
+        tagged["previous_plugin"]["sha256"],
+        swapped_to.as_str(),
+        "{tagged}"
+    );
+    // A rollback sticks: reloading the same files does not swap build b back in…
+    let (status, report) = post(admin, "/v1/reload").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(serving("tagged"), original, "{report}");
+    // …until the files change again.
+    std::fs::write(&config_path, config_text("note = \"v3\"")).unwrap();
+    let (_, report) = post(admin, "/v1/reload").await;
+    assert_eq!(serving("tagged"), swapped_to, "{report}");
+
+    // Through all of it, polls kept succeeding.
+    let counters = connector_stats(&view, "tagged");
+    host.shutdown().await;
+    assert_eq!(counters.polls_failed, 0, "{counters:?}");
+    assert!(counters.polls_ok > 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_plugin_file_swaps_it_within_a_second() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 10,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (build_a, build_b) = (plugin("hostile_a"), plugin("hostile_b"));
+    let current = dir.path().join("tagged.wasm");
+    install(&build_a, &current);
+    let text = host_section("").replace("watch = false", "watch = true")
+        + &tagged_connector("tagged", server.addr().port(), "");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    backend
+        .add_targets("tagged", &server.feed_urls(), SystemClock.now_ms())
+        .await
+        .unwrap();
+    let host = start(&config, backend.clone()).await;
+    let view = host.topology();
+    let serving = || view.connectors().all()[0].versions.versions().0.sha256;
+    let original = serving();
+
+    for (round, build) in [&build_b, &build_a, &build_b].into_iter().enumerate() {
+        let before = serving();
+        install(build, &current);
+        let triggered = Instant::now();
+        while serving() == before {
+            assert!(
+                triggered.elapsed() < Duration::from_secs(1),
+                "round {round}: the new file was not serving within 1s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!(
+            "file replaced → new version serving in {:?}",
+            triggered.elapsed()
+        );
+    }
+    assert_ne!(serving(), original);
+    let reloads = view.reloader().last_reloads();
+    assert_eq!(
+        reloads["tagged"].outcome,
+        tsunagi::topology::Outcome::Swapped
+    );
+    let counters = connector_stats(&view, "tagged");
+    host.shutdown().await;
+    assert_eq!(counters.polls_failed, 0, "{counters:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_are_added_removed_and_rescheduled_on_a_running_host() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 15,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = server.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["one", "two", "three"] {
+        install(
+            &plugin("hostile_a"),
+            &dir.path().join(format!("{name}.wasm")),
+        );
+    }
+    let host_text = host_section("");
+    let config = write_config(
+        dir.path(),
+        &(host_text.clone()
+            + &tagged_connector("one", port, "")
+            + &tagged_connector("two", port, "")),
+    );
+    let backend = open_backend(&config).await;
+    let urls = server.feed_urls();
+    let now = SystemClock.now_ms();
+    for (name, feeds) in [("one", 0..5), ("two", 5..10), ("three", 10..15)] {
+        backend.add_targets(name, &urls[feeds], now).await.unwrap();
+    }
+    let host = start(&config, backend.clone()).await;
+    let view = host.topology();
+    let requests =
+        |feeds: std::ops::Range<u32>| feeds.map(|id| server.requests_for(id)).sum::<u64>();
+    wait_until_async(|| async { requests(5..10) >= 5 }).await;
+
+    // Remove `two`, add `three`, and poll `one` on a different schedule.
+    let edited = host_text
+        + &tagged_connector("one", port, "")
+            .replace("min_interval = \"200ms\"", "min_interval = \"300ms\"")
+        + &tagged_connector("three", port, "");
+    std::fs::write(dir.path().join("tsunagi.toml"), edited).unwrap();
+    let report = view.reloader().reload(None).await;
+    assert!(report.ok, "{report:?}");
+    let outcome = |name: &str| {
+        report
+            .connectors
+            .iter()
+            .find(|c| c.connector == name)
+            .unwrap_or_else(|| panic!("{name} not in {report:?}"))
+            .clone()
+    };
+    assert_eq!(outcome("one").outcome, tsunagi::topology::Outcome::Swapped);
+    assert!(outcome("one").pipeline_restarted);
+    assert_eq!(outcome("two").outcome, tsunagi::topology::Outcome::Removed);
+    assert_eq!(outcome("three").outcome, tsunagi::topology::Outcome::Added);
+    assert_eq!(view.connectors().names(), ["one", "three"]);
+
+    // `three` works; `two` has stopped claiming (its in-flight calls were allowed to finish).
+    let three_rounds = |rounds: u64| {
+        let requests = &requests;
+        async move { requests(10..15) >= rounds * 5 }
+    };
+    wait_until_async(|| three_rounds(2)).await;
+    let two_after_drain = requests(5..10);
+    let three_so_far = requests(10..15);
+    wait_until_async(|| async { requests(10..15) >= three_so_far + 10 }).await;
+    assert_eq!(
+        requests(5..10),
+        two_after_drain,
+        "a removed connector claims nothing"
+    );
+    assert!(
+        backend.get_target("two", &urls[5]).await.unwrap().is_some(),
+        "its targets stay for when it returns"
+    );
+    let one = connector_stats(&view, "one");
+    host.shutdown().await;
+    assert_eq!(one.polls_failed, 0, "{one:?}");
+    server.shutdown().await;
+}
+
+/// Checks `condition` every 10 ms for up to 10 s.
+async fn wait_until_async<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "condition not met within 10s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,18 @@
+//! The end-to-end tests, as one test binary (as wasmtime's own `tests/all`): each file is a
+//! module, so wasmtime and cranelift are linked once rather than once per file.
+//!
+//! They run the real host — SQLite, the wasm sandbox, egress over loopback HTTP, the `tsunagi`
+//! binary for the process tests — against the stand-in upstreams in `tests/fake-upstream`.
+
+mod common;
+
+mod containment;
+mod crawl;
+mod dead_letters;
+mod hot_swap;
+mod layers;
+mod plugin_kit;
+mod processes;
+mod resilience;
+mod status_and_sinks;
+mod walkthrough;
