@@ -15,7 +15,7 @@ mod swap;
 pub use instance::{ConnectorServices, TargetCall};
 pub use pool::{
     CallError, CallReport, FailureKind, HandleRequest, HandleResult, InstancePool, PollResult,
-    PoolSettings, SearchQuery, SearchResult,
+    PoolSettings, SearchQuery, SearchResult, SelfTestError,
 };
 pub use swap::{SwappableConnector, VersionInfo};
 

@@ -96,6 +96,20 @@ pub enum CallError {
     HostService(String),
 }
 
+/// Why a candidate version failed the check a swap runs before it serves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelfTestError {
+    #[error("instantiating failed: {0}")]
+    Instantiate(String),
+    #[error("self-test exceeded its time limit of {0:?}")]
+    Timeout(Duration),
+    #[error("self-test trapped: {0}")]
+    Trap(String),
+    /// The plugin's own `self-test` export said why.
+    #[error("self-test failed: {0}")]
+    Failed(String),
+}
+
 /// How a failure reported by a plugin should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -383,7 +397,12 @@ impl InstancePool {
             if Instant::now() >= store.data().deadline {
                 Err(wasmtime::Trap::Interrupt.into())
             } else {
-                Ok(wasmtime::UpdateDeadline::Yield(1))
+                // tokio's own yield lets the runtime poll its I/O driver and timers before
+                // the guest runs again; a plain wake-and-pend does not.
+                Ok(wasmtime::UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store.set_epoch_deadline(1);
@@ -393,7 +412,7 @@ impl InstancePool {
     /// Instantiates the plugin once, as a swap's last check before it serves, and runs its
     /// `self-test` export if it has one (a top-level `self-test: func() -> result<_, string>`
     /// in its world). Answers whether there was a self-test; errors say what failed.
-    pub async fn self_test(&self) -> Result<bool, String> {
+    pub async fn self_test(&self) -> Result<bool, SelfTestError> {
         let mut store = self.new_store();
         let timeout = self.settings.call_timeout;
         let instance = self
@@ -401,7 +420,7 @@ impl InstancePool {
             .instance_pre()
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| format!("instantiating failed: {}", summarise_trap(&e)))?;
+            .map_err(|e| SelfTestError::Instantiate(summarise_trap(&e)))?;
         let Ok(self_test) =
             instance.get_typed_func::<(), (Result<(), String>,)>(&mut store, "self-test")
         else {
@@ -413,9 +432,9 @@ impl InstancePool {
         )
         .await;
         match ran {
-            Err(_) => Err(format!("self-test exceeded its time limit of {timeout:?}")),
-            Ok(Err(trap)) => Err(format!("self-test trapped: {}", summarise_trap(&trap))),
-            Ok(Ok((Err(message),))) => Err(format!("self-test failed: {message}")),
+            Err(_) => Err(SelfTestError::Timeout(timeout)),
+            Ok(Err(trap)) => Err(SelfTestError::Trap(summarise_trap(&trap))),
+            Ok(Ok((Err(message),))) => Err(SelfTestError::Failed(message)),
             Ok(Ok((Ok(()),))) => Ok(true),
         }
     }

@@ -19,7 +19,7 @@ use super::{BuildError, ConnectorHandle, ConnectorSet, PipelineSet, build_connec
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, ConnectorSettings};
 use crate::resilience::Resilience;
-use crate::runtime::{Engine, InstancePool, SwappableConnector};
+use crate::runtime::{Engine, InstancePool, SelfTestError, SwappableConnector};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,8 +61,12 @@ pub enum ReloadError {
     PluginUnreadable { path: PathBuf, reason: String },
     #[error(transparent)]
     Build(#[from] BuildError),
-    #[error("plugin {}: {reason}", path.display())]
-    SelfTest { path: PathBuf, reason: String },
+    #[error("plugin {}: {source}", path.display())]
+    SelfTest {
+        path: PathBuf,
+        #[source]
+        source: SelfTestError,
+    },
     #[error("there is no previous version")]
     NoPreviousVersion,
 }
@@ -352,9 +356,9 @@ impl Reloader {
         candidate
             .self_test()
             .await
-            .map_err(|reason| ReloadError::SelfTest {
+            .map_err(|source| ReloadError::SelfTest {
                 path: candidate.plugin().path.clone(),
-                reason,
+                source,
             })?;
         Ok(candidate)
     }

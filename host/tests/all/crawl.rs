@@ -65,6 +65,27 @@ async fn crawl_of_1000_feeds_stores_every_item_exactly_once() {
             "feed {id}"
         );
     }
+    // The id rule, on fixed values: RSS 2.0's guids are URNs, kept as they are; RSS 1.0's
+    // synthesised ids are bare hex, scoped by the feed URL.
+    let rss20: BTreeSet<String> = (0..10)
+        .map(|k| format!("urn:tsunagi-fake:feed:0:item:{k}"))
+        .collect();
+    assert_eq!(
+        stored_ids(backend.as_ref(), &server.feed_url(0)).await,
+        rss20
+    );
+    let rss10 = stored_ids(backend.as_ref(), &server.feed_url(3)).await;
+    let scope = format!("{}#", server.feed_url(3));
+    assert_eq!(rss10.len(), 10);
+    for id in &rss10 {
+        let hash = id
+            .strip_prefix(&scope)
+            .unwrap_or_else(|| panic!("{id} is not scoped by {scope}"));
+        assert!(
+            !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
     let target = backend
         .get_target("rss", &server.feed_url(5))
         .await
@@ -254,5 +275,85 @@ async fn a_hanging_feed_does_not_delay_the_others() {
     assert_eq!(snapshot.polls_failed, 0);
     assert_eq!(server.requests_for(0), 1);
     running.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Validators survive 304s that carry none (as many servers answer): the second and third
+/// polls both send the validators of the first 200, and the third is answered 304 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validators_are_kept_across_a_bare_304_and_sent_again_for_the_next() {
+    use tsunagi_fake_upstream::Conditionals;
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 7,
+        bare_not_modified: true,
+        record_conditionals: true,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &(host_section("") + &rss_connector(server.addr().port(), "")),
+    );
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    backend
+        .add_targets("rss", &server.feed_urls(), clock.now_ms())
+        .await
+        .unwrap();
+
+    let first = run_round(&config, backend.clone(), &clock).await;
+    assert_eq!((first.polls_ok, first.not_modified), (7, 0), "{first:?}");
+    // Generation 0 serves items 0..=9; the newest, item 9, is dated 2024-01-01 09:00 UTC.
+    const LAST_MODIFIED: &str = "Mon, 01 Jan 2024 09:00:00 GMT";
+    for id in 0..7 {
+        let target = backend
+            .get_target("rss", &server.feed_url(id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(target.etag.as_deref(), Some(format!("\"{id}-0\"").as_str()));
+        assert_eq!(target.last_modified.as_deref(), Some(LAST_MODIFIED));
+    }
+
+    for round in 2..=3 {
+        clock.advance(2 * HOUR);
+        let stats = run_round(&config, backend.clone(), &clock).await;
+        assert_eq!(
+            (stats.polls_ok, stats.not_modified, stats.items_new),
+            (7, 7, 0),
+            "round {round}: every feed answered 304: {stats:?}"
+        );
+        for id in 0..7 {
+            let target = backend
+                .get_target("rss", &server.feed_url(id))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (target.etag.as_deref(), target.last_modified.as_deref()),
+                (Some(format!("\"{id}-0\"").as_str()), Some(LAST_MODIFIED)),
+                "round {round}: feed {id} kept the validators of its 200"
+            );
+        }
+    }
+    assert_eq!(server.stats().not_modified, 14);
+    for id in 0..7 {
+        let conditional = Conditionals {
+            if_none_match: Some(format!("\"{id}-0\"")),
+            if_modified_since: Some(LAST_MODIFIED.to_string()),
+        };
+        assert_eq!(
+            server.conditional_requests(id),
+            [
+                Conditionals::default(),
+                conditional.clone(),
+                conditional.clone()
+            ],
+            "feed {id}: the first request is unconditional, both later ones carry the first \
+             answer's validators"
+        );
+    }
     server.shutdown().await;
 }

@@ -154,13 +154,211 @@ async fn two_host_processes_on_one_sqlite_file_fetch_every_target_exactly_once()
     server.shutdown().await;
 }
 
+/// Reading SQLite's write-ahead log from outside, to tell where a SIGKILL landed: inside a
+/// commit (the dead process had written some of a transaction's frames to the log, but not its
+/// commit frame) or between commits. See <https://www.sqlite.org/fileformat.html#the_write_ahead_log>.
+mod wal {
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+
+    const HEADER: usize = 32;
+    const FRAME_HEADER: usize = 24;
+
+    /// The valid frames of the log's current generation: the salt of its header, and each
+    /// frame's header (in order) with the checksum chain verified.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct Log {
+        pub salt: [u8; 8],
+        pub frames: Vec<[u8; FRAME_HEADER]>,
+        /// The header at every frame position in the file, valid or not (what a watcher must
+        /// not take for a new write).
+        pub raw: Vec<[u8; FRAME_HEADER]>,
+    }
+
+    impl Log {
+        /// Frames after the last commit frame: a transaction that was written only in part.
+        pub fn uncommitted_tail(&self) -> &[[u8; FRAME_HEADER]] {
+            let last_commit = self
+                .frames
+                .iter()
+                .rposition(|frame| commit_size(frame) != 0);
+            &self.frames[last_commit.map_or(0, |i| i + 1)..]
+        }
+    }
+
+    pub fn commit_size(frame: &[u8; FRAME_HEADER]) -> u32 {
+        u32::from_be_bytes(frame[4..8].try_into().unwrap())
+    }
+
+    fn checksum(big_endian: bool, data: &[u8], mut s: (u32, u32)) -> (u32, u32) {
+        for pair in data.chunks_exact(8) {
+            let word = |b: &[u8]| {
+                let b: [u8; 4] = b.try_into().unwrap();
+                if big_endian {
+                    u32::from_be_bytes(b)
+                } else {
+                    u32::from_le_bytes(b)
+                }
+            };
+            s.0 = s.0.wrapping_add(word(&pair[0..4])).wrapping_add(s.1);
+            s.1 = s.1.wrapping_add(word(&pair[4..8])).wrapping_add(s.0);
+        }
+        s
+    }
+
+    fn be(bytes: &[u8]) -> u32 {
+        u32::from_be_bytes(bytes[0..4].try_into().unwrap())
+    }
+
+    /// Reads the log as SQLite's recovery would: frames whose salt matches the header and
+    /// whose checksums chain from it, up to the first that does not.
+    pub fn read(path: &std::path::Path) -> Log {
+        let Ok(bytes) = std::fs::read(path) else {
+            return Log::default();
+        };
+        if bytes.len() < HEADER {
+            return Log::default();
+        }
+        let magic = be(&bytes[0..4]);
+        if magic & !1 != 0x377f_0682 {
+            return Log::default();
+        }
+        let big_endian = magic & 1 == 1;
+        let page_size = be(&bytes[8..12]) as usize;
+        let salt: [u8; 8] = bytes[16..24].try_into().unwrap();
+        let mut sum = checksum(big_endian, &bytes[..24], (0, 0));
+        if sum != (be(&bytes[24..28]), be(&bytes[28..32])) {
+            return Log::default();
+        }
+        let mut log = Log {
+            salt,
+            frames: Vec::new(),
+            raw: bytes[HEADER..]
+                .chunks_exact(FRAME_HEADER + page_size)
+                .map(|frame| frame[..FRAME_HEADER].try_into().unwrap())
+                .collect(),
+        };
+        let mut at = HEADER;
+        while at + FRAME_HEADER + page_size <= bytes.len() {
+            let header: [u8; FRAME_HEADER] = bytes[at..at + FRAME_HEADER].try_into().unwrap();
+            if header[8..16] != salt {
+                break;
+            }
+            sum = checksum(big_endian, &header[..8], sum);
+            let page = &bytes[at + FRAME_HEADER..at + FRAME_HEADER + page_size];
+            sum = checksum(big_endian, page, sum);
+            if sum != (be(&header[16..20]), be(&header[20..24])) {
+                break;
+            }
+            log.frames.push(header);
+            at += FRAME_HEADER + page_size;
+        }
+        log
+    }
+
+    /// When to kill the writer.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Moment {
+        /// While a large transaction is being written: `run` frames of it seen, no commit yet.
+        InsideACommit { run: usize },
+        /// Just after the commit frame of a transaction of at least `run` frames.
+        AfterACommit { run: usize },
+    }
+
+    /// Watches the log (a blocking loop, bounded by `deadline`) for frames written after
+    /// `before` and returns once `moment` has come; `false` if it did not in time. Frames of
+    /// `before`'s uncommitted tail (left by an earlier kill) do not count as new until they are
+    /// overwritten.
+    pub fn wait_for(
+        path: &std::path::Path,
+        before: &Log,
+        moment: Moment,
+        deadline: std::time::Instant,
+    ) -> bool {
+        let mut file = None;
+        let mut salt = [0u8; 8];
+        let mut next = 0usize;
+        let mut run = 0usize;
+        let mut page_size = 0usize;
+        while std::time::Instant::now() < deadline {
+            if file.is_none() {
+                file = File::open(path).ok();
+            }
+            let Some(f) = &file else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            };
+            let mut header = [0u8; HEADER];
+            if f.read_exact_at(&mut header, 0).is_err() {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                continue;
+            }
+            let current: [u8; 8] = header[16..24].try_into().unwrap();
+            if current != salt {
+                // A new generation (or the first look): start from its first frame, except
+                // that frames `before` already held are old.
+                salt = current;
+                page_size = be(&header[8..12]) as usize;
+                next = if current == before.salt {
+                    before.frames.len() - before.uncommitted_tail().len()
+                } else {
+                    0
+                };
+                run = 0;
+            }
+            let mut frame = [0u8; FRAME_HEADER];
+            let offset = (HEADER + next * (FRAME_HEADER + page_size)) as u64;
+            let fresh = f.read_exact_at(&mut frame, offset).is_ok()
+                && frame[8..16] == salt
+                && (salt != before.salt || before.raw.get(next) != Some(&frame));
+            if !fresh {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                continue;
+            }
+            next += 1;
+            if commit_size(&frame) == 0 {
+                run += 1;
+                if let Moment::InsideACommit { run: wanted } = moment
+                    && run >= wanted
+                {
+                    return true;
+                }
+            } else {
+                let frames = run + 1;
+                run = 0;
+                if let Moment::AfterACommit { run: wanted } = moment
+                    && frames >= wanted
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Where a kill landed, judged from the log before the process started and after it died.
+fn landed_inside_a_commit(before: &wal::Log, after: &wal::Log) -> bool {
+    let tail = after.uncommitted_tail();
+    if tail.is_empty() {
+        return false;
+    }
+    // A tail the dead process wrote, not one an earlier kill left behind.
+    after.salt != before.salt
+        || after.frames.len() - tail.len() != before.frames.len() - before.uncommitted_tail().len()
+        || tail != before.uncommitted_tail()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_killed_mid_crawl_and_restarted_loses_no_job_and_stores_no_item_twice() {
-    let feeds = 600;
+    // Large feeds (about 200 KB each) make a commit write hundreds of log frames, a window a
+    // kill can be aimed at.
+    let feeds = 300;
     let server = FeedServer::start(FeedServerConfig {
         feeds,
         slow: (0..feeds).collect(),
         slow_delay: Duration::from_millis(25),
+        target_feed_bytes: 200_000,
         ..FeedServerConfig::default()
     })
     .await
@@ -177,33 +375,75 @@ async fn a_host_killed_mid_crawl_and_restarted_loses_no_job_and_stores_no_item_t
         .add_targets("rss", &server.feed_urls(), 0)
         .await
         .unwrap();
+    let log_path = dir.path().join("test.db-wal");
+    let total = u64::from(feeds) * 10;
 
-    let mut first = spawn_host(&config.source_path);
-    let partway = tokio::time::timeout(Duration::from_secs(120), async {
-        while backend.count_items(Some("rss")).await.unwrap() < 1000 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    // Kill, restart, kill again: alternately while a commit is being written and just after
+    // one, until each kind has landed at least twice (the log says which it was).
+    let (mut inside, mut between, mut kills) = (0, 0, 0u64);
+    for attempt in 0..24 {
+        if inside >= 2 && between >= 2 {
+            break;
         }
-    })
-    .await;
-    assert!(partway.is_ok(), "the first host made progress");
-    signal(&first, "KILL");
-    let status = wait_exit(&mut first).await;
-    assert!(!status.success(), "SIGKILL ended the first host");
-    let stored_at_kill = backend.count_items(Some("rss")).await.unwrap();
-    assert!(stored_at_kill < u64::from(feeds) * 10, "killed mid-crawl");
+        let moment = if inside < 2 && (attempt % 2 == 0 || between >= 2) {
+            wal::Moment::InsideACommit { run: 24 }
+        } else {
+            wal::Moment::AfterACommit { run: 24 }
+        };
+        let before = wal::read(&log_path);
+        let host = spawn_host(&config.source_path);
+        let path = log_path.clone();
+        let watched = before.clone();
+        // The watcher kills the host itself, the moment it sees the moment come.
+        let (came, mut host) = tokio::task::spawn_blocking(move || {
+            let mut host = host;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let came = wal::wait_for(&path, &watched, moment, deadline);
+            host.start_kill().expect("SIGKILL the host");
+            (came, host)
+        })
+        .await
+        .unwrap();
+        let status = wait_exit(&mut host).await;
+        assert!(!status.success(), "SIGKILL ended the host");
+        kills += 1;
+        assert!(came, "attempt {attempt}: {moment:?} never came");
+        let after = wal::read(&log_path);
+        if landed_inside_a_commit(&before, &after) {
+            inside += 1;
+            eprintln!(
+                "kill {kills} ({moment:?}) landed inside a commit: {} of its frames were in the \
+                 log, no commit frame",
+                after.uncommitted_tail().len()
+            );
+        } else {
+            between += 1;
+            eprintln!("kill {kills} ({moment:?}) landed between commits");
+        }
+        assert!(
+            backend.count_items(Some("rss")).await.unwrap() < total,
+            "the crawl was still under way at kill {kills}"
+        );
+    }
+    assert!(
+        inside >= 1 && between >= 1,
+        "kills inside a commit: {inside}, between commits: {between}"
+    );
 
-    let mut second = spawn_host(&config.source_path);
+    let mut last = spawn_host(&config.source_path);
     all_polled(&backend, "rss", feeds as usize).await;
-    // Wait until the sink has caught up with every stored item before stopping.
-    let delivered = tokio::time::timeout(Duration::from_secs(60), async {
+    // Wait until the sink has caught up: every stored item delivered, no delivery pending.
+    let sink_path = dir.path().join("items.jsonl");
+    let delivered = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
-            let text = std::fs::read_to_string(dir.path().join("items.jsonl")).unwrap_or_default();
+            let text = std::fs::read_to_string(&sink_path).unwrap_or_default();
             let ids: BTreeSet<String> = text
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .filter_map(|v| v["id"].as_str().map(str::to_string))
                 .collect();
-            if ids.len() == (feeds * 10) as usize {
+            let queue = backend.queue_counts("sink:archive").await.unwrap();
+            if ids.len() as u64 == total && queue.queued == 0 && queue.leased == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -211,13 +451,10 @@ async fn a_host_killed_mid_crawl_and_restarted_loses_no_job_and_stores_no_item_t
     })
     .await;
     assert!(delivered.is_ok(), "every stored item reached the sink");
-    signal(&second, "TERM");
-    assert!(wait_exit(&mut second).await.success());
+    signal(&last, "TERM");
+    assert!(wait_exit(&mut last).await.success());
 
-    assert_eq!(
-        backend.count_items(Some("rss")).await.unwrap(),
-        u64::from(feeds) * 10
-    );
+    assert_eq!(backend.count_items(Some("rss")).await.unwrap(), total);
     let all = backend
         .list_items(&ItemQuery {
             connector: Some("rss".into()),
@@ -228,13 +465,68 @@ async fn a_host_killed_mid_crawl_and_restarted_loses_no_job_and_stores_no_item_t
         .unwrap();
     let unique: BTreeSet<&str> = all.iter().map(|s| s.item.id.as_str()).collect();
     assert_eq!(unique.len(), all.len(), "no item stored twice");
-    for id in 0..feeds {
-        let fetches = server.requests_for(id);
-        assert!(
-            (1..=2).contains(&fetches),
-            "feed {id} fetched {fetches} times: once, or twice if it was in flight at the kill"
+
+    // The sink, counted line by line. Delivery is at-least-once: a kill after a delivery was
+    // written but before it was marked done has it delivered again, whole. The runner writes
+    // one delivery (one poll's ten items) at a time, so each kill can double at most one.
+    let text = std::fs::read_to_string(&sink_path).unwrap();
+    let mut lines_per_id: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut target_of: std::collections::BTreeMap<String, String> = Default::default();
+    for (n, line) in text.lines().enumerate() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!(
+                "items.jsonl:{}: not one JSON item ({e}): {line:.200}",
+                n + 1
+            )
+        });
+        let id = value["id"].as_str().expect("an id").to_string();
+        target_of.insert(
+            id.clone(),
+            value["target"].as_str().expect("a target").to_string(),
+        );
+        *lines_per_id.entry(id).or_default() += 1;
+    }
+    let stored: BTreeSet<String> = unique.iter().map(|id| id.to_string()).collect();
+    let in_sink: BTreeSet<String> = lines_per_id.keys().cloned().collect();
+    assert_eq!(in_sink, stored, "the sink holds exactly the stored items");
+    let extra: u64 = lines_per_id.values().map(|n| n - 1).sum();
+    assert!(
+        extra <= kills * 10,
+        "{extra} duplicate lines after {kills} kills: more than one delivery per kill repeated"
+    );
+    // Repeats are whole deliveries: all ten items of a feed are repeated alike.
+    let mut per_feed: std::collections::BTreeMap<&str, BTreeSet<u64>> = Default::default();
+    for (id, count) in &lines_per_id {
+        per_feed
+            .entry(target_of[id].as_str())
+            .or_default()
+            .insert(*count);
+    }
+    for (feed, counts) in &per_feed {
+        assert_eq!(
+            counts.len(),
+            1,
+            "{feed}: its items were delivered unevenly: {counts:?}"
         );
     }
+    eprintln!(
+        "{kills} kills ({inside} inside a commit, {between} between commits); {} lines in the \
+         sink for {} items",
+        text.lines().count(),
+        stored.len()
+    );
+
+    // Every feed was fetched; each kill can cost at most one refetch per call slot.
+    let mut refetches = 0;
+    for id in 0..feeds {
+        let fetches = server.requests_for(id);
+        assert!(fetches >= 1, "feed {id} was never fetched");
+        refetches += fetches - 1;
+    }
+    assert!(
+        refetches <= kills * 8,
+        "{refetches} refetches after {kills} kills with 8 call slots"
+    );
     for id in (0..feeds).step_by(29) {
         for expected in rss_item_ids(&server, id) {
             assert!(

@@ -117,7 +117,8 @@ async fn status_reports_connectors_and_sinks_deliver_every_new_item() {
     assert_eq!(status["backend"], "sqlite");
     assert_eq!(status["sinks"].as_array().unwrap().len(), 2);
 
-    let stored: BTreeSet<String> = backend
+    // Multisets (sorted lists), not sets: a duplicated delivery must show.
+    let mut stored: Vec<String> = backend
         .list_items(&ItemQuery {
             limit: 10_000,
             ..ItemQuery::default()
@@ -127,27 +128,34 @@ async fn status_reports_connectors_and_sinks_deliver_every_new_item() {
         .into_iter()
         .map(|s| s.item.id)
         .collect();
+    stored.sort();
     assert_eq!(stored.len(), 290);
+    assert_eq!(
+        stored.iter().collect::<BTreeSet<_>>().len(),
+        290,
+        "290 distinct items stored"
+    );
     until(&clock, "webhook received every item", || {
-        let delivered = receiver.delivered.lock().unwrap();
-        delivered
-            .iter()
-            .filter_map(|v| v["id"].as_str())
-            .collect::<BTreeSet<_>>()
-            .len()
-            == 290
+        receiver.delivered.lock().unwrap().len() >= 290
     })
     .await;
-    let delivered: BTreeSet<String> = receiver
-        .delivered
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v["id"].as_str().map(str::to_string))
-        .collect();
+    let ids_of = |values: &[serde_json::Value]| {
+        let mut ids: Vec<String> = values
+            .iter()
+            .map(|v| {
+                v["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("delivered item without an id: {v}"))
+                    .to_string()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let delivered = ids_of(&receiver.delivered.lock().unwrap());
     assert_eq!(
         delivered, stored,
-        "the webhook got exactly the stored items"
+        "the webhook got exactly the stored items, each once"
     );
     assert!(
         receiver.calls.load(Ordering::SeqCst) >= 2 + 29,
@@ -156,11 +164,33 @@ async fn status_reports_connectors_and_sinks_deliver_every_new_item() {
 
     until(&clock, "jsonl file has every item", || {
         std::fs::read_to_string(dir.path().join("items.jsonl"))
-            .map(|t| t.lines().count() == 290)
+            .map(|t| t.lines().count() >= 290)
             .unwrap_or(false)
     })
     .await;
-    let counts = backend.queue_counts("sink:hook").await.unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("items.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is one JSON item"))
+        .collect();
+    assert_eq!(
+        ids_of(&lines),
+        stored,
+        "the file got exactly the stored items, each once"
+    );
+    // The receiver answers before the runner marks the job done: wait (bounded) until no
+    // delivery is leased any more, then every job must be done once.
+    let settled = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let counts = backend.queue_counts("sink:hook").await.unwrap();
+            if counts.leased == 0 && counts.queued == 0 {
+                return counts;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let counts = settled.expect("the webhook's queue settles within 60 s");
     assert_eq!(
         (counts.done, counts.dead, counts.queued),
         (29, 0, 0),

@@ -6,6 +6,9 @@ use crate::common::workspace_root;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+/// The loopback port docs/plugin-authoring.md uses.
+const DOC_PORT: &str = "38517";
+
 /// The `sh` blocks of the walk-through section, joined into one script.
 fn walkthrough_script(doc: &str) -> String {
     let start = doc
@@ -33,7 +36,26 @@ fn walkthrough_script(doc: &str) -> String {
 #[test]
 fn the_plugin_authoring_walkthrough_works_as_written() {
     let doc = std::fs::read_to_string(workspace_root().join("docs/plugin-authoring.md")).unwrap();
-    let script = walkthrough_script(&doc);
+    let written = walkthrough_script(&doc);
+    // The doc's loopback port is fixed for readers; the test takes one that is free now (bound
+    // and released here, so a port already in use cannot collide).
+    assert!(
+        written.contains(DOC_PORT),
+        "the walk-through no longer uses port {DOC_PORT}:\n{written}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let script = written.replace(DOC_PORT, &port);
+    // Waiting for the server is bounded in the doc itself, so a server that never comes up
+    // fails the step instead of hanging it.
+    assert!(
+        script.contains("timeout ") && script.contains("until curl"),
+        "the wait for the loopback server is unbounded:\n{script}"
+    );
     for step in [
         "tsunagi plugin new hello-feed --role poller",
         "tsunagi plugin build",
@@ -79,7 +101,7 @@ fn the_plugin_authoring_walkthrough_works_as_written() {
     assert_eq!(ids, ["hello-1", "hello-2"], "{stdout}");
     assert_eq!(polled[0]["title"], "Hello, tsunagi");
     assert!(
-        stderr.contains("200 http://127.0.0.1:38517/items.json"),
+        stderr.contains(&format!("200 http://127.0.0.1:{port}/items.json")),
         "{stderr}"
     );
 }

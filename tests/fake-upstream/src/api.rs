@@ -10,7 +10,12 @@
 //! - `GET /overloaded/{name}`: `503` with `Retry-After: 120` and a 64 KiB body, larger than a
 //!   tight response size cap: the head must still count when the body is refused.
 //!
-//! Every request is counted by kind, and each accepted `/limited` request's arrival time is
+//! - `GET /throttled/{status}/{seconds}/{name}`: `{status}` (429 or 503) with
+//!   `Retry-After: {seconds}`, a small body: an upstream pushing back.
+//! - `GET /exhausted/{reset}/{name}`: a `200` feed saying no requests are left until `{reset}`
+//!   (Unix seconds): `x-rate-limit-remaining: 0` and `x-rate-limit-reset: {reset}`.
+//!
+//! Every request is counted by kind and by path ([`ApiServer::requests_to`]), and each accepted `/limited` request's arrival time is
 //! kept, so a test can check both "never refused" and "used the allowed rate".
 
 use std::convert::Infallible;
@@ -44,6 +49,20 @@ pub enum ApiMode {
 pub struct ApiServerConfig {
     pub limit_interval: Duration,
     pub limit_tolerance: Duration,
+    /// The clock `/limited` judges arrivals by (and [`ApiServer::elapsed`] reads); real time
+    /// since the start when `None`. A test driving the host with a manual clock passes the same
+    /// clock here, so both sides agree on what "one per second" means.
+    pub clock: Option<ApiClock>,
+}
+
+/// A source of time for the API server: any monotonic `Duration`.
+#[derive(Clone)]
+pub struct ApiClock(pub Arc<dyn Fn() -> Duration + Send + Sync>);
+
+impl std::fmt::Debug for ApiClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiClock({:?})", (self.0)())
+    }
 }
 
 impl Default for ApiServerConfig {
@@ -51,6 +70,7 @@ impl Default for ApiServerConfig {
         Self {
             limit_interval: Duration::from_secs(1),
             limit_tolerance: Duration::from_millis(100),
+            clock: None,
         }
     }
 }
@@ -81,6 +101,16 @@ struct Shared {
     accepted_at: Mutex<Vec<Duration>>,
     mode: watch::Sender<ApiMode>,
     counters: Counters,
+    by_path: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl Shared {
+    fn now(&self) -> Duration {
+        match &self.config.clock {
+            Some(clock) => (clock.0)(),
+            None => self.started.elapsed(),
+        }
+    }
 }
 
 /// A running fake API server on 127.0.0.1.
@@ -101,6 +131,7 @@ impl ApiServer {
             accepted_at: Mutex::new(Vec::new()),
             mode: watch::channel(ApiMode::Healthy).0,
             counters: Counters::default(),
+            by_path: Mutex::new(std::collections::HashMap::new()),
         });
         let accept_shared = Arc::clone(&shared);
         let task = tokio::spawn(async move {
@@ -130,7 +161,16 @@ impl ApiServer {
 
     /// Time since the server started: the clock of [`Self::accepted_times`].
     pub fn elapsed(&self) -> Duration {
-        self.shared.started.elapsed()
+        self.shared.now()
+    }
+
+    /// Requests received for `path` (any answer), counted on arrival.
+    pub fn requests_to(&self, path: &str) -> u64 {
+        self.shared
+            .by_path
+            .lock()
+            .map(|counts| counts.get(path).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     pub fn set_mode(&self, mode: ApiMode) {
@@ -166,6 +206,38 @@ impl ApiServer {
 
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
+    if let Ok(mut counts) = shared.by_path.lock() {
+        *counts.entry(path.clone()).or_default() += 1;
+    }
+    if let Some(rest) = path.strip_prefix("/throttled/") {
+        let mut parts = rest.splitn(3, '/');
+        let status = parts.next().and_then(|s| s.parse::<u16>().ok());
+        let seconds = parts.next().and_then(|s| HeaderValue::from_str(s).ok());
+        let status = status.and_then(|s| StatusCode::from_u16(s).ok());
+        let (Some(status), Some(seconds)) = (status, seconds) else {
+            return plain(StatusCode::NOT_FOUND, "not found\n");
+        };
+        let mut response = plain(status, "slow down\n");
+        response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        return response;
+    }
+    if let Some(rest) = path.strip_prefix("/exhausted/") {
+        let Some((reset, name)) = rest.split_once('/') else {
+            return plain(StatusCode::NOT_FOUND, "not found\n");
+        };
+        let Ok(reset) = HeaderValue::from_str(reset) else {
+            return plain(StatusCode::NOT_FOUND, "not found\n");
+        };
+        let mut response = Response::new(Full::new(feed(name)));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/rss+xml"),
+        );
+        headers.insert("x-rate-limit-remaining", HeaderValue::from_static("0"));
+        headers.insert("x-rate-limit-reset", reset);
+        return response;
+    }
     if let Some(name) = path.strip_prefix("/limited/") {
         return limited(shared, name);
     }
@@ -195,7 +267,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
 }
 
 fn limited(shared: &Shared, name: &str) -> Response<Full<Bytes>> {
-    let now = shared.started.elapsed();
+    let now = shared.now();
     let verdict = {
         let mut next = shared
             .next_allowed

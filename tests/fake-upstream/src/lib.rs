@@ -34,7 +34,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use tokio::sync::{oneshot, watch};
 
-pub use crate::api::{ApiMode, ApiServer, ApiServerConfig, ApiStats};
+pub use crate::api::{ApiClock, ApiMode, ApiServer, ApiServerConfig, ApiStats};
 use crate::server::Shared;
 
 /// What the fake server serves and how each feed misbehaves.
@@ -62,6 +62,19 @@ pub struct FeedServerConfig {
     pub cache_control_max_age: Option<u32>,
     /// If set, RSS 2.0 feeds include `<ttl>N</ttl>`.
     pub ttl_minutes: Option<u32>,
+    /// If set, 304 answers carry no ETag or Last-Modified (as many real servers answer), so a
+    /// client must keep the validators that earned the 304 itself. Default false.
+    pub bare_not_modified: bool,
+    /// If set, the conditional headers of every `/feeds/{id}` request are kept for
+    /// [`FeedServer::conditional_requests`]. Default false (the benchmark's hot path).
+    pub record_conditionals: bool,
+}
+
+/// The validators one request to a feed carried.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conditionals {
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
 }
 
 impl Default for FeedServerConfig {
@@ -77,6 +90,8 @@ impl Default for FeedServerConfig {
             malformed: Vec::new(),
             cache_control_max_age: None,
             ttl_minutes: None,
+            bare_not_modified: false,
+            record_conditionals: false,
         }
     }
 }
@@ -271,6 +286,17 @@ impl FeedServer {
             .map_or(0, |count| count.load(Ordering::Relaxed))
     }
 
+    /// The conditional headers of every request feed `id` received, in arrival order (empty
+    /// unless [`FeedServerConfig::record_conditionals`] is set).
+    pub fn conditional_requests(&self, id: u32) -> Vec<Conditionals> {
+        self.shared
+            .conditionals
+            .as_ref()
+            .and_then(|log| log.lock().ok())
+            .and_then(|log| log.get(id as usize).cloned())
+            .unwrap_or_default()
+    }
+
     /// Stops accepting, releases hanging requests, and waits for the server to stop (at most
     /// about 5 s for connections that stay open; then they are aborted).
     pub async fn shutdown(mut self) {
@@ -346,6 +372,10 @@ fn build_shared(config: &FeedServerConfig, addr: SocketAddr) -> Shared {
             .cache_control_max_age
             .and_then(|age| HeaderValue::try_from(format!("max-age={age}")).ok()),
         ttl_minutes: config.ttl_minutes,
+        bare_not_modified: config.bare_not_modified,
+        conditionals: config
+            .record_conditionals
+            .then(|| std::sync::Mutex::new((0..feeds).map(|_| Vec::new()).collect())),
         base_url: format!("http://{addr}"),
         pads: [0; 7],
         overheads: [0; 7],

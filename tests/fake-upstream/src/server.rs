@@ -66,6 +66,10 @@ pub(crate) struct Shared {
     pub slow_delay: Duration,
     pub cache_control: Option<HeaderValue>,
     pub ttl_minutes: Option<u32>,
+    /// 304s without validators.
+    pub bare_not_modified: bool,
+    /// Per feed, the conditional headers of each request, when recording.
+    pub conditionals: Option<std::sync::Mutex<Vec<Vec<crate::Conditionals>>>>,
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
     /// Filler bytes per item, per format (indexed by `FeedFormat as usize`).
@@ -210,6 +214,23 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         return shared.error(StatusCode::NOT_FOUND, NOT_FOUND, head);
     };
     shared.per_feed[id as usize].fetch_add(1, Ordering::Relaxed);
+    if let Some(log) = &shared.conditionals {
+        let text = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let seen = crate::Conditionals {
+            if_none_match: text(header::IF_NONE_MATCH),
+            if_modified_since: text(header::IF_MODIFIED_SINCE),
+        };
+        if let Ok(mut log) = log.lock()
+            && let Some(feed) = log.get_mut(id as usize)
+        {
+            feed.push(seen);
+        }
+    }
     let behaviour = shared.behaviour[id as usize];
 
     if behaviour & (HANGING | SLOW) != 0 {
@@ -243,9 +264,14 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
 
     let etag = format!("\"{id}-{generation}\"");
     let last_modified = render::last_modified_unix(generation, shared.items);
-    let mut resp = if not_modified(req.headers(), &etag, last_modified) {
+    let unchanged = not_modified(req.headers(), &etag, last_modified);
+    let mut resp = if unchanged {
         shared.count(&shared.counters.not_modified, 0, head);
-        response(StatusCode::NOT_MODIFIED, "", Bytes::new())
+        let resp = response(StatusCode::NOT_MODIFIED, "", Bytes::new());
+        if shared.bare_not_modified {
+            return resp;
+        }
+        resp
     } else {
         let pad = shared.pads[format as usize];
         let overhead = shared.overheads[format as usize];

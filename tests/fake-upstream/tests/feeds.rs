@@ -338,12 +338,35 @@ async fn slow_feed_answers_after_its_delay() {
             .len(),
         10
     );
-    let started = Instant::now();
-    get(&client, &server.feed_url(0)).await;
-    assert!(started.elapsed() < delay);
     tokio::time::timeout(LIMIT, server.shutdown())
         .await
         .expect("shutdown");
+
+    // Other feeds do not wait for a slow one: with a slow request pending (for an hour), a
+    // normal feed is answered, and the slow one is still waiting. Order, not wall time.
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 2,
+        slow: vec![1],
+        slow_delay: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let pending = tokio::spawn(client.get(server.feed_url(1)).send());
+    until_requests(&server, 1, 1).await;
+    let (status, _, _) = get(&client, &server.feed_url(0)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!pending.is_finished(), "the slow feed is still pending");
+    tokio::time::timeout(LIMIT, server.shutdown())
+        .await
+        .expect("shutdown");
+    let released = tokio::time::timeout(LIMIT, pending)
+        .await
+        .expect("shutdown released the slow request")
+        .expect("join");
+    if let Ok(resp) = released {
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }
 
 /// Waits (without sleeping) until the server has seen `n` requests for feed `id`.

@@ -48,10 +48,13 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// A plugin built by `scripts/build-plugins`.
+/// `TSUNAGI_TEST_PLUGIN_DIR` points the tests at other builds (a mutant, to see a test fail).
 pub fn plugin(name: &str) -> PathBuf {
-    let path = workspace_root().join(format!(
-        "target/wasm32-wasip2/plugin/tsunagi_plugin_{name}.wasm"
-    ));
+    let dir = std::env::var_os("TSUNAGI_TEST_PLUGIN_DIR").map_or_else(
+        || workspace_root().join("target/wasm32-wasip2/plugin"),
+        PathBuf::from,
+    );
+    let path = dir.join(format!("tsunagi_plugin_{name}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: run scripts/build-plugins (scripts/test does)",
@@ -188,14 +191,29 @@ pub fn install(from: &Path, to: &Path) {
     std::fs::rename(&aside, to).expect("rename it over the old one");
 }
 
-/// The item ids the RSS connector stores for fake feed `id`: the feed's own ids, scoped by the
-/// feed URL where they are not absolute URIs.
+/// The item ids the RSS connector stores for fake feed `id`, written from the connector's rule
+/// rather than by calling it: an id that is an absolute URI (the fake feeds' `urn:…`; a real
+/// feed's `https://…` or `tag:…`) is kept as it is; a bare guid (the fake RSS 1.0 feeds' hex
+/// hashes) is scoped by the feed URL as `{feed URL}#{guid}`.
 pub fn rss_item_ids(server: &tsunagi_fake_upstream::FeedServer, id: u32) -> Vec<String> {
     let url = server.feed_url(id);
     server
         .expected_item_ids(id)
-        .iter()
-        .map(|item| tsunagi_rss_feed::scoped_id(item, &url))
+        .into_iter()
+        .map(|item| {
+            let absolute = ["https://", "http://", "urn:", "tag:"]
+                .iter()
+                .any(|scheme| item.starts_with(scheme));
+            if absolute {
+                item
+            } else {
+                assert!(
+                    !item.contains(':'),
+                    "fake feed {id} serves id {item:?}, which this rule does not cover"
+                );
+                format!("{url}#{item}")
+            }
+        })
         .collect()
 }
 
