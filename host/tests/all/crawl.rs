@@ -36,17 +36,7 @@ async fn crawl_of_1000_feeds_stores_every_item_exactly_once() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &(host_section("") + &rss_connector(server.addr().port(), "")),
-    );
-    let backend = open_backend(&config).await;
-    let clock = ManualClock::starting_at(SystemClock.now_ms());
-    let added = backend
-        .add_targets("rss", &server.feed_urls(), clock.now_ms())
-        .await
-        .unwrap();
-    assert_eq!(added.added, 1000);
+    let (config, backend, clock) = rss_crawl(&server, dir.path()).await;
 
     let stats = run_round(&config, backend.clone(), &clock).await;
 
@@ -111,16 +101,7 @@ async fn second_round_is_answered_304_and_only_new_items_are_stored() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &(host_section("") + &rss_connector(server.addr().port(), "")),
-    );
-    let backend = open_backend(&config).await;
-    let clock = ManualClock::starting_at(SystemClock.now_ms());
-    backend
-        .add_targets("rss", &server.feed_urls(), clock.now_ms())
-        .await
-        .unwrap();
+    let (config, backend, clock) = rss_crawl(&server, dir.path()).await;
 
     let first = run_round(&config, backend.clone(), &clock).await;
     assert_eq!((first.polls_ok, first.items_new), (200, 2000));
@@ -158,16 +139,7 @@ async fn malformed_and_failing_feeds_are_recorded_and_backed_off() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &(host_section("") + &rss_connector(server.addr().port(), "")),
-    );
-    let backend = open_backend(&config).await;
-    let clock = ManualClock::starting_at(SystemClock.now_ms());
-    backend
-        .add_targets("rss", &server.feed_urls(), clock.now_ms())
-        .await
-        .unwrap();
+    let (config, backend, clock) = rss_crawl(&server, dir.path()).await;
 
     let stats = run_round(&config, backend.clone(), &clock).await;
     assert_eq!((stats.polls_ok, stats.polls_failed), (37, 3), "{stats:?}");
@@ -292,16 +264,7 @@ async fn validators_are_kept_across_a_bare_304_and_sent_again_for_the_next() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &(host_section("") + &rss_connector(server.addr().port(), "")),
-    );
-    let backend = open_backend(&config).await;
-    let clock = ManualClock::starting_at(SystemClock.now_ms());
-    backend
-        .add_targets("rss", &server.feed_urls(), clock.now_ms())
-        .await
-        .unwrap();
+    let (config, backend, clock) = rss_crawl(&server, dir.path()).await;
 
     let first = run_round(&config, backend.clone(), &clock).await;
     assert_eq!((first.polls_ok, first.not_modified), (7, 0), "{first:?}");

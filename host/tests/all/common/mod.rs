@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tsunagi::backends::Backend;
-use tsunagi::clock::{ManualClock, SharedClock};
+use tsunagi::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use tsunagi::config::Config;
 use tsunagi::pipeline::RunMode;
 use tsunagi::stats::StatsSnapshot;
@@ -182,6 +182,26 @@ pub async fn run_until_idle(
     let view = running.topology();
     running.shutdown().await;
     view
+}
+
+/// A config in `dir` with the RSS connector allowed to reach `server`, its backend, a manual
+/// clock at the real time, and every feed of `server` added as a target.
+pub async fn rss_crawl(
+    server: &tsunagi_fake_upstream::FeedServer,
+    dir: &Path,
+) -> (Config, Arc<dyn Backend>, ManualClock) {
+    let config = write_config(
+        dir,
+        &(host_section("") + &rss_connector(server.addr().port(), "")),
+    );
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let added = backend
+        .add_targets("rss", &server.feed_urls(), clock.now_ms())
+        .await
+        .expect("targets added");
+    assert_eq!(added.added, server.feed_urls().len() as u64);
+    (config, backend, clock)
 }
 
 /// Replaces `to` with a copy of `from` the way deploy tools do: write aside, then rename.
