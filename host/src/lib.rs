@@ -5,7 +5,8 @@
 //! `docs/ARCHITECTURE.md`); each uses only the ones listed after it:
 //!
 //! [`admin`] → [`topology`] → [`pipeline`] → [`sinks`] → [`scheduler`] → [`cassette`] →
-//! [`runtime`] → [`egress`] → [`resilience`] → [`config`] → [`stats`] → [`clock`] → backends
+//! [`runtime`] → [`egress`] → [`resilience`] → [`config`] → [`stats`] → [`redact`] →
+//! [`clock`] → backends
 //! (and, for unit tests only, `loopback`, a scriptable HTTP server).
 //!
 //! `host/tests/all/layers.rs` holds the code to this order.
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod egress;
 pub mod pipeline;
+pub mod redact;
 pub mod resilience;
 pub mod runtime;
 pub mod scheduler;

@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "resilience",
     "config",
     "stats",
+    "redact",
     "clock",
     // Test support (`#[cfg(test)]`): a scriptable HTTP server on 127.0.0.1.
     "loopback",
