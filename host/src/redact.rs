@@ -179,10 +179,7 @@ mod tests {
                 "https://api.example/s?applicationId=123&keyword=shoes",
                 "https://api.example/s?applicationId=REDACTED&keyword=shoes",
             ),
-            (
-                "https://user@example.org/",
-                "https://REDACTED@example.org/",
-            ),
+            ("https://user@example.org/", "https://REDACTED@example.org/"),
             (
                 "https://example.org/a%3Fb?ACCESS-TOKEN=x#frag",
                 "https://example.org/a%3Fb?ACCESS-TOKEN=REDACTED#frag",
@@ -236,5 +233,94 @@ mod tests {
         );
         assert!(!redacted.contains("u:p") && !redacted.contains("key=k"));
         assert!(matches!(text("no urls here"), Cow::Borrowed(_)));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A marker no redacted output may contain.
+        const SECRET: &str = "S3CR3T";
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("token".to_string()),
+                Just("access_token".to_string()),
+                Just("api_key".to_string()),
+                Just("API-KEY".to_string()),
+                Just("key".to_string()),
+                Just("sig".to_string()),
+                Just("X-Amz-Signature".to_string()),
+                Just("client_secret".to_string()),
+                Just("password".to_string()),
+                Just("%74oken".to_string()),
+            ]
+        }
+
+        fn plain() -> impl Strategy<Value = String> {
+            "[a-z]{1,8}".prop_filter("not a secret name", |n| !is_secret_param(n))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn secrets_never_survive(
+                scheme in prop_oneof![Just("http"), Just("https")],
+                host in "[a-z0-9.-]{1,20}",
+                path in "(/[a-zA-Z0-9%._~-]{0,10}){0,4}",
+                user in proptest::option::of("[a-z]{0,6}"),
+                before in proptest::collection::vec((plain(), "[a-z0-9]{0,6}"), 0..4),
+                secret_name in name(),
+                after in proptest::collection::vec((plain(), "[a-z0-9]{0,6}"), 0..4),
+                separator in prop_oneof![Just("&"), Just(";")],
+                fragment in proptest::option::of("[a-z]{0,6}"),
+            ) {
+                let userinfo = user.map_or(String::new(), |u| format!("{u}:{SECRET}@"));
+                let mut pairs: Vec<String> =
+                    before.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                pairs.push(format!("{secret_name}={SECRET}x"));
+                pairs.extend(after.iter().map(|(n, v)| format!("{n}={v}")));
+                let fragment = fragment.map_or(String::new(), |f| format!("#{f}"));
+                let raw = format!(
+                    "{scheme}://{userinfo}{host}{path}?{}{fragment}",
+                    pairs.join(separator)
+                );
+                let redacted = url(&raw);
+                prop_assert!(!redacted.contains(SECRET), "{raw} -> {redacted}");
+                // Nothing else is lost: every plain pair and the host survive.
+                for (n, v) in &before {
+                    let pair = format!("{n}={v}");
+                    prop_assert!(redacted.contains(&pair), "{raw} -> {redacted}");
+                }
+                prop_assert!(redacted.contains(&host));
+                // Redacting twice changes nothing more.
+                prop_assert_eq!(url(&redacted).into_owned(), redacted.clone().into_owned());
+                // Inside text, too.
+                let message = format!("fetching {raw}: connection refused");
+                prop_assert!(!text(&message).contains(SECRET));
+            }
+
+            #[test]
+            fn urls_without_secrets_are_left_alone(
+                scheme in prop_oneof![Just("http"), Just("https")],
+                host in "[a-z0-9.-]{1,20}",
+                path in "(/[a-zA-Z0-9%._~-]{0,10}){0,4}",
+                pairs in proptest::collection::vec((plain(), "[a-z0-9]{0,6}"), 0..5),
+            ) {
+                let query: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                let raw = format!("{scheme}://{host}{path}?{}", query.join("&"));
+                prop_assert_eq!(url(&raw), raw.as_str());
+            }
+
+            #[test]
+            fn any_text_is_redacted_once_and_for_all(
+                raw in "(.{0,12}(://|@|\\?|=|&|;|#|\\[)){0,10}.{0,12}",
+            ) {
+                let once = text(&raw).into_owned();
+                prop_assert_eq!(text(&once).into_owned(), once.clone(), "{}", raw);
+                let _ = url(&raw);
+            }
+        }
     }
 }

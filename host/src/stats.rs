@@ -17,6 +17,7 @@ pub struct ConnectorStats {
     polls_ok: AtomicU64,
     polls_failed: AtomicU64,
     polls_deferred: AtomicU64,
+    host_failures: AtomicU64,
     not_modified: AtomicU64,
     items_seen: AtomicU64,
     items_new: AtomicU64,
@@ -49,6 +50,9 @@ pub struct StatsSnapshot {
     pub polls_failed: u64,
     /// Calls a budget or an open breaker held back; their targets were put back, not failed.
     pub polls_deferred: u64,
+    /// Calls that failed on the host's side (the store, no free instance slot): not the
+    /// target's failure; the target was put back and retried soon.
+    pub host_failures: u64,
     pub not_modified: u64,
     pub items_seen: u64,
     pub items_new: u64,
@@ -84,6 +88,12 @@ impl ConnectorStats {
         self.polls_deferred.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn host_failure(&self) {
+        self.host_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed poll and keeps it among the recent errors, redacted (they are shown in
+    /// `/status`).
     pub fn poll_failed(&self, target: &str, error: &str, at: Millis) {
         self.polls_failed.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut recent) = self.recent_errors.lock() {
@@ -91,8 +101,8 @@ impl ConnectorStats {
                 recent.pop_front();
             }
             recent.push_back(RecentError {
-                target: target.to_string(),
-                error: error.to_string(),
+                target: crate::redact::url(target).into_owned(),
+                error: crate::redact::text(error).into_owned(),
                 at,
             });
         }
@@ -103,6 +113,7 @@ impl ConnectorStats {
             polls_ok: self.polls_ok.load(Ordering::Relaxed),
             polls_failed: self.polls_failed.load(Ordering::Relaxed),
             polls_deferred: self.polls_deferred.load(Ordering::Relaxed),
+            host_failures: self.host_failures.load(Ordering::Relaxed),
             not_modified: self.not_modified.load(Ordering::Relaxed),
             items_seen: self.items_seen.load(Ordering::Relaxed),
             items_new: self.items_new.load(Ordering::Relaxed),

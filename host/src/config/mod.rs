@@ -4,6 +4,7 @@
 
 mod locate;
 mod resilience;
+mod secret;
 
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub use locate::SourceLocator;
 pub use resilience::{BreakerSettings, BudgetScope, BudgetSettings, ProbeSettings};
+pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretSource};
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +78,20 @@ pub struct HostSettings {
     /// `sqlite://PATH` or a file path (relative to the config file).
     #[serde(default = "default_database")]
     pub database: String,
-    /// Admin HTTP listener (`/status`, `/healthz`); none when absent.
+    /// Admin HTTP listener (`/status`, `/healthz`, `/readyz`, the `/v1/...` actions); none when
+    /// absent. Anything but a loopback address needs `admin_token`.
     #[serde(default)]
     pub admin_listen: Option<String>,
+    /// Where the admin API's bearer token comes from (`{ env = "NAME" }`, `"${NAME}"` or
+    /// `{ file = "path" }`). With it, every action needs `Authorization: Bearer <token>`, and so
+    /// does `/status` on a non-loopback listener.
+    #[serde(default)]
+    pub admin_token: Option<SecretSource>,
+    /// Host names (besides `localhost` and IP addresses) under which the admin API may be
+    /// addressed; requests naming any other `Host` are refused, so a DNS-rebound page cannot
+    /// reach it.
+    #[serde(default)]
+    pub admin_hosts: Vec<String>,
     /// How long a claimed target or delivery job stays leased to this host before another may
     /// take it.
     #[serde(default = "default_lease", with = "humantime_serde")]
@@ -99,6 +112,12 @@ pub struct HostSettings {
     /// Reload when the config file or a plugin file changes.
     #[serde(default = "default_watch")]
     pub watch: bool,
+    /// Plugin instances that may exist at once across all connectors (each unit of a
+    /// connector's concurrency takes two, so a hot swap can run both versions). Fixed at start;
+    /// a reload that would need more is refused. Default: what the connectors need, and at
+    /// least 512.
+    #[serde(default)]
+    pub instance_slots: Option<u32>,
 }
 
 impl Default for HostSettings {
@@ -106,12 +125,15 @@ impl Default for HostSettings {
         Self {
             database: default_database(),
             admin_listen: None,
+            admin_token: None,
+            admin_hosts: Vec::new(),
             claim_lease: default_lease(),
             claim_batch: default_claim_batch(),
             idle_poll: default_idle_poll(),
             shutdown_grace: default_shutdown_grace(),
             compile_cache: None,
             watch: default_watch(),
+            instance_slots: None,
         }
     }
 }
@@ -450,13 +472,22 @@ impl Config {
                 return Err(locator.field_error(field, "must be longer than 0s"));
             }
         }
-        if let Some(listen) = &host.admin_listen
-            && listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(locator.field_error(
-                "host.admin_listen",
-                &format!("{listen:?} is not an address like 127.0.0.1:7878"),
-            ));
+        self.validate_admin(locator)?;
+        if let Some(slots) = host.instance_slots {
+            let needed: u64 = self
+                .connectors
+                .values()
+                .map(|c| (c.concurrency as u64).saturating_mul(2))
+                .fold(8, u64::saturating_add);
+            if u64::from(slots) < needed || slots > MAX_INSTANCE_SLOTS {
+                return Err(locator.field_error(
+                    "host.instance_slots",
+                    &format!(
+                        "must be between what the connectors need now ({needed}: 2 per unit of \
+                         concurrency, plus 8) and {MAX_INSTANCE_SLOTS}"
+                    ),
+                ));
+            }
         }
         for (name, connector) in &self.connectors {
             let at = |field: &str| format!("connectors.{name}.{field}");
@@ -582,6 +613,56 @@ impl Config {
         Ok(())
     }
 
+    /// `[host]`'s admin API settings: the listener, where its token comes from (read now, so an
+    /// unset variable is a config error), and the host names it answers to.
+    fn validate_admin(&self, locator: &SourceLocator) -> Result<(), ConfigError> {
+        let host = &self.host;
+        let token = self
+            .admin_token()
+            .map_err(|e| locator.field_error("host.admin_token", &e.to_string()))?;
+        if let Some(listen) = &host.admin_listen {
+            let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
+                return Err(locator.field_error(
+                    "host.admin_listen",
+                    &format!("{listen:?} is not an address like 127.0.0.1:7878"),
+                ));
+            };
+            if !addr.ip().is_loopback() && token.is_none() {
+                return Err(locator.field_error(
+                    "host.admin_listen",
+                    &format!(
+                        "{listen} is reachable from other machines, so the admin API needs a \
+                         token: set host.admin_token = {{ env = \"TSUNAGI_ADMIN_TOKEN\" }} (or \
+                         {{ file = \"...\" }}), or listen on 127.0.0.1"
+                    ),
+                ));
+            }
+        }
+        for (index, name) in host.admin_hosts.iter().enumerate() {
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !valid {
+                return Err(locator.field_error(
+                    &format!("host.admin_hosts[{index}]"),
+                    &format!("{name:?} is not a host name (letters, digits, '-' and '.')"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The admin API's token, read from where `host.admin_token` says.
+    pub fn admin_token(&self) -> Result<Option<Secret>, SecretError> {
+        self.host
+            .admin_token
+            .as_ref()
+            .map(|source| source.resolve(&self.base_dir))
+            .transpose()
+    }
+
     /// Resolves a path from the config file against the file's directory, as an absolute path
     /// (some consumers, like wasmtime's compile cache, accept nothing else).
     pub fn resolve(&self, path: &Path) -> PathBuf {
@@ -639,6 +720,9 @@ impl Config {
 
 /// The longest time limit a config may set (larger values are mistakes, and overflow clocks).
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The most plugin instances one engine may hold slots for.
+const MAX_INSTANCE_SLOTS: u32 = 16_384;
 
 /// Time a finished call needs to commit before its lease runs out.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);

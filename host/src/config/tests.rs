@@ -142,3 +142,51 @@ fn errors_in_an_array_of_tables_point_at_the_right_element() {
         "{error}"
     );
 }
+
+#[test]
+fn an_admin_listener_off_loopback_needs_a_token() {
+    let error = parse("[host]\nadmin_listen = \"0.0.0.0:7878\"\n").unwrap_err();
+    assert_eq!(error.field, "host.admin_listen", "{error}");
+    assert_eq!(error.line, 2, "{error}");
+    assert!(error.message.contains("host.admin_token"), "{error}");
+    for loopback in ["127.0.0.1:7878", "[::1]:7878"] {
+        assert!(parse(&format!("[host]\nadmin_listen = \"{loopback}\"\n")).is_ok());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "t0ken\n").unwrap();
+    let config = Config::parse(
+        "[host]\nadmin_listen = \"0.0.0.0:7878\"\nadmin_token = { file = \"admin.token\" }\n",
+        &dir.path().join("tsunagi.toml"),
+    )
+    .unwrap();
+    let token = config.admin_token().unwrap().expect("a token");
+    assert!(token.matches("t0ken"));
+}
+
+#[test]
+fn an_admin_token_that_cannot_be_read_is_a_config_error_that_never_shows_a_value() {
+    let error =
+        parse("[host]\nadmin_token = { env = \"TSUNAGI_SURELY_UNSET_TOKEN\" }\n").unwrap_err();
+    assert_eq!(error.field, "host.admin_token", "{error}");
+    assert!(
+        error
+            .message
+            .contains("TSUNAGI_SURELY_UNSET_TOKEN is not set"),
+        "{error}"
+    );
+    let error = parse("[host]\nadmin_token = { file = \"missing.token\" }\n").unwrap_err();
+    assert!(error.message.contains("missing.token"), "{error}");
+    let error = parse("[host]\nadmin_token = \"plain-secret-in-toml\"\n").unwrap_err();
+    assert_eq!(error.line, 2, "{error}");
+    assert!(!error.to_string().contains("plain-secret"), "{error}");
+    let error = parse("[host]\nadmin_hosts = [\"ok.example\", \"bad host\"]\n").unwrap_err();
+    assert_eq!(error.field, "host.admin_hosts[1]", "{error}");
+}
+
+#[test]
+fn instance_slots_must_cover_the_connectors() {
+    let error = parse(&format!("[host]\ninstance_slots = 10\n{MINIMAL}")).unwrap_err();
+    assert_eq!(error.field, "host.instance_slots", "{error}");
+    assert!(error.message.contains("72"), "32 × 2 + 8: {error}");
+    assert!(parse(&format!("[host]\ninstance_slots = 72\n{MINIMAL}")).is_ok());
+}

@@ -8,6 +8,7 @@
 
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
+use crate::redact;
 use crate::runtime::{
     CallError, CallReport, InstancePool, PollResult, SwappableConnector, TargetCall,
 };
@@ -196,6 +197,8 @@ impl PollPipeline {
         commit_slots: &Semaphore,
     ) {
         let target = &claim.target;
+        // The URL as logs may show it; the request itself uses `target.target`.
+        let shown = redact::url(&target.target);
         let outcome = self
             .poller
             .poll(
@@ -218,10 +221,10 @@ impl PollPipeline {
             // comes back when there is room, its error count untouched.
             drop(slot);
             self.stats.poll_deferred();
-            tracing::debug!(connector = %self.connector, target = %target.target,
+            tracing::debug!(connector = %self.connector, target = %shown,
                 "deferred until {}", crate::clock::rfc3339(until));
             if let Err(error) = self.backend.release(claim, until.max(now)).await {
-                tracing::error!(connector = %self.connector, target = %target.target,
+                tracing::error!(connector = %self.connector, target = %shown,
                     "cannot put the deferred target back; it returns when its lease expires: {error}");
             }
             return;
@@ -233,7 +236,7 @@ impl PollPipeline {
                     .after_success(target, activity(target, &result), hints, now);
                 let not_modified = result.not_modified;
                 let validators = validators_after(target, &result);
-                let items = accept_items(&self.connector, &target.target, result.items);
+                let items = accept_items(&self.connector, &shown, result.items);
                 let seen = items.len();
                 let commit = PollCommit::Success {
                     items,
@@ -248,15 +251,16 @@ impl PollPipeline {
                 (commit, Some(seen), not_modified)
             }
             Err(error @ (CallError::HostService(_) | CallError::Instantiate(_))) => {
-                let failure = error.to_string();
+                let failure = redact::text(&error.to_string()).into_owned();
+                self.stats.host_failure();
                 // The store, another host service or instantiation (a full instance pool)
                 // failed, not the target: try again soon, without counting it against the
                 // target.
-                tracing::error!(connector = %self.connector, target = %target.target,
+                tracing::error!(connector = %self.connector, target = %shown,
                     "host failure during the call; releasing the target: {failure}");
                 let retry_at = now.saturating_add(HOST_FAILURE_RETRY_MS);
                 if let Err(error) = self.backend.release(claim, retry_at).await {
-                    tracing::error!(connector = %self.connector, target = %target.target,
+                    tracing::error!(connector = %self.connector, target = %shown,
                         "cannot release the target; it returns when its lease expires: {error}");
                 }
                 return;
@@ -264,11 +268,11 @@ impl PollPipeline {
             Err(error) => {
                 let next = self.policy.after_failure(target, &error, hints, now);
                 let message = describe_failure(&error, &outcome.exchanges);
-                tracing::info!(connector = %self.connector, target = %target.target,
+                tracing::info!(connector = %self.connector, target = %shown,
                     errors_in_a_row = target.error_count + 1, "poll failed: {message}");
                 self.stats.poll_failed(&target.target, &message, now);
                 if next.give_up {
-                    tracing::warn!(connector = %self.connector, target = %target.target,
+                    tracing::warn!(connector = %self.connector, target = %shown,
                         errors_in_a_row = target.error_count + 1,
                         "giving the target up (dead-lettered; see `tsunagi dlq`): {message}");
                 }
@@ -286,7 +290,7 @@ impl PollPipeline {
         drop(slot);
         match self.backend.complete_poll(claim, commit, now).await {
             Ok(report) if report.lease_lost => {
-                tracing::warn!(connector = %self.connector, target = %target.target,
+                tracing::warn!(connector = %self.connector, target = %shown,
                     "lease lost before the poll was committed; another worker owns the target now");
             }
             Ok(report) => {
@@ -296,7 +300,7 @@ impl PollPipeline {
                 }
             }
             Err(error) => {
-                tracing::error!(connector = %self.connector, target = %target.target,
+                tracing::error!(connector = %self.connector, target = %shown,
                     "cannot commit the poll; the target will be retried when its lease expires: {error}");
             }
         }
@@ -394,7 +398,8 @@ fn describe_failure(error: &CallError, exchanges: &[ExchangeRecord]) -> String {
     {
         message.push_str(&format!(" [HTTP {status}]"));
     }
-    message
+    // Plugin messages and transport errors may quote a URL whole.
+    redact::text(&message).into_owned()
 }
 
 #[cfg(test)]

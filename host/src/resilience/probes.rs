@@ -53,10 +53,11 @@ async fn run_probe(
         let before = resilience.breaker_state(&breaker);
         resilience.record_probe(&breaker, verdict.is_ok());
         let after = resilience.breaker_state(&breaker);
+        let url = crate::redact::url(&settings.url);
         match (&verdict, before != after) {
-            (_, true) => tracing::info!(%breaker, url = %settings.url, ?before, ?after,
+            (_, true) => tracing::info!(%breaker, %url, ?before, ?after,
                 "probe {}; breaker changed state", describe(&verdict)),
-            (Err(_), false) => tracing::debug!(%breaker, url = %settings.url,
+            (Err(_), false) => tracing::debug!(%breaker, %url,
                 "probe {}", describe(&verdict)),
             (Ok(()), false) => {}
         }
@@ -90,7 +91,7 @@ async fn probe_once(client: &reqwest::Client, settings: &ProbeSettings) -> Resul
 fn describe(verdict: &Result<(), String>) -> String {
     match verdict {
         Ok(()) => "succeeded".to_string(),
-        Err(reason) => reason.clone(),
+        Err(reason) => crate::redact::text(reason).into_owned(),
     }
 }
 

@@ -117,6 +117,8 @@ pub fn wit_compatibility(plugin: &str, host: &str) -> Result<(), &'static str> {
 pub struct Engine {
     engine: WasmEngine,
     linker: Linker<instance::InstanceState>,
+    /// Component instances the pooling allocator holds slots for.
+    instance_slots: u32,
 }
 
 impl Engine {
@@ -151,9 +153,18 @@ impl Engine {
         let mut linker = Linker::new(&engine);
         instance::add_to_linker(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
-        let engine = Arc::new(Self { engine, linker });
+        let engine = Arc::new(Self {
+            engine,
+            linker,
+            instance_slots: instances,
+        });
         spawn_epoch_ticker(Arc::downgrade(&engine));
         Ok(engine)
+    }
+
+    /// Instances that can exist at once; fixed for the engine's life (a reload cannot grow it).
+    pub fn instance_slots(&self) -> u32 {
+        self.instance_slots
     }
 
     pub fn wasm_engine(&self) -> &WasmEngine {

@@ -368,6 +368,8 @@ impl InstancePool {
         if let Err(error) = &result
             && !matches!(error, CallError::Connector { .. })
         {
+            let target = crate::redact::url(&target);
+            let error = crate::redact::text(&error.to_string()).into_owned();
             tracing::warn!(connector = %self.connector(), %target,
                 "plugin instance discarded: {error}");
         }

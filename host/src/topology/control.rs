@@ -15,6 +15,9 @@ pub trait Control: Send + Sync {
     async fn reload(&self, only: Option<&str>) -> ReloadReport;
     /// Returns `connector` to its previous version.
     async fn rollback(&self, connector: &str) -> ReloadReport;
+    /// Whether the host should be sent work: its pipelines run and its store answers. `Err`
+    /// says why not.
+    async fn ready(&self) -> Result<(), String>;
 }
 
 #[async_trait]
@@ -29,5 +32,17 @@ impl Control for Topology {
 
     async fn rollback(&self, connector: &str) -> ReloadReport {
         self.reloader.rollback(connector).await
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        if self.stop_requested() {
+            return Err("draining: the host is stopping".into());
+        }
+        // Any cheap read proves the store answers.
+        self.backend
+            .count_targets("")
+            .await
+            .map(|_| ())
+            .map_err(|error| format!("the store does not answer: {error}"))
     }
 }

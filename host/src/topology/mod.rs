@@ -95,6 +95,13 @@ impl Default for TopologyOptions {
     }
 }
 
+/// Instance slots an engine has at least when `host.instance_slots` is not set: room for a
+/// reload to add several connectors at the default concurrency.
+pub const DEFAULT_INSTANCE_SLOTS: u64 = 512;
+
+/// Slots kept for the self-tests a reload runs on a new version before it serves.
+pub const SELF_TEST_SLOTS: u64 = 8;
+
 /// `host-pid-random`, unique across processes and restarts.
 pub fn unique_worker_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_string());
@@ -105,15 +112,19 @@ pub fn unique_worker_id() -> String {
     )
 }
 
-/// Engine settings sized for every connector of a config.
+/// Engine settings sized for every connector of a config, with room for reloads to add
+/// connectors or raise concurrency (the pooling allocator cannot grow while running; a reload
+/// that would need more is refused, see [`plan`]).
 pub fn engine_settings(config: &Config) -> EngineSettings {
-    // Twice the calls that can run at once: during a hot swap, calls still running on the old
-    // version and calls on the new one each hold an instance.
-    let instances: usize = 2 * config
+    let needed: u64 = config
         .connectors
         .values()
-        .map(|c| c.concurrency)
-        .sum::<usize>();
+        .map(|c| plan::slots_for(c.concurrency))
+        .fold(SELF_TEST_SLOTS, u64::saturating_add);
+    let slots = match config.host.instance_slots {
+        Some(slots) => u64::from(slots),
+        None => needed.max(DEFAULT_INSTANCE_SLOTS),
+    };
     let memory = config
         .connectors
         .values()
@@ -121,7 +132,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         .max()
         .unwrap_or(EngineSettings::default().max_memory_bytes);
     EngineSettings {
-        max_instances: u32::try_from(instances + 8).unwrap_or(u32::MAX),
+        max_instances: u32::try_from(slots).unwrap_or(u32::MAX),
         max_memory_bytes: memory,
         compile_cache: config
             .host
@@ -187,6 +198,8 @@ pub struct Topology {
     reloader: Arc<Reloader>,
     /// Stops the sink runners, probes and watcher, after the pipelines have drained.
     stop: CancellationToken,
+    /// Set when [`Topology::shutdown`] begins.
+    stopping: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -306,6 +319,7 @@ impl Topology {
             resilience,
             reloader,
             stop,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             tasks: Mutex::new(tasks),
         }))
     }
@@ -333,6 +347,11 @@ impl Topology {
         &self.worker_id
     }
 
+    /// Whether [`Topology::shutdown`] has begun.
+    pub fn stop_requested(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits until every pipeline has ended by itself (only happens in [`RunMode::UntilIdle`]).
     pub async fn until_idle(&self) {
         self.pipelines.wait_all().await;
@@ -341,6 +360,8 @@ impl Topology {
     /// Stops claiming, lets in-flight calls finish within the grace period, then stops sink
     /// delivery, the probes and the watcher.
     pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.pipelines.stop_all().await;
         self.stop.cancel();
         let tasks = std::mem::take(

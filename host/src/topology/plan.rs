@@ -36,6 +36,8 @@ pub struct PlanInput<'a> {
     pub sinks: &'a BTreeSet<String>,
     /// Only this connector (`tsunagi reload NAME`), or every connector.
     pub only: Option<&'a str>,
+    /// Instance slots the engine was sized with at start (it cannot grow while running).
+    pub instance_slots: u32,
 }
 
 /// What a reload does to one connector.
@@ -72,6 +74,8 @@ pub enum Refusal {
     NewSink(String),
     /// Its plugin file cannot be read.
     PluginUnreadable(String),
+    /// Carrying it out would need more instance slots than the engine has.
+    InstanceSlots { needed: u64, capacity: u32 },
 }
 
 /// One connector's step.
@@ -98,13 +102,37 @@ impl ReloadPlan {
                 .map(String::as_str)
                 .collect(),
         };
-        let steps = names
+        let mut steps: Vec<PlannedStep> = names
             .into_iter()
             .map(|name| PlannedStep {
                 connector: name.to_string(),
                 step: step_for(&input, name),
             })
             .collect();
+        let needed = slots_needed(&input, &steps);
+        if needed > u64::from(input.instance_slots) {
+            // Refuse what would grow the demand; what keeps its size goes on serving.
+            for planned in &mut steps {
+                let name = planned.connector.as_str();
+                let grows = match planned.step {
+                    Step::Add => true,
+                    Step::Swap { .. } => {
+                        let now = input
+                            .serving
+                            .get(name)
+                            .map_or(0, |s| s.settings.concurrency);
+                        input.config.get(name).is_some_and(|c| c.concurrency > now)
+                    }
+                    _ => false,
+                };
+                if grows {
+                    planned.step = Step::Refuse(Refusal::InstanceSlots {
+                        needed,
+                        capacity: input.instance_slots,
+                    });
+                }
+            }
+        }
         Self { steps }
     }
 
@@ -156,6 +184,37 @@ fn step_for(input: &PlanInput<'_>, name: &str) -> Step {
     Step::Swap {
         restart_pipeline: !same_pipeline(&serving.settings, settings),
     }
+}
+
+/// Instance slots a connector of `concurrency` may hold: during a hot swap, calls still running
+/// on the old version and calls on the new one each hold an instance.
+pub fn slots_for(concurrency: usize) -> u64 {
+    (concurrency as u64).saturating_mul(2)
+}
+
+/// Slots the connectors would need once the plan's steps are carried out: every connector that
+/// will run (added, swapped, unchanged, pinned, refused but still serving), plus those removed,
+/// whose calls drain on their instances.
+fn slots_needed(input: &PlanInput<'_>, steps: &[PlannedStep]) -> u64 {
+    let planned: BTreeSet<&str> = steps.iter().map(|p| p.connector.as_str()).collect();
+    let untouched = input
+        .serving
+        .iter()
+        .filter(|(name, _)| !planned.contains(name.as_str()))
+        .map(|(_, serving)| slots_for(serving.settings.concurrency));
+    let touched = steps.iter().map(|planned| {
+        let name = planned.connector.as_str();
+        let serving = input.serving.get(name).map(|s| s.settings.concurrency);
+        let wanted = input.config.get(name).map(|c| c.concurrency);
+        match (&planned.step, serving, wanted) {
+            (Step::Add | Step::Swap { .. }, _, Some(wanted)) => {
+                slots_for(wanted.max(serving.unwrap_or(0)))
+            }
+            (_, Some(serving), _) => slots_for(serving),
+            _ => 0,
+        }
+    });
+    untouched.chain(touched).fold(0, u64::saturating_add)
 }
 
 /// Whether a running pipeline started with `a` can go on with `b`.
@@ -217,6 +276,7 @@ mod tests {
                 pins: &self.pins,
                 sinks: &self.sinks,
                 only,
+                instance_slots: 1024,
             })
         }
 
@@ -448,5 +508,41 @@ mod tests {
         b = settings();
         b.plugin = PathBuf::from("other.wasm");
         assert!(same_pipeline(&a, &b), "the plugin path is not");
+    }
+
+    #[test]
+    fn a_reload_that_would_outgrow_the_instance_slots_refuses_what_grows() {
+        let mut world = World::serving_rss();
+        for index in 0..10 {
+            let mut added = settings();
+            added.concurrency = 32;
+            world.config.insert(format!("feed-{index}"), added);
+            world
+                .on_disk
+                .insert(format!("feed-{index}"), Ok("sha-x".into()));
+        }
+        // 11 connectors of 32 need 704 slots: fits 1024.
+        assert_eq!(world.step("feed-9"), Step::Add);
+        world.edit("feed-0", |s| s.concurrency = 200);
+        let refused = Step::Refuse(Refusal::InstanceSlots {
+            needed: 64 * 10 + 400,
+            capacity: 1024,
+        });
+        let plan = world.plan(None);
+        assert_eq!(plan.step("feed-0"), Some(&refused));
+        assert_eq!(plan.step("feed-9"), Some(&refused));
+        assert_eq!(
+            plan.step("rss"),
+            Some(&Step::Unchanged),
+            "what serves goes on"
+        );
+        // A swap that keeps its concurrency is not refused even then.
+        world.on_disk.insert("rss".into(), Ok("sha-b".into()));
+        assert_eq!(
+            world.plan(None).step("rss"),
+            Some(&Step::Swap {
+                restart_pipeline: false
+            })
+        );
     }
 }

@@ -59,6 +59,12 @@ pub enum ReloadError {
     NewSink(String),
     #[error("cannot read plugin {}: {reason}", path.display())]
     PluginUnreadable { path: PathBuf, reason: String },
+    #[error(
+        "the connectors would need {needed} instance slots (2 per unit of concurrency), but the \
+         engine was sized for {capacity} when the host started; lower concurrency, or raise \
+         host.instance_slots and restart"
+    )]
+    InstanceSlots { needed: u64, capacity: u32 },
     #[error(transparent)]
     Build(#[from] BuildError),
     #[error("plugin {}: {source}", path.display())]
@@ -246,6 +252,10 @@ impl Reloader {
             pins: &pins,
             sinks: &sinks,
             only,
+            instance_slots: u32::try_from(
+                u64::from(self.engine.instance_slots()).saturating_sub(super::SELF_TEST_SLOTS),
+            )
+            .unwrap_or(0),
         })
     }
 
@@ -273,6 +283,10 @@ impl Reloader {
                 Refusal::PluginUnreadable(reason) => ReloadError::PluginUnreadable {
                     path: settings.map_or_else(PathBuf::new, |s| config.resolve(&s.plugin)),
                     reason: reason.clone(),
+                },
+                Refusal::InstanceSlots { needed, capacity } => ReloadError::InstanceSlots {
+                    needed: *needed,
+                    capacity: *capacity,
                 },
             }),
             (Step::Unchanged | Step::Pinned, _, _) => {

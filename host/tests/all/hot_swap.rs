@@ -525,3 +525,89 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_connectors_added_to_a_running_host_all_get_instances_and_too_many_are_refused() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 88,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = server.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..11).map(|i| format!("c{i}")).collect();
+    for name in &names {
+        install(
+            &plugin("hostile_a"),
+            &dir.path().join(format!("{name}.wasm")),
+        );
+    }
+    // One connector of concurrency 8 at start: the engine used to be sized for exactly what
+    // it needed (2 × 8 + 8 slots), so ten more connectors found no instance slot.
+    let host_text = host_section("");
+    let config = write_config(
+        dir.path(),
+        &(host_text.clone() + &tagged_connector("c0", port, "")),
+    );
+    let backend = open_backend(&config).await;
+    let urls = server.feed_urls();
+    let now = SystemClock.now_ms();
+    // Eight feeds each, so every connector runs its eight calls at once.
+    for (index, name) in names.iter().enumerate() {
+        backend
+            .add_targets(name, &urls[index * 8..(index + 1) * 8], now)
+            .await
+            .unwrap();
+    }
+    let host = start(&config, backend.clone()).await;
+    let view = host.topology();
+    let all: String = names
+        .iter()
+        .map(|name| tagged_connector(name, port, ""))
+        .collect();
+    std::fs::write(dir.path().join("tsunagi.toml"), host_text.clone() + &all).unwrap();
+    let report = view.reloader().reload(None).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(view.connectors().names().len(), 11);
+    // Every connector polls each of its feeds at least twice, and none fails for want of an
+    // instance.
+    wait_until_async(|| async { (0..88).all(|id| server.requests_for(id) >= 2) }).await;
+    for name in &names {
+        let stats = connector_stats(&view, name);
+        assert_eq!(
+            (stats.polls_failed, stats.host_failures),
+            (0, 0),
+            "{name}: {stats:?}"
+        );
+    }
+
+    // Ten more at concurrency 30 would need 2 × (11 × 8 + 10 × 30) = 776 slots of 512: refused
+    // with the reason, and the eleven keep serving.
+    let more: String = (11..21)
+        .map(|i| {
+            tagged_connector(&format!("c{i}"), port, "")
+                .replace("concurrency = 8", "concurrency = 30")
+        })
+        .collect();
+    for i in 11..21 {
+        install(&plugin("hostile_a"), &dir.path().join(format!("c{i}.wasm")));
+    }
+    std::fs::write(dir.path().join("tsunagi.toml"), host_text + &all + &more).unwrap();
+    let report = view.reloader().reload(None).await;
+    assert!(!report.ok);
+    let refused: Vec<_> = report
+        .connectors
+        .iter()
+        .filter(|c| c.outcome == tsunagi::topology::Outcome::Refused)
+        .collect();
+    assert_eq!(refused.len(), 10, "{report:?}");
+    let reason = refused[0].error.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("instance slots") && reason.contains("host.instance_slots"),
+        "{reason}"
+    );
+    assert_eq!(view.connectors().names().len(), 11, "what served goes on");
+    host.shutdown().await;
+    server.shutdown().await;
+}

@@ -85,30 +85,53 @@ async fn jobs_done(admin_port: u16) -> u64 {
     status["connectors"][0]["jobs_done"].as_u64().unwrap()
 }
 
+/// A feed server whose every feed answers after `delay`.
+async fn slow_feeds(feeds: u32, delay: Duration) -> FeedServer {
+    FeedServer::start(FeedServerConfig {
+        feeds,
+        slow: (0..feeds).collect(),
+        slow_delay: delay,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits (bounded) until `server` has had `requests` requests: with slow feeds, that many calls
+/// are in flight.
+async fn requested(server: &FeedServer, requests: u32) {
+    let all_in_flight = tokio::time::timeout(Duration::from_secs(60), async {
+        while server.stats().requests < u64::from(requests) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(all_in_flight.is_ok(), "every feed was requested");
+}
+
+/// Waits until the host at `admin_port` is ready: its pipelines run and its store answers (the
+/// admin port itself comes up before the plugins load).
 async fn wait_for_admin(admin_port: u16) {
     let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while reqwest::get(format!("http://127.0.0.1:{admin_port}/healthz"))
-            .await
-            .is_err()
-        {
+        loop {
+            let answer = reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz")).await;
+            if answer.is_ok_and(|response| response.status() == 200) {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
-    assert!(ready.is_ok(), "admin port {admin_port} came up");
+    assert!(
+        ready.is_ok(),
+        "the host at admin port {admin_port} became ready"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_host_processes_on_one_sqlite_file_fetch_every_target_exactly_once() {
     let feeds = 1500;
-    let server = FeedServer::start(FeedServerConfig {
-        feeds,
-        slow: (0..feeds).collect(),
-        slow_delay: Duration::from_millis(20),
-        ..FeedServerConfig::default()
-    })
-    .await
-    .unwrap();
+    let server = slow_feeds(feeds, Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let ports = [free_port(), free_port()];
     let mut configs = Vec::new();
@@ -541,14 +564,7 @@ async fn a_host_killed_mid_crawl_and_restarted_loses_no_job_and_stores_no_item_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_calls_finish_then_exits_0() {
     let feeds = 12;
-    let server = FeedServer::start(FeedServerConfig {
-        feeds,
-        slow: (0..feeds).collect(),
-        slow_delay: Duration::from_millis(1500),
-        ..FeedServerConfig::default()
-    })
-    .await
-    .unwrap();
+    let server = slow_feeds(feeds, Duration::from_millis(1500)).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -561,13 +577,7 @@ async fn sigterm_lets_in_flight_calls_finish_then_exits_0() {
         .unwrap();
 
     let mut host = spawn_host(&config.source_path);
-    let all_in_flight = tokio::time::timeout(Duration::from_secs(60), async {
-        while server.stats().requests < u64::from(feeds) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(all_in_flight.is_ok(), "every feed was requested");
+    requested(&server, feeds).await;
     signal(&host, "TERM");
     assert!(wait_exit(&mut host).await.success(), "exit 0 after SIGTERM");
     // The calls that were in flight finished and were committed before the exit.
@@ -825,9 +835,12 @@ async fn reload_rollback_and_sighup_swap_plugins_of_a_running_process() {
     let install = |build: &str| install(&plugin(build), &plugin_file);
     install("hostile_a");
     let admin_port = free_port();
-    let text = host_section(&format!("admin_listen = \"127.0.0.1:{admin_port}\""))
-        + &format!(
-            r#"
+    // The CLI reads the token where the config says and sends it.
+    std::fs::write(dir.path().join("admin.token"), "reload-test-token\n").unwrap();
+    let text = host_section(&format!(
+        "admin_listen = \"127.0.0.1:{admin_port}\"\nadmin_token = {{ file = \"admin.token\" }}"
+    )) + &format!(
+        r#"
 [connectors.tagged]
 plugin = "tagged.wasm"
 role = "poller"
@@ -839,8 +852,8 @@ scheme = "http"
 host = "127.0.0.1"
 port = {}
 "#,
-            server.addr().port()
-        );
+        server.addr().port()
+    );
     let config = write_config(dir.path(), &text);
     let config_arg = config.source_path.display().to_string();
     let mut host = spawn_host(&config.source_path);
@@ -895,5 +908,231 @@ port = {}
 
     signal(&host, "TERM");
     assert!(wait_exit(&mut host).await.success());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_of_a_running_host_wants_its_token_and_its_own_name_and_drains_on_sigterm() {
+    let feeds = 6;
+    let server = slow_feeds(feeds, Duration::from_millis(2500)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "9c1e-admin-token-under-test";
+    let admin_port = free_port();
+    std::fs::write(dir.path().join("admin.token"), format!("{token}\n")).unwrap();
+    let text = host_section(&format!(
+        "admin_listen = \"127.0.0.1:{admin_port}\"\nadmin_token = {{ file = \"admin.token\" }}"
+    )) + &rss_connector(server.addr().port(), "");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    backend
+        .add_targets("rss", &server.feed_urls(), 0)
+        .await
+        .unwrap();
+    let host = tsunagi(&["run", "--config", &config.source_path.display().to_string()])
+        .env("TSUNAGI_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tsunagi run");
+    wait_for_admin(admin_port).await;
+    let base = format!("http://127.0.0.1:{admin_port}");
+    let client = reqwest::Client::new();
+    let readyz = || async {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(readyz().await, 200, "ready once the pipelines run");
+
+    let reload = format!("{base}/v1/reload");
+    let without = client.post(&reload).send().await.unwrap();
+    assert_eq!(without.status(), 401);
+    assert!(!without.text().await.unwrap().contains(token));
+    let wrong = client
+        .post(&reload)
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let rebound = client
+        .post(&reload)
+        .bearer_auth(token)
+        .header("host", "evil.example")
+        .header("origin", "http://evil.example")
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        rebound.status(),
+        421,
+        "a foreign Host is refused even with the token"
+    );
+    let forged = client
+        .post(&reload)
+        .header("origin", "http://evil.example")
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        [401, 403].contains(&forged.status().as_u16()),
+        "{}",
+        forged.status()
+    );
+    let status = fetch_status(format!("127.0.0.1:{admin_port}")).await;
+    assert!(
+        status["reloads"].as_object().unwrap().is_empty(),
+        "no refused request ran a reload: {status}"
+    );
+    let allowed = client
+        .post(&reload)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+
+    // Every feed is in flight (each takes 2.5 s); SIGTERM drains them, and meanwhile the
+    // host tells balancers it is not ready.
+    requested(&server, feeds).await;
+    signal(&host, "TERM");
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while readyz().await != 503 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "/readyz says 503 while draining");
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "still alive while draining"
+    );
+    let output = tokio::time::timeout(Duration::from_secs(60), host.wait_with_output())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert!(output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains(token), "the token is never logged: {log}");
+    assert_eq!(
+        backend.count_items(Some("rss")).await.unwrap(),
+        u64::from(feeds) * 10,
+        "the in-flight calls finished"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_target_urls_never_reach_the_log_status_or_printed_items() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 3,
+        failing: vec![1],
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = server.addr().port();
+    let targets = [
+        format!("{}?token=SECRET-TOK-0&page=1", server.feed_url(0)),
+        format!("{}?api_key=SECRET-KEY-1", server.feed_url(1)),
+        format!("{}?access_token=SECRET-AT-99", server.feed_url(99)),
+        format!("http://reader:SECRET-PW-2@127.0.0.1:{port}/feeds/2"),
+        format!("{}?sig=SECRET-SIG-0", server.feed_url(0)),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let admin_port = free_port();
+    let config = write_config(
+        dir.path(),
+        &(host_section(&format!("admin_listen = \"127.0.0.1:{admin_port}\""))
+            + &rss_connector(port, "")),
+    );
+    let backend = open_backend(&config).await;
+    backend.add_targets("rss", &targets, 0).await.unwrap();
+    let config_arg = config.source_path.display().to_string();
+    let host = tsunagi(&["run", "--config", &config_arg])
+        .env("TSUNAGI_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tsunagi run");
+    all_polled(&backend, "rss", targets.len()).await;
+    let status = fetch_status(format!("127.0.0.1:{admin_port}")).await;
+    let last_errors = &status["connectors"][0]["last_errors"];
+    assert!(
+        last_errors
+            .as_array()
+            .is_some_and(|errors| errors.len() >= 2),
+        "the failing targets are among the recent errors: {status}"
+    );
+    signal(&host, "TERM");
+    let output = tokio::time::timeout(Duration::from_secs(60), host.wait_with_output())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert!(output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        log.contains("REDACTED"),
+        "the debug log names the targets, redacted"
+    );
+
+    let mut printed = Vec::new();
+    for args in [
+        &["items", "--connector", "rss"][..],
+        &["targets", "list"][..],
+        &["dlq", "list"][..],
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--config", &config_arg]);
+        let out = tsunagi(&full).output().await.unwrap();
+        assert!(out.status.success(), "{args:?}");
+        printed.push((
+            format!("{args:?}"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+    }
+    let items = backend
+        .list_items(&ItemQuery {
+            connector: Some("rss".into()),
+            limit: 10_000,
+            ..ItemQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(!items.is_empty(), "the good targets stored items");
+    let stored_items =
+        serde_json::to_string(&items.iter().map(|i| &i.item).collect::<Vec<_>>()).unwrap();
+    let stored_errors = serde_json::to_string(
+        &backend
+            .list_targets(Some("rss"), 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| (&t.last_error, &t.history))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let places = [
+        ("log".to_string(), log),
+        ("status".to_string(), status.to_string()),
+        ("stored items".to_string(), stored_items),
+        ("stored errors".to_string(), stored_errors),
+    ]
+    .into_iter()
+    .chain(printed);
+    for (place, text) in places {
+        assert!(!text.contains("SECRET-"), "a secret in the {place}: {text}");
+    }
     server.shutdown().await;
 }

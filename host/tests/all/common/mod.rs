@@ -145,12 +145,14 @@ pub async fn start_host_with_clock(
         .expect("host starts");
     let admin_stop = CancellationToken::new();
     let admin = match &config.host.admin_listen {
-        Some(listen) => Some(
-            tsunagi::admin::serve(listen, topology.clone(), admin_stop.clone())
+        Some(listen) => {
+            let access = tsunagi::admin::Access::from_config(config).expect("admin token");
+            let server = tsunagi::admin::serve(listen, access, admin_stop.clone())
                 .await
-                .expect("admin listens")
-                .addr,
-        ),
+                .expect("admin listens");
+            server.attach(topology.clone());
+            Some(server.addr)
+        }
         None => None,
     };
     TestHost {

@@ -148,10 +148,11 @@ async fn list(filter: DlqFilter) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for target in &targets {
+        let shown = tsunagi::redact::url(&target.target);
         let listed = Listed {
             entry: Entry::Target(target.id).name(),
             connector: Some(&target.connector),
-            target: Some(&target.target),
+            target: Some(&shown),
             queue: None,
             died_at: rfc3339(target.dead_at.unwrap_or_default()),
             attempts: target.error_count,

@@ -41,11 +41,14 @@ pub async fn items(args: ItemsArgs) -> anyhow::Result<ExitCode> {
         let page = backend.list_items(&query).await?;
         let Some(last) = page.last() else { break };
         query.after_seq = last.seq;
-        for item in &page {
-            serde_json::to_writer(&mut out, item)?;
+        let count = page.len() as u64;
+        for mut item in page {
+            // The item keeps its target's identity, not the target's credentials.
+            item.target = tsunagi::redact::url(&item.target).into_owned();
+            serde_json::to_writer(&mut out, &item)?;
             out.write_all(b"\n")?;
         }
-        remaining = remaining.saturating_sub(page.len() as u64);
+        remaining = remaining.saturating_sub(count);
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

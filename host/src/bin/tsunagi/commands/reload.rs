@@ -1,5 +1,6 @@
 //! `tsunagi reload [connector]` and `tsunagi rollback <connector>`: ask the running host (at the
-//! config's `host.admin_listen`) to swap in what changed, or to return to the previous version.
+//! config's `host.admin_listen`, with the bearer token `host.admin_token` names) to swap in what
+//! changed, or to return to the previous version.
 //! Prints the host's report as JSON; exits 1 when anything was refused.
 
 use super::{ConfigArg, load_config};
@@ -45,9 +46,15 @@ async fn post(config: &ConfigArg, path: &str) -> anyhow::Result<ExitCode> {
             config.source_path.display()
         )
     })?;
+    let token = config
+        .admin_token()
+        .with_context(|| format!("{}: host.admin_token", config.source_path.display()))?;
     let url = format!("http://{admin}{path}");
-    let response = reqwest::Client::new()
-        .post(&url)
+    let mut request = reqwest::Client::new().post(&url);
+    if let Some(token) = &token {
+        request = request.bearer_auth(token.expose());
+    }
+    let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach the host at {url}; is `tsunagi run` running?"))?;

@@ -75,7 +75,11 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
                     Ok(url) => good.push(url),
                     Err(reason) => {
                         bad += 1;
-                        eprintln!("argument {}: {target:?}: {reason}", index + 1);
+                        eprintln!(
+                            "argument {}: {:?}: {reason}",
+                            index + 1,
+                            tsunagi::redact::url(target)
+                        );
                     }
                 }
             }
@@ -137,8 +141,10 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
                 after = last.id;
                 for target in &page {
                     let line = serde_json::json!({
+                        "id": target.id,
                         "connector": target.connector,
-                        "target": target.target,
+                        // Credentials in a target URL are for its requests, not for printing.
+                        "target": tsunagi::redact::url(&target.target),
                         "next_run_at": rfc3339(target.next_run_at),
                         "last_polled_at": target.last_polled_at.map(rfc3339),
                         "error_count": target.error_count,
@@ -163,10 +169,10 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
             let target = lookup_form(target);
             let backend = open_backend(&config).await?;
             if backend.remove_target(&connector, &target).await? {
-                println!("{connector}: removed {target}");
+                println!("{connector}: removed {}", tsunagi::redact::url(&target));
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("{connector}: no target {target}");
+                eprintln!("{connector}: no target {}", tsunagi::redact::url(&target));
                 Ok(ExitCode::FAILURE)
             }
         }
