@@ -17,6 +17,7 @@ pub struct ConnectorStats {
     polls_ok: AtomicU64,
     polls_failed: AtomicU64,
     polls_deferred: AtomicU64,
+    polls_refused: AtomicU64,
     not_modified: AtomicU64,
     items_seen: AtomicU64,
     items_new: AtomicU64,
@@ -49,6 +50,8 @@ pub struct StatsSnapshot {
     pub polls_failed: u64,
     /// Calls a budget or an open breaker held back; their targets were put back, not failed.
     pub polls_deferred: u64,
+    /// Calls the host's egress policy refused; their targets were parked, not failed.
+    pub polls_refused: u64,
     pub not_modified: u64,
     pub items_seen: u64,
     pub items_new: u64,
@@ -84,6 +87,10 @@ impl ConnectorStats {
         self.polls_deferred.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn poll_refused(&self) {
+        self.polls_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn poll_failed(&self, target: &str, error: &str, at: Millis) {
         self.polls_failed.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut recent) = self.recent_errors.lock() {
@@ -103,6 +110,7 @@ impl ConnectorStats {
             polls_ok: self.polls_ok.load(Ordering::Relaxed),
             polls_failed: self.polls_failed.load(Ordering::Relaxed),
             polls_deferred: self.polls_deferred.load(Ordering::Relaxed),
+            polls_refused: self.polls_refused.load(Ordering::Relaxed),
             not_modified: self.not_modified.load(Ordering::Relaxed),
             items_seen: self.items_seen.load(Ordering::Relaxed),
             items_new: self.items_new.load(Ordering::Relaxed),
