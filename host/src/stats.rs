@@ -18,6 +18,7 @@ pub struct ConnectorStats {
     polls_failed: AtomicU64,
     polls_deferred: AtomicU64,
     host_failures: AtomicU64,
+    polls_refused: AtomicU64,
     not_modified: AtomicU64,
     items_seen: AtomicU64,
     items_new: AtomicU64,
@@ -53,6 +54,8 @@ pub struct StatsSnapshot {
     /// Calls that failed on the host's side (the store, no free instance slot): not the
     /// target's failure; the target was put back and retried soon.
     pub host_failures: u64,
+    /// Calls the host's egress policy refused; their targets were parked, not failed.
+    pub polls_refused: u64,
     pub not_modified: u64,
     pub items_seen: u64,
     pub items_new: u64,
@@ -92,6 +95,10 @@ impl ConnectorStats {
         self.host_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn poll_refused(&self) {
+        self.polls_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a failed poll and keeps it among the recent errors, redacted (they are shown in
     /// `/status`).
     pub fn poll_failed(&self, target: &str, error: &str, at: Millis) {
@@ -114,6 +121,7 @@ impl ConnectorStats {
             polls_failed: self.polls_failed.load(Ordering::Relaxed),
             polls_deferred: self.polls_deferred.load(Ordering::Relaxed),
             host_failures: self.host_failures.load(Ordering::Relaxed),
+            polls_refused: self.polls_refused.load(Ordering::Relaxed),
             not_modified: self.not_modified.load(Ordering::Relaxed),
             items_seen: self.items_seen.load(Ordering::Relaxed),
             items_new: self.items_new.load(Ordering::Relaxed),

@@ -640,6 +640,19 @@ impl Breaker {
         }
     }
 
+    /// Hands back a permit whose call never reached the upstream (the host's own policy refused
+    /// it after the permit was issued). No outcome is recorded; a half-open trial slot it held
+    /// is free again, so a refusal cannot use up the trials that decide the upstream's fate.
+    pub fn release(&mut self, permit: CallPermit) {
+        if permit.generation == self.generation
+            && permit.state == BreakerState::HalfOpen
+            && self.state == BreakerState::HalfOpen
+        {
+            self.trials_permitted = self.trials_permitted.saturating_sub(1);
+        }
+        self.permitted_total = self.permitted_total.saturating_sub(1);
+    }
+
     /// Reports a health probe's result at `now`. While open, probes decide: after
     /// `probe_successes_to_close` consecutive successes the breaker closes with a fresh window;
     /// a failure restarts the count. In other states the result is only kept for the status
@@ -750,6 +763,8 @@ mod tests {
     #[derive(Debug, Clone, Copy)]
     enum Act {
         Acquire,
+        /// Hands back the oldest outstanding permit unused (the host refused the call).
+        Release,
         ReportOk,
         ReportFail,
         ReportSlow,
@@ -811,6 +826,13 @@ mod tests {
                     if let Some(permit) = self.acquire() {
                         self.outstanding.push_back(permit);
                     }
+                }
+                Release => {
+                    let permit = self
+                        .outstanding
+                        .pop_front()
+                        .expect("scenario releases only acquired permits");
+                    self.breaker.release(permit);
                 }
                 ReportOk => self.report(CallOutcome::success(FAST_MS)),
                 ReportFail => self.report(CallOutcome::failure(FAST_MS)),
@@ -1095,6 +1117,29 @@ mod tests {
             (Acquire, HalfOpen, 6, 0),
             (ReportOk, HalfOpen, 6, 0),
             (ReportSlow, Open, 6, 0),
+        ]);
+    }
+
+    #[test]
+    fn a_released_permit_records_nothing_and_frees_its_trial() {
+        let mut scenario = Scenario::new(settings());
+        scenario.run(&[
+            (Acquire, Closed, 1, 0),
+            (Release, Closed, 0, 0),
+            (ExpectWindow(0, 0, 0), Closed, 0, 0),
+        ]);
+        scenario.run(&TRIP);
+        scenario.run(&[
+            (Wait(10_000), Open, 4, 0),
+            (Acquire, HalfOpen, 5, 0),
+            (Acquire, HalfOpen, 6, 0),
+            // Both trials are out.
+            (CallOk, HalfOpen, 6, 1),
+            // One comes back unused: its slot serves another trial, which decides with the
+            // one still out.
+            (Release, HalfOpen, 5, 1),
+            (CallOk, HalfOpen, 6, 1),
+            (ReportOk, Closed, 6, 1),
         ]);
     }
 

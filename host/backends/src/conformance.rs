@@ -103,6 +103,7 @@ macro_rules! conformance_tests {
             queue_counts_count_each_state,
             list_items_filters_and_pages,
             release_clears_the_lease_and_reschedules,
+            refused_targets_are_parked_until_released,
         );
         $crate::conformance_tests!(@store $factory;
             concurrent_claims_in_one_instance_never_overlap,
@@ -1844,6 +1845,101 @@ pub async fn list_items_filters_and_pages(b: &dyn Backend) {
         item_ids(&query(Some("rss"), None, None, everything[2].seq, 2).await),
         ["b2", "b3"]
     );
+}
+
+pub async fn refused_targets_are_parked_until_released(b: &dyn Backend) {
+    const REASON: &str = "egress refused by connector 'rss' allowlist: http://127.0.0.1/: …";
+    let claim = add_and_claim(b, "rss", "internal", "w1", T0).await;
+    b.add_targets("rss", &["other".to_string()], T0)
+        .await
+        .expect("add");
+    b.add_targets("x", &["internal".to_string()], T0)
+        .await
+        .expect("add");
+    assert!(b.park_refused(&claim, REASON, T0 + 1).await.expect("park"));
+    let parked = b
+        .get_target("rss", "internal")
+        .await
+        .expect("get")
+        .expect("internal");
+    assert_eq!(
+        (
+            parked.refused_at,
+            parked.refused_reason.as_deref(),
+            parked.error_count,
+            parked.dead_at,
+            parked.last_polled_at,
+        ),
+        (Some(T0 + 1), Some(REASON), 0, None, Some(T0 + 1))
+    );
+    assert!(
+        parked.history.is_empty(),
+        "a refusal is not a failed attempt"
+    );
+    let far = T0 + 10 * 365 * 24 * 3600 * 1000;
+    assert_eq!(
+        b.count_due("rss", far).await.expect("count_due"),
+        1,
+        "only the other target is ever due"
+    );
+    assert_eq!(b.count_refused("rss").await.expect("count"), 1);
+    assert_eq!(b.count_refused("x").await.expect("count"), 0);
+    let listed = b
+        .list_refused_targets(Some("rss"), 0, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].refused_reason.as_deref(), Some(REASON));
+    assert_eq!(
+        b.list_refused_targets(None, 0, 10)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert!(
+        b.list_refused_targets(Some("x"), 0, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        b.list_dead_targets(Some("rss"), 0, 10)
+            .await
+            .expect("dead")
+            .is_empty(),
+        "parked is not dead"
+    );
+    assert!(
+        !b.park_refused(&claim, REASON, T0 + 2).await.expect("park"),
+        "a claim that no longer holds the lease parks nothing"
+    );
+
+    assert_eq!(b.release_refused("x", T0 + 5).await.expect("release"), 0);
+    assert_eq!(b.release_refused("rss", T0 + 5).await.expect("release"), 1);
+    let released = b
+        .get_target("rss", "internal")
+        .await
+        .expect("get")
+        .expect("internal");
+    assert_eq!(
+        (
+            released.refused_at,
+            released.refused_reason,
+            released.next_run_at,
+            released.error_count
+        ),
+        (None, None, T0 + 5, 0)
+    );
+    let due = b
+        .claim_due("rss", "w2", T0 + 5, LEASE, 10)
+        .await
+        .expect("claim");
+    assert!(
+        due.iter().any(|claim| claim.target.target == "internal"),
+        "released targets are claimed again"
+    );
+    assert_eq!(b.release_refused("rss", T0 + 6).await.expect("release"), 0);
 }
 
 pub async fn release_clears_the_lease_and_reschedules(b: &dyn Backend) {

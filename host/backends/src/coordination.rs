@@ -56,6 +56,8 @@ pub trait BreakerStore: Send + Sync {
     /// The state right now, without taking a permit (so a half-open trial is not used up).
     fn state(&self, name: &str, now: Millis) -> Option<BreakerState>;
     fn record(&self, name: &str, permit: CallPermit, now: Millis, outcome: CallOutcome);
+    /// Hands back a permit whose call never reached the upstream (see [`Breaker::release`]).
+    fn release(&self, name: &str, permit: CallPermit);
     fn record_probe(&self, name: &str, now: Millis, ok: bool);
     /// Every breaker, by name.
     fn snapshots(&self, now: Millis) -> BTreeMap<String, BreakerSnapshot>;
@@ -139,6 +141,10 @@ impl BreakerStore for InProcessCoordination {
 
     fn record(&self, name: &str, permit: CallPermit, now: Millis, outcome: CallOutcome) {
         self.with_breaker(name, |breaker| breaker.record(permit, now, outcome));
+    }
+
+    fn release(&self, name: &str, permit: CallPermit) {
+        self.with_breaker(name, |breaker| breaker.release(permit));
     }
 
     fn record_probe(&self, name: &str, now: Millis, ok: bool) {

@@ -91,6 +91,15 @@ pub struct Target {
     pub interval_ms: Option<i64>,
     /// Set when the target was given up on (dead-lettered): it is never claimed until revived.
     pub dead_at: Option<Millis>,
+    /// Set when the host's own egress policy refused the target's call (a configuration
+    /// problem, not a failure): it is *parked*, never claimed, its error count untouched,
+    /// until [`TargetStore::release_refused`] (a reload that changes the connector's egress
+    /// rules, or a restart).
+    #[serde(default)]
+    pub refused_at: Option<Millis>,
+    /// Why it was refused, as the plugin was told (URLs redacted).
+    #[serde(default)]
+    pub refused_reason: Option<String>,
     /// The latest consecutive failed attempts, oldest first (at most [`MAX_HISTORY`]); cleared
     /// by a success.
     pub history: Vec<Attempt>,
@@ -221,6 +230,20 @@ pub trait TargetStore: Send + Sync {
     async fn revive_target(&self, id: i64, now: Millis) -> Result<bool>;
     /// Deletes a dead target and its state. False when no dead target has that id.
     async fn drop_dead_target(&self, id: i64) -> Result<bool>;
+    /// Parks a claimed target whose call the host's own policy refused, with the reason: it is
+    /// not claimed again until [`Self::release_refused`]; its error count and history stay as
+    /// they were. Only if `claim` still holds the lease (false otherwise).
+    async fn park_refused(&self, claim: &TargetClaim, reason: &str, now: Millis) -> Result<bool>;
+    /// Makes every parked target of `connector` due at `now`; answers how many there were.
+    async fn release_refused(&self, connector: &str, now: Millis) -> Result<u64>;
+    /// Parked targets (of `connector`, or all), by id after `after_id`.
+    async fn list_refused_targets(
+        &self,
+        connector: Option<&str>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Target>>;
+    async fn count_refused(&self, connector: &str) -> Result<u64>;
 }
 
 /// Filter for listing stored items.

@@ -169,7 +169,10 @@ async fn a_version_1_database_is_upgraded_in_place() {
         .await
         .expect("get")
         .expect("the old target survives");
-    assert_eq!((target.next_run_at, target.dead_at), (5, None));
+    assert_eq!(
+        (target.next_run_at, target.dead_at, target.refused_at),
+        (5, None, None)
+    );
     assert!(target.history.is_empty());
     assert!(
         backend

@@ -405,6 +405,7 @@ mod tests {
                 error: (!ok).then(|| "self-test failed".to_string()),
                 took_ms: 1,
                 pipeline_restarted: false,
+                released_refused: 0,
                 at: "2026-12-01T00:00:00Z".into(),
             }],
         }

@@ -404,9 +404,14 @@ pub struct AllowRule {
 pub enum SinkSettings {
     /// Appends one JSON object per line.
     Jsonl { path: PathBuf },
-    /// POSTs a JSON array of items; retried with backoff until `max_attempts`.
+    /// POSTs a JSON array of items; retried with backoff until `max_attempts`. Goes out
+    /// through egress: only to the URL's own scheme, host and port (redirects too), and to an
+    /// internal address only when the URL spells that address or `allow_internal` is set.
     Webhook {
         url: String,
+        /// Lets the URL's host name resolve to internal addresses (loopback, private, …).
+        #[serde(default)]
+        allow_internal: bool,
         #[serde(default = "default_webhook_attempts")]
         max_attempts: u32,
         #[serde(default = "default_webhook_timeout", with = "humantime_serde")]

@@ -1,23 +1,31 @@
-//! Egress: the one path by which a plugin reaches the network.
+//! Egress: the one path by which a plugin (or a sink) reaches the network.
 //!
 //! Plugins speak plain `wasi:http`; no default sender is linked, so every request lands in
 //! [`ConnectorEgress::send_request`]. There it is checked against the connector's allowlist,
 //! sent through the connector's pooled HTTP client under connect / first-byte / total timeouts,
 //! and its response body is capped. Each exchange is recorded for the call that made it, so the
-//! scheduler can honour `Retry-After` and `Cache-Control` without trusting the plugin.
+//! scheduler can honour `Retry-After` and `Cache-Control` without trusting the plugin, and so
+//! a refusal by the host's own policy is told apart from an upstream failure.
 //! Between the allowlist and the send sit the rule's budget and breaker (see
-//! [`crate::resilience`]); credentials will slot in there too.
+//! [`crate::resilience`]); credentials will slot in there too. A sink's deliveries go out
+//! through a [`Destination`]: the same allowlist, resolver and redirect checks.
+//!
+//! Every URL this module prints (logs, refusals, exchange records) is redacted
+//! ([`crate::redact`]); the unredacted one only makes the request.
 
 mod addresses;
+mod destination;
 mod policy;
 mod upstream;
 
-pub use addresses::{GuardedResolver, internal_reason};
-pub use policy::{EgressPolicy, EgressRefusal};
+pub use addresses::{AddressClass, GuardedResolver, InternalAddress, internal_reason};
+pub use destination::{Destination, DestinationError};
+pub use policy::{EgressPolicy, EgressRefusal, PolicyOwner};
 pub use upstream::{
     Network, OutboundRequest, Upstream, UpstreamError, UpstreamResponse, too_large,
 };
 
+use crate::redact;
 use crate::resilience::{BreakerCall, Resilience};
 use http_body_util::{BodyExt, Full};
 use std::sync::{Arc, Mutex};
@@ -48,14 +56,19 @@ impl From<&crate::config::LimitSettings> for EgressLimits {
 /// What the host saw of one exchange a plugin made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExchangeRecord {
+    /// Redacted: fit to print.
     pub url: String,
     pub status: Option<u16>,
     /// From `Retry-After` (seconds or an HTTP date).
     pub retry_after: Option<Duration>,
     /// From `Cache-Control: max-age`.
     pub max_age: Option<Duration>,
-    /// Why the exchange failed on the host side (refused, timed out, too large, …).
+    /// Why the exchange failed on the host side (refused, timed out, too large, …), redacted.
     pub error: Option<String>,
+    /// Refused by the host's own policy (the allowlist, the SSRF guard, credentials in the
+    /// URL): the refusal's text. A configuration problem, not the upstream's failure nor the
+    /// target's: the target is parked until the rules change.
+    pub refused: Option<String>,
     /// Held back by a budget or an open breaker: the call is not the target's failure, and
     /// the target should come back at this time.
     pub deferred_until: Option<Millis>,
@@ -209,23 +222,32 @@ impl Exchange {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, HttpError> {
-        let url = request.uri().to_string();
         let mut record = ExchangeRecord {
-            url: url.clone(),
+            url: redact::url(&request.uri().to_string()).into_owned(),
             ..ExchangeRecord::default()
         };
         let result = self.guarded_send(request, options, &mut record).await;
         if let Err(failure) = &result {
-            tracing::debug!(connector = %self.policy.connector(), %url, error = ?failure.error,
+            tracing::debug!(connector = %self.policy.connector(), url = %record.url,
+                error = %redact::text(&format!("{:?}", failure.error)),
                 "egress failed: {}", failure.reason);
             record.error = Some(failure.reason.clone());
+            if failure.refused {
+                record.refused = Some(failure.reason.clone());
+            }
         }
         if let Some(call) = record.breaker_call.as_mut() {
-            // Failures count at once; a success waits for the plugin's verdict (see
-            // `crate::resilience`).
-            let failed = result.is_err() || record.status.is_some_and(upstream_failure);
-            if failed {
-                self.resilience.settle(call, true);
+            match &result {
+                // Refused after the permit was taken (the name resolved to an internal
+                // address): the upstream was never asked, so the breaker hears nothing.
+                Err(failure) if failure.refused => self.resilience.release(call),
+                // Failures count at once; a success waits for the plugin's verdict (see
+                // `crate::resilience`).
+                _ => {
+                    if result.is_err() || record.status.is_some_and(upstream_failure) {
+                        self.resilience.settle(call, true);
+                    }
+                }
             }
         }
         if let Ok(mut log) = self.log.lock() {
@@ -241,7 +263,8 @@ impl Exchange {
         options: Option<RequestOptions>,
         record: &mut ExchangeRecord,
     ) -> Result<http::Response<WasiBody>, UpstreamError> {
-        let url = url::Url::parse(&record.url).map_err(|e| {
+        // The one unredacted copy: it makes the request and is never printed.
+        let url = url::Url::parse(&request.uri().to_string()).map_err(|e| {
             UpstreamError::new(
                 HttpError::HttpRequestUriInvalid,
                 format!("invalid request URL {:?}: {e}", record.url),
@@ -250,8 +273,8 @@ impl Exchange {
         let rule = match self.policy.check(&url) {
             Ok(index) => self.policy.rules().get(index).cloned().unwrap_or_default(),
             Err(refusal) => {
-                tracing::warn!(connector = %self.policy.connector(), %url, "{refusal}");
-                return Err(UpstreamError::internal(refusal.to_string()));
+                tracing::warn!(connector = %self.policy.connector(), "{refusal}");
+                return Err(UpstreamError::refused(&refusal));
             }
         };
         let limits = effective_limits(&self.limits, options);
@@ -273,7 +296,8 @@ impl Exchange {
                 Err(deferral) => {
                     record.deferred_until = Some(deferral.retry_at());
                     let message = deferral.to_string();
-                    tracing::debug!(connector = %self.policy.connector(), %url, "{message}");
+                    tracing::debug!(connector = %self.policy.connector(), url = %record.url,
+                        "{message}");
                     return Err(UpstreamError::internal(message));
                 }
             }
@@ -380,15 +404,13 @@ fn effective_limits(limits: &EgressLimits, options: Option<RequestOptions>) -> E
 }
 
 fn transport_error(error: &reqwest::Error) -> UpstreamError {
-    // The resolver's refusal is the whole story; the plugin gets it verbatim.
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(refusal) = cause.downcast_ref::<EgressRefusal>() {
-            return UpstreamError::internal(refusal.to_string());
-        }
-        source = cause.source();
+    // The resolver's (or a redirect check's) refusal is the whole story; the plugin gets it
+    // verbatim.
+    if let Some(refusal) = refusal_in(error) {
+        return UpstreamError::refused(refusal);
     }
-    let reason = format!("{error}: {}", source_chain(error));
+    // reqwest names the URL in its errors: print it redacted.
+    let reason = redact::text(&format!("{error}: {}", source_chain(error))).into_owned();
     let code = if error.is_connect() {
         HttpError::ConnectionRefused
     } else if error.is_timeout() {
@@ -397,6 +419,18 @@ fn transport_error(error: &reqwest::Error) -> UpstreamError {
         HttpError::InternalError(Some(reason.clone()))
     };
     UpstreamError::new(code, reason)
+}
+
+/// The policy refusal behind a transport error, if one caused it.
+fn refusal_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a EgressRefusal> {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<EgressRefusal>() {
+            return Some(refusal);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn source_chain(error: &dyn std::error::Error) -> String {

@@ -3,7 +3,8 @@
 //! plugin runs through the very same egress path with no network at all.
 
 use super::{
-    EgressClients, EgressError, EgressLimits, EgressPolicy, build_clients, transport_error,
+    EgressClients, EgressError, EgressLimits, EgressPolicy, EgressRefusal, build_clients,
+    transport_error,
 };
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -37,6 +38,9 @@ pub struct UpstreamError {
     pub error: HttpError,
     pub reason: String,
     pub head: Option<Box<(http::StatusCode, http::HeaderMap)>>,
+    /// The host's own policy refused the exchange (see [`EgressRefusal`]): not the upstream's
+    /// failure.
+    pub refused: bool,
 }
 
 impl UpstreamError {
@@ -45,6 +49,15 @@ impl UpstreamError {
             error,
             reason: reason.into(),
             head: None,
+            refused: false,
+        }
+    }
+
+    /// The host's policy refused the exchange: the plugin gets the refusal verbatim.
+    pub fn refused(refusal: &EgressRefusal) -> Self {
+        Self {
+            refused: true,
+            ..Self::internal(refusal.to_string())
         }
     }
 

@@ -5,6 +5,12 @@
 //! leased in a local queue behind a slow one: a hanging feed holds one slot until its call times
 //! out while every other slot keeps moving. Each claim becomes one call; its outcome is
 //! committed with the items, the target's new state and its next run in one transaction.
+//!
+//! Two outcomes are not the target's failure, judged from the host's own exchange records
+//! (never from what the plugin says): a call held back by a budget or an open breaker is
+//! *deferred* (put back for when there is room), and a call the host's egress policy refused
+//! is *parked* (not claimed again until a reload changes the connector's egress rules). Neither
+//! counts an error, backs off or dead-letters.
 
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
@@ -210,6 +216,24 @@ impl PollPipeline {
             .await;
         let hints = hints_from(&outcome.exchanges, outcome.result.as_ref().ok());
         let now = self.clock.now_ms();
+        if outcome.result.is_err()
+            && let Some(refusal) = outcome.exchanges.iter().find_map(|e| e.refused.as_deref())
+        {
+            // Our own policy refused it: a configuration problem, which retrying on the
+            // upstream-failure schedule would only turn into a dead letter.
+            drop(slot);
+            self.stats.poll_refused();
+            tracing::warn!(connector = %self.connector, target = %shown,
+                "parked until a reload changes the connector's egress rules: {refusal}");
+            match self.backend.park_refused(claim, refusal, now).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(connector = %self.connector, target = %shown,
+                    "lease lost before the refused target was parked"),
+                Err(error) => tracing::error!(connector = %self.connector, target = %shown,
+                    "cannot park the refused target; it returns when its lease expires: {error}"),
+            }
+            return;
+        }
         if outcome.result.is_err()
             && let Some(until) = outcome
                 .exchanges
@@ -422,6 +446,8 @@ mod tests {
             interval_ms: None,
             dead_at: None,
             history: Vec::new(),
+            refused_at: None,
+            refused_reason: None,
         }
     }
 

@@ -391,6 +391,16 @@ impl Resilience {
             .record(&call.breaker, call.permit, now, outcome);
     }
 
+    /// Ends a breaker call that never reached the upstream (the host refused it after the
+    /// permit was taken): nothing is recorded, for or against the upstream.
+    pub fn release(&self, call: &mut BreakerCall) {
+        if call.settled {
+            return;
+        }
+        call.settled = true;
+        self.breakers.release(&call.breaker, call.permit);
+    }
+
     /// The upstream said nothing more before `until`.
     pub async fn upstream_limit(&self, budget: &str, target: &str, until: Millis) {
         let Some(spec) = self.declared.load().budgets.get(budget).cloned() else {

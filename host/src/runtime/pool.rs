@@ -524,7 +524,9 @@ fn reuse_instance<T>(
 }
 
 /// The exchange a plugin's `bad-response` verdict counts against its breaker: the last one
-/// that got an answer (a later refused or failed exchange has no response to be bad).
+/// that got an answer (a later refused or failed exchange has no response to be bad). None
+/// when the host's policy refused one of the call's exchanges: the call failed by the host's
+/// configuration, and the plugin's verdict then says nothing about an upstream.
 fn blamed_exchange<T>(
     exchanges: &[ExchangeRecord],
     result: &Result<T, CallError>,
@@ -536,7 +538,7 @@ fn blamed_exchange<T>(
             ..
         })
     );
-    if !bad_response {
+    if !bad_response || exchanges.iter().any(|e| e.refused.is_some()) {
         return None;
     }
     exchanges.iter().rposition(|e| e.status.is_some())
@@ -655,6 +657,18 @@ mod tests {
             ),
             None,
             "nothing answered, nothing to blame"
+        );
+        let refused = ExchangeRecord {
+            refused: Some("egress refused by connector 'x' allowlist: …".into()),
+            ..answered(None)
+        };
+        assert_eq!(
+            blamed_exchange(
+                &[answered(Some(200)), refused],
+                &connector_error(FailureKind::BadResponse)
+            ),
+            None,
+            "a call the host's policy refused blames no upstream"
         );
     }
 

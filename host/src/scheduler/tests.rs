@@ -35,6 +35,8 @@ fn target(interval_ms: Option<i64>, error_count: u32) -> Target {
         interval_ms,
         dead_at: None,
         history: Vec::new(),
+        refused_at: None,
+        refused_reason: None,
     }
 }
 

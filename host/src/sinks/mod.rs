@@ -5,9 +5,16 @@
 //! delivered. A [`SinkRunner`] leases those jobs, delivers, and on failure retries with
 //! exponential backoff until the job's attempts are used up, when it moves to the dead-letter
 //! state with its last error. Delivery is at-least-once.
+//!
+//! A webhook goes out through the egress path like a plugin's request (an
+//! [`egress::Destination`](crate::egress::Destination)): its URL's own scheme, host and port
+//! are its allowlist, names are screened after DNS, no proxy, and a redirect is followed only
+//! within that rule. Errors print the URL redacted.
 
 use crate::clock::SharedClock;
 use crate::config::SinkSettings;
+use crate::egress::{Destination, PolicyOwner};
+use crate::redact;
 use crate::scheduler::RetryPolicy;
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -30,16 +37,13 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    /// `url` is redacted.
     #[error("webhook {url} failed: {reason}")]
     Webhook { url: String, reason: String },
     #[error("delivery job {job} has an unreadable payload: {reason}")]
     Payload { job: i64, reason: String },
-    #[error("cannot build the HTTP client of webhook {url}: {source}")]
-    Client {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("cannot set up the webhook: {0}")]
+    Setup(#[source] crate::egress::DestinationError),
 }
 
 /// A destination for new items.
@@ -48,8 +52,9 @@ pub trait Sink: Send + Sync {
     async fn deliver(&self, items: &[StoredItem]) -> Result<(), SinkError>;
 }
 
-/// Builds the sink a `[sinks.NAME]` table describes; `resolve` anchors relative paths.
+/// Builds the sink `[sinks.NAME]` describes; `resolve` anchors relative paths.
 pub fn build_sink(
+    name: &str,
     settings: &SinkSettings,
     resolve: impl Fn(&std::path::Path) -> PathBuf,
 ) -> Result<Arc<dyn Sink>, SinkError> {
@@ -58,15 +63,19 @@ pub fn build_sink(
             path: resolve(path),
             lock: tokio::sync::Mutex::new(()),
         }),
-        SinkSettings::Webhook { url, timeout, .. } => Arc::new(WebhookSink {
-            url: url.clone(),
-            client: reqwest::Client::builder()
-                .timeout(*timeout)
-                .build()
-                .map_err(|source| SinkError::Client {
-                    url: url.to_string(),
-                    source,
-                })?,
+        SinkSettings::Webhook {
+            url,
+            timeout,
+            allow_internal,
+            ..
+        } => Arc::new(WebhookSink {
+            destination: Destination::new(
+                PolicyOwner::Sink(name.to_string()),
+                url,
+                *allow_internal,
+                *timeout,
+            )
+            .map_err(SinkError::Setup)?,
         }),
     })
 }
@@ -107,28 +116,25 @@ impl Sink for JsonlSink {
 
 /// POSTs the new items as one JSON array; any non-2xx answer is a failed attempt.
 pub struct WebhookSink {
-    url: String,
-    client: reqwest::Client,
+    destination: Destination,
 }
 
 #[async_trait]
 impl Sink for WebhookSink {
     async fn deliver(&self, items: &[StoredItem]) -> Result<(), SinkError> {
         let fail = |reason: String| SinkError::Webhook {
-            url: self.url.clone(),
-            reason,
+            url: self.destination.printed_url().to_string(),
+            reason: redact::text(&reason).into_owned(),
         };
-        let response = self
-            .client
-            .post(&self.url)
-            .json(items)
-            .send()
+        let status = self
+            .destination
+            .post_json(items)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        if response.status().is_success() {
+        if status.is_success() {
             Ok(())
         } else {
-            Err(fail(format!("HTTP {}", response.status())))
+            Err(fail(format!("HTTP {status}")))
         }
     }
 }
@@ -245,7 +251,7 @@ mod tests {
     fn webhook(url: &str) -> Arc<dyn Sink> {
         let settings: SinkSettings =
             toml::from_str(&format!("kind = \"webhook\"\nurl = \"{url}\"\n")).expect("webhook");
-        build_sink(&settings, Path::to_path_buf).expect("sink builds")
+        build_sink("hook", &settings, Path::to_path_buf).expect("sink builds")
     }
 
     #[tokio::test]
@@ -254,7 +260,7 @@ mod tests {
         let path = dir.path().join("items.jsonl");
         let settings: SinkSettings =
             toml::from_str(&format!("kind = \"jsonl\"\npath = {:?}\n", path)).expect("jsonl");
-        let sink = build_sink(&settings, Path::to_path_buf).expect("sink builds");
+        let sink = build_sink("archive", &settings, Path::to_path_buf).expect("sink builds");
         sink.deliver(&[stored("a"), stored("b")])
             .await
             .expect("first");
@@ -296,6 +302,88 @@ mod tests {
             .expect_err("500 is a failure");
         assert!(
             matches!(&error, SinkError::Webhook { reason, .. } if reason.contains("500")),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn webhook_errors_print_the_url_redacted() {
+        let server = Server::start(Answer::new(500, &[], b"down")).await;
+        let secret_url =
+            |base: String| base.replace("http://", "http://alice:hunter2@") + "?token=hunter3";
+        let answered = webhook(&secret_url(server.url("/hook")))
+            .deliver(&[stored("a")])
+            .await
+            .expect_err("500");
+        // A port nobody listens on: the transport error names the URL too.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("port").port();
+        drop(closed);
+        let unreachable = webhook(&secret_url(format!("http://127.0.0.1:{port}/hook")))
+            .deliver(&[stored("a")])
+            .await
+            .expect_err("nobody listens");
+        for error in [answered, unreachable] {
+            let text = error.to_string();
+            assert!(
+                !text.contains("hunter") && text.contains("token=REDACTED"),
+                "{text}"
+            );
+        }
+    }
+
+    /// The case: a 307 sent the payload to an internal address. Now the hop is
+    /// checked against the sink's rule, nothing reaches the target, and the dead job says why.
+    #[tokio::test]
+    async fn a_webhook_redirected_to_an_internal_address_delivers_nothing_and_says_why() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backend =
+            tsunagi_backends::open(&format!("sqlite://{}", dir.path().join("q.db").display()))
+                .await
+                .expect("backend");
+        let internal = Server::start(Answer::new(204, &[], b"")).await;
+        let landing = internal.url("/latest/meta-data");
+        let hook = Server::start(Answer::new(307, &[("location", landing.as_str())], b"")).await;
+        let clock = ManualClock::starting_at(1_000_000);
+        let runner = SinkRunner {
+            name: "hook".into(),
+            sink: webhook(&hook.url("/hook")),
+            backend: backend.clone(),
+            clock: Arc::new(clock.clone()),
+            worker_id: "w".into(),
+            idle_poll: Duration::from_millis(10),
+            lease: Duration::from_secs(60),
+            retry: RetryPolicy {
+                first_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(60),
+                multiplier: 2.0,
+                jitter: 0.0,
+                max_failures: 1,
+            },
+        };
+        let queue = queue_name("hook");
+        backend
+            .enqueue(NewJob {
+                queue: queue.clone(),
+                payload: serde_json::to_string(&[stored("a")]).expect("JSON"),
+                max_attempts: 1,
+                run_at: 0,
+            })
+            .await
+            .expect("enqueued");
+        let jobs = backend
+            .lease_jobs(&queue, "w", clock.now_ms(), Duration::from_secs(60), 10)
+            .await
+            .expect("leased");
+        assert!(!runner.deliver(&jobs[0]).await, "not delivered");
+        assert!(internal.requests().is_empty(), "nothing reached {landing}");
+        assert_eq!(hook.requests().len(), 1);
+        let dead = backend.list_dead(Some(&queue), 10).await.expect("dead");
+        let error = dead[0].last_error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("a redirect was refused: egress refused by sink 'hook' allowlist")
+                && error.contains(&landing)
+                && error.contains("127.0.0.1 is a loopback address (RFC 1122)"),
             "{error}"
         );
     }

@@ -24,7 +24,7 @@ pub use connectors::{ConnectorHandle, ConnectorSet};
 pub use control::Control;
 pub use pipelines::PipelineSet;
 pub use reload::{ConnectorReload, Outcome, ReloadError, ReloadReport, Reloader};
-pub use status::{ConnectorStatus, SinkStatus, StatusReport};
+pub use status::{ConnectorStatus, RefusedTarget, SinkStatus, StatusReport};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, ConnectorSettings, FieldLocation, config_texts};
@@ -235,10 +235,19 @@ impl Topology {
                 SwappableConnector::new(pool, clock.now_ms()),
             )));
         }
+        for name in config.connectors.keys() {
+            // Rules may have changed while the host was down: what they refused is tried again
+            // (and parked again if still refused).
+            let released = backend.release_refused(name, clock.now_ms()).await?;
+            if released > 0 {
+                tracing::info!(connector = %name, released,
+                    "targets the egress policy refused before the restart are due again");
+            }
+        }
         let host = &config.host;
         let mut sink_runners = Vec::new();
         for (name, settings) in &config.sinks {
-            let sink = build_sink(settings, |p| config.resolve(p)).map_err(|source| {
+            let sink = build_sink(name, settings, |p| config.resolve(p)).map_err(|source| {
                 TopologyError::Sink {
                     name: name.clone(),
                     source,

@@ -10,6 +10,9 @@
 //! version fails any step keeps serving the old one, and the report says why — to
 //! `tsunagi reload`, the admin API, `/status` and the log.
 //!
+//! A connector whose egress rules change (swapped in, rolled back, or added again) has its
+//! policy-refused targets released: they are due at once, and parked again if still refused.
+//!
 //! Reloads run one at a time. Triggers: a change to the config or a plugin file (see `watch`,
 //! unless `host.watch = false`), `tsunagi reload`, `POST /v1/reload`,
 //! `POST /v1/connectors/{name}/reload`, SIGHUP.
@@ -91,6 +94,9 @@ pub struct ConnectorReload {
     /// The pipeline was restarted with new schedule, retry, concurrency or sinks.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pipeline_restarted: bool,
+    /// Targets parked by the egress policy that the changed rules made due again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub released_refused: u64,
     /// When it happened (RFC 3339).
     pub at: String,
 }
@@ -304,6 +310,9 @@ impl Reloader {
                 match self.build_and_test(config, name, settings).await {
                     Err(error) => refused(error),
                     Ok(pool) => {
+                        // Targets stay stored while a connector is gone; its rules may have
+                        // changed meanwhile.
+                        let released = self.release_refused(name).await;
                         let to = pool.plugin().sha256.clone();
                         let versions = SwappableConnector::new(pool, self.clock.now_ms());
                         let handle = Arc::new(ConnectorHandle::new(name, versions));
@@ -317,7 +326,9 @@ impl Reloader {
                         );
                         self.pipelines.start(&handle, settings);
                         tracing::info!(connector = %name, sha256 = %to, "connector added");
-                        self.entry(name, Outcome::Added, "", &to, started)
+                        let mut entry = self.entry(name, Outcome::Added, "", &to, started);
+                        entry.released_refused = released;
+                        entry
                     }
                 }
             }
@@ -326,6 +337,9 @@ impl Reloader {
                     Err(error) => refused(error),
                     Ok(pool) => {
                         let to = pool.plugin().sha256.clone();
+                        let egress_changed = lock(&self.settings)
+                            .get(name)
+                            .is_none_or(|history| history.current.egress != settings.egress);
                         handle.versions.swap(pool, self.clock.now_ms());
                         if let Some(history) = lock(&self.settings).get_mut(name) {
                             let previous =
@@ -339,6 +353,9 @@ impl Reloader {
                             "swapped in a new version");
                         let mut entry = self.entry(name, Outcome::Swapped, &from, &to, started);
                         entry.pipeline_restarted = *restart_pipeline;
+                        if egress_changed {
+                            entry.released_refused = self.release_refused(name).await;
+                        }
                         entry
                     }
                 }
@@ -391,12 +408,14 @@ impl Reloader {
                 let from = handle.sha256();
                 if handle.versions.rollback(self.clock.now_ms()) {
                     let mut restart_with = None;
+                    let mut egress_changed = false;
                     if let Some(history) = lock(&self.settings).get_mut(name)
                         && let Some(previous) = history.previous.take()
                     {
                         if !same_pipeline(&previous, &history.current) {
                             restart_with = Some(previous.clone());
                         }
+                        egress_changed = previous.egress != history.current.egress;
                         let current = std::mem::replace(&mut history.current, previous);
                         history.previous = Some(current);
                     }
@@ -406,7 +425,11 @@ impl Reloader {
                     self.pin(name);
                     let to = handle.sha256();
                     tracing::info!(connector = %name, %from, %to, "rolled back");
-                    self.entry(name, Outcome::RolledBack, &from, &to, started)
+                    let mut entry = self.entry(name, Outcome::RolledBack, &from, &to, started);
+                    if egress_changed {
+                        entry.released_refused = self.release_refused(name).await;
+                    }
+                    entry
                 } else {
                     self.refusal(name, &from, &ReloadError::NoPreviousVersion, started)
                 }
@@ -434,6 +457,29 @@ impl Reloader {
         lock(&self.pins).insert(name.to_string(), Pin { settings, sha256 });
     }
 
+    /// Makes `name`'s policy-refused targets due now: its egress rules changed, so the
+    /// refusal may no longer hold (a target still refused is parked again by its next call).
+    async fn release_refused(&self, name: &str) -> u64 {
+        match self
+            .backend
+            .release_refused(name, self.clock.now_ms())
+            .await
+        {
+            Ok(released) => {
+                if released > 0 {
+                    tracing::info!(connector = %name, released,
+                        "egress rules changed: targets the old rules refused are due again");
+                }
+                released
+            }
+            Err(error) => {
+                tracing::error!(connector = %name,
+                    "cannot release the targets the old egress rules refused: {error}");
+                0
+            }
+        }
+    }
+
     fn entry(
         &self,
         name: &str,
@@ -450,6 +496,7 @@ impl Reloader {
             error: None,
             took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             pipeline_restarted: false,
+            released_refused: 0,
             at: crate::clock::rfc3339(self.clock.now_ms()),
         }
     }
@@ -477,6 +524,10 @@ fn file_sha256(path: &Path) -> Result<String, String> {
     std::fs::read(path)
         .map(|bytes| hex::encode(Sha256::digest(&bytes)))
         .map_err(|error| error.to_string())
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

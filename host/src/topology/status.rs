@@ -11,6 +11,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use tsunagi_backends::{BackendError, QueueCounts};
 
+/// How many policy-refused targets `/status` lists per connector (all of them are counted).
+const REFUSED_SHOWN: u32 = 20;
+
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub worker_id: String,
@@ -44,6 +47,21 @@ pub struct ConnectorStatus {
     /// Claim to commit, over every job since the host started.
     pub latency: LatencySnapshot,
     pub last_errors: Vec<RecentError>,
+    /// Targets parked because the host's egress policy refused their call: not failing, not
+    /// polled, until a reload changes the connector's egress rules.
+    pub targets_refused_by_policy: u64,
+    /// The first of them, with why.
+    pub refused_by_policy: Vec<RefusedTarget>,
+}
+
+/// A target parked by the egress policy.
+#[derive(Debug, Serialize)]
+pub struct RefusedTarget {
+    /// Redacted.
+    pub target: String,
+    pub reason: String,
+    /// RFC 3339.
+    pub since: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +78,17 @@ impl Topology {
         for handle in self.connectors.all() {
             let counters = handle.stats.snapshot();
             let (current, previous) = handle.versions.versions();
+            let refused_by_policy = self
+                .backend
+                .list_refused_targets(Some(&handle.name), 0, REFUSED_SHOWN)
+                .await?
+                .into_iter()
+                .map(|target| RefusedTarget {
+                    target: crate::redact::url(&target.target).into_owned(),
+                    reason: target.refused_reason.unwrap_or_default(),
+                    since: target.refused_at.map(rfc3339).unwrap_or_default(),
+                })
+                .collect();
             connectors.push(ConnectorStatus {
                 name: handle.name.clone(),
                 plugin: current,
@@ -72,6 +101,8 @@ impl Topology {
                 counters,
                 latency: handle.stats.latency(),
                 last_errors: handle.stats.recent_errors(),
+                targets_refused_by_policy: self.backend.count_refused(&handle.name).await?,
+                refused_by_policy,
             });
         }
         let mut sinks = Vec::new();

@@ -147,15 +147,20 @@ async fn requests_outside_the_allowlist_are_refused_and_never_leave() {
         .unwrap();
 
     let stats = run_round(&config, backend.clone(), &clock).await;
-    assert_eq!((stats.polls_ok, stats.polls_failed), (1, 4), "{stats:?}");
+    assert_eq!(
+        (stats.polls_ok, stats.polls_failed, stats.polls_refused),
+        (1, 0, 4),
+        "refusals are the host's policy, not failures: {stats:?}"
+    );
     for url in &refused {
         let target = backend.get_target("fetch", url).await.unwrap().unwrap();
-        let error = target.last_error.unwrap_or_default();
+        let error = target.refused_reason.unwrap_or_default();
         assert!(
             error.contains("egress refused by connector 'fetch' allowlist")
                 && error.contains(&format!("http://127.0.0.1:{}", server.addr().port())),
             "{url}: {error}"
         );
+        assert_eq!((target.error_count, target.last_error), (0, None), "{url}");
     }
     assert!(
         matches!(bystander.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
@@ -230,13 +235,17 @@ allow_internal = true
 
     // `fetch` sorts first, so these are its counts.
     let stats = run_round(&config, backend.clone(), &clock).await;
-    assert_eq!((stats.polls_ok, stats.polls_failed), (0, 2), "{stats:?}");
+    assert_eq!(
+        (stats.polls_ok, stats.polls_failed, stats.polls_refused),
+        (0, 0, 2),
+        "{stats:?}"
+    );
     let error_of = |target: &str| {
         let backend = backend.clone();
         let target = target.to_string();
         async move {
             let row = backend.get_target("fetch", &target).await.unwrap().unwrap();
-            row.last_error.unwrap_or_default()
+            row.refused_reason.unwrap_or_default()
         }
     };
     let name_error = error_of(&by_name).await;

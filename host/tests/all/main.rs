@@ -9,6 +9,7 @@ mod common;
 mod containment;
 mod crawl;
 mod dead_letters;
+mod egress_policy;
 mod hot_swap;
 mod layers;
 mod plugin_kit;

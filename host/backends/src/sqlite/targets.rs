@@ -15,7 +15,7 @@ use std::time::Duration;
 macro_rules! target_columns {
     () => {
         "id, connector, target, next_run_at, etag, last_modified, cursor, error_count, \
-         last_error, last_polled_at, interval_ms, dead_at, history"
+         last_error, last_polled_at, interval_ms, dead_at, history, refused_at, refused_reason"
     };
 }
 
@@ -42,6 +42,8 @@ pub(super) fn target_from_row(row: &SqliteRow) -> Result<Target> {
         interval_ms: row.try_get("interval_ms").map_err(read)?,
         dead_at: row.try_get("dead_at").map_err(read)?,
         history: history_from_json(row.try_get("history").map_err(read)?)?,
+        refused_at: row.try_get("refused_at").map_err(read)?,
+        refused_reason: row.try_get("refused_reason").map_err(read)?,
     })
 }
 
@@ -89,6 +91,9 @@ fn targets_from_json(json: &str) -> Result<Vec<Target>> {
                 interval_ms: tuple.10,
                 dead_at: tuple.11,
                 history: tuple.12.unwrap_or_default(),
+                // Parked targets are never due, so never claimed.
+                refused_at: None,
+                refused_reason: None,
             })
         })
         .collect()
@@ -345,6 +350,68 @@ impl TargetStore for SqliteBackend {
         .map_err(db_error("reviving a dead target"))?
         .rows_affected();
         Ok(updated > 0)
+    }
+
+    async fn park_refused(&self, claim: &TargetClaim, reason: &str, now: Millis) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE targets SET lease_owner = NULL, lease_until = NULL, \
+             next_run_at = 9223372036854775807, refused_at = ?1, refused_reason = ?2, \
+             last_polled_at = ?1 WHERE id = ?3 AND lease_owner = ?4 AND lease_until = ?5",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(claim.target.id)
+        .bind(&claim.worker)
+        .bind(claim.lease_until)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("parking a refused target"))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn release_refused(&self, connector: &str, now: Millis) -> Result<u64> {
+        let released = sqlx::query(
+            "UPDATE targets SET refused_at = NULL, refused_reason = NULL, next_run_at = ?2 \
+             WHERE connector = ?1 AND refused_at IS NOT NULL",
+        )
+        .bind(connector)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("releasing refused targets"))?
+        .rows_affected();
+        Ok(released)
+    }
+
+    async fn list_refused_targets(
+        &self,
+        connector: Option<&str>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Target>> {
+        self.page_of_targets(
+            concat!(
+                "SELECT ",
+                target_columns!(),
+                " FROM targets WHERE refused_at IS NOT NULL AND (?1 IS NULL OR connector = ?1) ",
+                "AND id > ?2 ORDER BY id LIMIT ?3"
+            ),
+            (connector, after_id, limit),
+            "listing refused targets",
+        )
+        .await
+    }
+
+    async fn count_refused(&self, connector: &str) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM targets WHERE connector = ?1 AND refused_at IS NOT NULL",
+        )
+        .bind(connector)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_error("counting refused targets"))?;
+        Ok(count.unsigned_abs())
     }
 
     async fn drop_dead_target(&self, id: i64) -> Result<bool> {

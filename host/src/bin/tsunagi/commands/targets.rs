@@ -38,7 +38,8 @@ pub enum TargetsCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// List targets as JSON lines.
+    /// List targets as JSON lines, with their state: scheduled, dead (given up on; see
+    /// `tsunagi dlq`) or refused_by_policy (parked until a reload changes the egress rules).
     List {
         connector: Option<String>,
         #[command(flatten)]
@@ -140,15 +141,26 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
                 let Some(last) = page.last() else { break };
                 after = last.id;
                 for target in &page {
+                    let state = if target.refused_at.is_some() {
+                        "refused_by_policy"
+                    } else if target.dead_at.is_some() {
+                        "dead"
+                    } else {
+                        "scheduled"
+                    };
                     let line = serde_json::json!({
                         "id": target.id,
                         "connector": target.connector,
                         // Credentials in a target URL are for its requests, not for printing.
                         "target": tsunagi::redact::url(&target.target),
-                        "next_run_at": rfc3339(target.next_run_at),
+                        "state": state,
+                        // Parked and dead targets have no next run.
+                        "next_run_at": (state == "scheduled").then(|| rfc3339(target.next_run_at)),
                         "last_polled_at": target.last_polled_at.map(rfc3339),
                         "error_count": target.error_count,
                         "last_error": target.last_error,
+                        "refused_by_policy": target.refused_reason,
+                        "refused_at": target.refused_at.map(rfc3339),
                         "etag": target.etag,
                         "last_modified": target.last_modified,
                     });
