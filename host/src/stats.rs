@@ -90,9 +90,10 @@ impl ConnectorStats {
             if recent.len() == RECENT_ERRORS {
                 recent.pop_front();
             }
+            // Shown in `/status`: capped like the stored copy.
             recent.push_back(RecentError {
-                target: target.to_string(),
-                error: error.to_string(),
+                target: tsunagi_backends::cap_error(target).into_owned(),
+                error: tsunagi_backends::cap_error(error).into_owned(),
                 at,
             });
         }

@@ -109,11 +109,13 @@ pub fn unique_worker_id() -> String {
 pub fn engine_settings(config: &Config) -> EngineSettings {
     // Twice the calls that can run at once: during a hot swap, calls still running on the old
     // version and calls on the new one each hold an instance.
-    let instances: usize = 2 * config
+    // Saturating: validation bounds each connector's concurrency, not how many connectors
+    // there are.
+    let instances: usize = config
         .connectors
         .values()
-        .map(|c| c.concurrency)
-        .sum::<usize>();
+        .fold(0usize, |sum, c| sum.saturating_add(c.concurrency))
+        .saturating_mul(2);
     let memory = config
         .connectors
         .values()
@@ -121,7 +123,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         .max()
         .unwrap_or(EngineSettings::default().max_memory_bytes);
     EngineSettings {
-        max_instances: u32::try_from(instances + 8).unwrap_or(u32::MAX),
+        max_instances: u32::try_from(instances.saturating_add(8)).unwrap_or(u32::MAX),
         max_memory_bytes: memory,
         compile_cache: config
             .host
