@@ -179,10 +179,7 @@ mod tests {
                 "https://api.example/s?applicationId=123&keyword=shoes",
                 "https://api.example/s?applicationId=REDACTED&keyword=shoes",
             ),
-            (
-                "https://user@example.org/",
-                "https://REDACTED@example.org/",
-            ),
+            ("https://user@example.org/", "https://REDACTED@example.org/"),
             (
                 "https://example.org/a%3Fb?ACCESS-TOKEN=x#frag",
                 "https://example.org/a%3Fb?ACCESS-TOKEN=REDACTED#frag",
