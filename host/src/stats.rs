@@ -107,9 +107,10 @@ impl ConnectorStats {
             if recent.len() == RECENT_ERRORS {
                 recent.pop_front();
             }
+            // Shown in `/status`: capped like the stored copy.
             recent.push_back(RecentError {
-                target: crate::redact::url(target).into_owned(),
-                error: crate::redact::text(error).into_owned(),
+                target: tsunagi_backends::cap_error(&crate::redact::url(target)).into_owned(),
+                error: tsunagi_backends::cap_error(&crate::redact::text(error)).into_owned(),
                 at,
             });
         }

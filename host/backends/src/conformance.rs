@@ -15,8 +15,9 @@
 //! [`conformance_tests!`]: crate::conformance_tests
 
 use crate::{
-    AddReport, Attempt, Backend, Delivery, Item, ItemQuery, JobLease, MAX_HISTORY, Millis, NewJob,
-    PollCommit, QueueCounts, StateScope, StoredItem, TargetClaim,
+    AddReport, Attempt, Backend, BackendError, Delivery, Item, ItemQuery, JobLease,
+    MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob, PollCommit, QueueCounts,
+    StateScope, StoredItem, TargetClaim,
 };
 use std::any::Any;
 use std::collections::HashSet;
@@ -104,6 +105,8 @@ macro_rules! conformance_tests {
             list_items_filters_and_pages,
             release_clears_the_lease_and_reschedules,
             refused_targets_are_parked_until_released,
+            add_targets_refuses_a_batch_with_a_target_over_the_cap,
+            stored_errors_are_capped_at_a_char_boundary,
         );
         $crate::conformance_tests!(@store $factory;
             concurrent_claims_in_one_instance_never_overlap,
@@ -318,6 +321,86 @@ pub async fn add_targets_counts_new_and_already_present(b: &dyn Backend) {
 
     let empty = b.add_targets("rss", &[], T0).await.expect("add nothing");
     assert_eq!(empty, AddReport::default());
+}
+
+pub async fn add_targets_refuses_a_batch_with_a_target_over_the_cap(b: &dyn Backend) {
+    let longest = format!("https://a.example/{}", "x".repeat(MAX_TARGET_BYTES - 18));
+    assert_eq!(longest.len(), MAX_TARGET_BYTES);
+    let too_long = format!("{longest}y");
+    let batch = vec!["https://a.example/ok".to_string(), too_long.clone()];
+    let error = b
+        .add_targets("rss", &batch, T0)
+        .await
+        .expect_err("a target over the cap is refused");
+    let message = error.to_string();
+    assert!(
+        matches!(error, BackendError::Refused(_))
+            && message.contains("target 2 of 2")
+            && message.contains(&format!("{} bytes", MAX_TARGET_BYTES + 1)),
+        "{message}"
+    );
+    assert!(
+        !message.contains("xxxx"),
+        "the target is not echoed: {message}"
+    );
+    assert_eq!(
+        b.count_targets("rss").await.expect("count"),
+        0,
+        "nothing of a refused batch is stored"
+    );
+    let empty = b.add_targets("rss", &[String::new()], T0).await;
+    assert!(matches!(empty, Err(BackendError::Refused(_))), "{empty:?}");
+
+    let report = b
+        .add_targets("rss", std::slice::from_ref(&longest), T0)
+        .await
+        .expect("a target at the cap is stored");
+    assert_eq!(report.added, 1);
+    assert!(b.get_target("rss", &longest).await.expect("get").is_some());
+}
+
+/// Error texts come from plugins and upstreams; a megabyte of one is cut to the cap, at a
+/// character boundary (the text is multi-byte throughout), with a marker.
+pub async fn stored_errors_are_capped_at_a_char_boundary(b: &dyn Backend) {
+    let huge = "é".repeat(1 << 19);
+    let check = |stored: &str, context: &str| {
+        assert!(
+            stored.len() <= MAX_ERROR_BYTES,
+            "{context}: {} bytes",
+            stored.len()
+        );
+        assert!(
+            stored.starts_with("éé")
+                && stored.ends_with(&format!("[cut; {} bytes in all]", huge.len())),
+            "{context}: {stored:?}"
+        );
+    };
+
+    let claim = add_and_claim(b, "rss", "t", "w1", T0).await;
+    let commit = PollCommit::Failure {
+        error: huge.clone(),
+        next_run_at: T0 + 1_000,
+        dead: true,
+    };
+    b.complete_poll(&claim, commit, T0).await.expect("commit");
+    let target = b.get_target("rss", "t").await.expect("get").expect("kept");
+    check(
+        target.last_error.as_deref().expect("last_error"),
+        "target last_error",
+    );
+    check(&target.history[0].error, "target history");
+
+    b.enqueue(job("q", "payload", 1, T0))
+        .await
+        .expect("enqueue");
+    let lease = lease_all(b, "q", "w1", T0).await.remove(0);
+    assert!(b.fail_job(&lease, &huge, None, T0).await.expect("fail"));
+    let dead = b.list_dead(Some("q"), 10).await.expect("list_dead");
+    check(
+        dead[0].last_error.as_deref().expect("last_error"),
+        "job last_error",
+    );
+    check(&dead[0].history[0].error, "job history");
 }
 
 pub async fn list_targets_pages_by_id_and_filters_by_connector(b: &dyn Backend) {

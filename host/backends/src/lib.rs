@@ -41,6 +41,9 @@ pub enum BackendError {
         context: &'static str,
         reason: String,
     },
+    /// Input the store does not take (nothing of the call was written).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
@@ -114,6 +117,59 @@ pub struct Attempt {
 
 /// Failed attempts a target or job remembers.
 pub const MAX_HISTORY: usize = 10;
+
+/// The longest target the store takes, in bytes. It is the sitemap protocol's limit for a URL,
+/// and a quarter of the 8 KiB request line most servers accept: a longer "URL" is a mistake or
+/// an attack, and every target is printed in logs, `/status` and error messages.
+pub const MAX_TARGET_BYTES: usize = 2048;
+
+/// The longest error message stored (a target's or job's last error, each attempt of a
+/// history) or shown in `/status`; longer ones are cut by [`cap_error`].
+pub const MAX_ERROR_BYTES: usize = 2048;
+
+/// Why `target` cannot be stored: empty, or longer than [`MAX_TARGET_BYTES`]. The message
+/// gives the length, never the target itself.
+pub fn target_problem(target: &str) -> Option<String> {
+    if target.is_empty() {
+        Some("is empty".to_string())
+    } else if target.len() > MAX_TARGET_BYTES {
+        Some(format!(
+            "is {} bytes long; a target is at most {MAX_TARGET_BYTES} bytes",
+            target.len()
+        ))
+    } else {
+        None
+    }
+}
+
+/// Checks a batch of targets before anything of it is stored.
+pub fn check_targets(targets: &[String]) -> Result<()> {
+    for (index, target) in targets.iter().enumerate() {
+        if let Some(problem) = target_problem(target) {
+            return Err(BackendError::Refused(format!(
+                "target {} of {} {problem}",
+                index + 1,
+                targets.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `message` cut to at most [`MAX_ERROR_BYTES`] at a character boundary, ending in a marker
+/// that says how long it was, so a plugin or upstream returning megabytes of error text cannot
+/// make the host store or show them.
+pub fn cap_error(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_ERROR_BYTES {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let marker = format!(" … [cut; {} bytes in all]", message.len());
+    let mut keep = MAX_ERROR_BYTES.saturating_sub(marker.len());
+    while !message.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{marker}", &message[..keep]))
+}
 
 /// A target claimed by one worker until `lease_until`. Only the holder of the lease may
 /// complete it; once the lease expires, another worker may claim the target again. A lease (of
@@ -389,4 +445,47 @@ pub async fn open(url: &str) -> Result<Arc<dyn Backend>> {
         });
     }
     Ok(Arc::new(sqlite::SqliteBackend::open(path).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_at_the_cap_are_kept_and_longer_ones_cut_at_a_char_boundary() {
+        let at_cap = "a".repeat(MAX_ERROR_BYTES);
+        assert!(matches!(cap_error(&at_cap), std::borrow::Cow::Borrowed(_)));
+        for filler in ["b", "é", "日", "🦀"] {
+            let long = filler.repeat(MAX_ERROR_BYTES + 1);
+            let capped = cap_error(&long);
+            assert!(
+                capped.len() <= MAX_ERROR_BYTES,
+                "{filler}: {}",
+                capped.len()
+            );
+            assert!(
+                capped.ends_with(&format!(" … [cut; {} bytes in all]", long.len())),
+                "{capped}"
+            );
+            let kept = capped.split(" … [cut").next().unwrap();
+            assert!(kept.chars().all(|c| c.to_string() == filler), "{filler}");
+            assert!(
+                kept.len() > MAX_ERROR_BYTES - 64,
+                "{filler}: {}",
+                kept.len()
+            );
+        }
+    }
+
+    #[test]
+    fn target_problems_give_the_length_not_the_target() {
+        assert_eq!(target_problem("https://a.example/"), None);
+        assert_eq!(target_problem("").as_deref(), Some("is empty"));
+        let long = "z".repeat(MAX_TARGET_BYTES + 1);
+        let problem = target_problem(&long).unwrap();
+        assert_eq!(
+            problem,
+            "is 2049 bytes long; a target is at most 2048 bytes"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use super::record::{Recorder, write_interactions};
 use super::replay::Replay;
 use super::{Case, Cassette};
 use crate::clock::SystemClock;
+use crate::config::files::read_regular_text;
 use crate::config::{Config, Role, config_texts};
 use crate::egress::{EgressError, EgressLimits, EgressPolicy, Network, Upstream};
 use crate::resilience::Resilience;
@@ -417,27 +418,29 @@ fn judge(
             format!("not recorded, no answer came: {failure} (a replay could not find it)")
         }));
     }
-    let path = case.expected_path(&cassette.dir);
-    if mode != Mode::Replay {
-        let text = serde_json::to_string_pretty(&call.actual).unwrap_or_default() + "\n";
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&path, text));
-        if let Err(e) = written {
-            problems.push(format!("cannot write {}: {e}", path.display()));
+    match super::path_inside(&cassette.dir, &case.expected_file()) {
+        Err(why) => problems.push(format!("expected result: {why}")),
+        Ok(path) if mode != Mode::Replay => {
+            let text = serde_json::to_string_pretty(&call.actual).unwrap_or_default() + "\n";
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&path, text));
+            if let Err(e) = written {
+                problems.push(format!("cannot write {}: {e}", path.display()));
+            }
         }
-    } else {
-        match std::fs::read_to_string(&path) {
-            Err(e) => problems.push(format!(
-                "no expected result at {} ({e}); write it, or run with --record",
+        Ok(path) => match read_regular_text(&path, super::MAX_EXPECTED_BYTES, "expected result") {
+            Err(e) if e.is_not_found() => problems.push(format!(
+                "no expected result at {}; write it, or run with --record",
                 path.display()
             )),
+            Err(e) => problems.push(e.to_string()),
             Ok(text) => match serde_json::from_str::<Value>(&text) {
                 Err(e) => problems.push(format!("{}: not JSON: {e}", path.display())),
                 Ok(expected) => differences(&expected, &call.actual, "", &mut problems),
             },
-        }
+        },
     }
     CaseReport {
         name: case.name.clone(),
@@ -511,5 +514,77 @@ mod tests {
         let mut none = Vec::new();
         differences(&expected, &expected, "", &mut none);
         assert!(none.is_empty());
+    }
+    fn call_returning(actual: Value) -> Call {
+        Call {
+            actual,
+            summary: "0 item(s)".to_string(),
+            exchanges: 0,
+            unanswered: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn update_expected_does_not_write_through_a_symlink_out_of_the_cassette() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(super::super::CASES_FILE),
+            "[[case]]\nname = \"one\"\ntarget = \"http://x.test/\"\n",
+        )
+        .unwrap();
+        let cassette = Cassette::load(dir.path()).unwrap();
+        let case = &cassette.cases.cases[0];
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(super::super::EXPECTED_DIR))
+            .unwrap();
+
+        let report = judge(
+            &cassette,
+            case,
+            call_returning(json!({"items": []})),
+            Mode::UpdateExpected,
+            Vec::new(),
+        );
+        assert!(!report.passed);
+        assert!(
+            report.problems[0].contains("leads outside the cassette"),
+            "{:?}",
+            report.problems
+        );
+        assert!(
+            !outside.path().join("one.json").exists(),
+            "nothing was written outside"
+        );
+
+        // Replay refuses to read through it too.
+        std::fs::write(outside.path().join("one.json"), "{\"items\": []}").unwrap();
+        let report = judge(
+            &cassette,
+            case,
+            call_returning(json!({"items": []})),
+            Mode::Replay,
+            Vec::new(),
+        );
+        assert!(!report.passed, "{:?}", report.problems);
+
+        // A real directory is written and read back.
+        std::fs::remove_file(dir.path().join(super::super::EXPECTED_DIR)).unwrap();
+        let report = judge(
+            &cassette,
+            case,
+            call_returning(json!({"items": []})),
+            Mode::UpdateExpected,
+            Vec::new(),
+        );
+        assert!(report.passed, "{:?}", report.problems);
+        let report = judge(
+            &cassette,
+            case,
+            call_returning(json!({"items": []})),
+            Mode::Replay,
+            Vec::new(),
+        );
+        assert!(report.passed, "{:?}", report.problems);
     }
 }

@@ -61,6 +61,8 @@ pub enum RecordError {
     },
     #[error("writing the cassette: {0}")]
     Io(#[from] std::io::Error),
+    #[error("writing the cassette: {0}; nothing was written")]
+    Outside(String),
 }
 
 /// Why `url` must not be written to a cassette, if it must not. The URL shown has the secret
@@ -152,8 +154,18 @@ pub fn write_interactions(dir: &Path, recorded: &[Recorded]) -> Result<(), Recor
             });
         }
     }
-    let bodies = dir.join(BODIES_DIR);
-    if bodies.is_dir() {
+    // Neither the interactions nor the bodies may be written through a symlink out of the
+    // cassette (nor may recording empty a directory elsewhere).
+    let interactions =
+        super::path_inside(dir, Path::new(INTERACTIONS_FILE)).map_err(RecordError::Outside)?;
+    let bodies = super::path_inside(dir, Path::new(BODIES_DIR)).map_err(RecordError::Outside)?;
+    if bodies
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        // A symlink inside the cassette: replace the link, not what it points to.
+        std::fs::remove_file(&bodies)?;
+    } else if bodies.is_dir() {
         std::fs::remove_dir_all(&bodies)?;
     }
     let mut file = InteractionFile::default();
@@ -207,7 +219,7 @@ pub fn write_interactions(dir: &Path, recorded: &[Recorded]) -> Result<(), Recor
     }
     let text = toml::to_string_pretty(&file).map_err(std::io::Error::other)?;
     std::fs::write(
-        dir.join(INTERACTIONS_FILE),
+        interactions,
         format!("# Recorded by `tsunagi plugin test --record`; matched in order.\n\n{text}"),
     )?;
     Ok(())
@@ -311,6 +323,51 @@ mod tests {
         assert_eq!(
             std::fs::read(dir.path().join(body_file)).unwrap(),
             b"{\"items\":[]}"
+        );
+    }
+    #[test]
+    fn recording_never_writes_through_a_symlink_out_of_the_cassette() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("victim.toml"), "kept").unwrap();
+        std::fs::write(outside.path().join("keep.txt"), "kept").unwrap();
+        let recorded = vec![Recorded {
+            request: OutboundRequest {
+                method: http::Method::GET,
+                url: url::Url::parse("http://x.test/feed").unwrap(),
+                headers: http::HeaderMap::new(),
+                body: Bytes::new(),
+                allow_internal: false,
+            },
+            response: UpstreamResponse {
+                status: http::StatusCode::OK,
+                headers: http::HeaderMap::new(),
+                body: Bytes::from_static(b"<rss/>"),
+            },
+        }];
+
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("victim.toml"),
+            dir.path().join(INTERACTIONS_FILE),
+        )
+        .unwrap();
+        let error = write_interactions(dir.path(), &recorded).unwrap_err();
+        assert!(matches!(error, RecordError::Outside(_)), "{error}");
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("victim.toml")).unwrap(),
+            "kept"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(BODIES_DIR)).unwrap();
+        let error = write_interactions(dir.path(), &recorded).unwrap_err();
+        assert!(
+            error.to_string().contains("bodies leads outside"),
+            "{error}"
+        );
+        assert!(
+            outside.path().join("keep.txt").exists(),
+            "the directory the symlink names is not emptied"
         );
     }
 }

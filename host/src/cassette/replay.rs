@@ -4,6 +4,7 @@
 //! is kept so the test can report it.
 
 use super::{Interaction, InteractionFile};
+use crate::config::files::{FileError, read_regular};
 use crate::egress::{
     EgressLimits, OutboundRequest, Upstream, UpstreamError, UpstreamResponse, too_large,
 };
@@ -72,13 +73,21 @@ impl Replay {
         limits: EgressLimits,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let recorded = &interaction.response;
+        // A body over the response cap is refused as the network's would be, after the head.
+        let mut over_cap = false;
         let body = match (&recorded.body, &recorded.body_file) {
             (_, Some(file)) => {
-                let path = self.dir.join(file);
-                Bytes::from(std::fs::read(&path).map_err(|e| {
-                    let message = format!("cassette body {}: {e}", path.display());
-                    UpstreamError::internal(message)
-                })?)
+                // Checked again here: the cassette may have changed since it was loaded.
+                let path = super::path_inside(&self.dir, file)
+                    .map_err(|why| UpstreamError::internal(format!("cassette body {why}")))?;
+                match read_regular(&path, limits.max_response_bytes, "response size") {
+                    Ok(bytes) => Bytes::from(bytes),
+                    Err(FileError::TooLarge { .. }) => {
+                        over_cap = true;
+                        Bytes::new()
+                    }
+                    Err(e) => return Err(UpstreamError::internal(format!("cassette body {e}"))),
+                }
             }
             (Some(text), None) => Bytes::from(text.clone()),
             (None, None) => Bytes::new(),
@@ -101,7 +110,7 @@ impl Replay {
                 headers.append(name.clone(), value);
             }
         }
-        if body.len() as u64 > limits.max_response_bytes {
+        if over_cap || body.len() as u64 > limits.max_response_bytes {
             return Err(UpstreamError {
                 head: Some(Box::new((status, headers))),
                 ..too_large(limits.max_response_bytes)

@@ -1,23 +1,36 @@
 //! The host's TOML configuration: the model (which mirrors the running topology: host,
-//! connectors, sinks), loading with errors that name `file:line:column` and the field, and
-//! validation of what TOML alone cannot check (references between sections, egress rules).
+//! connectors, sinks), loading with errors that name `file:line:column` and the field (every
+//! error of a file at once), and validation of what TOML alone cannot check (the range of each
+//! number and duration, references between sections, egress rules).
+//!
+//! - [`locate`]: positions from the toml parser's spans, and deserializing that collects errors;
+//! - [`files`]: reading outside files (config, plugins, cassettes) under a size cap;
+//! - `validate` and `resilience`: the checks, and the ranges they hold values to.
 
-mod locate;
+pub mod files;
+pub mod locate;
 mod resilience;
 mod secret;
+mod validate;
 
 use bytesize::ByteSize;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use locate::SourceLocator;
+pub use locate::{MAX_ERRORS, Parsed, SourceLocator, parse_collecting};
 pub use resilience::{BreakerSettings, BudgetScope, BudgetSettings, ProbeSettings};
 pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretSource};
+pub use validate::Checks;
+pub(crate) use validate::check_config_values;
+
+/// The largest config file read (a config of a thousand connectors is well under 1 MiB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A configuration error, located in its file.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}:{line}:{column}: {field}: {message}")]
 pub struct ConfigError {
     pub file: String,
@@ -27,6 +40,72 @@ pub struct ConfigError {
     pub field: String,
     pub message: String,
 }
+
+/// Every error of one config file (never none), in the order of the file. Displayed one per
+/// line, each `file:line:column: field: message`.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    errors: Vec<ConfigError>,
+    /// More than [`MAX_ERRORS`] were found; the rest are not listed.
+    truncated: bool,
+}
+
+impl ConfigErrors {
+    /// The errors of a file; `None` when there are none.
+    pub fn new(mut errors: Vec<ConfigError>, truncated: bool) -> Option<Self> {
+        if errors.is_empty() {
+            return None;
+        }
+        let truncated = truncated || errors.len() > MAX_ERRORS;
+        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        errors.truncate(MAX_ERRORS);
+        Some(Self { errors, truncated })
+    }
+
+    /// The first error in the file.
+    pub fn first(&self) -> &ConfigError {
+        &self.errors[0]
+    }
+
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.errors
+    }
+
+    /// Whether more errors were found than are listed.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        Self {
+            errors: vec![error],
+            truncated: false,
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, error) in self.errors.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        if self.truncated {
+            write!(
+                f,
+                "\n{}: stopped after {MAX_ERRORS} errors",
+                self.first().file
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
 
 /// Where a field stands in its config file: `file:line:column: field`. Errors that other
 /// modules raise about a field (a plugin that does not load) carry it beside their own source.
@@ -69,6 +148,9 @@ pub struct Config {
     pub base_dir: PathBuf,
     #[serde(skip)]
     pub source_path: PathBuf,
+    /// Where each field is written, for errors found after loading (a plugin that fails).
+    #[serde(skip)]
+    locator: Arc<SourceLocator>,
 }
 
 /// `[host]`: process-wide settings.
@@ -438,225 +520,52 @@ fn default_webhook_timeout() -> Duration {
 }
 
 impl Config {
-    /// Reads, parses and validates a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            field: "(file)".to_string(),
-            message: format!("cannot read: {e}"),
-        })?;
+    /// Reads, parses and validates a config file (a regular file of at most
+    /// [`MAX_CONFIG_BYTES`]).
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text =
+            files::read_regular_text(path, MAX_CONFIG_BYTES, "config file").map_err(|e| {
+                ConfigError {
+                    file: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    field: "(file)".to_string(),
+                    message: e.to_string(),
+                }
+            })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates config text; `path` names it in errors and anchors relative paths.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let locator = SourceLocator::new(path, text);
-        let mut config: Config = toml::from_str(text).map_err(|e| locator.toml_error(&e))?;
-        config.base_dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."));
-        config.source_path = path.to_path_buf();
-        config.validate(&locator)?;
-        Ok(config)
-    }
-
-    fn validate(&self, locator: &SourceLocator) -> Result<(), ConfigError> {
-        let host = &self.host;
-        if host.claim_batch == 0 {
-            return Err(locator.field_error("host.claim_batch", "must be at least 1"));
-        }
-        for (field, value) in [
-            ("host.claim_lease", host.claim_lease),
-            ("host.idle_poll", host.idle_poll),
-        ] {
-            if value.is_zero() {
-                return Err(locator.field_error(field, "must be longer than 0s"));
+    /// Every error of the text is reported, each where it is written.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let Parsed {
+            value,
+            locator,
+            mut errors,
+            refused,
+            truncated,
+        } = parse_collecting::<Config>(path, text);
+        if let Some(mut config) = value {
+            config.base_dir = path
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from("."));
+            config.source_path = path.to_path_buf();
+            let mut checks = Checks::new(&locator, &refused);
+            validate::validate(&config, &mut checks);
+            errors.extend(checks.into_errors());
+            if errors.is_empty() {
+                config.locator = Arc::new(locator);
+                return Ok(config);
             }
         }
-        self.validate_admin(locator)?;
-        if let Some(slots) = host.instance_slots {
-            let needed: u64 = self
-                .connectors
-                .values()
-                .map(|c| (c.concurrency as u64).saturating_mul(2))
-                .fold(8, u64::saturating_add);
-            if u64::from(slots) < needed || slots > MAX_INSTANCE_SLOTS {
-                return Err(locator.field_error(
-                    "host.instance_slots",
-                    &format!(
-                        "must be between what the connectors need now ({needed}: 2 per unit of \
-                         concurrency, plus 8) and {MAX_INSTANCE_SLOTS}"
-                    ),
-                ));
-            }
-        }
-        for (name, connector) in &self.connectors {
-            let at = |field: &str| format!("connectors.{name}.{field}");
-            if !is_valid_name(name) {
-                return Err(locator.field_error(
-                    &format!("connectors.{name}"),
-                    "connector names use lowercase letters, digits, '-' and '_'",
-                ));
-            }
-            if connector.concurrency == 0 {
-                return Err(locator.field_error(&at("concurrency"), "must be at least 1"));
-            }
-            if connector.calls_per_instance == 0 {
-                return Err(locator.field_error(&at("calls_per_instance"), "must be at least 1"));
-            }
-            let schedule = &connector.schedule;
-            if schedule.min_interval > schedule.max_interval {
-                return Err(locator.field_error(
-                    &at("schedule.min_interval"),
-                    "is longer than schedule.max_interval",
-                ));
-            }
-            let retry = &connector.retry;
-            if retry.first_delay.is_zero() || retry.first_delay > retry.max_delay {
-                return Err(locator.field_error(
-                    &at("retry.first_delay"),
-                    "must be longer than 0s and no longer than retry.max_delay",
-                ));
-            }
-            if !(1.0..=100.0).contains(&retry.multiplier) {
-                return Err(
-                    locator.field_error(&at("retry.multiplier"), "must be between 1 and 100")
-                );
-            }
-            if !(0.0..=1.0).contains(&retry.jitter) {
-                return Err(locator.field_error(&at("retry.jitter"), "must be between 0 and 1"));
-            }
-            if retry.max_failures == 0 {
-                return Err(locator.field_error(&at("retry.max_failures"), "must be at least 1"));
-            }
-            let limits = &connector.limits;
-            if limits.memory.as_u64() < ByteSize::mib(2).as_u64() {
-                return Err(locator.field_error(&at("limits.memory"), "must be at least 2 MiB"));
-            }
-            if limits.response_size.as_u64() == 0 {
-                return Err(locator.field_error(&at("limits.response_size"), "must be above 0"));
-            }
-            for (field, value) in [
-                ("limits.call_timeout", limits.call_timeout),
-                ("limits.connect_timeout", limits.connect_timeout),
-                ("limits.first_byte_timeout", limits.first_byte_timeout),
-                ("limits.request_timeout", limits.request_timeout),
-            ] {
-                if value.is_zero() || value > MAX_TIMEOUT {
-                    return Err(locator.field_error(
-                        &at(field),
-                        &format!(
-                            "must be between 0s and {}",
-                            humantime::format_duration(MAX_TIMEOUT)
-                        ),
-                    ));
-                }
-            }
-            // A call that outlives its target's lease lets another worker claim the target
-            // while the first is still fetching it.
-            if limits.call_timeout + LEASE_MARGIN > host.claim_lease {
-                return Err(locator.field_error(
-                    &at("limits.call_timeout"),
-                    &format!(
-                        "must be at least {} shorter than host.claim_lease ({})",
-                        humantime::format_duration(LEASE_MARGIN),
-                        humantime::format_duration(host.claim_lease)
-                    ),
-                ));
-            }
-            for (index, rule) in connector.egress.allow.iter().enumerate() {
-                if let Some(scheme) = &rule.scheme
-                    && scheme != "http"
-                    && scheme != "https"
-                {
-                    return Err(locator.field_error(
-                        &at(&format!("egress.allow[{index}].scheme")),
-                        &format!("{scheme:?} is not \"http\" or \"https\""),
-                    ));
-                }
-                if rule.host.is_empty() {
-                    return Err(locator.field_error(
-                        &at(&format!("egress.allow[{index}].host")),
-                        "must not be empty",
-                    ));
-                }
-            }
-            for sink in &connector.sinks {
-                if !self.sinks.contains_key(sink) {
-                    return Err(
-                        locator.field_error(&at("sinks"), &format!("no [sinks.{sink}] is defined"))
-                    );
-                }
-            }
-            for (key, value) in &connector.config {
-                if config_value_text(value).is_none() {
-                    return Err(locator.field_error(
-                        &at(&format!("config.{key}")),
-                        "must be a string, number or boolean",
-                    ));
-                }
-            }
-        }
-        resilience::validate(self, locator)?;
-        for (name, sink) in &self.sinks {
-            if let SinkSettings::Webhook { url, .. } = sink {
-                let parsed = url::Url::parse(url).map_err(|e| {
-                    locator.field_error(&format!("sinks.{name}.url"), &format!("{e}"))
-                })?;
-                if parsed.scheme() != "http" && parsed.scheme() != "https" {
-                    return Err(locator.field_error(
-                        &format!("sinks.{name}.url"),
-                        "must be an http or https URL",
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `[host]`'s admin API settings: the listener, where its token comes from (read now, so an
-    /// unset variable is a config error), and the host names it answers to.
-    fn validate_admin(&self, locator: &SourceLocator) -> Result<(), ConfigError> {
-        let host = &self.host;
-        let token = self
-            .admin_token()
-            .map_err(|e| locator.field_error("host.admin_token", &e.to_string()))?;
-        if let Some(listen) = &host.admin_listen {
-            let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
-                return Err(locator.field_error(
-                    "host.admin_listen",
-                    &format!("{listen:?} is not an address like 127.0.0.1:7878"),
-                ));
-            };
-            if !addr.ip().is_loopback() && token.is_none() {
-                return Err(locator.field_error(
-                    "host.admin_listen",
-                    &format!(
-                        "{listen} is reachable from other machines, so the admin API needs a \
-                         token: set host.admin_token = {{ env = \"TSUNAGI_ADMIN_TOKEN\" }} (or \
-                         {{ file = \"...\" }}), or listen on 127.0.0.1"
-                    ),
-                ));
-            }
-        }
-        for (index, name) in host.admin_hosts.iter().enumerate() {
-            let valid = !name.is_empty()
-                && name.len() <= 253
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if !valid {
-                return Err(locator.field_error(
-                    &format!("host.admin_hosts[{index}]"),
-                    &format!("{name:?} is not a host name (letters, digits, '-' and '.')"),
-                ));
-            }
-        }
-        Ok(())
+        Err(ConfigErrors::new(errors, truncated).unwrap_or_else(|| {
+            locator
+                .field_error("(document)", "does not describe a configuration")
+                .into()
+        }))
     }
 
     /// The admin API's token, read from where `host.admin_token` says.
@@ -689,14 +598,13 @@ impl Config {
         format!("sqlite://{}", self.resolve(Path::new(path)).display())
     }
 
-    /// A locator for errors found after loading (plugin files, etc.).
-    pub fn locator(&self) -> Option<SourceLocator> {
-        let text = std::fs::read_to_string(&self.source_path).ok()?;
-        Some(SourceLocator::new(&self.source_path, &text))
+    /// Where the fields of this config are written.
+    pub fn locator(&self) -> &SourceLocator {
+        &self.locator
     }
 
-    /// Builds an error for `field`, located in the file when it can still be read.
-    /// Where `field` stands in the file (line 0 when it is not written there).
+    /// Where `field` stands in the file (where its nearest enclosing table is, when the
+    /// field itself is not written).
     pub fn locate(&self, field: &str) -> FieldLocation {
         let ConfigError {
             file, line, column, ..
@@ -709,34 +617,14 @@ impl Config {
         }
     }
 
+    /// An error about `field`, located where the file writes it.
     pub fn error_at(&self, field: &str, message: &str) -> ConfigError {
-        match self.locator() {
-            Some(locator) => locator.field_error(field, message),
-            None => ConfigError {
-                file: self.source_path.display().to_string(),
-                line: 0,
-                column: 0,
-                field: field.to_string(),
-                message: message.to_string(),
-            },
+        let mut error = self.locator.field_error(field, message);
+        if error.file.is_empty() {
+            error.file = self.source_path.display().to_string();
         }
+        error
     }
-}
-
-/// The longest time limit a config may set (larger values are mistakes, and overflow clocks).
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// The most plugin instances one engine may hold slots for.
-const MAX_INSTANCE_SLOTS: u32 = 16_384;
-
-/// Time a finished call needs to commit before its lease runs out.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
-
-fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 /// What a plugin's `config` import answers: each value of a `[connectors.NAME.config]` table
@@ -759,5 +647,7 @@ pub fn config_value_text(value: &toml::Value) -> Option<String> {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod properties;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,10 @@
 //! it, across connectors. A breaker guards one upstream; its optional probe is a request the
 //! host sends on its own schedule to learn when a broken upstream has recovered.
 
-use super::{ConfigError, SourceLocator};
+use super::validate::{
+    BREAKER_CALLS, BREAKER_WAIT, BUDGET_BURST, BUDGET_PERIOD, Checks, EXPECT_STATUSES,
+    HALF_OPEN_CALLS, HTTP_STATUS, PERCENT, SUCCESSES_TO_CLOSE, TIMEOUT,
+};
 use serde::Deserialize;
 use std::time::Duration;
 use tsunagi_backends::breaker::{BreakerPolicy, Window};
@@ -184,56 +187,35 @@ fn parse_window(text: &str) -> Result<Window, String> {
     Ok(Window::Time { ms })
 }
 
-/// Checks the `[budgets]` and `[breakers]` tables.
-pub(super) fn validate(config: &super::Config, locator: &SourceLocator) -> Result<(), ConfigError> {
+/// Checks the `[budgets]` and `[breakers]` tables, and the allow rules that name them.
+pub(super) fn validate(config: &super::Config, checks: &mut Checks) {
     for (name, budget) in &config.budgets {
-        if !super::is_valid_name(name) {
-            return Err(locator.field_error(
-                &format!("budgets.{name}"),
-                "budget names use lowercase letters, digits, '-' and '_'",
-            ));
-        }
-        budget
-            .quota()
-            .map_err(|e| locator.field_error(&format!("budgets.{name}.rate"), &e.to_string()))?;
-    }
-    for (name, breaker) in &config.breakers {
-        if !super::is_valid_name(name) {
-            return Err(locator.field_error(
-                &format!("breakers.{name}"),
-                "breaker names use lowercase letters, digits, '-' and '_'",
-            ));
-        }
-        breaker.settings().map_err(|(field, message)| {
-            let field = if field == "(breaker)" {
-                format!("breakers.{name}")
-            } else {
-                format!("breakers.{name}.{field}")
-            };
-            locator.field_error(&field, &message)
-        })?;
-        if let Some(probe) = &breaker.probe {
-            let at = |field: &str| format!("breakers.{name}.probe.{field}");
-            let url = url::Url::parse(&probe.url)
-                .map_err(|e| locator.field_error(&at("url"), &e.to_string()))?;
-            if url.scheme() != "http" && url.scheme() != "https" {
-                return Err(locator.field_error(&at("url"), "must be an http or https URL"));
-            }
-            for (field, value) in [("interval", probe.interval), ("timeout", probe.timeout)] {
-                if value.is_zero() || value > super::MAX_TIMEOUT {
-                    return Err(locator.field_error(
-                        &at(field),
-                        &format!(
-                            "must be between 0s and {}",
-                            humantime::format_duration(super::MAX_TIMEOUT)
+        let at = |field: &str| format!("budgets.{name}.{field}");
+        checks.name(&format!("budgets.{name}"), name, "budget");
+        let burst_ok = budget
+            .burst
+            .is_none_or(|burst| checks.count(&at("burst"), burst, BUDGET_BURST));
+        match budget.quota() {
+            Err(e) if burst_ok => checks.error(&at("rate"), e),
+            Err(_) => {}
+            Ok(quota) => {
+                let period = Duration::from_millis(u64::try_from(quota.per_ms).unwrap_or(u64::MAX));
+                if !BUDGET_PERIOD.contains(&period) {
+                    checks.error(
+                        &at("rate"),
+                        format!(
+                            "{:?}: the period must be between {} and {}",
+                            budget.rate,
+                            humantime::format_duration(*BUDGET_PERIOD.start()),
+                            humantime::format_duration(*BUDGET_PERIOD.end())
                         ),
-                    ));
+                    );
                 }
             }
-            if probe.successes_to_close == 0 {
-                return Err(locator.field_error(&at("successes_to_close"), "must be at least 1"));
-            }
         }
+    }
+    for (name, breaker) in &config.breakers {
+        check_breaker(name, breaker, checks);
     }
     for (connector_name, connector) in &config.connectors {
         for (index, rule) in connector.egress.allow.iter().enumerate() {
@@ -241,21 +223,101 @@ pub(super) fn validate(config: &super::Config, locator: &SourceLocator) -> Resul
                 |field: &str| format!("connectors.{connector_name}.egress.allow[{index}].{field}");
             if let Some(budget) = &rule.budget
                 && !config.budgets.contains_key(budget)
+                && !checks.refused(&format!("budgets.{budget}"))
             {
-                return Err(locator
-                    .field_error(&at("budget"), &format!("no [budgets.{budget}] is defined")));
+                checks.error(&at("budget"), format!("no [budgets.{budget}] is defined"));
             }
             if let Some(breaker) = &rule.breaker
                 && !config.breakers.contains_key(breaker)
+                && !checks.refused(&format!("breakers.{breaker}"))
             {
-                return Err(locator.field_error(
+                checks.error(
                     &at("breaker"),
-                    &format!("no [breakers.{breaker}] is defined"),
-                ));
+                    format!("no [breakers.{breaker}] is defined"),
+                );
             }
         }
     }
-    Ok(())
+}
+
+fn check_breaker(name: &str, breaker: &BreakerSettings, checks: &mut Checks) {
+    let at = |field: &str| format!("breakers.{name}.{field}");
+    checks.name(&format!("breakers.{name}"), name, "breaker");
+    let mut ok = true;
+    match parse_window(&breaker.window) {
+        Err(message) => {
+            checks.error(&at("window"), message);
+            ok = false;
+        }
+        Ok(Window::Count(count)) => {
+            ok &= checks.count(&at("window"), count, BREAKER_CALLS);
+        }
+        Ok(Window::Time { ms }) => {
+            let window = Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX));
+            ok &= checks.duration(&at("window"), window, BREAKER_WAIT);
+        }
+    }
+    ok &= checks.number(&at("failure_rate"), breaker.failure_rate, PERCENT);
+    ok &= checks.number(&at("slow_call_rate"), breaker.slow_call_rate, PERCENT);
+    ok &= checks.duration(&at("slow_call"), breaker.slow_call, TIMEOUT);
+    ok &= checks.count(&at("minimum_calls"), breaker.minimum_calls, BREAKER_CALLS);
+    ok &= checks.duration(&at("open_wait"), breaker.open_wait, BREAKER_WAIT);
+    ok &= checks.count(
+        &at("half_open_calls"),
+        breaker.half_open_calls,
+        HALF_OPEN_CALLS,
+    );
+    ok &= checks.duration(
+        &at("half_open_max_wait"),
+        breaker.half_open_max_wait,
+        BREAKER_WAIT,
+    );
+    if let Some(probe) = &breaker.probe {
+        let at = |field: &str| format!("breakers.{name}.probe.{field}");
+        match url::Url::parse(&probe.url) {
+            Err(e) => checks.error(&at("url"), e),
+            Ok(url) if url.scheme() != "http" && url.scheme() != "https" => {
+                checks.error(&at("url"), "must be an http or https URL");
+            }
+            Ok(_) => {}
+        }
+        checks.duration(&at("interval"), probe.interval, TIMEOUT);
+        checks.duration(&at("timeout"), probe.timeout, TIMEOUT);
+        ok &= checks.count(
+            &at("successes_to_close"),
+            probe.successes_to_close,
+            SUCCESSES_TO_CLOSE,
+        );
+        if probe.expect_status.len() > EXPECT_STATUSES {
+            checks.error(
+                &at("expect_status"),
+                format!(
+                    "lists {} statuses; at most {EXPECT_STATUSES}",
+                    probe.expect_status.len()
+                ),
+            );
+        }
+        for (index, status) in probe.expect_status.iter().enumerate() {
+            checks.count(
+                &at(&format!("expect_status[{index}]")),
+                *status,
+                HTTP_STATUS,
+            );
+        }
+    }
+    // What is left for the state machine to refuse relates fields to each other (a minimum of
+    // calls larger than the window, a rate of 0%).
+    if ok
+        && !checks.refused(&format!("breakers.{name}"))
+        && let Err((field, message)) = breaker.settings()
+    {
+        let field = if field == "(breaker)" {
+            format!("breakers.{name}")
+        } else {
+            at(field)
+        };
+        checks.error(&field, message);
+    }
 }
 
 #[cfg(test)]

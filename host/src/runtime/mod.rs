@@ -20,6 +20,7 @@ pub use pool::{
 pub use swap::{SwappableConnector, VersionInfo};
 
 use crate::config::Role;
+use crate::config::files::{FileError, read_regular};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -55,11 +56,11 @@ impl Default for EngineSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read plugin {path}: {source}")]
+    #[error("plugin: {source}")]
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: FileError,
     },
     #[error("plugin {path} is not a WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
@@ -83,6 +84,19 @@ pub enum LoadError {
     },
     #[error("engine setup failed: {0}")]
     Engine(String),
+}
+
+/// The largest plugin file read. Components of a JavaScript or Python runtime are tens of MiB;
+/// anything past this is a mistake (or `/dev/zero`), not a connector.
+pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+
+/// Reads a plugin file: a regular file (symlinks followed) of at most [`MAX_PLUGIN_BYTES`]. The
+/// one way the host reads plugins: loading, reload's hashing, `tsunagi check`, the harness.
+pub fn read_plugin(path: &Path) -> Result<Vec<u8>, LoadError> {
+    read_regular(path, MAX_PLUGIN_BYTES, "plugin").map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The version of the `tsunagi:connector` WIT package this host implements.
@@ -126,9 +140,9 @@ impl Engine {
         let mut pool = PoolingAllocationConfig::default();
         let instances = settings.max_instances.max(4);
         pool.total_component_instances(instances)
-            .total_core_instances(instances * 8)
-            .total_memories(instances * 2)
-            .total_tables(instances * 4)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
             .total_stacks(instances)
             .max_core_instances_per_component(16)
             .max_memories_per_component(4)
@@ -174,10 +188,7 @@ impl Engine {
     /// Reads, compiles and validates a plugin for `role`. Compilation is CPU-heavy; call this
     /// from a blocking-friendly context (see [`Engine::load_blocking`]).
     pub fn load(&self, path: &Path, role: Role) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_plugin(path)?;
         self.load_bytes(path, &bytes, role)
     }
 
@@ -203,10 +214,7 @@ impl Engine {
 
     /// Loads a plugin for whichever role its exports say (`tsunagi plugin test`, `build`).
     pub fn load_any_role(&self, path: &Path) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_plugin(path)?;
         let component = self.compile(path, &bytes)?;
         let exports: Vec<String> = component
             .component_type()

@@ -343,7 +343,13 @@ impl InstancePool {
             Ok(Ok(Ok(answer))) => Ok(answer),
             Ok(Ok(Err(error))) => Err(CallError::Connector {
                 kind: convert_kind(error.kind),
-                message: error.message,
+                // The plugin's text travels on to logs, the store and `/status`: capped here,
+                // where it enters the host.
+                message: if error.message.len() <= tsunagi_backends::MAX_ERROR_BYTES {
+                    error.message
+                } else {
+                    tsunagi_backends::cap_error(&error.message).into_owned()
+                },
             }),
             Ok(Err(trap)) => Err(self.classify_trap(&instance, &trap)),
         };

@@ -20,7 +20,7 @@
 use super::plan::{Pin, PlanInput, Refusal, ReloadPlan, Serving, Step, same_pipeline};
 use super::{BuildError, ConnectorHandle, ConnectorSet, PipelineSet, build_connector};
 use crate::clock::SharedClock;
-use crate::config::{Config, ConfigError, ConnectorSettings};
+use crate::config::{Config, ConfigErrors, ConnectorSettings};
 use crate::resilience::Resilience;
 use crate::runtime::{Engine, InstancePool, SelfTestError, SwappableConnector};
 use serde::Serialize;
@@ -53,7 +53,7 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("config refused, nothing changed: {0}")]
-    Config(#[source] ConfigError),
+    Config(#[source] ConfigErrors),
     #[error("no connector named '{name}' in {}", config.display())]
     UnknownConnector { name: String, config: PathBuf },
     #[error("no connector named '{0}' is running")]
@@ -201,7 +201,9 @@ impl Reloader {
         // Budgets and breakers first: a connector's new allow rules may name new ones.
         let protections = match self.resilience.apply(&config) {
             Ok(changes) => changes,
-            Err(error) => return ReloadReport::refused_whole(&ReloadError::Config(error)),
+            Err(error) => {
+                return ReloadReport::refused_whole(&ReloadError::Config(error.into()));
+            }
         };
         let plan = self.plan(&config, only);
         let mut report = ReloadReport {
@@ -510,7 +512,8 @@ impl Reloader {
     ) -> ConnectorReload {
         tracing::error!(connector = %name, "reload refused; the current version keeps serving: {error}");
         let mut entry = self.entry(name, Outcome::Refused, from, from, started);
-        entry.error = Some(error.to_string());
+        // Kept for `/status`: capped, as a plugin's self-test writes part of it.
+        entry.error = Some(tsunagi_backends::cap_error(&error.to_string()).into_owned());
         entry
     }
 
@@ -519,11 +522,14 @@ impl Reloader {
     }
 }
 
-/// The hex sha256 of a plugin file, or why it cannot be read.
+/// The hex sha256 of a plugin file, or why it cannot be read (read as the engine reads it:
+/// a regular file under the size cap).
 fn file_sha256(path: &Path) -> Result<String, String> {
-    std::fs::read(path)
-        .map(|bytes| hex::encode(Sha256::digest(&bytes)))
-        .map_err(|error| error.to_string())
+    match crate::runtime::read_plugin(path) {
+        Ok(bytes) => Ok(hex::encode(Sha256::digest(&bytes))),
+        Err(crate::runtime::LoadError::Read { source, .. }) => Err(source.to_string()),
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 fn is_zero(count: &u64) -> bool {

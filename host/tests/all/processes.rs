@@ -649,6 +649,57 @@ async fn check_reports_config_errors_with_file_line_column_and_field() {
         "{stderr}"
     );
 
+    // Every error of the file, one a line, each where it is written.
+    let absurd = good
+        .replace("concurrency = 32", "concurrency = 18446744073709551615")
+        .replace("idle_poll = \"50ms\"", "idle_poll = \"500000000 years\"")
+        .replace("min_interval = \"10m\"", "min_intervall = \"10m\"");
+    std::fs::write(&path, &absurd).unwrap();
+    let line_of = |needle: &str| absurd.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let output = tsunagi(&["check", "--config", &path])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error ")).collect();
+    assert_eq!(
+        errors,
+        vec![
+            format!(
+                "error {path}:{}:1: host.idle_poll: must be between 1ms and 10m, not 500000000years",
+                line_of("idle_poll")
+            ),
+            format!(
+                "error {path}:{}:1: connectors.rss.concurrency: must be between 1 and 1024, not 18446744073709551615",
+                line_of("concurrency")
+            ),
+            format!(
+                "error {path}:{}:1: connectors.rss.schedule.min_intervall: unknown field `min_intervall`, expected `min_interval` or `max_interval`",
+                line_of("min_intervall")
+            ),
+        ],
+        "{stderr}"
+    );
+
+    // A plugin path naming a device is refused, not read without end.
+    let device = good.replace(&plugin("rss").display().to_string(), "/dev/zero");
+    std::fs::write(&path, &device).unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tsunagi(&["check", "--config", &path]).output(),
+    )
+    .await
+    .expect("check returns")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("connectors.rss.plugin")
+            && stderr.contains("/dev/zero is not a regular file (it is a character device)"),
+        "{stderr}"
+    );
+
     let not_wasm = dir.path().join("not.wasm");
     std::fs::write(&not_wasm, "hello").unwrap();
     let wrong_plugin = good.replace(
@@ -682,6 +733,13 @@ async fn targets_import_keeps_good_lines_and_names_bad_ones() {
         if i == 2000 {
             text.push_str("ftp://files.example.org/feed\n");
         }
+        if i == 3000 {
+            // Refused by its line number and length; never echoed.
+            text.push_str(&format!(
+                "https://huge.example.org/{}\n",
+                "x".repeat(50 << 20)
+            ));
+        }
     }
     let list = dir.path().join("feeds.txt");
     std::fs::write(&list, &text).unwrap();
@@ -704,8 +762,21 @@ async fn targets_import_keeps_good_lines_and_names_bad_ones() {
         "bad lines give exit 2: {stdout}{stderr}"
     );
     assert!(
-        stdout.contains("210000 added, 0 already present, 2 bad line(s)"),
+        stdout.contains("210000 added, 0 already present, 3 bad line(s) (1 too long)"),
         "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "feeds.txt:3004: is {} bytes long; a target is at most 2048 bytes",
+            (50 << 20) + 25
+        )),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(
+        stderr.len() < 4096,
+        "nothing long is echoed: {} bytes",
+        stderr.len()
     );
     assert!(stderr.contains("feeds.txt:1002: \"not a url\""), "{stderr}");
     assert!(

@@ -265,7 +265,8 @@ struct TargetRow<'a> {
     etag: Option<&'a str>,
     last_modified: Option<&'a str>,
     cursor: Option<&'a str>,
-    error: Option<&'a str>,
+    /// Capped: the error text comes from plugins and upstreams.
+    error: Option<std::borrow::Cow<'a, str>>,
     next_run_at: Millis,
     interval_ms: Option<i64>,
     now: Millis,
@@ -310,7 +311,7 @@ impl<'a> TargetRow<'a> {
                 next_run_at,
                 dead,
             } => {
-                row.error = Some(error);
+                row.error = Some(crate::cap_error(error));
                 row.next_run_at = *next_run_at;
                 row.dead = *dead;
             }

@@ -126,6 +126,8 @@ impl JobQueue for SqliteBackend {
         retry_at: Option<Millis>,
         now: Millis,
     ) -> Result<bool> {
+        // The error text comes from sinks' upstreams: capped.
+        let error = crate::cap_error(error);
         // Retry only when asked to and attempts remain; otherwise the job dies. One statement
         // decides both, using the stored attempt counts.
         let updated = sqlx::query(concat!(
@@ -141,7 +143,7 @@ impl JobQueue for SqliteBackend {
         ))
         .bind(retry_at)
         .bind(now)
-        .bind(error)
+        .bind(error.as_ref())
         .bind(lease.id)
         .bind(&lease.worker)
         .bind(lease.lease_until)

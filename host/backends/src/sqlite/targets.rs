@@ -128,6 +128,7 @@ impl TargetStore for SqliteBackend {
         first_run_at: Millis,
     ) -> Result<AddReport> {
         const CONTEXT: &str = "adding targets";
+        crate::check_targets(targets)?;
         // One transaction for the whole import: one WAL commit instead of one per chunk.
         let mut tx = self.begin_write(CONTEXT).await?;
         let mut added = 0;

@@ -1,14 +1,35 @@
 //! `tsunagi check`: validates the config and compiles and validates every plugin, running
-//! nothing. Prints one line per connector.
+//! nothing. Prints every error of the config file (each `file:line:column: field: message`), or
+//! one line per connector; exits non-zero when anything is wrong.
 
-use super::load_config;
 use std::path::Path;
 use std::process::ExitCode;
+use tsunagi::config::Config;
 use tsunagi::runtime::Engine;
 use tsunagi::topology::engine_settings;
 
 pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = load_config(config_path)?;
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in errors.errors() {
+                eprintln!("error {error}");
+            }
+            if errors.truncated() {
+                eprintln!(
+                    "error {}: stopped after {} errors",
+                    config_path.display(),
+                    errors.errors().len()
+                );
+            }
+            println!(
+                "{}: {} error(s) in the config; no plugin was loaded",
+                config_path.display(),
+                errors.errors().len()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let engine = Engine::new(&engine_settings(&config))?;
     let mut failures = 0;
     for (name, settings) in &config.connectors {

@@ -2,7 +2,9 @@
 //!
 //! `import` reads a text file (one URL per line, `#` comments) or a CSV file (a `url`, `feed`,
 //! `link` or `href` column, or the one `--column` names). Bad lines are reported as
-//! `file:line: reason` and skipped; every good line is kept.
+//! `file:line: reason` and skipped; every good line is kept. A target longer than
+//! [`MAX_TARGET_BYTES`] is refused by its line number and length, never echoed; shorter bad
+//! ones are shown with credentials redacted.
 
 use super::{ConfigArg, load_config, open_backend, require_connector};
 use anyhow::Context;
@@ -10,10 +12,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tsunagi::clock::{Clock, SystemClock, rfc3339};
-use tsunagi_backends::AddReport;
+use tsunagi::config::files::read_any_capped;
+use tsunagi_backends::{AddReport, MAX_TARGET_BYTES, target_problem};
 
 /// Targets sent to the store per call while importing.
 const IMPORT_CHUNK: usize = 10_000;
+
+/// The largest target list imported (210,000 feed URLs are about 20 MiB).
+const MAX_IMPORT_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TargetsCommand {
@@ -76,11 +82,7 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
                     Ok(url) => good.push(url),
                     Err(reason) => {
                         bad += 1;
-                        eprintln!(
-                            "argument {}: {:?}: {reason}",
-                            index + 1,
-                            tsunagi::redact::url(target)
-                        );
+                        eprintln!("argument {}: {}{reason}", index + 1, shown(target));
                     }
                 }
             }
@@ -117,11 +119,12 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
                 total.already_present += report.already_present;
             }
             println!(
-                "{}: {connector}: {} added, {} already present, {} bad line(s)",
+                "{}: {connector}: {} added, {} already present, {} bad line(s) ({} too long)",
                 file.display(),
                 total.added,
                 total.already_present,
-                parsed.problems.len()
+                parsed.problems.len(),
+                parsed.too_long
             );
             Ok(exit_code(parsed.problems.len()))
         }
@@ -199,16 +202,35 @@ fn exit_code(problems: usize) -> ExitCode {
     }
 }
 
-/// Accepts absolute http(s) URLs with a host; returns them normalised.
+/// Accepts absolute http(s) URLs with a host, at most [`MAX_TARGET_BYTES`] long (as given
+/// and once normalised); returns them normalised.
 pub fn validate_target(text: &str) -> Result<String, String> {
-    let url = url::Url::parse(text.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    let text = text.trim();
+    if let Some(problem) = target_problem(text) {
+        return Err(problem);
+    }
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!("scheme {:?} is not http or https", url.scheme()));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("has no host".to_string());
     }
-    Ok(url.to_string())
+    let normalised = url.to_string();
+    if let Some(problem) = target_problem(&normalised) {
+        return Err(format!("normalised (percent-encoded), it {problem}"));
+    }
+    Ok(normalised)
+}
+
+/// How a rejected target is shown before the reason: quoted with credentials redacted, or not
+/// at all when it is too long to print.
+fn shown(text: &str) -> String {
+    if text.trim().len() > MAX_TARGET_BYTES {
+        String::new()
+    } else {
+        format!("{:?}: ", tsunagi::redact::url(text.trim()))
+    }
 }
 
 /// A target as given on the command line, in the form it is stored under (normalised, when it
@@ -229,6 +251,23 @@ fn guess_format(file: &Path) -> ImportFormat {
 pub struct ParsedTargets {
     pub targets: Vec<String>,
     pub problems: Vec<String>,
+    /// How many of the problems are targets over [`MAX_TARGET_BYTES`].
+    pub too_long: usize,
+}
+
+impl ParsedTargets {
+    fn add(&mut self, name: &str, line: u64, text: &str) {
+        match validate_target(text) {
+            Ok(url) => self.targets.push(url),
+            Err(reason) => {
+                if text.trim().len() > MAX_TARGET_BYTES {
+                    self.too_long += 1;
+                }
+                self.problems
+                    .push(format!("{name}:{line}: {}{reason}", shown(text)));
+            }
+        }
+    }
 }
 
 pub fn read_targets(
@@ -236,8 +275,9 @@ pub fn read_targets(
     format: ImportFormat,
     column: Option<&str>,
 ) -> anyhow::Result<ParsedTargets> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = read_any_capped(file, MAX_IMPORT_BYTES, "target list")?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", file.display()))?;
     let name = file.display().to_string();
     Ok(match format {
         ImportFormat::Text => parse_text(&name, &text),
@@ -252,12 +292,7 @@ pub fn parse_text(name: &str, text: &str) -> ParsedTargets {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match validate_target(line) {
-            Ok(url) => parsed.targets.push(url),
-            Err(reason) => parsed
-                .problems
-                .push(format!("{name}:{}: {line:?}: {reason}", index + 1)),
-        }
+        parsed.add(name, index as u64 + 1, line);
     }
     parsed
 }
@@ -310,12 +345,7 @@ pub fn parse_csv(name: &str, text: &str, column: Option<&str>) -> anyhow::Result
         let line = record.position().map_or(0, |p| p.line());
         match record.get(index) {
             Some(cell) if cell.trim().is_empty() => {}
-            Some(cell) => match validate_target(cell) {
-                Ok(url) => parsed.targets.push(url),
-                Err(reason) => parsed
-                    .problems
-                    .push(format!("{name}:{line}: {cell:?}: {reason}")),
-            },
+            Some(cell) => parsed.add(name, line, cell),
             None => parsed
                 .problems
                 .push(format!("{name}:{line}: no column {index} in this row")),
@@ -371,5 +401,58 @@ mod tests {
         let parsed = parse_csv("f.csv", text, Some("1")).unwrap();
         assert_eq!(parsed.targets.len(), 2);
         assert!(parsed.problems.is_empty());
+    }
+    #[test]
+    fn a_too_long_line_is_refused_by_number_without_echoing_it() {
+        let huge = format!("https://a.example/{}", "x".repeat(1 << 20));
+        let text = format!("http://a.example/1\n{huge}\nhttp://a.example/2\n");
+        let parsed = parse_text("feeds.txt", &text);
+        assert_eq!(
+            parsed.targets,
+            vec!["http://a.example/1", "http://a.example/2"]
+        );
+        assert_eq!(parsed.too_long, 1);
+        assert_eq!(
+            parsed.problems,
+            vec![format!(
+                "feeds.txt:2: is {} bytes long; a target is at most 2048 bytes",
+                huge.len()
+            )]
+        );
+
+        let csv = format!("url\nhttp://a.example/1\n{huge}\n");
+        let parsed = parse_csv("feeds.csv", &csv, None).unwrap();
+        assert_eq!(parsed.targets.len(), 1);
+        assert_eq!(parsed.too_long, 1);
+        assert!(
+            parsed.problems[0].starts_with("feeds.csv:3: is "),
+            "{:?}",
+            parsed.problems
+        );
+        assert!(parsed.problems[0].len() < 100, "{:?}", parsed.problems);
+    }
+
+    #[test]
+    fn targets_are_capped_as_given_and_once_normalised() {
+        let at_cap = format!("https://a.example/{}", "x".repeat(MAX_TARGET_BYTES - 18));
+        assert_eq!(validate_target(&at_cap).unwrap().len(), MAX_TARGET_BYTES);
+        // Spaces become %20: short enough as written, too long once normalised.
+        let spaces = format!("https://a.example/{}", " ".repeat(1000));
+        let error = validate_target(&format!("{spaces}x")).unwrap_err();
+        assert!(
+            error.starts_with("normalised (percent-encoded), it is "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_rejected_target_is_shown_with_its_credentials_hidden() {
+        let parsed = parse_text("f.txt", "ftp://a.example/x?token=s3cret\n");
+        assert_eq!(parsed.problems.len(), 1);
+        assert!(
+            !parsed.problems[0].contains("s3cret"),
+            "{:?}",
+            parsed.problems
+        );
     }
 }
