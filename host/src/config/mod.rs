@@ -99,6 +99,16 @@ pub struct HostSettings {
     /// Reload when the config file or a plugin file changes.
     #[serde(default = "default_watch")]
     pub watch: bool,
+    /// Finished (done) jobs are deleted this long after they finished; dead ones stay.
+    #[serde(default = "default_keep_done_jobs", with = "humantime_serde")]
+    pub keep_done_jobs: Duration,
+    /// Time between retention passes (the first runs at start).
+    #[serde(default = "default_retention_interval", with = "humantime_serde")]
+    pub retention_interval: Duration,
+    /// How long the id of an item retention deleted is remembered after a poll last returned
+    /// it, so a feed that still lists the item does not bring it back as new.
+    #[serde(default = "default_keep_forgotten_ids", with = "humantime_serde")]
+    pub keep_forgotten_ids: Duration,
 }
 
 impl Default for HostSettings {
@@ -112,8 +122,23 @@ impl Default for HostSettings {
             shutdown_grace: default_shutdown_grace(),
             compile_cache: None,
             watch: default_watch(),
+            keep_done_jobs: default_keep_done_jobs(),
+            retention_interval: default_retention_interval(),
+            keep_forgotten_ids: default_keep_forgotten_ids(),
         }
     }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn default_keep_done_jobs() -> Duration {
+    7 * DAY
+}
+fn default_retention_interval() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+fn default_keep_forgotten_ids() -> Duration {
+    365 * DAY
 }
 
 fn default_watch() -> bool {
@@ -201,6 +226,13 @@ pub struct ConnectorSettings {
     /// Values the plugin reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
+    /// Stored items older than this are deleted (their ids remembered, so they do not come
+    /// back as new); none keeps them forever.
+    #[serde(default, with = "humantime_serde")]
+    pub keep_items: Option<Duration>,
+    /// Only the newest this many stored items are kept; none keeps every one.
+    #[serde(default)]
+    pub keep_items_count: Option<u64>,
 }
 
 fn default_concurrency() -> usize {
@@ -450,6 +482,7 @@ impl Config {
                 return Err(locator.field_error(field, "must be longer than 0s"));
             }
         }
+        validate_retention(self, locator)?;
         if let Some(listen) = &host.admin_listen
             && listen.parse::<std::net::SocketAddr>().is_err()
         {
@@ -636,6 +669,68 @@ impl Config {
         }
     }
 }
+
+/// Retention settings: every period within its range, so none overflows the clock and a slip
+/// such as `keep_items = "90s"` (for `"90d"`) is refused rather than emptying the item store.
+fn validate_retention(config: &Config, locator: &SourceLocator) -> Result<(), ConfigError> {
+    let host = &config.host;
+    let mut periods = vec![
+        (
+            "host.keep_done_jobs".to_string(),
+            host.keep_done_jobs,
+            KEEP_MIN,
+            KEEP_MAX,
+        ),
+        (
+            "host.retention_interval".to_string(),
+            host.retention_interval,
+            Duration::from_secs(1),
+            DAY,
+        ),
+        (
+            "host.keep_forgotten_ids".to_string(),
+            host.keep_forgotten_ids,
+            // Last-seen times are refreshed at most this often; a shorter horizon would drop
+            // ids feeds still list.
+            2 * tsunagi_backends::FORGOTTEN_SEEN_REFRESH,
+            KEEP_MAX,
+        ),
+    ];
+    for (name, connector) in &config.connectors {
+        if let Some(keep) = connector.keep_items {
+            periods.push((
+                format!("connectors.{name}.keep_items"),
+                keep,
+                KEEP_ITEMS_MIN,
+                KEEP_MAX,
+            ));
+        }
+        if connector.keep_items_count == Some(0) {
+            return Err(locator.field_error(
+                &format!("connectors.{name}.keep_items_count"),
+                "must be at least 1 (leave it out to keep every item)",
+            ));
+        }
+    }
+    for (field, value, min, max) in periods {
+        if value < min || value > max {
+            return Err(locator.field_error(
+                &field,
+                &format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Shortest retention of done jobs and of items, and the longest of either.
+const KEEP_MIN: Duration = Duration::from_secs(60);
+const KEEP_ITEMS_MIN: Duration = Duration::from_secs(3600);
+const KEEP_MAX: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// The longest time limit a config may set (larger values are mistakes, and overflow clocks).
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
