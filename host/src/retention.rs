@@ -8,7 +8,8 @@
 //!    `keep_items_count`, are forgotten oldest first: deleted, their ids remembered so a feed
 //!    that still lists one does not bring it back as new. Items a queued or leased delivery
 //!    holds are kept until it is done (or dead);
-//! 3. forgotten ids no poll has returned for `host.keep_forgotten_ids` are dropped;
+//! 3. forgotten ids no poll has returned for `host.keep_forgotten_ids` are dropped, and beyond
+//!    `host.max_forgotten_ids` the least recently seen go too;
 //! 4. the store is measured (bytes, rows per table) for `/status`, so `/status` itself never
 //!    counts a large table.
 //!
@@ -36,6 +37,7 @@ pub struct RetentionRules {
     pub keep_done_jobs: Duration,
     pub interval: Duration,
     pub keep_forgotten_ids: Duration,
+    pub max_forgotten_ids: u64,
     /// Connectors with an item rule; the others keep every item.
     pub items: BTreeMap<String, ItemRule>,
 }
@@ -55,6 +57,7 @@ impl RetentionRules {
             keep_done_jobs: host.keep_done_jobs,
             interval: host.retention_interval,
             keep_forgotten_ids: host.keep_forgotten_ids,
+            max_forgotten_ids: host.max_forgotten_ids,
             items: config
                 .connectors
                 .iter()
@@ -102,6 +105,10 @@ pub struct PassReport {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub items_held_for_delivery: BTreeMap<String, u64>,
     pub forgotten_ids_purged: u64,
+    /// Of those, the ones dropped (least recently seen first) to stay within
+    /// `host.max_forgotten_ids`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub forgotten_ids_over_cap: u64,
     /// The host stopped during the pass; the rest waits for the next start.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stopped_early: bool,
@@ -309,6 +316,26 @@ impl Retention {
                 break;
             }
         }
+        let mut over_cap = self
+            .backend
+            .count_forgotten_ids()
+            .await?
+            .saturating_sub(rules.max_forgotten_ids);
+        while over_cap > 0 {
+            if stopped(stop, report) {
+                return Ok(());
+            }
+            let take = u32::try_from(over_cap.min(full)).unwrap_or(limit);
+            let purged = self.backend.purge_forgotten_ids(Millis::MAX, take).await?;
+            report.forgotten_ids_purged += purged;
+            report.forgotten_ids_over_cap += purged;
+            self.after_batch(report, between, &Batch::ForgottenIds { purged })
+                .await;
+            if purged == 0 {
+                break;
+            }
+            over_cap = over_cap.saturating_sub(purged);
+        }
         stopped(stop, report);
         Ok(())
     }
@@ -349,6 +376,10 @@ fn stopped(stop: &CancellationToken, report: &mut PassReport) -> bool {
         report.stopped_early = true;
     }
     report.stopped_early
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 fn millis(duration: Duration) -> Millis {
@@ -456,6 +487,7 @@ mod tests {
             keep_done_jobs: 7 * DAY,
             interval: Duration::from_secs(3600),
             keep_forgotten_ids: 365 * DAY,
+            max_forgotten_ids: 10_000_000,
             items: items
                 .iter()
                 .map(|(name, rule)| (name.to_string(), *rule))
@@ -706,6 +738,77 @@ mod tests {
             .await
             .expect("the runner ends on stop")
             .expect("the runner did not panic");
+    }
+
+    /// Commits `ids` as a poll of a fresh target of `connector`; returns how many were new.
+    async fn poll_back(
+        backend: &dyn Backend,
+        connector: &str,
+        ids: Vec<String>,
+        now: Millis,
+    ) -> u64 {
+        let target = format!("check-{}", ids.len());
+        backend
+            .add_targets(connector, &[target], now)
+            .await
+            .expect("add");
+        let claims = backend
+            .claim_due(connector, "checker", now, LEASE, 1)
+            .await
+            .expect("claim");
+        let claim = claims.first().expect("the check target is due");
+        let report = backend
+            .complete_poll(claim, commit(ids, Millis::MAX / 2), now)
+            .await
+            .expect("commit");
+        report.new_items
+    }
+
+    fn old_ids(feeds: usize, per_feed: usize) -> Vec<String> {
+        (0..feeds)
+            .flat_map(|f| (0..per_feed).map(move |n| format!("old-{f}#{n}")))
+            .collect()
+    }
+
+    /// A feed inventing ids on every poll cannot grow the forgotten ids without bound: beyond
+    /// the cap the least recently seen go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forgotten_ids_beyond_the_cap_go_least_recently_seen_first() {
+        let Store {
+            backend,
+            clock,
+            _dir,
+        } = store().await;
+        let mut rules = rules(&[("a", AGE_90D), ("b", AGE_90D)]);
+        rules.max_forgotten_ids = 60;
+        let retention =
+            Retention::with_batch_rows(backend.clone(), Arc::new(clock.clone()), rules, 100);
+        let old = |clock: &ManualClock| clock.now_ms() - millis(100 * DAY);
+
+        fill(&*backend, "a", 5, 10, old(&clock)).await;
+        let first = retention.pass(&CancellationToken::new()).await;
+        assert_eq!(first.items_forgotten["a"], 50);
+        assert_eq!(first.forgotten_ids_over_cap, 0, "50 is within the cap");
+
+        clock.advance(DAY);
+        fill(&*backend, "b", 5, 10, old(&clock)).await;
+        let second = retention.pass(&CancellationToken::new()).await;
+        assert_eq!(second.error, None);
+        assert_eq!(second.items_forgotten["b"], 50);
+        assert_eq!(second.forgotten_ids_over_cap, 40, "{second:?}");
+        assert_eq!(backend.count_forgotten_ids().await.expect("count"), 60);
+
+        let now = clock.now_ms();
+        assert_eq!(
+            poll_back(&*backend, "b", old_ids(5, 10), now).await,
+            0,
+            "b's ids, seen a day later, are all remembered"
+        );
+        assert_eq!(
+            poll_back(&*backend, "a", old_ids(5, 10), now).await,
+            40,
+            "40 of a's went to make room"
+        );
     }
 
     #[test]

@@ -2207,11 +2207,30 @@ pub async fn forgotten_ids_are_purged_once_unseen_for_the_horizon(b: &dyn Backen
         1
     );
     assert_eq!(item_ids(&all_items(b, "rss").await), ["x"]);
+    assert_eq!(b.count_forgotten_ids().await.expect("count"), 1, "y");
     assert_eq!(
         b.purge_forgotten_ids(T0 + 3 * DAY_MS, 100)
             .await
             .expect("purge"),
         1
+    );
+    assert_eq!(b.count_forgotten_ids().await.expect("count"), 0);
+
+    // With no time limit, a purge takes the least recently seen first (how a cap trims).
+    let day = |n: Millis| T0 + n * DAY_MS;
+    poll_returns(b, "rss", "feed", &["p"], &[], day(3)).await;
+    forget_until_done(b, "rss", before_everything(), day(3), 100).await;
+    poll_returns(b, "rss", "feed", &["q"], &[], day(4)).await;
+    forget_until_done(b, "rss", before_everything(), day(4), 100).await;
+    assert_eq!(b.count_forgotten_ids().await.expect("count"), 3, "x, p, q");
+    assert_eq!(
+        b.purge_forgotten_ids(Millis::MAX, 2).await.expect("purge"),
+        2
+    );
+    assert_eq!(
+        poll_returns(b, "rss", "feed", &["x", "p", "q"], &[], day(5)).await,
+        2,
+        "x and p (forgotten on day 3) went; q (day 4) is still remembered"
     );
 }
 

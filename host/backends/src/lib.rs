@@ -434,6 +434,9 @@ pub trait RetentionStore: Send + Sync {
     /// (their last-seen time is refreshed at most every [`FORGOTTEN_SEEN_REFRESH`]); a poll
     /// that returns one later stores it as new. Returns how many.
     async fn purge_forgotten_ids(&self, seen_before: Millis, limit: u32) -> Result<u64>;
+    /// How many forgotten ids are remembered, over every connector (a cap's measure). Reads
+    /// only.
+    async fn count_forgotten_ids(&self) -> Result<u64>;
     /// The store's size and rows per table. Counts every table: call it once per pass.
     async fn storage_stats(&self) -> Result<StorageStats>;
 }

@@ -109,6 +109,10 @@ pub struct HostSettings {
     /// it, so a feed that still lists the item does not bring it back as new.
     #[serde(default = "default_keep_forgotten_ids", with = "humantime_serde")]
     pub keep_forgotten_ids: Duration,
+    /// At most this many forgotten ids are remembered (the least recently seen go first): a
+    /// feed inventing new ids on every poll cannot grow the store without bound.
+    #[serde(default = "default_max_forgotten_ids")]
+    pub max_forgotten_ids: u64,
 }
 
 impl Default for HostSettings {
@@ -125,6 +129,7 @@ impl Default for HostSettings {
             keep_done_jobs: default_keep_done_jobs(),
             retention_interval: default_retention_interval(),
             keep_forgotten_ids: default_keep_forgotten_ids(),
+            max_forgotten_ids: default_max_forgotten_ids(),
         }
     }
 }
@@ -139,6 +144,9 @@ fn default_retention_interval() -> Duration {
 }
 fn default_keep_forgotten_ids() -> Duration {
     365 * DAY
+}
+fn default_max_forgotten_ids() -> u64 {
+    10_000_000
 }
 
 fn default_watch() -> bool {
@@ -696,6 +704,12 @@ fn validate_retention(config: &Config, locator: &SourceLocator) -> Result<(), Co
             KEEP_MAX,
         ),
     ];
+    if !(1_000..=1_000_000_000).contains(&host.max_forgotten_ids) {
+        return Err(locator.field_error(
+            "host.max_forgotten_ids",
+            "must be between 1000 and 1000000000",
+        ));
+    }
     for (name, connector) in &config.connectors {
         if let Some(keep) = connector.keep_items {
             periods.push((

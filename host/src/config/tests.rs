@@ -153,6 +153,7 @@ fn retention_settings_have_defaults_and_parse_days() {
         host.keep_forgotten_ids,
         Duration::from_secs(365 * 24 * 3600)
     );
+    assert_eq!(host.max_forgotten_ids, 10_000_000);
     let rss = &config.connectors["rss"];
     assert_eq!((rss.keep_items, rss.keep_items_count), (None, None));
 
@@ -205,6 +206,12 @@ fn retention_settings_out_of_range_name_their_field_and_line() {
             "host.keep_forgotten_ids",
             2,
             "between 2days and",
+        ),
+        (
+            format!("[host]\nmax_forgotten_ids = 10\n{connector}"),
+            "host.max_forgotten_ids",
+            2,
+            "between 1000 and",
         ),
         (
             format!("[host]\nkeep_done_jobs = \"20000d\"\n{connector}"),

@@ -167,6 +167,14 @@ impl RetentionStore for SqliteBackend {
         Ok(deleted)
     }
 
+    async fn count_forgotten_ids(&self) -> Result<u64> {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM forgotten_items")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_error("counting forgotten item ids"))?;
+        Ok(count(rows))
+    }
+
     async fn storage_stats(&self) -> Result<StorageStats> {
         const CONTEXT: &str = "measuring the database";
         let (pages, page_size, free_pages): (i64, i64, i64) = sqlx::query_as(

@@ -112,6 +112,7 @@ pub async fn retention(args: RetentionBenchArgs) -> anyhow::Result<ExitCode> {
             keep_done_jobs: Duration::from_secs(7 * 86_400),
             interval: Duration::from_secs(3600),
             keep_forgotten_ids: Duration::from_secs(365 * 86_400),
+            max_forgotten_ids: 10_000_000,
             items: BTreeMap::from([(
                 CONNECTOR.to_string(),
                 ItemRule {
