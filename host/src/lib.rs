@@ -4,7 +4,8 @@
 //! The modules form a one-way stack that follows the data path of a crawl (see
 //! `docs/ARCHITECTURE.md`); each uses only the ones listed after it:
 //!
-//! [`admin`] → [`topology`] → [`pipeline`] → [`sinks`] → [`scheduler`] → [`cassette`] →
+//! [`admin`] → [`topology`] → [`pipeline`] → [`sinks`] → [`retention`] → [`scheduler`] →
+//! [`cassette`] →
 //! [`runtime`] → [`egress`] → [`resilience`] → [`config`] → [`stats`] → [`redact`] →
 //! [`clock`] → backends
 //! (and, for unit tests only, `loopback`, a scriptable HTTP server).
@@ -22,6 +23,7 @@ pub mod egress;
 pub mod pipeline;
 pub mod redact;
 pub mod resilience;
+pub mod retention;
 pub mod runtime;
 pub mod scheduler;
 pub mod sinks;

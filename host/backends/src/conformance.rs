@@ -15,9 +15,9 @@
 //! [`conformance_tests!`]: crate::conformance_tests
 
 use crate::{
-    AddReport, Attempt, Backend, BackendError, Delivery, Item, ItemQuery, JobLease,
-    MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob, PollCommit, QueueCounts,
-    StateScope, StoredItem, TargetClaim,
+    AddReport, Attempt, Backend, BackendError, Delivery, ForgetReport, Item, ItemPosition,
+    ItemQuery, JobLease, MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob,
+    PollCommit, QueueCounts, StateScope, StoredItem, TargetClaim,
 };
 use std::any::Any;
 use std::collections::HashSet;
@@ -107,6 +107,13 @@ macro_rules! conformance_tests {
             refused_targets_are_parked_until_released,
             add_targets_refuses_a_batch_with_a_target_over_the_cap,
             stored_errors_are_capped_at_a_char_boundary,
+            done_jobs_older_than_the_cutoff_are_purged_in_batches_and_dead_jobs_stay,
+            items_before_a_position_are_forgotten_oldest_first_in_batches,
+            a_forgotten_item_is_neither_stored_nor_delivered_again,
+            items_a_waiting_delivery_holds_are_kept,
+            the_count_rule_keeps_the_newest_items,
+            forgotten_ids_are_purged_once_unseen_for_the_horizon,
+            storage_stats_count_rows_per_table,
         );
         $crate::conformance_tests!(@store $factory;
             concurrent_claims_in_one_instance_never_overlap,
@@ -2057,4 +2064,385 @@ pub async fn release_clears_the_lease_and_reschedules(b: &dyn Backend) {
             .is_empty(),
         "the stale release did not free w2's lease"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+
+const DAY_MS: Millis = 86_400_000;
+
+/// Claims `target` of `connector` (adding it if new) and commits `ids` as its poll at `now`,
+/// delivering to `queues`; returns how many items were new.
+async fn poll_returns(
+    b: &dyn Backend,
+    connector: &str,
+    target: &str,
+    ids: &[&str],
+    queues: &[&str],
+    now: Millis,
+) -> u64 {
+    b.add_targets(connector, &[target.to_string()], now)
+        .await
+        .expect("add_targets");
+    let claims = b
+        .claim_due(connector, "w1", now, LEASE, 100)
+        .await
+        .expect("claim_due");
+    let claim = claims
+        .into_iter()
+        .find(|claim| claim.target.target == target)
+        .unwrap_or_else(|| panic!("{connector}/{target} should be due at {now}"));
+    let report = b
+        .complete_poll(&claim, success_delivering(items(ids), now, queues), now)
+        .await
+        .expect("commit");
+    assert!(!report.lease_lost);
+    report.new_items
+}
+
+/// Runs `forget_items` batches of `limit` until one examines fewer than `limit` items or
+/// holds one back; returns every batch's report.
+async fn forget_until_done(
+    b: &dyn Backend,
+    connector: &str,
+    before: ItemPosition,
+    now: Millis,
+    limit: u32,
+) -> Vec<ForgetReport> {
+    let mut reports = Vec::new();
+    loop {
+        let report = b
+            .forget_items(connector, before, now, limit)
+            .await
+            .expect("forget_items");
+        reports.push(report);
+        if report.examined < u64::from(limit) || report.held > 0 {
+            return reports;
+        }
+        assert!(reports.len() < 1000, "forget_items never finishes");
+    }
+}
+
+/// Far enough ahead that every item stands before it.
+fn before_everything() -> ItemPosition {
+    ItemPosition::fetched_at(Millis::MAX)
+}
+
+pub async fn done_jobs_older_than_the_cutoff_are_purged_in_batches_and_dead_jobs_stay(
+    b: &dyn Backend,
+) {
+    for n in 0..7 {
+        b.enqueue(job("q", &format!("p{n}"), 1, T0))
+            .await
+            .expect("enqueue");
+    }
+    let leases = b.lease_jobs("q", "w1", T0, LEASE, 6).await.expect("lease");
+    assert_eq!(leases.len(), 6);
+    for (n, lease) in leases.iter().take(4).enumerate() {
+        assert!(
+            b.complete_job(lease, T0 + n as Millis)
+                .await
+                .expect("complete")
+        );
+    }
+    assert!(
+        b.fail_job(&leases[4], "gone", None, T0)
+            .await
+            .expect("fail")
+    );
+    // leases[5] stays leased; the seventh job stays queued.
+
+    // Done before T0 + 2: the jobs finished at T0 and T0 + 1, one per batch of 1.
+    assert_eq!(b.purge_done_jobs(T0 + 2, 1).await.expect("purge"), 1);
+    assert_eq!(b.purge_done_jobs(T0 + 2, 1).await.expect("purge"), 1);
+    assert_eq!(
+        b.purge_done_jobs(T0 + 2, 1).await.expect("purge"),
+        0,
+        "the cutoff is exclusive"
+    );
+    assert_eq!(b.queue_counts("q").await.expect("counts").done, 2);
+    assert_eq!(b.purge_done_jobs(T0 + DAY_MS, 100).await.expect("purge"), 2);
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            queued: 1,
+            leased: 1,
+            done: 0,
+            dead: 1
+        },
+        "queued, leased and dead jobs are never purged"
+    );
+    assert_eq!(b.list_dead(Some("q"), 10).await.expect("dead").len(), 1);
+    assert!(
+        b.complete_job(&leases[5], T0).await.expect("complete"),
+        "a leased job is still completable after purges"
+    );
+}
+
+pub async fn items_before_a_position_are_forgotten_oldest_first_in_batches(b: &dyn Backend) {
+    poll_returns(b, "rss", "feed-1", &["a", "b", "c"], &[], T0).await;
+    poll_returns(b, "rss", "feed-2", &["d", "e"], &[], T0 + 10).await;
+    poll_returns(b, "rss", "feed-3", &["f"], &[], T0 + 20).await;
+    poll_returns(b, "other", "feed-1", &["a"], &[], T0).await;
+
+    let before = ItemPosition::fetched_at(T0 + 20);
+    let reports = forget_until_done(b, "rss", before, T0 + DAY_MS, 2).await;
+    let forgotten: Vec<u64> = reports.iter().map(|r| r.forgotten).collect();
+    assert_eq!(forgotten, [2, 2, 1], "batches of at most 2, oldest first");
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.held == 0 && r.examined == r.forgotten)
+    );
+    assert_eq!(item_ids(&all_items(b, "rss").await), ["f"]);
+    assert_eq!(
+        item_ids(&all_items(b, "other").await),
+        ["a"],
+        "another connector's items are not touched"
+    );
+    let again = b
+        .forget_items("rss", before, T0 + DAY_MS, 10)
+        .await
+        .expect("forget");
+    assert_eq!(again, ForgetReport::default(), "nothing is left before it");
+
+    // A limit of 0 still makes progress one item at a time rather than meaning "everything".
+    let one = b
+        .forget_items("rss", before_everything(), T0 + DAY_MS, 0)
+        .await
+        .expect("forget");
+    assert_eq!((one.examined, one.forgotten), (1, 1));
+    assert_eq!(b.count_items(Some("rss")).await.expect("count"), 0);
+}
+
+pub async fn a_forgotten_item_is_neither_stored_nor_delivered_again(b: &dyn Backend) {
+    assert_eq!(
+        poll_returns(b, "rss", "feed", &["x", "y"], &["sink"], T0).await,
+        2
+    );
+    for lease in lease_all(b, "sink", "deliverer", T0).await {
+        assert!(b.complete_job(&lease, T0).await.expect("complete"));
+    }
+    let reports = forget_until_done(b, "rss", before_everything(), T0 + 1, 100).await;
+    assert_eq!(reports.iter().map(|r| r.forgotten).sum::<u64>(), 2);
+
+    // The feed still lists x and y, plus a new z.
+    let now = T0 + 3_600_000;
+    assert_eq!(
+        poll_returns(b, "rss", "feed", &["x", "y", "z"], &["sink"], now).await,
+        1,
+        "only z is new"
+    );
+    assert_eq!(item_ids(&all_items(b, "rss").await), ["z"]);
+    let jobs = lease_all(b, "sink", "deliverer", now).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        item_ids(&delivered(&jobs[0])),
+        ["z"],
+        "x and y are not delivered again"
+    );
+
+    // Forgotten ids are per connector.
+    assert_eq!(
+        poll_returns(b, "other", "feed", &["x"], &[], now).await,
+        1,
+        "another connector's x is its own"
+    );
+}
+
+pub async fn items_a_waiting_delivery_holds_are_kept(b: &dyn Backend) {
+    poll_returns(b, "rss", "feed-1", &["a", "b"], &["sink"], T0).await;
+    let first = lease_all(b, "sink", "deliverer", T0).await;
+    assert!(b.complete_job(&first[0], T0).await.expect("complete"));
+    poll_returns(b, "rss", "feed-2", &["c", "d"], &["sink"], T0 + 1).await;
+    poll_returns(b, "rss", "feed-3", &["e"], &["sink"], T0 + 2).await;
+    // Another connector's waiting delivery holds nothing of rss's.
+    poll_returns(b, "other", "feed-1", &["o"], &["sink-other"], T0).await;
+
+    let now = T0 + DAY_MS;
+    let report = b
+        .forget_items("rss", before_everything(), now, 100)
+        .await
+        .expect("forget");
+    assert_eq!(
+        report,
+        ForgetReport {
+            examined: 5,
+            forgotten: 2,
+            held: 3
+        },
+        "a and b were delivered; c, d (queued delivery) and e (queued delivery) are held"
+    );
+    assert_eq!(item_ids(&all_items(b, "rss").await), ["c", "d", "e"]);
+
+    // A leased delivery holds its items as a queued one does.
+    let waiting = lease_all(b, "sink", "deliverer", now).await;
+    assert_eq!(waiting.len(), 2);
+    let report = b
+        .forget_items("rss", before_everything(), now, 100)
+        .await
+        .expect("forget");
+    assert_eq!((report.forgotten, report.held), (0, 3));
+
+    // Once c and d are delivered only e's delivery holds; once that one is dead, nothing does.
+    assert!(b.complete_job(&waiting[0], now).await.expect("complete"));
+    let report = b
+        .forget_items("rss", before_everything(), now, 100)
+        .await
+        .expect("forget");
+    assert_eq!((report.forgotten, report.held), (2, 1));
+    assert_eq!(item_ids(&all_items(b, "rss").await), ["e"]);
+    assert!(
+        b.fail_job(&waiting[1], "gone", None, now)
+            .await
+            .expect("fail")
+    );
+    let report = b
+        .forget_items("rss", before_everything(), now, 100)
+        .await
+        .expect("forget");
+    assert_eq!((report.forgotten, report.held), (1, 0));
+    assert_eq!(b.count_items(Some("rss")).await.expect("count"), 0);
+    let dead = b.list_dead(Some("sink"), 10).await.expect("dead");
+    assert_eq!(
+        item_ids(&delivered_dead(&dead[0].payload)),
+        ["e"],
+        "a dead delivery keeps its own copy of the items"
+    );
+    assert_eq!(item_ids(&all_items(b, "other").await), ["o"]);
+}
+
+fn delivered_dead(payload: &str) -> Vec<StoredItem> {
+    serde_json::from_str(payload).expect("a delivery payload is a JSON array of items")
+}
+
+pub async fn the_count_rule_keeps_the_newest_items(b: &dyn Backend) {
+    poll_returns(b, "rss", "feed-1", &["a", "b"], &[], T0).await;
+    poll_returns(b, "rss", "feed-2", &["c"], &[], T0 + 10).await;
+    poll_returns(b, "rss", "feed-3", &["d", "e"], &[], T0 + 20).await;
+    let stored = all_items(b, "rss").await;
+    let position = |index: usize| ItemPosition {
+        fetched_at: stored[index].fetched_at,
+        seq: stored[index].seq,
+    };
+
+    assert_eq!(b.newest_items_start("rss", 0).await.expect("start"), None);
+    assert_eq!(b.newest_items_start("rss", 6).await.expect("start"), None);
+    assert_eq!(
+        b.newest_items_start("rss", 5).await.expect("start"),
+        Some(position(0)),
+        "keeping as many as there are keeps the oldest"
+    );
+    assert_eq!(
+        b.newest_items_start("nobody", 1).await.expect("start"),
+        None
+    );
+    // Items fetched at the same time are ordered by seq: keeping 4 drops only a.
+    assert_eq!(
+        b.newest_items_start("rss", 4).await.expect("start"),
+        Some(position(1))
+    );
+    let start = b
+        .newest_items_start("rss", 2)
+        .await
+        .expect("start")
+        .expect("more than 2 items");
+    assert_eq!(start, position(3));
+    forget_until_done(b, "rss", start, T0 + DAY_MS, 100).await;
+    assert_eq!(item_ids(&all_items(b, "rss").await), ["d", "e"]);
+}
+
+pub async fn forgotten_ids_are_purged_once_unseen_for_the_horizon(b: &dyn Backend) {
+    poll_returns(b, "rss", "feed", &["x", "y"], &[], T0).await;
+    forget_until_done(b, "rss", before_everything(), T0, 100).await;
+
+    // Within a day of being forgotten, seeing x again does not rewrite it; two days on,
+    // seeing y does.
+    assert_eq!(
+        poll_returns(b, "rss", "feed", &["x"], &[], T0 + 3_600_000).await,
+        0
+    );
+    assert_eq!(
+        poll_returns(b, "rss", "feed", &["y"], &[], T0 + 2 * DAY_MS).await,
+        0
+    );
+    assert_eq!(
+        b.purge_forgotten_ids(T0 + DAY_MS, 100)
+            .await
+            .expect("purge"),
+        1,
+        "x was last seen at T0; y at T0 + 2 days"
+    );
+    assert_eq!(
+        b.purge_forgotten_ids(T0 + DAY_MS, 100)
+            .await
+            .expect("purge"),
+        0
+    );
+
+    // x is remembered no more: a poll that returns it stores it as new; y is still forgotten.
+    assert_eq!(
+        poll_returns(b, "rss", "feed", &["x", "y"], &[], T0 + 2 * DAY_MS + 1).await,
+        1
+    );
+    assert_eq!(item_ids(&all_items(b, "rss").await), ["x"]);
+    assert_eq!(b.count_forgotten_ids().await.expect("count"), 1, "y");
+    assert_eq!(
+        b.purge_forgotten_ids(T0 + 3 * DAY_MS, 100)
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(b.count_forgotten_ids().await.expect("count"), 0);
+
+    // With no time limit, a purge takes the least recently seen first (how a cap trims).
+    let day = |n: Millis| T0 + n * DAY_MS;
+    poll_returns(b, "rss", "feed", &["p"], &[], day(3)).await;
+    forget_until_done(b, "rss", before_everything(), day(3), 100).await;
+    poll_returns(b, "rss", "feed", &["q"], &[], day(4)).await;
+    forget_until_done(b, "rss", before_everything(), day(4), 100).await;
+    assert_eq!(b.count_forgotten_ids().await.expect("count"), 3, "x, p, q");
+    assert_eq!(
+        b.purge_forgotten_ids(Millis::MAX, 2).await.expect("purge"),
+        2
+    );
+    assert_eq!(
+        poll_returns(b, "rss", "feed", &["x", "p", "q"], &[], day(5)).await,
+        2,
+        "x and p (forgotten on day 3) went; q (day 4) is still remembered"
+    );
+}
+
+pub async fn storage_stats_count_rows_per_table(b: &dyn Backend) {
+    let empty = b.storage_stats().await.expect("stats");
+    assert!(empty.database_bytes > 0, "{empty:?}");
+    assert!(empty.free_bytes <= empty.database_bytes);
+    let tables: Vec<&str> = empty.rows.keys().map(String::as_str).collect();
+    assert_eq!(
+        tables,
+        ["forgotten_items", "items", "jobs", "state", "targets"]
+    );
+    assert!(empty.rows.values().all(|rows| *rows == 0), "{empty:?}");
+
+    b.add_targets("rss", &names(&["other-feed"]), T0)
+        .await
+        .expect("add");
+    poll_returns(b, "rss", "feed", &["a", "b", "c"], &["sink"], T0).await;
+    b.set_state("rss", StateScope::Connector, "k", Some("v"))
+        .await
+        .expect("set_state");
+    let delivered = lease_all(b, "sink", "deliverer", T0).await;
+    assert!(b.complete_job(&delivered[0], T0).await.expect("complete"));
+    b.forget_items("rss", before_everything(), T0, 1)
+        .await
+        .expect("forget");
+
+    let stats = b.storage_stats().await.expect("stats");
+    let rows = |table: &str| stats.rows.get(table).copied();
+    assert_eq!(rows("targets"), Some(2));
+    assert_eq!(rows("items"), Some(2));
+    assert_eq!(rows("forgotten_items"), Some(1));
+    assert_eq!(rows("jobs"), Some(1));
+    assert_eq!(rows("state"), Some(1));
+    assert!(stats.database_bytes >= empty.database_bytes);
 }

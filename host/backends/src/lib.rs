@@ -2,8 +2,9 @@
 //!
 //! The host talks to storage only through the traits in this crate, one per capability:
 //! [`TargetStore`] (what to poll and when, with leased claims), [`ItemStore`] (deduplicated
-//! results), [`JobQueue`] (durable jobs with leases, retries and a dead-letter state) and
-//! [`StateStore`] (connector key/value state). [`Backend`] bundles them.
+//! results), [`JobQueue`] (durable jobs with leases, retries and a dead-letter state),
+//! [`StateStore`] (connector key/value state) and [`RetentionStore`] (forgetting old items and
+//! finished jobs in small batches, and measuring the store). [`Backend`] bundles them.
 //!
 //! The embedded backend is SQLite ([`sqlite::SqliteBackend`]); scale-out backends (PostgreSQL,
 //! Redis) implement the same traits and pass the same [`conformance`] suite.
@@ -19,6 +20,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -263,6 +265,8 @@ pub trait TargetStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<TargetClaim>>;
     /// Commits a poll's outcome and releases the lease, only if `claim` still holds it.
+    /// An item whose id retention forgot ([`RetentionStore::forget_items`]) is not new: it is
+    /// neither stored again nor delivered, and the poll refreshes when its id was last seen.
     async fn complete_poll(
         &self,
         claim: &TargetClaim,
@@ -429,8 +433,95 @@ pub trait StateStore: Send + Sync {
     async fn target_state(&self, connector: &str, target_id: i64) -> Result<Vec<(String, String)>>;
 }
 
+/// Where an item stands in its connector's storage order: by fetch time, then by `seq`.
+/// Retention forgets items from the front of this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ItemPosition {
+    pub fetched_at: Millis,
+    pub seq: i64,
+}
+
+impl ItemPosition {
+    /// The position just before every item fetched at `at` or later.
+    pub fn fetched_at(at: Millis) -> Self {
+        Self {
+            fetched_at: at,
+            seq: i64::MIN,
+        }
+    }
+}
+
+/// What one [`RetentionStore::forget_items`] batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ForgetReport {
+    /// Items at the front of the connector's order that the batch looked at (at most its
+    /// limit). Fewer than the limit: nothing before the position is left.
+    pub examined: u64,
+    /// Of those, the items deleted (their ids are remembered as forgotten).
+    pub forgotten: u64,
+    /// Of those, the items kept because a queued or leased delivery job holds them.
+    pub held: u64,
+}
+
+/// The size of a store, for `/status`: measured by the retention runner after each pass, so
+/// serving `/status` never counts a large table.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct StorageStats {
+    /// Size of the database proper (for SQLite, pages × page size, free pages included).
+    pub database_bytes: u64,
+    /// Of that, space freed by deletions and reused by later writes (the file does not shrink).
+    pub free_bytes: u64,
+    /// Write-ahead log not yet checkpointed into the database (SQLite's `-wal` file).
+    pub wal_bytes: u64,
+    /// Rows per table.
+    pub rows: BTreeMap<String, u64>,
+}
+
+/// A forgotten id's last-seen time is refreshed by a poll that returns it only when the
+/// recorded time is older than this, so an id a feed keeps listing costs one write a day, not
+/// one per poll. Retention horizons for forgotten ids must be longer.
+pub const FORGOTTEN_SEEN_REFRESH: Duration = Duration::from_secs(24 * 3600);
+
+/// Most rows one retention batch touches, whatever the caller asks: a batch is one write
+/// transaction, and it bounds how long claims and commits wait behind it.
+pub const MAX_RETENTION_BATCH: u32 = 10_000;
+
+/// Retention: each call is one short batch (one write transaction of at most `limit` rows,
+/// capped at [`MAX_RETENTION_BATCH`]), so the caller decides the pace and other writers run
+/// between batches. Nothing here touches queued, leased or dead jobs.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Deletes up to `limit` jobs that are done and were finished before `done_before`,
+    /// oldest first; returns how many. Dead jobs stay (they are for `tsunagi dlq`).
+    async fn purge_done_jobs(&self, done_before: Millis, limit: u32) -> Result<u64>;
+    /// The position of `connector`'s `keep`-th newest item: the oldest one a rule "keep the
+    /// newest `keep`" keeps. `None` when it has `keep` items or fewer (or `keep` is 0).
+    /// Reads only; call it once per pass, not per batch.
+    async fn newest_items_start(&self, connector: &str, keep: u64) -> Result<Option<ItemPosition>>;
+    /// Looks at up to `limit` of `connector`'s oldest items that stand before `before` and
+    /// deletes those no queued or leased delivery job holds (a delivery holds every item of
+    /// its connector from its first one on), remembering each deleted id as forgotten at
+    /// `now`, so a poll that returns it again does not store it as new.
+    async fn forget_items(
+        &self,
+        connector: &str,
+        before: ItemPosition,
+        now: Millis,
+        limit: u32,
+    ) -> Result<ForgetReport>;
+    /// Deletes up to `limit` forgotten ids that no poll has returned since `seen_before`
+    /// (their last-seen time is refreshed at most every [`FORGOTTEN_SEEN_REFRESH`]); a poll
+    /// that returns one later stores it as new. Returns how many.
+    async fn purge_forgotten_ids(&self, seen_before: Millis, limit: u32) -> Result<u64>;
+    /// How many forgotten ids are remembered, over every connector (a cap's measure). Reads
+    /// only.
+    async fn count_forgotten_ids(&self) -> Result<u64>;
+    /// The store's size and rows per table. Counts every table: call it once per pass.
+    async fn storage_stats(&self) -> Result<StorageStats>;
+}
+
 /// Everything the host needs from storage.
-pub trait Backend: TargetStore + ItemStore + JobQueue + StateStore {
+pub trait Backend: TargetStore + ItemStore + JobQueue + StateStore + RetentionStore {
     /// A short name for logs and `/status` ("sqlite", "postgres", …).
     fn kind(&self) -> &'static str;
 }

@@ -187,3 +187,73 @@ async fn a_version_1_database_is_upgraded_in_place() {
         .await
         .expect("reopen");
 }
+
+/// A version 2 database (before retention) with a delivery still waiting: upgraded in place,
+/// the waiting delivery holds its items against retention as a new one would.
+#[tokio::test]
+async fn a_version_2_database_is_upgraded_and_its_waiting_deliveries_hold_their_items() {
+    use sqlx::ConnectOptions;
+    use tsunagi_backends::{ItemPosition, JobQueue, RetentionStore};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("v2.db");
+    {
+        let mut old = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("create a version 2 file");
+        for schema in [
+            include_str!("../src/sqlite/schema.sql"),
+            include_str!("../src/sqlite/schema_v2.sql"),
+        ] {
+            sqlx::raw_sql(schema)
+                .execute(&mut old)
+                .await
+                .expect("version 2 schema");
+        }
+        sqlx::raw_sql(
+            "INSERT INTO items (connector, item_id, target, fetched_at, data) VALUES \
+             ('rss', 'old', 'feed', 5, '{\"id\":\"old\",\"authors\":[],\"categories\":[]}'), \
+             ('rss', 'waiting', 'feed', 6, \
+             '{\"id\":\"waiting\",\"authors\":[],\"categories\":[]}'); \
+             INSERT INTO jobs (queue, payload, state, max_attempts, run_at, updated_at) VALUES \
+             ('sink:file', '[{\"seq\":2,\"connector\":\"rss\",\"target\":\"feed\",\
+             \"fetched_at\":6,\"id\":\"waiting\"}]', 'queued', 3, 6, 6), \
+             ('sink:file', '', 'done', 3, 5, 5), \
+             ('other', 'not json', 'queued', 3, 5, 5);",
+        )
+        .execute(&mut old)
+        .await
+        .expect("version 2 rows");
+    }
+    let backend = SqliteBackend::open(path.to_str().expect("UTF-8 path"))
+        .await
+        .expect("open and upgrade");
+    let report = backend
+        .forget_items("rss", ItemPosition::fetched_at(i64::MAX), T0, 100)
+        .await
+        .expect("forget");
+    assert_eq!(
+        (report.examined, report.forgotten, report.held),
+        (2, 1, 1),
+        "the waiting delivery holds its item"
+    );
+    let left: Vec<String> = backend
+        .list_items(&Default::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|stored| stored.item.id)
+        .collect();
+    assert_eq!(left, ["waiting"]);
+    assert_eq!(
+        backend.purge_done_jobs(T0, 100).await.expect("purge"),
+        1,
+        "the old done job"
+    );
+    assert_eq!(
+        backend.queue_counts("other").await.expect("counts").queued,
+        1
+    );
+}

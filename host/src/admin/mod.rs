@@ -433,6 +433,7 @@ mod tests {
                     breakers: BTreeMap::new(),
                 },
                 reloads: BTreeMap::new(),
+                storage: None,
             })
         }
         async fn reload(&self, only: Option<&str>) -> ReloadReport {

@@ -200,6 +200,20 @@ pub struct HostSettings {
     /// least 512.
     #[serde(default)]
     pub instance_slots: Option<u32>,
+    /// Finished (done) jobs are deleted this long after they finished; dead ones stay.
+    #[serde(default = "default_keep_done_jobs", with = "humantime_serde")]
+    pub keep_done_jobs: Duration,
+    /// Time between retention passes (the first runs at start).
+    #[serde(default = "default_retention_interval", with = "humantime_serde")]
+    pub retention_interval: Duration,
+    /// How long the id of an item retention deleted is remembered after a poll last returned
+    /// it, so a feed that still lists the item does not bring it back as new.
+    #[serde(default = "default_keep_forgotten_ids", with = "humantime_serde")]
+    pub keep_forgotten_ids: Duration,
+    /// At most this many forgotten ids are remembered (the least recently seen go first): a
+    /// feed inventing new ids on every poll cannot grow the store without bound.
+    #[serde(default = "default_max_forgotten_ids")]
+    pub max_forgotten_ids: u64,
 }
 
 impl Default for HostSettings {
@@ -216,8 +230,27 @@ impl Default for HostSettings {
             compile_cache: None,
             watch: default_watch(),
             instance_slots: None,
+            keep_done_jobs: default_keep_done_jobs(),
+            retention_interval: default_retention_interval(),
+            keep_forgotten_ids: default_keep_forgotten_ids(),
+            max_forgotten_ids: default_max_forgotten_ids(),
         }
     }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn default_keep_done_jobs() -> Duration {
+    7 * DAY
+}
+fn default_retention_interval() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+fn default_keep_forgotten_ids() -> Duration {
+    365 * DAY
+}
+fn default_max_forgotten_ids() -> u64 {
+    10_000_000
 }
 
 fn default_watch() -> bool {
@@ -305,6 +338,13 @@ pub struct ConnectorSettings {
     /// Values the plugin reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
+    /// Stored items older than this are deleted (their ids remembered, so they do not come
+    /// back as new); none keeps them forever.
+    #[serde(default, with = "humantime_serde")]
+    pub keep_items: Option<Duration>,
+    /// Only the newest this many stored items are kept; none keeps every one.
+    #[serde(default)]
+    pub keep_items_count: Option<u64>,
 }
 
 fn default_concurrency() -> usize {

@@ -529,3 +529,89 @@ fn fields_keep_their_location_after_loading() {
         "c.toml:1:1: host: x"
     );
 }
+
+#[test]
+fn retention_settings_have_defaults_and_parse_days() {
+    let config = parse(MINIMAL).unwrap();
+    let host = &config.host;
+    assert_eq!(host.keep_done_jobs, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(host.retention_interval, Duration::from_secs(600));
+    assert_eq!(
+        host.keep_forgotten_ids,
+        Duration::from_secs(365 * 24 * 3600)
+    );
+    assert_eq!(host.max_forgotten_ids, 10_000_000);
+    let rss = &config.connectors["rss"];
+    assert_eq!((rss.keep_items, rss.keep_items_count), (None, None));
+
+    let text = "[host]\nkeep_done_jobs = \"2d\"\nretention_interval = \"30s\"\nkeep_forgotten_ids = \"30d\"\n[connectors.rss]\nplugin = \"rss.wasm\"\nrole = \"poller\"\nkeep_items = \"90d\"\nkeep_items_count = 50000\n";
+    let config = parse(text).unwrap();
+    assert_eq!(
+        config.host.keep_done_jobs,
+        Duration::from_secs(2 * 24 * 3600)
+    );
+    assert_eq!(config.host.retention_interval, Duration::from_secs(30));
+    assert_eq!(
+        config.host.keep_forgotten_ids,
+        Duration::from_secs(30 * 24 * 3600)
+    );
+    let rss = &config.connectors["rss"];
+    assert_eq!(rss.keep_items, Some(Duration::from_secs(90 * 24 * 3600)));
+    assert_eq!(rss.keep_items_count, Some(50_000));
+}
+
+#[test]
+fn retention_settings_out_of_range_name_their_field_and_line() {
+    let connector = "[connectors.rss]\nplugin = \"rss.wasm\"\nrole = \"poller\"\n";
+    for (text, field, line, says) in [
+        (
+            format!("{connector}keep_items = \"90s\"\n"),
+            "connectors.rss.keep_items",
+            4,
+            "between 1h and",
+        ),
+        (
+            format!("{connector}keep_items_count = 0\n"),
+            "connectors.rss.keep_items_count",
+            4,
+            "between 1 and",
+        ),
+        (
+            format!("[host]\nkeep_done_jobs = \"10s\"\n{connector}"),
+            "host.keep_done_jobs",
+            2,
+            "between 1m and",
+        ),
+        (
+            format!("[host]\nretention_interval = \"0s\"\n{connector}"),
+            "host.retention_interval",
+            2,
+            "between 1s and 1day",
+        ),
+        (
+            format!("[host]\nkeep_forgotten_ids = \"1d\"\n{connector}"),
+            "host.keep_forgotten_ids",
+            2,
+            "between 2days and",
+        ),
+        (
+            format!("[host]\nmax_forgotten_ids = 10\n{connector}"),
+            "host.max_forgotten_ids",
+            2,
+            "between 1000 and",
+        ),
+        (
+            format!("[host]\nkeep_done_jobs = \"20000d\"\n{connector}"),
+            "host.keep_done_jobs",
+            2,
+            "and 9years",
+        ),
+    ] {
+        let error = parse(&text).expect_err(field);
+        assert_eq!(error.field, field, "{error}");
+        assert_eq!(error.line, line, "{error}");
+        assert!(error.message.contains(says), "{error}");
+    }
+    let error = parse(&format!("{connector}keep_items_count = -3\n")).expect_err("negative");
+    assert_eq!(error.field, "connectors.rss.keep_items_count", "{error}");
+}

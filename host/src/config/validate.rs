@@ -59,6 +59,20 @@ pub const SUCCESSES_TO_CLOSE: RangeInclusive<u32> = 1..=1000;
 pub const HTTP_STATUS: RangeInclusive<u16> = 100..=599;
 pub const EXPECT_STATUSES: usize = 64;
 
+/// How long done jobs are kept (`host.keep_done_jobs`).
+pub const KEEP_DONE_JOBS: RangeInclusive<Duration> = Duration::from_secs(60)..=KEEP_MAX;
+/// How long items are kept (`keep_items`): under an hour is a slip (`"90s"` for `"90d"`) that
+/// would empty the item store.
+pub const KEEP_ITEMS: RangeInclusive<Duration> = HOUR..=KEEP_MAX;
+pub const RETENTION_INTERVAL: RangeInclusive<Duration> = SECOND..=DAY;
+/// Forgotten ids' last-seen times are refreshed at most this often; a shorter horizon would
+/// drop ids feeds still list.
+pub const KEEP_FORGOTTEN_IDS: RangeInclusive<Duration> =
+    Duration::from_secs(2 * tsunagi_backends::FORGOTTEN_SEEN_REFRESH.as_secs())..=KEEP_MAX;
+pub const MAX_FORGOTTEN_IDS: RangeInclusive<u64> = 1_000..=1_000_000_000;
+pub const KEEP_ITEMS_COUNT: RangeInclusive<u64> = 1..=u32::MAX as u64;
+const KEEP_MAX: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 /// Time a finished call needs to commit before its lease runs out.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
@@ -187,6 +201,7 @@ fn is_valid_name(name: &str) -> bool {
 /// Every check of a whole config.
 pub(super) fn validate(config: &Config, checks: &mut Checks) {
     check_host(config, checks);
+    check_retention(config, checks);
     for (name, connector) in &config.connectors {
         check_connector(config, name, connector, checks);
     }
@@ -259,6 +274,40 @@ fn check_host(config: &Config, checks: &mut Checks) {
                      concurrency, plus 8) and be at most {}, not {slots}",
                     INSTANCE_SLOTS.end()
                 ),
+            );
+        }
+    }
+}
+
+/// Retention periods within their ranges, so none overflows the clock and a slip is refused
+/// rather than emptying a store.
+fn check_retention(config: &Config, checks: &mut Checks) {
+    let host = &config.host;
+    checks.duration("host.keep_done_jobs", host.keep_done_jobs, KEEP_DONE_JOBS);
+    checks.duration(
+        "host.retention_interval",
+        host.retention_interval,
+        RETENTION_INTERVAL,
+    );
+    checks.duration(
+        "host.keep_forgotten_ids",
+        host.keep_forgotten_ids,
+        KEEP_FORGOTTEN_IDS,
+    );
+    checks.count(
+        "host.max_forgotten_ids",
+        host.max_forgotten_ids,
+        MAX_FORGOTTEN_IDS,
+    );
+    for (name, connector) in &config.connectors {
+        if let Some(keep) = connector.keep_items {
+            checks.duration(&format!("connectors.{name}.keep_items"), keep, KEEP_ITEMS);
+        }
+        if let Some(count) = connector.keep_items_count {
+            checks.count(
+                &format!("connectors.{name}.keep_items_count"),
+                count,
+                KEEP_ITEMS_COUNT,
             );
         }
     }

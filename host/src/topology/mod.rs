@@ -1,10 +1,12 @@
 //! The topology: builds, owns and tears down everything that runs — the engine, every
 //! connector (its current and previous version), one pipeline per connector, the sink runners,
-//! the health probes, the reloader and the file watcher — from the moment it is built.
+//! the retention runner, the health probes, the reloader and the file watcher — from the moment
+//! it is built.
 //!
 //! Read the host from here down. [`Topology::start`] loads every plugin (failing on the first
 //! that does not validate) and then starts what runs; [`Topology::shutdown`] stops claiming,
-//! lets in-flight calls finish within the grace period, then stops delivering. Everything that
+//! lets in-flight calls finish within the grace period, then stops delivering and retention
+//! (a pass in progress ends after its current batch). Everything that
 //! watches or steers a running host (the admin API, SIGHUP, `tsunagi reload`) goes through the
 //! [`Control`] interface; this module never imports the admin API.
 //!
@@ -31,6 +33,7 @@ use crate::config::{Config, ConfigError, ConnectorSettings, FieldLocation, confi
 use crate::egress::{EgressError, EgressLimits, EgressPolicy, Network};
 use crate::pipeline::RunMode;
 use crate::resilience::Resilience;
+use crate::retention::{Retention, RetentionRules};
 use crate::runtime::{
     ConnectorServices, Engine, EngineSettings, InstancePool, LoadError, PoolSettings,
     SwappableConnector,
@@ -195,8 +198,9 @@ pub struct Topology {
     connectors: Arc<ConnectorSet>,
     pipelines: Arc<PipelineSet>,
     resilience: Arc<Resilience>,
+    retention: Arc<Retention>,
     reloader: Arc<Reloader>,
-    /// Stops the sink runners, probes and watcher, after the pipelines have drained.
+    /// Stops the sink runners, retention, probes and watcher, after the pipelines have drained.
     stop: CancellationToken,
     /// Set when [`Topology::shutdown`] begins.
     stopping: std::sync::atomic::AtomicBool,
@@ -284,15 +288,23 @@ impl Topology {
                 pipelines.start(&handle, settings);
             }
         }
-        let reloader = Arc::new(Reloader::new(
-            &config,
-            engine,
+        let retention = Arc::new(Retention::new(
             backend.clone(),
-            resilience.clone(),
             clock.clone(),
-            connectors.clone(),
-            pipelines.clone(),
+            RetentionRules::from_config(&config),
         ));
+        let reloader = Arc::new(
+            Reloader::new(
+                &config,
+                engine,
+                backend.clone(),
+                resilience.clone(),
+                clock.clone(),
+                connectors.clone(),
+                pipelines.clone(),
+            )
+            .with_retention(retention.clone()),
+        );
 
         let stop = CancellationToken::new();
         // Probes run until the very end: breakers matter while in-flight calls drain too.
@@ -318,6 +330,7 @@ impl Topology {
         for runner in sink_runners {
             tasks.push(tokio::spawn(runner.run(stop.clone())));
         }
+        tasks.push(tokio::spawn(retention.clone().run(stop.clone())));
         Ok(Arc::new(Topology {
             worker_id: options.worker_id,
             started_at: clock.now_ms(),
@@ -326,6 +339,7 @@ impl Topology {
             connectors,
             pipelines,
             resilience,
+            retention,
             reloader,
             stop,
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -345,6 +359,11 @@ impl Topology {
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// The retention runner: its last pass and measurement, and passes on demand.
+    pub fn retention(&self) -> &Arc<Retention> {
+        &self.retention
     }
 
     /// Hot swap of plugins and connector settings (also reachable through [`Control`]).
@@ -367,7 +386,7 @@ impl Topology {
     }
 
     /// Stops claiming, lets in-flight calls finish within the grace period, then stops sink
-    /// delivery, the probes and the watcher.
+    /// delivery, retention, the probes and the watcher.
     pub async fn shutdown(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);

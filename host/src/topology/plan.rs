@@ -172,11 +172,14 @@ fn step_for(input: &PlanInput<'_>, name: &str) -> Step {
             ));
         }
     };
-    if serving.settings == *settings && serving.sha256 == *on_disk {
+    if same_version(&serving.settings, settings) && serving.sha256 == *on_disk {
         return Step::Unchanged;
     }
     if let Some(pin) = input.pins.get(name)
-        && pin.settings.as_ref() == Some(settings)
+        && pin
+            .settings
+            .as_ref()
+            .is_some_and(|pinned| same_version(pinned, settings))
         && pin.sha256 == *on_disk
     {
         return Step::Pinned;
@@ -215,6 +218,18 @@ fn slots_needed(input: &PlanInput<'_>, steps: &[PlannedStep]) -> u64 {
         }
     });
     untouched.chain(touched).fold(0, u64::saturating_add)
+}
+
+/// Whether a version built with `a` is the one `b` asks for: every setting but retention's
+/// (`keep_items`, `keep_items_count`), which the retention runner takes from each reload
+/// without a new version.
+pub fn same_version(a: &ConnectorSettings, b: &ConnectorSettings) -> bool {
+    let without_retention = |settings: &ConnectorSettings| ConnectorSettings {
+        keep_items: None,
+        keep_items_count: None,
+        ..settings.clone()
+    };
+    without_retention(a) == without_retention(b)
 }
 
 /// Whether a running pipeline started with `a` can go on with `b`.
@@ -292,6 +307,24 @@ mod tests {
     #[test]
     fn the_same_settings_and_file_are_unchanged() {
         assert_eq!(World::serving_rss().step("rss"), Step::Unchanged);
+    }
+
+    #[test]
+    fn a_retention_change_alone_needs_no_new_version() {
+        let mut world = World::serving_rss();
+        world.edit("rss", |s| {
+            s.keep_items = Some(Duration::from_secs(90 * 24 * 3600));
+            s.keep_items_count = Some(1000);
+        });
+        assert_eq!(world.step("rss"), Step::Unchanged);
+        world.edit("rss", |s| s.calls_per_instance = 7);
+        assert_eq!(
+            world.step("rss"),
+            Step::Swap {
+                restart_pipeline: false
+            },
+            "with another change it still swaps"
+        );
     }
 
     #[test]

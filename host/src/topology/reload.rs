@@ -22,6 +22,7 @@ use super::{BuildError, ConnectorHandle, ConnectorSet, PipelineSet, build_connec
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigErrors, ConnectorSettings};
 use crate::resilience::Resilience;
+use crate::retention::Retention;
 use crate::runtime::{Engine, InstancePool, SelfTestError, SwappableConnector};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -140,6 +141,8 @@ pub struct Reloader {
     engine: Arc<Engine>,
     backend: Arc<dyn Backend>,
     resilience: Arc<Resilience>,
+    /// Takes each valid config's retention rules; none in tests of the reloader alone.
+    retention: Option<Arc<Retention>>,
     clock: SharedClock,
     connectors: Arc<ConnectorSet>,
     pipelines: Arc<PipelineSet>,
@@ -175,6 +178,7 @@ impl Reloader {
             engine,
             backend,
             resilience,
+            retention: None,
             clock,
             connectors,
             pipelines,
@@ -183,6 +187,12 @@ impl Reloader {
             last: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Hands each reloaded config's retention rules to `retention`.
+    pub(super) fn with_retention(mut self, retention: Arc<Retention>) -> Self {
+        self.retention = Some(retention);
+        self
     }
 
     /// The latest reload of each connector, for `/status`.
@@ -205,6 +215,10 @@ impl Reloader {
                 return ReloadReport::refused_whole(&ReloadError::Config(error.into()));
             }
         };
+        // Retention is the host's, not the plugin's: a valid config's rules apply at once.
+        if let Some(retention) = &self.retention {
+            retention.apply(&config);
+        }
         let plan = self.plan(&config, only);
         let mut report = ReloadReport {
             ok: true,

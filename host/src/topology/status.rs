@@ -4,6 +4,7 @@
 use super::{ConnectorReload, Topology};
 use crate::clock::rfc3339;
 use crate::resilience::ResilienceStatus;
+use crate::retention::StorageStatus;
 use crate::runtime::VersionInfo;
 use crate::sinks::queue_name;
 use crate::stats::{LatencySnapshot, RecentError, StatsSnapshot};
@@ -27,6 +28,9 @@ pub struct StatusReport {
     pub resilience: ResilienceStatus,
     /// The latest reload of each connector: what was swapped or why it was refused.
     pub reloads: BTreeMap<String, ConnectorReload>,
+    /// Database size and rows per table as the last retention pass measured them (null until
+    /// the first pass ends), and what that pass did.
+    pub storage: Option<StorageStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +125,7 @@ impl Topology {
             sinks,
             resilience: self.resilience.status().await,
             reloads: self.reloader.last_reloads(),
+            storage: self.retention.status(),
         })
     }
 }

@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "topology",
     "pipeline",
     "sinks",
+    "retention",
     "scheduler",
     "cassette",
     "runtime",

@@ -15,5 +15,6 @@ mod layers;
 mod plugin_kit;
 mod processes;
 mod resilience;
+mod retention;
 mod status_and_sinks;
 mod walkthrough;

@@ -3,8 +3,9 @@
 //! Every `complete_poll` goes to one committer task per backend instance. While a batch is
 //! being written, new requests queue up; the next batch takes them all (up to a cap) and writes
 //! them in one transaction with a fixed handful of statements whatever its size: one guarded
-//! `UPDATE` of all targets, one `INSERT` of all items (plus one query saying which were new),
-//! one `INSERT` of all delivery jobs. Each statement reads its rows from a single JSON array
+//! `UPDATE` of all targets, one `INSERT` of all items (plus one query saying which were new,
+//! and one refreshing the ids retention forgot that a poll returned again), one `INSERT` of
+//! all delivery jobs. Each statement reads its rows from a single JSON array
 //! parameter (`jsonb_each`), so the SQL text is fixed, stays prepared, and no batch size hits
 //! SQLite's bound-parameter limit.
 //!
@@ -29,6 +30,8 @@ const MAX_BATCH_REQUESTS: usize = 256;
 /// Most items in one transaction, unless a single request alone has more.
 const MAX_BATCH_ITEMS: usize = 10_000;
 const CONTEXT: &str = "committing polls";
+/// See [`crate::FORGOTTEN_SEEN_REFRESH`].
+const REFRESH_AFTER_MS: i64 = crate::FORGOTTEN_SEEN_REFRESH.as_millis() as i64;
 
 /// Guarded update of every target of a batch. A row of `v` belongs to one request; only rows
 /// whose lease still matches are updated (`HELD_TARGETS` names them). Success rows (`ok`) store
@@ -71,14 +74,27 @@ JOIN targets ON targets.id = v.value ->> '$.id'
 WHERE targets.lease_owner = v.value ->> '$.worker'
   AND targets.lease_until = v.value ->> '$.lease_until'";
 
-/// Inserts items in array order, skipping ones stored before. (`WHERE true` resolves SQLite's
-/// parsing ambiguity between a join's ON and the upsert's ON.)
-const INSERT_ITEMS: &str = "\
+/// Inserts items in array order, skipping ones stored before and ones retention forgot (one
+/// primary-key probe of `forgotten_items` each). (The `WHERE` also resolves SQLite's parsing
+/// ambiguity between a join's ON and the upsert's ON.)
+pub(super) const INSERT_ITEMS: &str = "\
 INSERT INTO items (connector, item_id, target, fetched_at, data)
 SELECT value ->> '$.connector', value ->> '$.item.id', value ->> '$.target',
        value ->> '$.fetched_at', value -> '$.item'
-FROM jsonb_each(?1) WHERE true
+FROM jsonb_each(?1) AS v
+WHERE NOT EXISTS (SELECT 1 FROM forgotten_items AS f
+                  WHERE f.connector = v.value ->> '$.connector'
+                    AND f.item_id = v.value ->> '$.item.id')
 ON CONFLICT (connector, item_id) DO NOTHING";
+
+/// Marks forgotten ids that a poll of the batch returned again as seen at `?2`, unless they
+/// were seen within the last `?3` ms: a feed that keeps listing an item retention deleted
+/// keeps its id remembered, at one write a day. The `IN` list probes the primary key.
+pub(super) const REFRESH_FORGOTTEN: &str = "\
+UPDATE forgotten_items SET seen_at = ?2
+WHERE (connector, item_id) IN (
+    SELECT value ->> '$.connector', value ->> '$.item.id' FROM jsonb_each(?1)
+) AND seen_at < ?2 - ?3";
 
 /// The highest `seq` so far: the rows a following insert adds are exactly those above it
 /// (AUTOINCREMENT never goes back, and the write lock keeps other writers out meanwhile).
@@ -90,10 +106,14 @@ const LAST_ITEM_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM items";
 const ITEMS_AFTER: &str = "\
 SELECT json_group_array(json_array(seq, connector, target, item_id)) FROM items WHERE seq > ?1";
 
+/// Delivery jobs, each with its connector and lowest item `seq`: retention keeps the items a
+/// waiting delivery holds.
 const INSERT_JOBS: &str = "\
-INSERT INTO jobs (queue, payload, state, attempt, max_attempts, run_at, updated_at)
+INSERT INTO jobs (queue, payload, state, attempt, max_attempts, run_at, updated_at,
+                  item_connector, first_item_seq)
 SELECT value ->> '$.queue', value ->> '$.payload', 'queued', 0, value ->> '$.max_attempts',
-       value ->> '$.now', value ->> '$.now'
+       value ->> '$.now', value ->> '$.now', value ->> '$.item_connector',
+       value ->> '$.first_item_seq'
 FROM jsonb_each(?1)";
 
 /// One poll outcome to commit.
@@ -348,6 +368,8 @@ struct JobRow<'a> {
     payload: &'a str,
     max_attempts: u32,
     now: Millis,
+    item_connector: &'a str,
+    first_item_seq: i64,
 }
 
 fn to_json<T: Serialize>(value: &T, context: &'static str) -> Result<String> {
@@ -399,12 +421,21 @@ async fn write_batch(writer: &SqlitePool, works: &[PollWork]) -> Result<Vec<Comm
     let mut new_items: Vec<Vec<NewItem<'_>>> = works.iter().map(|_| Vec::new()).collect();
     if !item_rows.is_empty() {
         const STORE: &str = "committing polls: storing new items";
+        let items_json = to_json(&item_rows, "encoding items")?;
+        let latest = works.iter().map(|work| work.now).max().unwrap_or_default();
+        sqlx::query(REFRESH_FORGOTTEN)
+            .bind(&items_json)
+            .bind(latest)
+            .bind(REFRESH_AFTER_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("committing polls: refreshing forgotten ids"))?;
         let last_seq: i64 = sqlx::query_scalar(LAST_ITEM_SEQ)
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error(STORE))?;
         sqlx::query(INSERT_ITEMS)
-            .bind(to_json(&item_rows, "encoding items")?)
+            .bind(&items_json)
             .execute(&mut *tx)
             .await
             .map_err(db_error(STORE))?;
@@ -436,21 +467,24 @@ async fn write_batch(writer: &SqlitePool, works: &[PollWork]) -> Result<Vec<Comm
     let mut payloads = Vec::new();
     for (work, new) in works.iter().zip(&new_items) {
         if let PollCommit::Success { deliver_to, .. } = &work.commit
-            && !new.is_empty()
+            && let Some(first) = new.first()
             && !deliver_to.is_empty()
         {
             let payload = to_json(new, "encoding a delivery payload")?;
-            payloads.push((deliver_to, payload, work.now));
+            // `new` is ordered by seq: its first item is the lowest the delivery holds.
+            payloads.push((deliver_to, payload, work, first.seq));
         }
     }
     let job_rows: Vec<JobRow<'_>> = payloads
         .iter()
-        .flat_map(|(queues, payload, now)| {
+        .flat_map(|(queues, payload, work, first_seq)| {
             queues.iter().map(move |delivery| JobRow {
                 queue: &delivery.queue,
                 payload,
                 max_attempts: delivery.max_attempts,
-                now: *now,
+                now: work.now,
+                item_connector: &work.claim.target.connector,
+                first_item_seq: *first_seq,
             })
         })
         .collect();

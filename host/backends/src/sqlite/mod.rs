@@ -9,13 +9,15 @@
 //!
 //! Poll commits, the crawl's hot path, are batched by a committer task (group commit, see
 //! `commits`): concurrent commits share one transaction. The other trait implementations live
-//! in one submodule per capability.
+//! in one submodule per capability; `retention` deletes in batches of one short transaction
+//! each on the same writer, so commits and claims queue between them.
 //!
 //! Needs SQLite 3.45 or newer (`jsonb_each`); the bundled SQLite that sqlx builds is.
 
 mod commits;
 mod items;
 mod jobs;
+mod retention;
 mod state;
 mod targets;
 
@@ -45,11 +47,12 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 4_000;
 const PAGE_CACHE_KIB: u32 = 64 * 1024;
 /// The schema version this build writes (`PRAGMA user_version`): [`SCHEMA`] creates version 1,
 /// then each migration in [`MIGRATIONS`] moves it one version up.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 const SCHEMA: &str = include_str!("schema.sql");
-const MIGRATIONS: [(i64, &str); 2] = [
+const MIGRATIONS: [(i64, &str); 3] = [
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
+    (4, include_str!("schema_v4.sql")),
 ];
 
 /// SQL appending one failed attempt (`at`, `error`: SQL expressions) to the JSON history in

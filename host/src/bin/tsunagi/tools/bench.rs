@@ -35,6 +35,8 @@ pub enum BenchCommand {
     Rss(RssBenchArgs),
     /// Job latency with and without a plugin hot swap every second.
     Swap(super::swap_bench::SwapBenchArgs),
+    /// Claim and commit latency with and without a retention pass running beside them.
+    Retention(super::retention_bench::RetentionBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +98,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Rss(args) => rss(args).await,
         BenchCommand::Swap(args) => super::swap_bench::swap(args).await,
+        BenchCommand::Retention(args) => super::retention_bench::retention(args).await,
     }
 }
 

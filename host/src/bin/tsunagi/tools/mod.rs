@@ -5,4 +5,5 @@
 
 pub mod bench;
 pub mod demo;
+mod retention_bench;
 mod swap_bench;
