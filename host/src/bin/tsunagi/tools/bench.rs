@@ -35,6 +35,8 @@ pub enum BenchCommand {
     Rss(RssBenchArgs),
     /// Job latency with and without a plugin hot swap every second.
     Swap(super::swap_bench::SwapBenchArgs),
+    /// Peak memory and a bystander's throughput beside a plugin doing the worst its limits allow.
+    Memory(super::memory_bench::MemoryBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +98,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Rss(args) => rss(args).await,
         BenchCommand::Swap(args) => super::swap_bench::swap(args).await,
+        BenchCommand::Memory(args) => super::memory_bench::memory(args).await,
     }
 }
 
@@ -367,6 +370,7 @@ impl TargetPoller for NativeRssPoller {
             state_writes: BTreeMap::new(),
             exchanges: Vec::new(),
             elapsed: started.elapsed(),
+            log: Default::default(),
         }
     }
 }

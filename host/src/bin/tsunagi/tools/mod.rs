@@ -5,4 +5,5 @@
 
 pub mod bench;
 pub mod demo;
+mod memory_bench;
 mod swap_bench;
