@@ -17,7 +17,7 @@
 use crate::{
     AddReport, Attempt, Backend, BackendError, Delivery, ForgetReport, Item, ItemPosition,
     ItemQuery, JobLease, MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob,
-    PollCommit, QueueCounts, StateScope, StoredItem, TargetClaim,
+    PollCommit, QueueCounts, StatePut, StateScope, StoredItem, TargetClaim,
 };
 use std::any::Any;
 use std::collections::HashSet;
@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             complete_poll_with_a_lost_lease_writes_nothing,
             complete_poll_applies_state_writes,
             state_scopes_are_separate_namespaces,
+            state_put_within_a_cap_counts_bytes_of_what_is_stored,
             delivery_enqueues_one_job_per_queue_with_only_new_items,
             delivery_enqueues_nothing_when_no_item_is_new,
             jobs_are_enqueued_leased_and_completed,
@@ -121,6 +122,7 @@ macro_rules! conformance_tests {
             concurrent_job_leases_from_two_instances_never_overlap,
             concurrent_commits_store_each_new_item_once,
             concurrent_commits_of_one_claim_succeed_once,
+            concurrent_capped_state_puts_from_two_instances_never_pass_the_cap,
         );
     };
     (@backend $factory:expr; $($case:ident),+ $(,)?) => {$(
@@ -1069,6 +1071,111 @@ pub async fn complete_poll_applies_state_writes(b: &dyn Backend) {
         [("seen".to_string(), "3".to_string())],
         "None deletes a key"
     );
+}
+
+pub async fn state_put_within_a_cap_counts_bytes_of_what_is_stored(b: &dyn Backend) {
+    let put = |connector: &'static str, key: &'static str, value: &'static str| async move {
+        b.put_state_within(connector, StateScope::Connector, key, value, 20)
+            .await
+            .expect("put_state_within")
+    };
+    assert_eq!(put("rss", "a", "12345").await, StatePut::Stored, "6 bytes");
+    assert_eq!(put("rss", "b", "1234567890").await, StatePut::Stored, "17");
+    assert_eq!(
+        put("rss", "c", "1234").await,
+        StatePut::OverLimit { total: 22 },
+        "22 would pass the cap of 20"
+    );
+    assert_eq!(
+        b.get_state("rss", StateScope::Connector, "c")
+            .await
+            .expect("get_state"),
+        None,
+        "a refused put stores nothing"
+    );
+    assert_eq!(
+        put("rss", "b", "1").await,
+        StatePut::Stored,
+        "a key's old value is replaced, not counted twice: 8"
+    );
+    assert_eq!(
+        put("rss", "d", "ééééé").await,
+        StatePut::Stored,
+        "8 + 1 + 10 bytes (not 5 characters) = 19"
+    );
+    assert_eq!(
+        put("rss", "e", "x").await,
+        StatePut::OverLimit { total: 21 },
+        "counted in bytes: 19 + 2 = 21"
+    );
+    assert_eq!(
+        put("other", "a", "1234567890123456789").await,
+        StatePut::Stored,
+        "another connector has its own total"
+    );
+    b.add_targets("rss", &names(&["one"]), T0)
+        .await
+        .expect("add");
+    let one = b
+        .get_target("rss", "one")
+        .await
+        .expect("get")
+        .expect("one")
+        .id;
+    assert_eq!(
+        b.put_state_within(
+            "rss",
+            StateScope::Target(one),
+            "a",
+            "1234567890123456789",
+            20
+        )
+        .await
+        .expect("put_state_within"),
+        StatePut::Stored,
+        "a target's scope is not the connector's"
+    );
+}
+
+pub async fn concurrent_capped_state_puts_from_two_instances_never_pass_the_cap(store: &TestStore) {
+    let first = store.backend.clone();
+    let second = store.reopen().await;
+    // Forty puts of 10 bytes each against a cap of 55: exactly five fit, however they race.
+    let puts = (0..40).map(|n| {
+        let backend = if n % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tokio::spawn(async move {
+            backend
+                .put_state_within(
+                    "rss",
+                    StateScope::Connector,
+                    &format!("k{n:02}"),
+                    "1234567",
+                    55,
+                )
+                .await
+                .expect("put_state_within")
+        })
+    });
+    let mut stored = 0;
+    for put in puts.collect::<Vec<_>>() {
+        if put.await.expect("put task") == StatePut::Stored {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 5);
+    let mut present = 0;
+    for n in 0..40 {
+        let value = first
+            .get_state("rss", StateScope::Connector, &format!("k{n:02}"))
+            .await
+            .expect("get_state");
+        present += usize::from(value.is_some());
+    }
+    assert_eq!(present, 5, "what was stored is what was reported");
 }
 
 pub async fn state_scopes_are_separate_namespaces(b: &dyn Backend) {

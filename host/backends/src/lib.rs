@@ -413,9 +413,30 @@ pub enum StateScope {
     Target(i64),
 }
 
+/// What [`StateStore::put_state_within`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatePut {
+    Stored,
+    /// Not stored: the scope would have held `total` bytes (keys plus values), over the cap.
+    OverLimit {
+        total: u64,
+    },
+}
+
 /// Durable key/value state of connectors.
 #[async_trait]
 pub trait StateStore: Send + Sync {
+    /// Stores `value` under `key` unless the scope's keys plus values (in bytes, the key's old
+    /// value replaced) would then exceed `max_total`. Checked and written atomically against
+    /// what is stored, so concurrent writers cannot together pass the cap.
+    async fn put_state_within(
+        &self,
+        connector: &str,
+        scope: StateScope,
+        key: &str,
+        value: &str,
+        max_total: u64,
+    ) -> Result<StatePut>;
     async fn get_state(
         &self,
         connector: &str,

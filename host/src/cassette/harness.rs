@@ -162,13 +162,7 @@ pub async fn run(
         services,
         policy,
         resilience,
-        PoolSettings {
-            concurrency: 1,
-            calls_per_instance: 1000,
-            call_timeout: limits.call_timeout,
-            memory_limit: usize::try_from(limits.memory.as_u64()).unwrap_or(usize::MAX),
-            egress_limits,
-        },
+        PoolSettings::new(1, 1000, limits),
         upstream,
     );
 
@@ -389,6 +383,7 @@ fn error_kind(error: &CallError) -> &'static str {
         CallError::Trap(_) => "trap",
         CallError::Timeout(_) => "timeout",
         CallError::MemoryLimit(_) => "memory-limit",
+        CallError::Limit(_) => "limit",
         CallError::Instantiate(_) => "instantiate",
         CallError::HostService(_) => "host",
     }

@@ -236,6 +236,9 @@ mod tests {
             first_byte_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             max_response_bytes: max,
+            max_request_bytes: 1024,
+            requests_in_flight: 8,
+            requests_per_call: 1000,
         }
     }
 

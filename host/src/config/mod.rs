@@ -8,6 +8,7 @@
 //! - `validate` and `resilience`: the checks, and the ranges they hold values to.
 
 pub mod files;
+mod limits;
 pub mod locate;
 mod resilience;
 mod secret;
@@ -452,6 +453,49 @@ pub struct LimitSettings {
     /// Time for a whole HTTP exchange, body included.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Largest HTTP request body the plugin may send (read under this cap, never past it).
+    #[serde(default = "limits::default_request_size")]
+    pub request_size: ByteSize,
+    /// HTTP requests one call may make in all.
+    #[serde(default = "limits::default_requests_per_call")]
+    pub requests_per_call: u32,
+    /// HTTP requests one call may have in flight at once. A request counts until the plugin
+    /// has read its response body to the end or dropped it, since the host holds the body (up
+    /// to `response_size`) till then.
+    #[serde(default = "limits::default_requests_in_flight")]
+    pub requests_in_flight: u32,
+    /// HTTP requests all calls of the connector may have in flight at once; a request over it
+    /// waits for a slot while its call has time. Absent: twice `concurrency`.
+    #[serde(default)]
+    pub connector_requests_in_flight: Option<u32>,
+    /// Longest state key.
+    #[serde(default = "limits::default_state_key_size")]
+    pub state_key_size: ByteSize,
+    /// Longest state value.
+    #[serde(default = "limits::default_state_value_size")]
+    pub state_value_size: ByteSize,
+    /// Keys plus values one target may hold in target-scoped state, counted against what is
+    /// stored.
+    #[serde(default = "limits::default_state_per_target")]
+    pub state_per_target: ByteSize,
+    /// Keys plus values the connector may hold in connector-scoped state, counted against what
+    /// is stored.
+    #[serde(default = "limits::default_state_per_connector")]
+    pub state_per_connector: ByteSize,
+    /// Longest plugin log line (and error message); longer ones are cut, with a marker.
+    #[serde(default = "limits::default_log_line_size")]
+    pub log_line_size: ByteSize,
+    /// Log lines one call may write; the rest are dropped and counted.
+    #[serde(default = "limits::default_log_lines_per_call")]
+    pub log_lines_per_call: u32,
+    /// Items one call may return.
+    #[serde(default = "limits::default_items_per_call")]
+    pub items_per_call: u32,
+    /// Bytes the host may hold for one call's result: the items' text, about 220 bytes per
+    /// item and 24 per author or category, plus validators and cursor. Enforced while the
+    /// result is copied out of the plugin.
+    #[serde(default = "limits::default_items_size")]
+    pub items_size: ByteSize,
 }
 
 impl Default for LimitSettings {
@@ -463,6 +507,18 @@ impl Default for LimitSettings {
             connect_timeout: default_connect_timeout(),
             first_byte_timeout: default_first_byte_timeout(),
             request_timeout: default_request_timeout(),
+            request_size: limits::default_request_size(),
+            requests_per_call: limits::default_requests_per_call(),
+            requests_in_flight: limits::default_requests_in_flight(),
+            connector_requests_in_flight: None,
+            state_key_size: limits::default_state_key_size(),
+            state_value_size: limits::default_state_value_size(),
+            state_per_target: limits::default_state_per_target(),
+            state_per_connector: limits::default_state_per_connector(),
+            log_line_size: limits::default_log_line_size(),
+            log_lines_per_call: limits::default_log_lines_per_call(),
+            items_per_call: limits::default_items_per_call(),
+            items_size: limits::default_items_size(),
         }
     }
 }

@@ -615,3 +615,106 @@ fn retention_settings_out_of_range_name_their_field_and_line() {
     let error = parse(&format!("{connector}keep_items_count = -3\n")).expect_err("negative");
     assert_eq!(error.field, "connectors.rss.keep_items_count", "{error}");
 }
+
+#[test]
+fn memory_bounds_get_defaults_and_a_connector_default_for_requests() {
+    let config = parse(MINIMAL).unwrap();
+    let limits = &config.connectors["rss"].limits;
+    assert_eq!(limits.request_size, ByteSize::mib(1));
+    assert_eq!(limits.requests_in_flight, 8);
+    assert_eq!(limits.requests_per_call, 1000);
+    assert_eq!(limits.connector_requests_in_flight, None);
+    assert_eq!(
+        limits.connector_requests_in_flight_for(32),
+        64,
+        "twice concurrency"
+    );
+    assert_eq!(limits.state_value_size, ByteSize::kib(64));
+    assert_eq!(limits.log_lines_per_call, 200);
+    assert_eq!(limits.items_per_call, 10_000);
+    let text = format!("{MINIMAL}[connectors.rss.limits]\nconnector_requests_in_flight = 5\n");
+    let limits = &parse(&text).unwrap().connectors["rss"].limits;
+    assert_eq!(limits.connector_requests_in_flight_for(32), 5);
+}
+
+#[test]
+fn memory_bounds_out_of_range_name_their_field_and_range() {
+    for (line, field, range) in [
+        (
+            "request_size = \"0 B\"",
+            "request_size",
+            "between 1 B and 256 MiB",
+        ),
+        (
+            "request_size = \"1 GiB\"",
+            "request_size",
+            "between 1 B and 256 MiB",
+        ),
+        (
+            "requests_in_flight = 0",
+            "requests_in_flight",
+            "between 1 and 256",
+        ),
+        (
+            "requests_per_call = 100001",
+            "requests_per_call",
+            "between 1 and 100000",
+        ),
+        (
+            "connector_requests_in_flight = 0",
+            "connector_requests_in_flight",
+            "between 1 and 65536",
+        ),
+        (
+            "state_key_size = \"1 MiB\"",
+            "state_key_size",
+            "between 1 B and 64 KiB",
+        ),
+        (
+            "state_value_size = \"0 B\"",
+            "state_value_size",
+            "between 1 B and 16 MiB",
+        ),
+        (
+            "state_per_connector = \"2 GiB\"",
+            "state_per_connector",
+            "between 1 B and 1 GiB",
+        ),
+        (
+            "log_line_size = \"10 B\"",
+            "log_line_size",
+            "between 64 B and 1 MiB",
+        ),
+        (
+            "log_lines_per_call = 0",
+            "log_lines_per_call",
+            "between 1 and 100000",
+        ),
+        (
+            "items_per_call = 2000000",
+            "items_per_call",
+            "between 1 and 1000000",
+        ),
+        (
+            "items_size = \"100 B\"",
+            "items_size",
+            "between 1 KiB and 1 GiB",
+        ),
+    ] {
+        let text = format!("{MINIMAL}[connectors.rss.limits]\n{line}\n");
+        let error = parse(&text).unwrap_err();
+        assert_eq!(
+            error.field,
+            format!("connectors.rss.limits.{field}"),
+            "{line}"
+        );
+        assert_eq!(error.line, 6, "{line}: {error}");
+        assert!(error.message.contains(range), "{line}: {error}");
+    }
+    let text = format!(
+        "{MINIMAL}[connectors.rss.limits]\nstate_key_size = \"2 KiB\"\nstate_per_target = \"1 KiB\"\n"
+    );
+    let error = parse(&text).unwrap_err();
+    assert_eq!(error.field, "connectors.rss.limits.state_per_target");
+    assert!(error.message.contains("no key would fit"), "{error}");
+}

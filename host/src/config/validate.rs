@@ -431,6 +431,9 @@ impl LimitSettings {
                 call_timeout_ok = ok && !checks.refused(&field(name));
             }
         }
+        // What a plugin can make the host hold outside its memory.
+        let parent = at.strip_suffix(".limits").unwrap_or(at);
+        super::limits::check(self, &|name: &str| format!("{parent}.{name}"), checks);
         call_timeout_ok
     }
 }

@@ -3,9 +3,11 @@
 //! Plugins speak plain `wasi:http`; no default sender is linked, so every request lands in
 //! [`ConnectorEgress::send_request`]. There it is checked against the connector's allowlist,
 //! sent through the connector's pooled HTTP client under connect / first-byte / total timeouts,
-//! and its response body is capped. Each exchange is recorded for the call that made it, so the
-//! scheduler can honour `Retry-After` and `Cache-Control` without trusting the plugin, and so
-//! a refusal by the host's own policy is told apart from an upstream failure.
+//! and its request and response bodies are capped. Requests in flight are bounded per call and
+//! per connector; a request holds its slots until the plugin drops its response, because the
+//! host holds the whole response body until then. Each exchange is recorded for the call that
+//! made it, so the scheduler can honour `Retry-After` and `Cache-Control` without trusting the
+//! plugin, and so a refusal by the host's own policy is told apart from an upstream failure.
 //! Between the allowlist and the send sit the rule's budget and breaker (see
 //! [`crate::resilience`]); credentials will slot in there too. A sink's deliveries go out
 //! through a [`Destination`]: the same allowlist, resolver and redirect checks.
@@ -27,9 +29,15 @@ pub use upstream::{
 
 use crate::redact;
 use crate::resilience::{BreakerCall, Resilience};
-use http_body_util::{BodyExt, Full};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body, Frame, SizeHint};
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tsunagi_backends::Millis;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -40,6 +48,11 @@ pub struct EgressLimits {
     pub first_byte_timeout: Duration,
     pub request_timeout: Duration,
     pub max_response_bytes: u64,
+    pub max_request_bytes: u64,
+    /// Requests one call (one instance) may have in flight.
+    pub requests_in_flight: usize,
+    /// Requests one call may make in all.
+    pub requests_per_call: usize,
 }
 
 impl From<&crate::config::LimitSettings> for EgressLimits {
@@ -49,6 +62,9 @@ impl From<&crate::config::LimitSettings> for EgressLimits {
             first_byte_timeout: limits.first_byte_timeout,
             request_timeout: limits.request_timeout,
             max_response_bytes: limits.response_size.as_u64(),
+            max_request_bytes: limits.request_size.as_u64(),
+            requests_in_flight: usize::try_from(limits.requests_in_flight).unwrap_or(usize::MAX),
+            requests_per_call: usize::try_from(limits.requests_per_call).unwrap_or(usize::MAX),
         }
     }
 }
@@ -131,12 +147,40 @@ fn build_clients(
     })
 }
 
+/// Slots for requests in flight: a connector's, shared by its instances, with its size for
+/// error messages.
+#[derive(Debug, Clone)]
+pub struct RequestSlots {
+    slots: Arc<Semaphore>,
+    size: usize,
+}
+
+impl RequestSlots {
+    pub fn new(size: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// Slots free now.
+    pub fn available(&self) -> usize {
+        self.slots.available_permits()
+    }
+}
+
 /// The `wasi:http` hooks of one plugin instance.
 pub struct ConnectorEgress {
     policy: Arc<EgressPolicy>,
     resilience: Arc<Resilience>,
     upstream: Arc<dyn Upstream>,
     limits: EgressLimits,
+    /// This instance's requests in flight: an instance serves one call at a time, and a
+    /// response a plugin keeps across calls still counts.
+    call_slots: RequestSlots,
+    connector_slots: RequestSlots,
+    /// Requests the current call has made, refused ones included.
+    requests_made: usize,
     log: ExchangeLog,
     /// The current call's target (per-target budgets are keyed by it) and deadline (a budget
     /// wait must leave the request time to run).
@@ -150,12 +194,16 @@ impl ConnectorEgress {
         resilience: Arc<Resilience>,
         upstream: Arc<dyn Upstream>,
         limits: EgressLimits,
+        connector_slots: RequestSlots,
     ) -> Self {
         Self {
             policy,
             resilience,
             upstream,
+            call_slots: RequestSlots::new(limits.requests_in_flight),
             limits,
+            connector_slots,
+            requests_made: 0,
             log: ExchangeLog::default(),
             target: Arc::from(""),
             deadline: Instant::now(),
@@ -165,17 +213,49 @@ impl ConnectorEgress {
     /// Starts a fresh record for the next call and returns it.
     pub fn begin_call(&mut self, target: &str, deadline: Instant) -> ExchangeLog {
         self.log = ExchangeLog::default();
+        self.requests_made = 0;
         self.target = Arc::from(target);
         self.deadline = deadline;
         self.log.clone()
     }
 
+    /// Whether responses of this instance's requests are still held by the host (the plugin
+    /// kept them without reading them to the end), or requests are still running.
+    pub fn holds_responses(&self) -> bool {
+        self.call_slots.available() < self.call_slots.size
+    }
+
+    /// A refusal for a request past `requests_per_call`. Only the first is recorded, so the
+    /// call's exchange log stops growing there too.
+    fn over_requests_per_call(&mut self, url: String) -> HttpError {
+        let reason = format!(
+            "connector '{}': the call already made {} requests (limits.requests_per_call)",
+            self.policy.connector(),
+            self.limits.requests_per_call
+        );
+        if self.requests_made == self.limits.requests_per_call + 1
+            && let Ok(mut log) = self.log.lock()
+        {
+            log.push(ExchangeRecord {
+                url,
+                error: Some(reason.clone()),
+                ..ExchangeRecord::default()
+            });
+        }
+        HttpError::InternalError(Some(reason))
+    }
+
     fn exchange(&self) -> Exchange {
+        // Taken at once: a call over its own bound is refused, not queued.
+        let call_slot = self.call_slots.slots.clone().try_acquire_owned().ok();
         Exchange {
             policy: self.policy.clone(),
             resilience: self.resilience.clone(),
             upstream: self.upstream.clone(),
             limits: self.limits,
+            call_slot,
+            call_slots: self.call_slots.size,
+            connector_slots: self.connector_slots.clone(),
             log: self.log.clone(),
             target: self.target.clone(),
             deadline: self.deadline,
@@ -195,6 +275,11 @@ impl WasiHttpHooks for ConnectorEgress {
         options: Option<RequestOptions>,
         _response_done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
+        self.requests_made = self.requests_made.saturating_add(1);
+        if self.requests_made > self.limits.requests_per_call {
+            let refusal = self.over_requests_per_call(request.uri().to_string());
+            return Box::new(async move { Err(refusal) });
+        }
         let exchange = self.exchange();
         Box::new(async move {
             let response = exchange.run(request, options).await?;
@@ -211,6 +296,10 @@ struct Exchange {
     resilience: Arc<Resilience>,
     upstream: Arc<dyn Upstream>,
     limits: EgressLimits,
+    /// The call's slot for this request, if it had one free.
+    call_slot: Option<OwnedSemaphorePermit>,
+    call_slots: usize,
+    connector_slots: RequestSlots,
     log: ExchangeLog,
     target: Arc<str>,
     deadline: Instant,
@@ -218,7 +307,7 @@ struct Exchange {
 
 impl Exchange {
     async fn run(
-        self,
+        mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, HttpError> {
@@ -256,9 +345,10 @@ impl Exchange {
         result.map_err(|failure| failure.error)
     }
 
-    /// Allowlist, then budget and breaker, then the request itself.
+    /// Allowlist, then the slots for requests in flight, then budget and breaker, then the
+    /// request itself.
     async fn guarded_send(
-        &self,
+        &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         record: &mut ExchangeRecord,
@@ -278,6 +368,7 @@ impl Exchange {
             }
         };
         let limits = effective_limits(&self.limits, options);
+        let slots = self.take_slots(&limits).await?;
         if rule.budget.is_some() || rule.breaker.is_some() {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             // Waiting for a slot must leave the request its own time.
@@ -303,7 +394,7 @@ impl Exchange {
             }
         }
         let response = self
-            .send(url, rule.allow_internal, request, limits, record)
+            .send(url, rule.allow_internal, request, limits, slots, record)
             .await;
         if let Some(budget) = &rule.budget {
             let now = self.resilience.clock().now_ms();
@@ -333,20 +424,46 @@ impl Exchange {
         response
     }
 
+    /// The request's slot of its call (taken when the plugin made it) and of its connector
+    /// (waited for while the call has time left for the request itself).
+    async fn take_slots(&mut self, limits: &EgressLimits) -> Result<HeldSlots, UpstreamError> {
+        let connector = self.policy.connector();
+        let Some(call) = self.call_slot.take() else {
+            return Err(UpstreamError::internal(format!(
+                "connector '{connector}': the call already has {} requests in flight; read one to its end or drop \
+                 it before starting another (limits.requests_in_flight)",
+                self.call_slots
+            )));
+        };
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let max_wait = remaining.saturating_sub(limits.request_timeout.min(remaining / 2));
+        let waited =
+            tokio::time::timeout(max_wait, self.connector_slots.slots.clone().acquire_owned())
+                .await;
+        match waited {
+            Ok(Ok(slot)) => Ok(HeldSlots {
+                _call: call,
+                _connector: slot,
+            }),
+            _ => Err(UpstreamError::internal(format!(
+                "connector '{connector}': its calls kept {} requests in flight for {max_wait:?} \
+                 (limits.connector_requests_in_flight)",
+                self.connector_slots.size
+            ))),
+        }
+    }
+
     async fn send(
         &self,
         url: url::Url,
         allow_internal: bool,
         request: http::Request<WasiBody>,
         limits: EgressLimits,
+        slots: HeldSlots,
         record: &mut ExchangeRecord,
     ) -> Result<http::Response<WasiBody>, UpstreamError> {
         let (parts, body) = request.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| UpstreamError::new(e, "could not read the plugin's request body"))?
-            .to_bytes();
+        let body = read_request_body(self.policy.connector(), &parts.headers, body, limits).await?;
         let outbound = OutboundRequest {
             method: parts.method,
             url,
@@ -371,7 +488,7 @@ impl Exchange {
         }
         builder
             .body(
-                Full::new(response.body)
+                SlotBody::new(response.body, slots)
                     .map_err(|never| match never {})
                     .boxed_unsync(),
             )
@@ -381,6 +498,97 @@ impl Exchange {
                     format!("could not rebuild the response: {e}"),
                 )
             })
+    }
+}
+
+/// The plugin's request body, read up to `max_request_bytes` and never past it: a declared
+/// length over the cap is refused before reading, and reading stops at the cap.
+async fn read_request_body(
+    connector: &str,
+    headers: &http::HeaderMap,
+    body: WasiBody,
+    limits: EgressLimits,
+) -> Result<Bytes, UpstreamError> {
+    let cap = limits.max_request_bytes;
+    let too_large = || {
+        UpstreamError::internal(format!(
+            "connector '{connector}': request body larger than {cap} bytes (limits.request_size)"
+        ))
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > cap) {
+        return Err(too_large());
+    }
+    let limited = Limited::new(body, usize::try_from(cap).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(error) => Err(UpstreamError::internal(format!(
+            "could not read the plugin's request body: {error}"
+        ))),
+    }
+}
+
+/// The slots a request holds until its response is dropped.
+struct HeldSlots {
+    _call: OwnedSemaphorePermit,
+    _connector: OwnedSemaphorePermit,
+}
+
+/// How much of a response body the plugin is handed at a time.
+const BODY_CHUNK: usize = 16 * 1024;
+
+/// A whole response body that holds its request's slots while the host holds any of it. It is
+/// handed over in chunks; `wasi:http` asks for the next chunk only once the plugin has taken
+/// all of the last one, and the final byte comes alone, copied out of the shared buffer, so
+/// when the plugin asks for it the host holds one byte of the body and the slots are freed.
+/// Dropping the body frees them too. An empty body holds none.
+struct SlotBody {
+    rest: Bytes,
+    slots: Option<HeldSlots>,
+}
+
+impl SlotBody {
+    fn new(body: Bytes, slots: HeldSlots) -> Self {
+        let slots = (!body.is_empty()).then_some(slots);
+        Self { rest: body, slots }
+    }
+}
+
+impl Body for SlotBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let chunk = match this.rest.len() {
+            0 => {
+                this.slots = None;
+                return Poll::Ready(None);
+            }
+            1 => {
+                let last = Bytes::copy_from_slice(&this.rest);
+                this.rest = Bytes::new();
+                this.slots = None;
+                last
+            }
+            len => this.rest.split_to(BODY_CHUNK.min(len - 1)),
+        };
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
     }
 }
 

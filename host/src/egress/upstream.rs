@@ -209,6 +209,9 @@ mod tests {
             first_byte_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             max_response_bytes: 1024,
+            max_request_bytes: 1024,
+            requests_in_flight: 8,
+            requests_per_call: 1000,
         }
     }
 

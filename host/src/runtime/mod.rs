@@ -9,10 +9,12 @@
 
 mod bindings;
 mod instance;
+mod limits;
 mod pool;
 mod swap;
 
-pub use instance::{ConnectorServices, TargetCall};
+pub use instance::{ConnectorServices, LogTally, TargetCall};
+pub use limits::{CallLimits, LimitExceeded};
 pub use pool::{
     CallError, CallReport, FailureKind, HandleRequest, HandleResult, InstancePool, PollResult,
     PoolSettings, SearchQuery, SearchResult, SelfTestError,

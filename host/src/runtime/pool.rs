@@ -9,10 +9,13 @@ use super::bindings::{
     self, ErrorKind, Job, JobOutcome, PollRequest, PollResponse, SearchRequest, SearchResponse,
     WitItem,
 };
-use super::instance::{ConnectorServices, InstanceState, TargetCall};
+use super::instance::{ConnectorServices, InstanceState, LogTally, TargetCall};
+use super::limits::{CallLimits, LimitExceeded, check_items, clip, is_transfer_cap};
 use super::{EPOCH_TICK, Engine, Plugin, RolePre};
-use crate::config::Role;
-use crate::egress::{ConnectorEgress, EgressLimits, EgressPolicy, ExchangeRecord, Upstream};
+use crate::config::{LimitSettings, Role};
+use crate::egress::{
+    ConnectorEgress, EgressLimits, EgressPolicy, ExchangeRecord, RequestSlots, Upstream,
+};
 use crate::resilience::Resilience;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,24 @@ pub struct PoolSettings {
     pub call_timeout: Duration,
     pub memory_limit: usize,
     pub egress_limits: EgressLimits,
+    /// Requests all calls may have in flight at once.
+    pub connector_requests_in_flight: usize,
+    pub call_limits: CallLimits,
+}
+
+impl PoolSettings {
+    /// The settings of a connector running `concurrency` calls under `limits`.
+    pub fn new(concurrency: usize, calls_per_instance: u32, limits: &LimitSettings) -> Self {
+        Self {
+            concurrency,
+            calls_per_instance,
+            call_timeout: limits.call_timeout,
+            memory_limit: usize::try_from(limits.memory.as_u64()).unwrap_or(usize::MAX),
+            egress_limits: EgressLimits::from(limits),
+            connector_requests_in_flight: limits.connector_requests_in_flight_for(concurrency),
+            call_limits: CallLimits::from_settings(limits),
+        }
+    }
 }
 
 /// What a successful poll returned, in host types.
@@ -89,6 +110,10 @@ pub enum CallError {
     Timeout(Duration),
     #[error("plugin exceeded its memory limit of {0} bytes")]
     MemoryLimit(usize),
+    /// The plugin ran into one of its other limits (state, items, the size of what it hands
+    /// the host).
+    #[error("{0}")]
+    Limit(LimitExceeded),
     #[error("could not instantiate the plugin: {0}")]
     Instantiate(String),
     /// A host service failed during the call; not the target's or the plugin's fault.
@@ -139,6 +164,8 @@ pub struct CallReport<T = PollResult> {
     /// What the host saw of each HTTP exchange the call made.
     pub exchanges: Vec<ExchangeRecord>,
     pub elapsed: Duration,
+    /// What became of the plugin's log lines.
+    pub log: LogTally,
 }
 
 impl<T> CallReport<T> {
@@ -149,6 +176,7 @@ impl<T> CallReport<T> {
             state_writes: self.state_writes,
             exchanges: self.exchanges,
             elapsed: self.elapsed,
+            log: self.log,
         }
     }
 }
@@ -192,6 +220,8 @@ pub struct InstancePool {
     settings: PoolSettings,
     idle: Mutex<Vec<PooledInstance>>,
     permits: Semaphore,
+    /// Requests in flight across this version's calls.
+    request_slots: RequestSlots,
     /// Swapped out: instances of calls still running are dropped when they end, not pooled.
     retired: std::sync::atomic::AtomicBool,
 }
@@ -216,6 +246,7 @@ impl InstancePool {
             resilience,
             upstream,
             permits: Semaphore::new(settings.concurrency),
+            request_slots: RequestSlots::new(settings.connector_requests_in_flight),
             settings,
             idle: Mutex::new(Vec::new()),
             retired: std::sync::atomic::AtomicBool::new(false),
@@ -319,6 +350,7 @@ impl InstancePool {
                     state_writes: BTreeMap::new(),
                     exchanges: Vec::new(),
                     elapsed: started.elapsed(),
+                    log: LogTally::default(),
                 };
             }
         };
@@ -328,6 +360,7 @@ impl InstancePool {
         data.call = call;
         data.limits.exceeded = false;
         data.host_failure = None;
+        data.limit_exceeded = None;
         data.deadline = Instant::now() + timeout;
         let exchange_log = data.egress.begin_call(&target, data.deadline);
         instance.store.set_epoch_deadline(1);
@@ -338,22 +371,30 @@ impl InstancePool {
         let outcome =
             tokio::time::timeout(timeout + EPOCH_TICK * 10, invoke(exports, store, &request)).await;
 
+        let limits = &self.settings.call_limits;
         let result = match outcome {
             Err(_) => Err(CallError::Timeout(timeout)),
-            Ok(Ok(Ok(answer))) => Ok(answer),
+            // Checked as soon as it is lifted, before anything is built from it.
+            Ok(Ok(Ok(answer))) => check_answer(self.connector(), limits, &answer)
+                .map(|()| answer)
+                .map_err(CallError::Limit),
             Ok(Ok(Err(error))) => Err(CallError::Connector {
                 kind: convert_kind(error.kind),
                 // The plugin's text travels on to logs, the store and `/status`: capped here,
-                // where it enters the host.
-                message: if error.message.len() <= tsunagi_backends::MAX_ERROR_BYTES {
-                    error.message
-                } else {
-                    tsunagi_backends::cap_error(&error.message).into_owned()
-                },
+                // where it enters the host, no longer than a log line nor a stored error.
+                message: tsunagi_backends::cap_error(&clip(&error.message, limits.log_line_size))
+                    .into_owned(),
             }),
             Ok(Err(trap)) => Err(self.classify_trap(&instance, &trap)),
         };
         let state_writes = std::mem::take(&mut instance.store.data_mut().call.writes);
+        let log = instance.store.data().call.log;
+        if log.cut > 0 || log.dropped > 0 {
+            tracing::warn!(connector = %self.connector(), %target,
+                "plugin log: {} line(s) cut to limits.log_line_size ({} bytes), {} dropped past \
+                 limits.log_lines_per_call ({})",
+                log.cut, limits.log_line_size, log.dropped, limits.log_lines_per_call);
+        }
         let mut exchanges = exchange_log
             .lock()
             .map(|mut log| std::mem::take(&mut *log))
@@ -362,12 +403,21 @@ impl InstancePool {
 
         instance.calls += 1;
         let retired = self.retired.load(std::sync::atomic::Ordering::Acquire);
-        if reuse_instance(
-            &result,
-            instance.calls,
-            self.settings.calls_per_instance,
-            retired,
-        ) && let Ok(mut idle) = self.idle.lock()
+        // A plugin that kept responses past its call would hold their bodies, and its slots,
+        // for as long as the instance lives: dropping the instance frees both.
+        let holds_responses = instance.store.data().egress.holds_responses();
+        if holds_responses {
+            tracing::debug!(connector = %self.connector(), %target,
+                "plugin instance discarded: it kept responses it had not read to the end");
+        }
+        if !holds_responses
+            && reuse_instance(
+                &result,
+                instance.calls,
+                self.settings.calls_per_instance,
+                retired,
+            )
+            && let Ok(mut idle) = self.idle.lock()
         {
             idle.push(instance);
         }
@@ -384,6 +434,7 @@ impl InstancePool {
             state_writes,
             exchanges,
             elapsed: started.elapsed(),
+            log,
         }
     }
 
@@ -396,10 +447,18 @@ impl InstancePool {
             self.resilience.clone(),
             self.upstream.clone(),
             self.settings.egress_limits,
+            self.request_slots.clone(),
         );
-        let state = InstanceState::new(self.services.clone(), egress, self.settings.memory_limit);
+        let state = InstanceState::new(
+            self.services.clone(),
+            egress,
+            self.settings.memory_limit,
+            self.settings.call_limits,
+        );
         let mut store = Store::new(self.engine.wasm_engine(), state);
         store.limiter(|state| &mut state.limits);
+        // What one transfer out of the plugin may make the host copy (see `super::limits`).
+        store.set_hostcall_fuel(self.settings.call_limits.transfer_cap());
         store.data_mut().deadline = Instant::now() + self.settings.call_timeout;
         store.epoch_deadline_callback(|store| {
             if Instant::now() >= store.data().deadline {
@@ -475,11 +534,26 @@ impl InstancePool {
     }
 
     fn classify_trap(&self, instance: &PooledInstance, error: &wasmtime::Error) -> CallError {
-        if let Some(failure) = &instance.store.data().host_failure {
+        let data = instance.store.data();
+        if let Some(failure) = &data.host_failure {
             return CallError::HostService(failure.clone());
         }
-        if instance.store.data().limits.exceeded {
+        if let Some(exceeded) = &data.limit_exceeded {
+            return CallError::Limit(exceeded.clone());
+        }
+        if data.limits.exceeded {
             return CallError::MemoryLimit(self.settings.memory_limit);
+        }
+        if is_transfer_cap(error) {
+            return CallError::Limit(LimitExceeded {
+                connector: self.connector().to_string(),
+                limit: "items_size",
+                what: format!(
+                    "the plugin handed the host more than {} bytes at once (a call's result, or \
+                     the arguments of one host call)",
+                    self.settings.call_limits.transfer_cap()
+                ),
+            });
         }
         if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
             return CallError::Timeout(self.settings.call_timeout);
@@ -507,7 +581,15 @@ impl InstancePool {
                 .await
                 .map(RoleInstance::Searcher),
         }
-        .map_err(|e| CallError::Instantiate(summarise_trap(&e)))?;
+        .map_err(|e| {
+            // A component whose memories together start above the cap is the plugin's
+            // fault, not the host's.
+            if store.data().limits.exceeded {
+                CallError::MemoryLimit(self.settings.memory_limit)
+            } else {
+                CallError::Instantiate(summarise_trap(&e))
+            }
+        })?;
         Ok(PooledInstance {
             store,
             exports,
@@ -598,6 +680,38 @@ async fn invoke(
             ));
         }
     })
+}
+
+/// Checks an answer's items and text against the connector's bounds.
+fn check_answer(
+    connector: &str,
+    limits: &CallLimits,
+    answer: &RoleAnswer,
+) -> Result<(), LimitExceeded> {
+    match answer {
+        RoleAnswer::Poll(response) => check_items(
+            connector,
+            limits,
+            &response.items,
+            [
+                response.etag.as_ref(),
+                response.last_modified.as_ref(),
+                response.cursor.as_ref(),
+            ],
+        ),
+        RoleAnswer::Search(response) => check_items(
+            connector,
+            limits,
+            &response.items,
+            [response.next_cursor.as_ref()],
+        ),
+        RoleAnswer::Handle(outcome) => check_items(
+            connector,
+            limits,
+            &[],
+            [outcome.reference.as_ref(), outcome.detail.as_ref()],
+        ),
+    }
 }
 
 fn wrong_answer() -> CallError {
@@ -703,6 +817,11 @@ mod tests {
             CallError::Trap("unreachable".into()),
             CallError::Timeout(Duration::from_secs(1)),
             CallError::MemoryLimit(1 << 20),
+            CallError::Limit(LimitExceeded {
+                connector: "c".into(),
+                limit: "items_size",
+                what: "too much".into(),
+            }),
             CallError::Instantiate("pool full".into()),
             CallError::HostService("store down".into()),
         ] {

@@ -30,7 +30,7 @@ pub use status::{ConnectorStatus, RefusedTarget, SinkStatus, StatusReport};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, ConnectorSettings, FieldLocation, config_texts};
-use crate::egress::{EgressError, EgressLimits, EgressPolicy, Network};
+use crate::egress::{EgressError, EgressPolicy, Network};
 use crate::pipeline::RunMode;
 use crate::resilience::Resilience;
 use crate::retention::{Retention, RetentionRules};
@@ -168,14 +168,11 @@ pub async fn build_connector(
         config: config_texts(&settings.config),
         state: backend,
     });
-    let limits = &settings.limits;
-    let pool_settings = PoolSettings {
-        concurrency: settings.concurrency,
-        calls_per_instance: settings.calls_per_instance,
-        call_timeout: limits.call_timeout,
-        memory_limit: usize::try_from(limits.memory.as_u64()).unwrap_or(usize::MAX),
-        egress_limits: EgressLimits::from(limits),
-    };
+    let pool_settings = PoolSettings::new(
+        settings.concurrency,
+        settings.calls_per_instance,
+        &settings.limits,
+    );
     let policy = Arc::new(EgressPolicy::new(name, settings.egress.allow.clone()));
     let network = Network::new(&policy, &pool_settings.egress_limits, settings.concurrency)?;
     Ok(InstancePool::new(

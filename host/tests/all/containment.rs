@@ -7,6 +7,7 @@ use std::time::Duration;
 use tsunagi::backends::StateScope;
 use tsunagi::clock::{Clock, ManualClock, SystemClock};
 use tsunagi::pipeline::RunMode;
+use tsunagi::runtime::TargetCall;
 use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 
 fn hostile(name: &str, mode: &str, extra: &str) -> String {
@@ -516,5 +517,613 @@ async fn a_refused_body_keeps_the_response_head() {
         .clone()
         .unwrap();
     assert_eq!(budget.next_free_at, now + 120_000, "{budget:?}");
+    api.shutdown();
+}
+
+// ---- Host memory bounded against a hostile plugin: each bound, hit by the hostile plugin. ----
+
+/// A hostile connector with extra config values and limits, allowed to reach `port`.
+fn bounded(name: &str, mode: &str, config: &str, limits: &str, port: u16) -> String {
+    format!(
+        r#"
+[connectors.{name}]
+plugin = "{plugin}"
+role = "poller"
+concurrency = 4
+[connectors.{name}.config]
+mode = "{mode}"
+{config}
+[connectors.{name}.limits]
+call_timeout = "10s"
+memory = "32 MiB"
+{limits}
+[[connectors.{name}.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {port}
+"#,
+        plugin = plugin("hostile").display()
+    )
+}
+
+/// The last error of `connector`'s only target `url`.
+async fn last_error(
+    backend: &std::sync::Arc<dyn tsunagi::backends::Backend>,
+    connector: &str,
+    url: &str,
+) -> String {
+    let target = backend.get_target(connector, url).await.unwrap();
+    target
+        .unwrap_or_else(|| panic!("{connector} has no target {url}"))
+        .last_error
+        .unwrap_or_default()
+}
+
+/// One connector's pool, built as the host builds it (`tsunagi poll` does the same).
+async fn pool_of(config: &tsunagi::config::Config, name: &str) -> tsunagi::runtime::InstancePool {
+    let backend = open_backend(config).await;
+    let engine =
+        tsunagi::runtime::Engine::new(&tsunagi::topology::engine_settings(config)).unwrap();
+    let resilience =
+        tsunagi::resilience::Resilience::in_process(config, std::sync::Arc::new(SystemClock))
+            .unwrap();
+    tsunagi::topology::build_connector(
+        &engine,
+        config,
+        name,
+        &config.connectors[name],
+        backend,
+        &resilience,
+    )
+    .await
+    .unwrap()
+}
+
+/// The host reads a plugin's request body under `request_size` and stops there: an oversized
+/// body is refused naming the limit and never reaches the upstream; one that fits arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_over_its_cap_is_refused_while_read_and_never_sent() {
+    use tsunagi_fake_upstream::{ApiServer, ApiServerConfig};
+    let api = ApiServer::start(ApiServerConfig::default()).await.unwrap();
+    let port = api.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &bounded(
+            "big",
+            "post",
+            "body-bytes = \"2097152\"",
+            "request_size = \"1 MiB\"",
+            port,
+        )
+        + &bounded(
+            "fits",
+            "post",
+            "body-bytes = \"262144\"",
+            "request_size = \"1 MiB\"",
+            port,
+        );
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let (big, fits) = (api.url("/bytes/10/big"), api.url("/bytes/10/fits"));
+    backend
+        .add_targets("big", std::slice::from_ref(&big), clock.now_ms())
+        .await
+        .unwrap();
+    backend
+        .add_targets("fits", std::slice::from_ref(&fits), clock.now_ms())
+        .await
+        .unwrap();
+    let view = run_until_idle(&config, backend.clone(), &clock).await;
+    let error = last_error(&backend, "big", &big).await;
+    assert!(
+        error.contains(
+            "connector 'big': request body larger than 1048576 bytes (limits.request_size)"
+        ),
+        "{error}"
+    );
+    assert_eq!(api.requests_to("/bytes/10/big"), 0, "never sent");
+    assert_eq!(connector_stats(&view, "fits").polls_ok, 1);
+    assert_eq!(
+        api.body_bytes_to("/bytes/10/fits"),
+        262_144,
+        "arrived whole"
+    );
+    api.shutdown();
+}
+
+/// A call may have `requests_in_flight` requests in flight: the next one is refused at once,
+/// naming the limit, and never sent. Four at once is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_in_one_call_stop_at_their_cap() {
+    use tsunagi_fake_upstream::{ApiServer, ApiServerConfig};
+    let api = ApiServer::start(ApiServerConfig::default()).await.unwrap();
+    let port = api.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &bounded(
+            "six",
+            "fanout",
+            "fanout = \"6\"",
+            "requests_in_flight = 4",
+            port,
+        )
+        + &bounded(
+            "four",
+            "fanout",
+            "fanout = \"4\"",
+            "requests_in_flight = 4",
+            port,
+        );
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let (six, four) = (api.url("/bytes/1000/six"), api.url("/bytes/1000/four"));
+    backend
+        .add_targets("six", std::slice::from_ref(&six), clock.now_ms())
+        .await
+        .unwrap();
+    backend
+        .add_targets("four", std::slice::from_ref(&four), clock.now_ms())
+        .await
+        .unwrap();
+    let view = run_until_idle(&config, backend.clone(), &clock).await;
+    let error = last_error(&backend, "six", &six).await;
+    assert!(
+        error.contains("connector 'six': the call already has 4 requests in flight")
+            && error.contains("(limits.requests_in_flight)"),
+        "{error}"
+    );
+    assert_eq!(
+        api.requests_to("/bytes/1000/six"),
+        4,
+        "the fifth never left"
+    );
+    assert_eq!(connector_stats(&view, "four").polls_ok, 1);
+    assert_eq!(api.requests_to("/bytes/1000/four"), 4);
+    api.shutdown();
+}
+
+/// All calls of a connector together may have `connector_requests_in_flight` requests in flight: two
+/// calls hold both slots on an upstream that never answers, so the third call's request waits,
+/// and when its call has no time left for it, fails naming the limit without being sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_across_a_connectors_calls_stop_at_their_cap() {
+    use tsunagi_fake_upstream::{ApiMode, ApiServer, ApiServerConfig};
+    let api = ApiServer::start(ApiServerConfig::default()).await.unwrap();
+    api.set_mode(ApiMode::Hanging);
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &bounded(
+            "held",
+            "http",
+            "",
+            "connector_requests_in_flight = 2",
+            api.addr().port(),
+        )
+        .replace("call_timeout = \"10s\"", "call_timeout = \"2s\"");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let targets: Vec<String> = (0..3).map(|n| api.url(&format!("/flaky/{n}"))).collect();
+    backend
+        .add_targets("held", &targets, clock.now_ms())
+        .await
+        .unwrap();
+    let stats = run_round(&config, backend.clone(), &clock).await;
+    assert_eq!(stats.polls_failed, 3, "{stats:?}");
+    let mut errors = Vec::new();
+    for target in &targets {
+        errors.push(last_error(&backend, "held", target).await);
+    }
+    let over: Vec<&String> = errors
+        .iter()
+        .filter(|e| e.contains("(limits.connector_requests_in_flight)"))
+        .collect();
+    assert_eq!(over.len(), 1, "{errors:#?}");
+    assert!(
+        over[0].contains("connector 'held': its calls kept 2 requests in flight"),
+        "{}",
+        over[0]
+    );
+    assert_eq!(
+        api.stats().flaky_requests,
+        2,
+        "the third request never reached the upstream"
+    );
+    api.shutdown();
+}
+
+/// A state key or value over its size fails the call, naming the limit; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_keys_and_values_over_their_size_fail_the_call_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &bounded("longkey", "state", "state-key-bytes = \"2000\"", "", 9)
+        + &bounded("bigvalue", "state", "state-value-bytes = \"100000\"", "", 9)
+        + &bounded(
+            "bigshared",
+            "state",
+            "state-scope = \"connector\"\nstate-value-bytes = \"100000\"",
+            "",
+            9,
+        );
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let url = "http://127.0.0.1:9/a".to_string();
+    for connector in ["longkey", "bigvalue", "bigshared"] {
+        backend
+            .add_targets(connector, std::slice::from_ref(&url), clock.now_ms())
+            .await
+            .unwrap();
+    }
+    run_until_idle(&config, backend.clone(), &clock).await;
+    for (connector, expected) in [
+        (
+            "longkey",
+            "connector 'longkey': a state key of 2000 bytes is longer than 1024 (limits.state_key_size)",
+        ),
+        (
+            "bigvalue",
+            "a state value of 100000 bytes (key \"http://127.0.0.1:9/a#1.0\") is longer than 65536 \
+             (limits.state_value_size)",
+        ),
+        ("bigshared", "(limits.state_value_size)"),
+    ] {
+        let error = last_error(&backend, connector, &url).await;
+        assert!(error.contains(expected), "{connector}: {error}");
+        let target = backend.get_target(connector, &url).await.unwrap().unwrap();
+        assert_eq!(
+            backend.target_state(connector, target.id).await.unwrap(),
+            vec![],
+            "{connector}: nothing stored"
+        );
+    }
+    assert_eq!(
+        backend
+            .get_state(
+                "bigshared",
+                StateScope::Connector,
+                "http://127.0.0.1:9/a#1.0"
+            )
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// A target's state total holds across calls: each poll adds a 600-byte value, so the fourth
+/// would pass 2 KiB and fails, counted against what the first three stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targets_state_total_holds_across_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &bounded(
+            "grow",
+            "state",
+            "state-value-bytes = \"600\"",
+            "state_per_target = \"2 KiB\"",
+            9,
+        );
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let url = "http://127.0.0.1:9/grow".to_string();
+    backend
+        .add_targets("grow", std::slice::from_ref(&url), clock.now_ms())
+        .await
+        .unwrap();
+    for round in 1..=4 {
+        let stats = run_round(&config, backend.clone(), &clock).await;
+        let expected = if round < 4 { (1, 0) } else { (0, 1) };
+        assert_eq!(
+            (stats.polls_ok, stats.polls_failed),
+            expected,
+            "round {round}"
+        );
+        clock.advance(Duration::from_secs(48 * 3600));
+    }
+    let error = last_error(&backend, "grow", &url).await;
+    assert!(
+        error.contains("connector 'grow': the target's state would hold 2508 bytes")
+            && error.contains("more than 2048 (limits.state_per_target)"),
+        "{error}"
+    );
+    let target = backend.get_target("grow", &url).await.unwrap().unwrap();
+    let stored = backend.target_state("grow", target.id).await.unwrap();
+    let size: usize = stored.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert_eq!((stored.len(), size), (3, 3 * (url.len() + 4 + 600)));
+}
+
+/// Connector-scoped state holds its total across targets and concurrent calls: four calls at
+/// once each add 600 bytes under a 2 KiB total, and exactly three succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_state_total_holds_across_concurrent_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &bounded(
+            "shared",
+            "state",
+            "state-scope = \"connector\"\nstate-value-bytes = \"600\"",
+            "state_per_connector = \"2 KiB\"",
+            9,
+        );
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let targets: Vec<String> = (0..4).map(|n| format!("http://127.0.0.1:9/{n}")).collect();
+    backend
+        .add_targets("shared", &targets, clock.now_ms())
+        .await
+        .unwrap();
+    let stats = run_round(&config, backend.clone(), &clock).await;
+    assert_eq!((stats.polls_ok, stats.polls_failed), (3, 1), "{stats:?}");
+    let mut stored = 0;
+    let mut refused = Vec::new();
+    for target in &targets {
+        let key = format!("{target}#1.0");
+        if let Some(value) = backend
+            .get_state("shared", StateScope::Connector, &key)
+            .await
+            .unwrap()
+        {
+            stored += key.len() + value.len();
+        } else {
+            refused.push(last_error(&backend, "shared", target).await);
+        }
+    }
+    assert!(stored <= 2048, "{stored}");
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].contains("connector 'shared': connector state would hold")
+            && refused[0].contains("(limits.state_per_connector)"),
+        "{}",
+        refused[0]
+    );
+}
+
+/// Log lines past `log_line_size` are cut with a marker and counted; lines past
+/// `log_lines_per_call` are dropped and counted. A plugin's error message is cut the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_and_many_log_lines_and_long_errors_are_cut_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = "log_line_size = \"1 KiB\"\nlog_lines_per_call = 50";
+    let text = host_section("")
+        + &bounded(
+            "loud",
+            "loud",
+            "log-lines = \"300\"\nlog-bytes = \"10000\"",
+            limits,
+            9,
+        )
+        + &bounded("shout", "shout", "error-bytes = \"1048576\"", limits, 9);
+    let config = write_config(dir.path(), &text);
+    let report = pool_of(&config, "loud")
+        .await
+        .poll(
+            TargetCall::detached("http://127.0.0.1:9/"),
+            None,
+            None,
+            None,
+        )
+        .await;
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    assert_eq!(
+        report.log,
+        tsunagi::runtime::LogTally {
+            written: 50,
+            cut: 50,
+            dropped: 250
+        }
+    );
+    let report = pool_of(&config, "shout")
+        .await
+        .poll(
+            TargetCall::detached("http://127.0.0.1:9/"),
+            None,
+            None,
+            None,
+        )
+        .await;
+    let error = report.result.expect_err("shout fails").to_string();
+    assert!(
+        error.len() < 1200 && error.ends_with("… [cut: 1048576 bytes in all]"),
+        "{} bytes: {}",
+        error.len(),
+        &error[error.len().saturating_sub(80)..]
+    );
+}
+
+/// Items are checked as the host lifts the result: past `items_per_call`, past `items_size`
+/// once lifted, and far past it while lifting (the lift itself stops: the transfer cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_over_their_count_or_size_fail_the_call_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = "items_per_call = 100\nitems_size = \"64 KiB\"";
+    let text = host_section("")
+        + &bounded(
+            "fits",
+            "items",
+            "items = \"100\"\nitem-bytes = \"100\"",
+            limits,
+            9,
+        )
+        + &bounded(
+            "many",
+            "items",
+            "items = \"101\"\nitem-bytes = \"1\"",
+            limits,
+            9,
+        )
+        + &bounded(
+            "large",
+            "items",
+            "items = \"10\"\nitem-bytes = \"8192\"",
+            limits,
+            9,
+        )
+        + &bounded(
+            "huge",
+            "items",
+            "items = \"100\"\nitem-bytes = \"10240\"",
+            limits,
+            9,
+        );
+    let config = write_config(dir.path(), &text);
+    let poll = |name: &'static str| {
+        let config = config.clone();
+        async move {
+            pool_of(&config, name)
+                .await
+                .poll(
+                    TargetCall::detached("http://127.0.0.1:9/"),
+                    None,
+                    None,
+                    None,
+                )
+                .await
+                .result
+        }
+    };
+    assert_eq!(poll("fits").await.expect("fits").items.len(), 100);
+    for (name, expected) in [
+        (
+            "many",
+            "connector 'many': the plugin returned 101 items, more than 100 (limits.items_per_call)",
+        ),
+        (
+            "large",
+            "bytes of items, more than 65536 (limits.items_size)",
+        ),
+        (
+            // 64 KiB of state value and 1 KiB of key is the larger bound, plus 64 KiB of room.
+            "huge",
+            "connector 'huge': the plugin handed the host more than 132096 bytes at once",
+        ),
+    ] {
+        let error = poll(name).await.expect_err(name).to_string();
+        assert!(error.contains(expected), "{name}: {error}");
+        if name != "many" {
+            assert!(error.contains("(limits.items_size)"), "{name}: {error}");
+        }
+    }
+}
+
+/// `tsunagi poll` prints nothing of a result over its bounds, and says which bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsunagi_poll_prints_no_items_of_a_result_over_its_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = "items_per_call = 100";
+    let text = host_section("")
+        + &bounded("fits", "items", "items = \"100\"", limits, 9)
+        + &bounded("many", "items", "items = \"5000\"", limits, 9);
+    let config = write_config(dir.path(), &text);
+    let run = |name: &'static str| {
+        let path = config.source_path.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+                .args(["poll", name, "http://127.0.0.1:9/", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap()
+        })
+    };
+    let fits = run("fits").await.unwrap();
+    assert!(
+        fits.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fits.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&fits.stdout).lines().count(), 100);
+    let many = run("many").await.unwrap();
+    let stderr = String::from_utf8_lossy(&many.stderr);
+    assert!(!many.status.success(), "{stderr}");
+    assert!(many.stdout.is_empty(), "no item printed");
+    assert!(
+        stderr.contains("the plugin returned 5000 items, more than 100 (limits.items_per_call)"),
+        "{stderr}"
+    );
+}
+
+/// A response counts against `requests_in_flight` until the plugin has read its body to the
+/// end (even with the stream left open, as a garbage-collected runtime leaves it) or dropped
+/// it: reading five in turn is fine, keeping them unread stops at the third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_read_to_its_end_frees_its_slot_and_an_unread_one_keeps_it() {
+    use tsunagi_fake_upstream::{ApiServer, ApiServerConfig};
+    let api = ApiServer::start(ApiServerConfig::default()).await.unwrap();
+    let port = api.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let limits = "requests_in_flight = 2";
+    let text = host_section("")
+        + &bounded(
+            "reads",
+            "sequence",
+            "requests = \"5\"\nsequence-keep = \"read\"",
+            limits,
+            port,
+        )
+        + &bounded("keeps", "sequence", "requests = \"5\"", limits, port);
+    let config = write_config(dir.path(), &text);
+    // 40 KiB: three chunks, the last byte alone.
+    let target = api.url("/bytes/40960/seq");
+    let report = pool_of(&config, "reads")
+        .await
+        .poll(TargetCall::detached(&target), None, None, None)
+        .await;
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    let report = pool_of(&config, "keeps")
+        .await
+        .poll(TargetCall::detached(&target), None, None, None)
+        .await;
+    let error = report
+        .result
+        .expect_err("the third finds no slot")
+        .to_string();
+    assert!(
+        error.contains("2 of 5 requests answered")
+            && error.contains("the call already has 2 requests in flight"),
+        "{error}"
+    );
+    assert_eq!(api.requests_to("/bytes/40960/seq"), 5 + 2);
+    api.shutdown();
+}
+
+/// A call makes at most `requests_per_call` requests, refused ones included, and only the first
+/// refusal is recorded: the call's exchange log stops growing with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_makes_at_most_requests_per_call_requests() {
+    use tsunagi_fake_upstream::{ApiServer, ApiServerConfig};
+    let api = ApiServer::start(ApiServerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = host_section("")
+        + &bounded(
+            "chatty",
+            "sequence",
+            "requests = \"50\"",
+            "requests_per_call = 5",
+            api.addr().port(),
+        );
+    let config = write_config(dir.path(), &text);
+    let report = pool_of(&config, "chatty")
+        .await
+        .poll(
+            TargetCall::detached(&api.url("/bytes/10/chatty")),
+            None,
+            None,
+            None,
+        )
+        .await;
+    let error = report.result.expect_err("45 refused").to_string();
+    assert!(
+        error.contains("5 of 50 requests answered")
+            && error.contains(
+                "connector 'chatty': the call already made 5 requests (limits.requests_per_call)"
+            ),
+        "{error}"
+    );
+    assert_eq!(api.requests_to("/bytes/10/chatty"), 5);
+    assert_eq!(report.exchanges.len(), 6, "{:#?}", report.exchanges);
     api.shutdown();
 }

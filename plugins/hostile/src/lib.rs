@@ -14,8 +14,17 @@
 //! | `sleep`       | blocks in the host on a monotonic-clock pollable for `sleep-ms` (default one hour): epochs do not fire there, the host's wall-clock timeout must |
 //! | `fail`        | target state `calls` += 1, then a transient error: the failed call's state must not be committed |
 //! | `tagged`      | GETs the target, then returns one new item per poll (`<target>#<n>`, `n` from the cursor) titled with the build's tag |
+//! | `post`        | POSTs a body of `body-bytes` (default 2 MiB) to the target, written in 4 KiB chunks after the request is made; one item titled with the status |
+//! | `fanout`      | starts `fanout` (default 4) GETs of the target at once and keeps every response until all have come; one item titled with the count |
+//! | `sequence`    | makes `requests` (default 10) GETs of the target one after another, carrying on past failures, and keeps every response: with `sequence-keep = "read"` after reading exactly its `content-length` bytes (the body stream stays open, as a garbage-collected runtime leaves it), otherwise unread; fails naming the first failure |
+//! | `state`       | writes `state-keys` (default 1) keys of `state-key-bytes` (default: as long as the name) with values of `state-value-bytes` (default 16) in `state-scope` (`target` by default, or `connector`); names carry the target and a per-poll counter kept in the cursor, so each poll adds new keys (with `state-fixed = "true"` they carry no counter: each poll rewrites the same keys) |
+//! | `loud`        | logs `log-lines` (default 300) lines of `log-bytes` (default 10,000) bytes, then one item |
+//! | `items`       | returns `items` (default 100) items with `item-bytes` (default 100) bytes of content each |
+//! | `shout`       | fails with a transient error of `error-bytes` (default 1 MiB) |
+//! | `worst`       | all of the above at once, within whatever limits the config values say: fills `balloon-mib` (default 0) MiB of memory, `fanout` GETs of the target read to the end, one `post` of `body-bytes`, `state`, `loud` and `items` |
 //!
-//! Any other mode is a permanent error naming it.
+//! The numbers come from the connector's config values. Any other mode is a permanent error
+//! naming it.
 //!
 //! The build's tag is `TSUNAGI_HOSTILE_TAG` at compile time (`untagged` without it):
 //! `scripts/build-plugins` builds tags `a` and `b` as two different components, so hot-swap
@@ -48,7 +57,7 @@ use core::hint::black_box;
 
 use exports::tsunagi::connector::poll::{Guest as PollGuest, PollRequest, PollResponse};
 use tsunagi::connector::types::{ConnectorError, ErrorKind, Item};
-use tsunagi::connector::{config, state};
+use tsunagi::connector::{config, log, state};
 
 struct HostileConnector;
 
@@ -67,6 +76,17 @@ impl PollGuest for HostileConnector {
             "sleep" => sleep(),
             "fail" => fail(),
             "tagged" => tagged(&request),
+            "post" => post(&request.target),
+            "fanout" => fanout(&request.target, false),
+            "sequence" => sequence(&request.target),
+            "state" => write_state(&request),
+            "loud" => loud(),
+            "items" => Ok(response_of(many_items(&request.target))),
+            "shout" => Err(error(
+                ErrorKind::Transient,
+                "s".repeat(setting("error-bytes", 1 << 20)),
+            )),
+            "worst" => worst(&request),
             other => Err(error(
                 ErrorKind::Permanent,
                 format!("hostile connector: unknown mode {other:?}"),
@@ -82,6 +102,174 @@ impl Guest for HostileConnector {
             Some("fail") => Err("hostile connector: self-test fails on request".to_owned()),
             _ => Ok(()),
         }
+    }
+}
+
+/// A number from the connector's config values.
+fn setting(key: &str, default: usize) -> usize {
+    config::get(key)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// POSTs `body-bytes` to the target.
+fn post(target: &str) -> Result<PollResponse, ConnectorError> {
+    let status = http::post(target, setting("body-bytes", 2 << 20))
+        .map_err(|message| error(ErrorKind::Transient, message))?;
+    Ok(response(Item {
+        id: format!("hostile-post-{target}"),
+        title: Some(status.to_string()),
+        ..empty_item()
+    }))
+}
+
+/// Starts `fanout` GETs of the target at once, keeps every response until all have come (and
+/// with `read`, reads each body to the end), and reports how many came.
+fn fanout(target: &str, read: bool) -> Result<PollResponse, ConnectorError> {
+    let count = setting("fanout", 4);
+    let mut started = Vec::with_capacity(count);
+    for _ in 0..count {
+        started.push(
+            http::start(target, http::Verb::Get).map_err(|m| error(ErrorKind::Transient, m))?,
+        );
+    }
+    let mut kept = Vec::with_capacity(count);
+    let mut bytes = 0;
+    for future in &started {
+        let response = http::wait(future).map_err(|m| error(ErrorKind::Transient, m))?;
+        if read {
+            bytes += http::read_body(&response).map_err(|m| error(ErrorKind::Transient, m))?;
+        }
+        kept.push(response);
+    }
+    Ok(response(Item {
+        id: format!("hostile-fanout-{target}"),
+        title: Some(format!("{} responses", kept.len())),
+        summary: Some(format!("{bytes} bytes read")),
+        ..empty_item()
+    }))
+}
+
+/// Makes `requests` GETs one after another and keeps every response (see the module docs).
+fn sequence(target: &str) -> Result<PollResponse, ConnectorError> {
+    let count = setting("requests", 10);
+    let read = config::get("sequence-keep").as_deref() == Some("read");
+    let mut kept = Vec::new();
+    let mut first_failure = None;
+    for _ in 0..count {
+        let answered = http::start(target, http::Verb::Get).and_then(|future| http::wait(&future));
+        let kept_open = answered.and_then(|response| {
+            let open = if read {
+                Some(http::read_declared_length(&response)?)
+            } else {
+                None
+            };
+            // Dropped in this order at the end: stream, body, response (children first).
+            Ok((open, response))
+        });
+        match kept_open {
+            Ok(response) => kept.push(response),
+            Err(failure) => {
+                first_failure.get_or_insert(failure);
+            }
+        }
+    }
+    if let Some(failure) = first_failure {
+        return Err(error(
+            ErrorKind::Transient,
+            format!(
+                "{} of {count} requests answered; first failure: {failure}",
+                kept.len()
+            ),
+        ));
+    }
+    Ok(response(Item {
+        id: format!("hostile-sequence-{target}"),
+        title: Some(format!("{} responses", kept.len())),
+        ..empty_item()
+    }))
+}
+
+/// Writes the `state` mode's keys; the cursor counts the polls.
+fn write_state(request: &PollRequest) -> Result<PollResponse, ConnectorError> {
+    let poll = request
+        .cursor
+        .as_deref()
+        .and_then(|cursor| cursor.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let scope = match config::get("state-scope").as_deref() {
+        Some("connector") => state::Scope::Connector,
+        _ => state::Scope::Target,
+    };
+    let value = "v".repeat(setting("state-value-bytes", 16));
+    let fixed = config::get("state-fixed").as_deref() == Some("true");
+    for key in 0..setting("state-keys", 1) {
+        let mut name = if fixed {
+            format!("{}#{key}", request.target)
+        } else {
+            format!("{}#{poll}.{key}", request.target)
+        };
+        let wanted = setting("state-key-bytes", name.len());
+        while name.len() < wanted {
+            name.push('k');
+        }
+        state::set(scope, &name, &value);
+    }
+    let mut response = response(Item {
+        id: format!("hostile-state-{}#{poll}", request.target),
+        title: Some("state".to_owned()),
+        ..empty_item()
+    });
+    response.cursor = Some(poll.to_string());
+    Ok(response)
+}
+
+/// Logs `log-lines` lines of `log-bytes` bytes.
+fn loud() -> Result<PollResponse, ConnectorError> {
+    let line = "l".repeat(setting("log-bytes", 10_000));
+    for _ in 0..setting("log-lines", 300) {
+        log::log(log::Level::Info, &line);
+    }
+    Ok(response(Item {
+        id: "hostile-loud".to_owned(),
+        title: Some("loud".to_owned()),
+        ..empty_item()
+    }))
+}
+
+/// `items` items of `item-bytes` bytes of content each.
+fn many_items(target: &str) -> Vec<Item> {
+    let content = "c".repeat(setting("item-bytes", 100));
+    (0..setting("items", 100))
+        .map(|n| Item {
+            id: format!("{target}#{n}"),
+            content: Some(content.clone()),
+            ..empty_item()
+        })
+        .collect()
+}
+
+/// Everything at once, for the host's memory benchmark.
+fn worst(request: &PollRequest) -> Result<PollResponse, ConnectorError> {
+    const MIB: usize = 1 << 20;
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    for block in 0..setting("balloon-mib", 0) {
+        hoard.push(black_box(vec![(block as u8) | 1; MIB]));
+    }
+    fanout(&request.target, true)?;
+    post(&request.target)?;
+    let mut response = write_state(request)?;
+    loud()?;
+    response.items = many_items(&request.target);
+    black_box(&hoard);
+    Ok(response)
+}
+
+fn response_of(items: Vec<Item>) -> PollResponse {
+    PollResponse {
+        items,
+        ..response(empty_item())
     }
 }
 
@@ -209,16 +397,35 @@ fn error(kind: ErrorKind, message: String) -> ConnectorError {
     ConnectorError { kind, message }
 }
 
-/// The smallest possible `wasi:http` GET: no headers, the body is not read.
+/// The smallest possible `wasi:http` client: GET or POST, no headers.
 mod http {
     use wasi::http::outgoing_handler;
-    use wasi::http::types::{ErrorCode, Fields, Method, OutgoingRequest, Scheme};
+    use wasi::http::types::{
+        ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method,
+        OutgoingBody, OutgoingRequest, Scheme,
+    };
+    use wasi::io::streams::{InputStream, StreamError};
+
+    pub enum Verb {
+        Get,
+        Post,
+    }
 
     /// GETs `url` (absolute http or https) and returns the response status; errors are the
     /// `wasi:http` error code's text, including the host's reason for a refusal.
     pub fn get_status(url: &str) -> Result<u16, String> {
-        let request = build_request(url)?;
-        let future = outgoing_handler::handle(request, None).map_err(|code| describe(&code))?;
+        let future = start(url, Verb::Get)?;
+        Ok(wait(&future)?.status())
+    }
+
+    /// Makes the request; its response is still to come.
+    pub fn start(url: &str, verb: Verb) -> Result<FutureIncomingResponse, String> {
+        let request = build_request(url, verb)?;
+        outgoing_handler::handle(request, None).map_err(|code| describe(&code))
+    }
+
+    /// Waits for the response.
+    pub fn wait(future: &FutureIncomingResponse) -> Result<IncomingResponse, String> {
         let result = loop {
             if let Some(result) = future.get() {
                 break result;
@@ -226,18 +433,103 @@ mod http {
             future.subscribe().block();
         };
         match result {
-            Ok(Ok(response)) => Ok(response.status()),
+            Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(describe(&code)),
             Err(()) => Err("response was already taken".to_owned()),
         }
     }
 
-    fn build_request(url: &str) -> Result<OutgoingRequest, String> {
+    /// Reads the body to its end; returns its length.
+    pub fn read_body(response: &IncomingResponse) -> Result<usize, String> {
+        let body = response
+            .consume()
+            .map_err(|()| "body already taken".to_owned())?;
+        let mut length = 0;
+        {
+            let stream = body
+                .stream()
+                .map_err(|()| "body stream already taken".to_owned())?;
+            loop {
+                match stream.blocking_read(64 * 1024) {
+                    Ok(chunk) => length += chunk.len(),
+                    Err(StreamError::Closed) => break,
+                    Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
+                }
+            }
+        }
+        drop(IncomingBody::finish(body));
+        Ok(length)
+    }
+
+    /// Reads exactly the body's `content-length` bytes and keeps the body and its stream open
+    /// (not reading on to the end of the stream).
+    pub fn read_declared_length(
+        response: &IncomingResponse,
+    ) -> Result<(InputStream, IncomingBody), String> {
+        let declared = response
+            .headers()
+            .get("content-length")
+            .first()
+            .and_then(|value| std::str::from_utf8(value).ok()?.parse::<u64>().ok())
+            .ok_or_else(|| "no content-length".to_owned())?;
+        let body = response
+            .consume()
+            .map_err(|()| "body already taken".to_owned())?;
+        let stream = body
+            .stream()
+            .map_err(|()| "body stream already taken".to_owned())?;
+        let mut read = 0;
+        while read < declared {
+            match stream.blocking_read(declared - read) {
+                Ok(chunk) => read += chunk.len() as u64,
+                Err(StreamError::Closed) => return Err(format!("body ended after {read} bytes")),
+                Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
+            }
+        }
+        Ok((stream, body))
+    }
+
+    /// POSTs `size` bytes to `url`: the request is made first, then its body is written in
+    /// 4 KiB chunks, as a streaming client would. Returns the status.
+    pub fn post(url: &str, size: usize) -> Result<u16, String> {
+        let request = build_request(url, Verb::Post)?;
+        let body = request
+            .body()
+            .map_err(|()| "body already taken".to_owned())?;
+        let future = outgoing_handler::handle(request, None).map_err(|code| describe(&code))?;
+        let mut refused = false;
+        {
+            let stream = body
+                .write()
+                .map_err(|()| "body stream already taken".to_owned())?;
+            let chunk = [b'p'; 4096];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if stream.blocking_write_and_flush(&chunk[..n]).is_err() {
+                    // The host stopped reading: its answer says why.
+                    refused = true;
+                    break;
+                }
+                left -= n;
+            }
+        }
+        if !refused {
+            let _ = OutgoingBody::finish(body, None);
+        }
+        Ok(wait(&future)?.status())
+    }
+
+    fn build_request(url: &str, verb: Verb) -> Result<OutgoingRequest, String> {
         let (scheme, authority, path) = split_url(url)?;
         let request = OutgoingRequest::new(Fields::new());
         let invalid = |part: &str| format!("cannot request {url:?}: invalid {part}");
+        let method = match verb {
+            Verb::Get => Method::Get,
+            Verb::Post => Method::Post,
+        };
         request
-            .set_method(&Method::Get)
+            .set_method(&method)
             .map_err(|()| invalid("method"))?;
         request
             .set_scheme(Some(&scheme))

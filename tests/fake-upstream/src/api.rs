@@ -14,6 +14,9 @@
 //!   `Retry-After: {seconds}`, a small body: an upstream pushing back.
 //! - `GET /exhausted/{reset}/{name}`: a `200` feed saying no requests are left until `{reset}`
 //!   (Unix seconds): `x-rate-limit-remaining: 0` and `x-rate-limit-reset: {reset}`.
+//! - `ANY /bytes/{n}/{name}`: reads the whole request body (its bytes are counted per path,
+//!   [`ApiServer::body_bytes_to`]), then answers `200` with `n` bytes: a large response, and a
+//!   sink for request bodies.
 //!
 //! Every request is counted by kind and by path ([`ApiServer::requests_to`]), and each accepted `/limited` request's arrival time is
 //! kept, so a test can check both "never refused" and "used the allowed rate".
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -102,6 +105,7 @@ struct Shared {
     mode: watch::Sender<ApiMode>,
     counters: Counters,
     by_path: Mutex<std::collections::HashMap<String, u64>>,
+    body_bytes: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Shared {
@@ -132,6 +136,7 @@ impl ApiServer {
             mode: watch::channel(ApiMode::Healthy).0,
             counters: Counters::default(),
             by_path: Mutex::new(std::collections::HashMap::new()),
+            body_bytes: Mutex::new(std::collections::HashMap::new()),
         });
         let accept_shared = Arc::clone(&shared);
         let task = tokio::spawn(async move {
@@ -173,6 +178,15 @@ impl ApiServer {
             .unwrap_or(0)
     }
 
+    /// Bytes of request bodies received for `path` (only `/bytes/…` reads them).
+    pub fn body_bytes_to(&self, path: &str) -> u64 {
+        self.shared
+            .body_bytes
+            .lock()
+            .map(|counts| counts.get(path).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     pub fn set_mode(&self, mode: ApiMode) {
         self.shared.mode.send_replace(mode);
     }
@@ -208,6 +222,20 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     let path = request.uri().path().to_string();
     if let Ok(mut counts) = shared.by_path.lock() {
         *counts.entry(path.clone()).or_default() += 1;
+    }
+    if let Some(rest) = path.strip_prefix("/bytes/") {
+        let size = rest.split('/').next().and_then(|n| n.parse::<usize>().ok());
+        let Some(size) = size else {
+            return plain(StatusCode::NOT_FOUND, "not found\n");
+        };
+        let received = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes().len() as u64,
+            Err(_) => return plain(StatusCode::BAD_REQUEST, "body not read\n"),
+        };
+        if let Ok(mut counts) = shared.body_bytes.lock() {
+            *counts.entry(path.clone()).or_default() += received;
+        }
+        return Response::new(Full::new(Bytes::from(vec![b'b'; size])));
     }
     if let Some(rest) = path.strip_prefix("/throttled/") {
         let mut parts = rest.splitn(3, '/');

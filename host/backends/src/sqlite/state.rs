@@ -2,7 +2,7 @@
 //! `scope_target_id = 0` is the connector scope (target ids start at 1).
 
 use super::{SqliteBackend, db_error};
-use crate::{Result, StateScope, StateStore};
+use crate::{Result, StatePut, StateScope, StateStore};
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
@@ -48,6 +48,43 @@ pub(super) async fn write_state(
 
 #[async_trait]
 impl StateStore for SqliteBackend {
+    async fn put_state_within(
+        &self,
+        connector: &str,
+        scope: StateScope,
+        key: &str,
+        value: &str,
+        max_total: u64,
+    ) -> Result<StatePut> {
+        const CONTEXT: &str = "writing connector state within its limit";
+        let scope_target_id = scope_id(scope);
+        let max_total = i64::try_from(max_total).unwrap_or(i64::MAX);
+        // One write transaction, holding the write lock from its first statement: the sum it
+        // checks is the sum it writes into, in this process or another. Lengths are in bytes
+        // (`CAST … AS BLOB`), as the cap is.
+        let mut tx = self.begin_write(CONTEXT).await?;
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0) \
+             FROM state WHERE connector = ?1 AND scope_target_id = ?2 AND key <> ?3",
+        )
+        .bind(connector)
+        .bind(scope_target_id)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error(CONTEXT))?;
+        let total =
+            others.saturating_add(i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX));
+        if total > max_total {
+            return Ok(StatePut::OverLimit {
+                total: u64::try_from(total).unwrap_or(u64::MAX),
+            });
+        }
+        write_state(&mut tx, connector, scope_target_id, key, Some(value)).await?;
+        tx.commit().await.map_err(db_error(CONTEXT))?;
+        Ok(StatePut::Stored)
+    }
+
     async fn get_state(
         &self,
         connector: &str,

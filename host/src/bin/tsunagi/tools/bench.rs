@@ -37,6 +37,8 @@ pub enum BenchCommand {
     Swap(super::swap_bench::SwapBenchArgs),
     /// Claim and commit latency with and without a retention pass running beside them.
     Retention(super::retention_bench::RetentionBenchArgs),
+    /// Peak memory and a bystander's throughput beside a plugin doing the worst its limits allow.
+    Memory(super::memory_bench::MemoryBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +101,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Rss(args) => rss(args).await,
         BenchCommand::Swap(args) => super::swap_bench::swap(args).await,
         BenchCommand::Retention(args) => super::retention_bench::retention(args).await,
+        BenchCommand::Memory(args) => super::memory_bench::memory(args).await,
     }
 }
 
@@ -370,6 +373,7 @@ impl TargetPoller for NativeRssPoller {
             state_writes: BTreeMap::new(),
             exchanges: Vec::new(),
             elapsed: started.elapsed(),
+            log: Default::default(),
         }
     }
 }

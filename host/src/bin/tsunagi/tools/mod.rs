@@ -5,5 +5,6 @@
 
 pub mod bench;
 pub mod demo;
+mod memory_bench;
 mod retention_bench;
 mod swap_bench;
