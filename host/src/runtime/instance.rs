@@ -470,7 +470,9 @@ impl InstanceState {
         tally.written += 1;
         tally.cut += u32::from(cut);
         let connector = &self.services.connector;
-        let target = &self.call.target;
+        // A plugin may print the URL it was given or one it built; neither leaks a credential.
+        let target = crate::redact::url(&self.call.target);
+        let message = crate::redact::text(message);
         match level {
             log::Level::Trace => tracing::trace!(%connector, %target, plugin = true, "{message}"),
             log::Level::Debug => tracing::debug!(%connector, %target, plugin = true, "{message}"),

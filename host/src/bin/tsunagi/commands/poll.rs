@@ -46,6 +46,8 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
     let outcome = connector
         .poll(TargetCall::detached(&args.target), None, None, None)
         .await;
+    let shown = tsunagi::redact::url(&args.target);
+    // Exchange records hold redacted URLs and errors already.
     for exchange in &outcome.exchanges {
         eprintln!(
             "{} {} {}",
@@ -64,8 +66,7 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
             }
             out.flush()?;
             eprintln!(
-                "{}: {} item(s){} in {:?}",
-                args.target,
+                "{shown}: {} item(s){} in {:?}",
                 result.items.len(),
                 if result.not_modified {
                     " (not modified)"
@@ -77,9 +78,10 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
+            let error = tsunagi::redact::text(&error.to_string()).into_owned();
             eprintln!(
-                "error: connector '{}', target {}: {error}",
-                args.connector, args.target
+                "error: connector '{}', target {shown}: {error}",
+                args.connector
             );
             Ok(ExitCode::FAILURE)
         }
