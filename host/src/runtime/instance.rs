@@ -324,7 +324,8 @@ fn add_log_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
             let limits = store.data().call_limits;
             if store.data().call.log.written >= limits.log_lines_per_call {
                 // Past the cap a line is counted, not even read.
-                store.data_mut().call.log.dropped += 1;
+                let tally = &mut store.data_mut().call.log;
+                tally.dropped = tally.dropped.saturating_add(1);
                 return Ok(());
             }
             let text = message.to_str(&store)?;

@@ -17,6 +17,12 @@
 //! Semantics are exactly those of committing the requests one by one, in arrival order: each
 //! request is guarded by its own lease, a lost lease writes nothing for that request only, and
 //! an item two requests of one batch both return counts as new for the earlier one.
+//!
+//! Connectors share the writer fairly: while commits of several connectors wait, each puts at
+//! most [`MAX_CONNECTOR_BATCH_BYTES`] of items and state in a batch (its first commit always),
+//! and the rest of its commits wait, in order, for the next batch. A connector whose commits
+//! are large (a plugin returning the most items its limits allow) so makes batches no longer
+//! than that, and the others' small commits do not queue behind a run of its large ones.
 
 use super::{append_history, db_error, is_locked, state::write_state};
 use crate::{BackendError, CommitReport, Item, Millis, PollCommit, Result, TargetClaim};
@@ -29,6 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH_REQUESTS: usize = 256;
 /// Most items in one transaction, unless a single request alone has more.
 const MAX_BATCH_ITEMS: usize = 10_000;
+/// Most bytes of items and state one connector puts in a batch while other connectors'
+/// commits wait too (its first commit goes in whatever its size).
+const MAX_CONNECTOR_BATCH_BYTES: usize = 4 << 20;
 const CONTEXT: &str = "committing polls";
 /// See [`crate::FORGOTTEN_SEEN_REFRESH`].
 const REFRESH_AFTER_MS: i64 = crate::FORGOTTEN_SEEN_REFRESH.as_millis() as i64;
@@ -130,6 +139,51 @@ impl PollWork {
             PollCommit::Failure { .. } => 0,
         }
     }
+
+    /// Bytes of text this commit writes: its items and state writes (what makes it slow).
+    fn size(&self) -> usize {
+        match &self.commit {
+            PollCommit::Success {
+                items,
+                state_writes,
+                ..
+            } => {
+                let items: usize = items.iter().map(item_size).sum();
+                let state: usize = state_writes
+                    .iter()
+                    .map(|(key, value)| key.len() + value.as_ref().map_or(0, String::len))
+                    .sum();
+                items + state
+            }
+            PollCommit::Failure { error, .. } => error.len(),
+        }
+    }
+
+    fn connector(&self) -> &str {
+        &self.claim.target.connector
+    }
+}
+
+fn item_size(item: &Item) -> usize {
+    let optional = [
+        &item.title,
+        &item.link,
+        &item.published,
+        &item.updated,
+        &item.summary,
+        &item.content,
+    ];
+    item.id.len()
+        + optional
+            .iter()
+            .map(|text| text.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+        + item
+            .authors
+            .iter()
+            .chain(&item.categories)
+            .map(String::len)
+            .sum::<usize>()
 }
 
 struct Request {
@@ -198,22 +252,48 @@ async fn run_committer(writer: SqlitePool, mut receiver: mpsc::UnboundedReceiver
 
 /// Takes the next batch off the front of `waiting`, in order. A second request for a target
 /// already in the batch waits for the next one, so each batch touches a target at most once
-/// (its guard result then maps back to exactly one request).
+/// (its guard result then maps back to exactly one request). While several connectors wait,
+/// a connector past its share of the batch waits for the next one with all its later
+/// requests, so each connector's commits keep their order.
 fn take_batch(waiting: &mut VecDeque<Request>) -> Vec<Request> {
+    take_batch_of(waiting, |request| &request.work)
+}
+
+fn take_batch_of<R>(waiting: &mut VecDeque<R>, work: impl Fn(&R) -> &PollWork) -> Vec<R> {
+    let several_connectors = waiting.front().is_some_and(|first| {
+        waiting
+            .iter()
+            .any(|r| work(r).connector() != work(first).connector())
+    });
     let mut batch = Vec::new();
     let mut targets = HashSet::new();
     let mut items = 0;
+    let mut bytes_of: HashMap<String, usize> = HashMap::new();
+    let mut full: HashSet<String> = HashSet::new();
     let mut later = VecDeque::new();
     while let Some(request) = waiting.pop_front() {
-        let request_items = request.work.item_count();
+        let this = work(&request);
+        if several_connectors {
+            let connector = this.connector();
+            let used = bytes_of.get(connector).copied().unwrap_or(0);
+            if full.contains(connector)
+                || (used > 0 && used + this.size() > MAX_CONNECTOR_BATCH_BYTES)
+            {
+                full.insert(connector.to_string());
+                later.push_back(request);
+                continue;
+            }
+        }
+        let request_items = this.item_count();
         let fits = batch.is_empty()
             || (batch.len() < MAX_BATCH_REQUESTS && items + request_items <= MAX_BATCH_ITEMS);
         if !fits {
             waiting.push_front(request);
             break;
         }
-        if targets.insert(request.work.claim.target.id) {
+        if targets.insert(this.claim.target.id) {
             items += request_items;
+            *bytes_of.entry(this.connector().to_string()).or_default() += this.size();
             batch.push(request);
         } else {
             later.push_back(request);
@@ -558,4 +638,105 @@ fn attribute_new_items<'a>(
         new.sort_unstable_by_key(|item| item.seq);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Target;
+
+    fn work(connector: &str, target_id: i64, item_bytes: usize) -> PollWork {
+        let item = Item {
+            id: format!("{connector}-{target_id}"),
+            title: None,
+            link: None,
+            published: None,
+            updated: None,
+            authors: Vec::new(),
+            summary: None,
+            content: Some("x".repeat(item_bytes)),
+            categories: Vec::new(),
+        };
+        PollWork {
+            claim: TargetClaim {
+                target: Target {
+                    id: target_id,
+                    connector: connector.to_string(),
+                    target: format!("t{target_id}"),
+                    next_run_at: 0,
+                    etag: None,
+                    last_modified: None,
+                    cursor: None,
+                    error_count: 0,
+                    last_error: None,
+                    last_polled_at: None,
+                    interval_ms: None,
+                    dead_at: None,
+                    history: Vec::new(),
+                },
+                worker: "w".to_string(),
+                lease_until: 0,
+            },
+            commit: PollCommit::Success {
+                items: vec![item],
+                etag: None,
+                last_modified: None,
+                cursor: None,
+                state_writes: Vec::new(),
+                next_run_at: 0,
+                interval_ms: 0,
+                deliver_to: Vec::new(),
+            },
+            now: 0,
+        }
+    }
+
+    fn ids(works: &[PollWork]) -> Vec<i64> {
+        works.iter().map(|w| w.claim.target.id).collect()
+    }
+
+    const BIG: usize = 3 << 20;
+
+    #[test]
+    fn one_connector_alone_fills_the_batch_as_before() {
+        let mut waiting: VecDeque<PollWork> = (1..=3).map(|id| work("big", id, BIG)).collect();
+        let batch = take_batch_of(&mut waiting, |w| w);
+        assert_eq!(ids(&batch), [1, 2, 3]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_connector_with_large_commits_takes_its_share_and_the_others_go_in_too() {
+        // Arrival order: three large commits of one connector around small ones of another.
+        let mut waiting: VecDeque<PollWork> = VecDeque::from([
+            work("big", 1, BIG),
+            work("big", 2, BIG),
+            work("small", 10, 100),
+            work("big", 3, 100),
+            work("small", 11, 100),
+        ]);
+        let batch = take_batch_of(&mut waiting, |w| w);
+        assert_eq!(
+            ids(&batch),
+            [1, 10, 11],
+            "the large connector's first commit, then its share is used up"
+        );
+        assert_eq!(
+            ids(&Vec::from(waiting.clone())),
+            [2, 3],
+            "its later commits wait in order, even the small one"
+        );
+        let batch = take_batch_of(&mut waiting, |w| w);
+        assert_eq!(ids(&batch), [2, 3], "alone again: no share applies");
+    }
+
+    impl Clone for PollWork {
+        fn clone(&self) -> Self {
+            Self {
+                claim: self.claim.clone(),
+                commit: self.commit.clone(),
+                now: self.now,
+            }
+        }
+    }
 }

@@ -6,7 +6,8 @@
 //! 1. a *bystander* connector alone: the `hostile` plugin in `tagged` mode polling loopback
 //!    feeds about once a second each (an HTTP GET and one new item per poll);
 //! 2. the same bystander beside a *hostile* connector running `--hostile-calls` calls at once of
-//!    the `hostile` plugin in `worst` mode: each call fills its memory, keeps the most responses
+//!    the `hostile` plugin in `worst` mode (by default a wave of 64 such calls every 10 s; with
+//!    `--hostile-targets 2048 --hostile-interval 1`, without pause): each call fills its memory, keeps the most responses
 //!    in flight its limits allow (each as large as `response_size`, read to the end), sends a
 //!    request body of `request_size`, rewrites state up to its target's total, logs the most
 //!    and longest lines, and returns the most items bytes it may.
@@ -33,6 +34,13 @@ pub struct MemoryBenchArgs {
     /// Calls of the hostile connector running at once (its `concurrency`).
     #[arg(long, default_value_t = 64)]
     pub hostile_calls: usize,
+    /// Targets of the hostile connector. As many as its calls: a wave of that many worst calls
+    /// every `--hostile-interval`; many more keep its calls running without pause.
+    #[arg(long, default_value_t = 64)]
+    pub hostile_targets: usize,
+    /// How often each hostile target is polled (its `min_interval`; `max_interval` is twice).
+    #[arg(long, default_value_t = 10)]
+    pub hostile_interval: u64,
     /// Length of each part.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
@@ -46,6 +54,10 @@ pub struct MemoryBenchArgs {
         default_value = "target/wasm32-wasip2/plugin/tsunagi_plugin_hostile.wasm"
     )]
     pub plugin: PathBuf,
+    /// Overrides one of the hostile plugin's config values (`items=10`), to see what each
+    /// part of the worst costs; may repeat.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
 }
 
 /// The hostile connector's limits: small enough that 64 calls of the worst fit this machine.
@@ -75,9 +87,6 @@ log-bytes = "4096"
 items = "900"
 item-bytes = "2000"
 "#;
-
-/// Hostile targets: far more than its calls, so `hostile-calls` are always running.
-const HOSTILE_TARGETS: usize = 2048;
 
 struct Part {
     name: &'static str,
@@ -115,13 +124,18 @@ pub async fn memory(args: MemoryBenchArgs) -> anyhow::Result<ExitCode> {
     let per_call = per_call_bound(&limits);
     println!(
         "tsunagi bench memory: bystander {} feeds (concurrency {}), hostile {} calls at once \
-         (worst mode), {}s per part",
-        args.feeds, args.bystander_concurrency, args.hostile_calls, args.seconds
+         (worst mode) over {} targets polled every {}s, {}s per part",
+        args.feeds,
+        args.bystander_concurrency,
+        args.hostile_calls,
+        args.hostile_targets,
+        args.hostile_interval,
+        args.seconds
     );
     println!(
         "per-call bound {:.1} MiB = memory {} + requests_in_flight {} × (response_size {} + \
-         request_size {}) + 2 × transfer cap {} + 2 × state_per_target {} + log_line_size {} + \
-         fiber stack 2 MiB",
+         request_size {}) + transfer cap {} + 2 × state_per_target {} + log_line_size {} + \
+         fiber stack 2 MiB + 3 × (items_size + state_per_target) waiting for the commit",
         mib(per_call),
         limits.memory.display().iec(),
         limits.requests_in_flight,
@@ -190,20 +204,48 @@ pub async fn memory(args: MemoryBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What one hostile call may make the host hold, by its limits (see `docs/BENCHMARKS.md`).
+/// What one hostile call slot may make the host hold, by its limits (see
+/// `docs/BENCHMARKS.md`): the running call (its memory, responses and request bodies in
+/// flight, its lifted result, its target's state and writes, a log line, its fiber stack), and
+/// the finished calls waiting for the store's group commit, two per slot (the pipeline's
+/// `commit_slots`), each with its items and state writes, plus their copy in the batch.
 fn per_call_bound(limits: &LimitSettings) -> u64 {
     let transfer = CallLimits::from_settings(limits).transfer_cap() as u64;
+    let result = limits.items_size.as_u64() + limits.state_per_target.as_u64();
     limits.memory.as_u64()
         + u64::from(limits.requests_in_flight)
             * (limits.response_size.as_u64() + limits.request_size.as_u64())
-        + 2 * transfer
+        + transfer
         + 2 * limits.state_per_target.as_u64()
         + limits.log_line_size.as_u64()
         + (2 << 20)
+        + 3 * result
 }
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1 << 20)
+}
+
+/// The hostile plugin's config values: [`HOSTILE_WORST`] with the overrides applied.
+fn hostile_config(overrides: &[String]) -> anyhow::Result<String> {
+    let mut values: Vec<(String, String)> = HOSTILE_WORST
+        .lines()
+        .filter_map(|line| line.split_once(" = "))
+        .map(|(key, value)| (key.to_string(), value.trim_matches('"').to_string()))
+        .collect();
+    for entry in overrides {
+        let (key, value) = entry
+            .split_once('=')
+            .with_context(|| format!("--set {entry:?}: expected KEY=VALUE"))?;
+        match values.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => values.push((key.to_string(), value.to_string())),
+        }
+    }
+    Ok(values
+        .iter()
+        .map(|(key, value)| format!("{key} = {value:?}\n"))
+        .collect())
 }
 
 /// The hostile limits as the config reads them.
@@ -258,11 +300,11 @@ role = "poller"
 concurrency = {calls}
 
 [connectors.hostile.schedule]
-min_interval = "1s"
-max_interval = "2s"
+min_interval = "{interval}s"
+max_interval = "{max_interval}s"
 
 [connectors.hostile.config]
-{HOSTILE_WORST}
+{worst}
 [connectors.hostile.limits]
 {HOSTILE_LIMITS}
 [[connectors.hostile.egress.allow]]
@@ -272,7 +314,10 @@ port = {port}
 "#,
             plugin = plugin.display(),
             calls = args.hostile_calls,
-            port = api.port()
+            port = api.port(),
+            worst = hostile_config(&args.overrides)?,
+            interval = args.hostile_interval.max(1),
+            max_interval = 2 * args.hostile_interval.max(1),
         );
     }
     let config_path = dir.join("bench.toml");
@@ -285,7 +330,7 @@ port = {port}
     }
     if hostile {
         let size = hostile_limits()?.response_size.as_u64();
-        let targets: Vec<String> = (0..HOSTILE_TARGETS)
+        let targets: Vec<String> = (0..args.hostile_targets)
             .map(|n| format!("http://{api}/bytes/{size}/h{n}"))
             .collect();
         backend.add_targets("hostile", &targets, now).await?;
