@@ -672,6 +672,8 @@ mod tests {
                     last_polled_at: None,
                     interval_ms: None,
                     dead_at: None,
+                    refused_at: None,
+                    refused_reason: None,
                     history: Vec::new(),
                 },
                 worker: "w".to_string(),
