@@ -222,11 +222,11 @@ impl PollPipeline {
             // Our own policy refused it: a configuration problem, which retrying on the
             // upstream-failure schedule would only turn into a dead letter.
             drop(slot);
-            self.stats.poll_refused();
             tracing::warn!(connector = %self.connector, target = %shown,
                 "parked until a reload changes the connector's egress rules: {refusal}");
             match self.backend.park_refused(claim, refusal, now).await {
-                Ok(true) => {}
+                // Counted once stored, so whoever reads the counter finds the target parked.
+                Ok(true) => self.stats.poll_refused(),
                 Ok(false) => tracing::warn!(connector = %self.connector, target = %shown,
                     "lease lost before the refused target was parked"),
                 Err(error) => tracing::error!(connector = %self.connector, target = %shown,
