@@ -17,7 +17,7 @@
 use crate::{
     AddReport, Attempt, Backend, BackendError, Delivery, ForgetReport, Item, ItemPosition,
     ItemQuery, JobLease, MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob,
-    PollCommit, QueueCounts, StatePut, StateScope, StoredItem, TargetClaim,
+    PollCommit, QueueCounts, StatePut, StateScope, StoredItem, StoredToken, TargetClaim,
 };
 use std::any::Any;
 use std::collections::HashSet;
@@ -115,6 +115,11 @@ macro_rules! conformance_tests {
             the_count_rule_keeps_the_newest_items,
             forgotten_ids_are_purged_once_unseen_for_the_horizon,
             storage_stats_count_rows_per_table,
+        );
+        // Credentials: the token store.
+        $crate::conformance_tests!(@backend $factory;
+            tokens_are_stored_replaced_listed_and_deleted_per_credential_and_subject,
+            a_token_marked_for_relinking_keeps_its_reason_and_an_oversized_one_is_refused,
         );
         $crate::conformance_tests!(@store $factory;
             concurrent_claims_in_one_instance_never_overlap,
@@ -2552,4 +2557,128 @@ pub async fn storage_stats_count_rows_per_table(b: &dyn Backend) {
     assert_eq!(rows("jobs"), Some(1));
     assert_eq!(rows("state"), Some(1));
     assert!(stats.database_bytes >= empty.database_bytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials: the token store.
+
+fn sealed_token(credential: &str, subject: &str, ciphertext: &[u8], at: Millis) -> StoredToken {
+    StoredToken {
+        credential: credential.to_string(),
+        subject: subject.to_string(),
+        scopes: names(&["read"]),
+        expires_at: Some(at + 3_600_000),
+        needs_relink: None,
+        key_id: "k1".to_string(),
+        nonce: vec![7; 24],
+        ciphertext: ciphertext.to_vec(),
+        updated_at: at,
+    }
+}
+
+pub async fn tokens_are_stored_replaced_listed_and_deleted_per_credential_and_subject(
+    b: &dyn Backend,
+) {
+    assert_eq!(b.get_token("x-app", "alice").await.expect("get"), None);
+    let alice = sealed_token("x-app", "alice", b"sealed-a", 1_000);
+    b.put_token(&alice).await.expect("put");
+    b.put_token(&sealed_token("x-app", "bob", b"sealed-b", 1_000))
+        .await
+        .expect("put");
+    b.put_token(&sealed_token("other", "alice", b"sealed-o", 1_000))
+        .await
+        .expect("put");
+    assert_eq!(
+        b.get_token("x-app", "alice").await.expect("get"),
+        Some(alice.clone())
+    );
+    // A replacement takes every column, scopes and key id included.
+    let replaced = StoredToken {
+        scopes: names(&["read", "write"]),
+        expires_at: None,
+        key_id: "k2".to_string(),
+        nonce: vec![9; 24],
+        ciphertext: b"sealed-a2".to_vec(),
+        updated_at: 2_000,
+        ..alice
+    };
+    b.put_token(&replaced).await.expect("replace");
+    assert_eq!(
+        b.get_token("x-app", "alice").await.expect("get"),
+        Some(replaced.clone())
+    );
+    assert_eq!(
+        b.list_token_subjects("x-app", "", 0).await.expect("list"),
+        names(&["alice", "bob"])
+    );
+    assert_eq!(
+        b.list_token_subjects("x-app", "alice", 0)
+            .await
+            .expect("list"),
+        names(&["bob"])
+    );
+    let all = b.list_tokens(None, 2).await.expect("list all");
+    let keys: Vec<(&str, &str)> = all
+        .iter()
+        .map(|t| (t.credential.as_str(), t.subject.as_str()))
+        .collect();
+    assert_eq!(keys, [("other", "alice"), ("x-app", "alice")]);
+    let rest = b
+        .list_tokens(Some(("x-app", "alice")), 10)
+        .await
+        .expect("list rest");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].subject, "bob");
+    assert!(b.delete_token("x-app", "alice").await.expect("delete"));
+    assert!(
+        !b.delete_token("x-app", "alice")
+            .await
+            .expect("delete again")
+    );
+    assert_eq!(b.get_token("x-app", "alice").await.expect("get"), None);
+    assert!(
+        b.get_token("other", "alice").await.expect("get").is_some(),
+        "another credential's token for the same subject stays"
+    );
+}
+
+pub async fn a_token_marked_for_relinking_keeps_its_reason_and_an_oversized_one_is_refused(
+    b: &dyn Backend,
+) {
+    assert!(
+        !b.mark_token_relink("x-app", "nobody", "invalid_grant")
+            .await
+            .expect("mark")
+    );
+    b.put_token(&sealed_token("x-app", "carol", b"sealed", 1_000))
+        .await
+        .expect("put");
+    assert!(
+        b.mark_token_relink(
+            "x-app",
+            "carol",
+            "the token endpoint answered invalid_grant"
+        )
+        .await
+        .expect("mark")
+    );
+    let stored = b
+        .get_token("x-app", "carol")
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(
+        stored.needs_relink.as_deref(),
+        Some("the token endpoint answered invalid_grant")
+    );
+    assert_eq!(stored.ciphertext, b"sealed", "the token itself is kept");
+    let huge = sealed_token(
+        "x-app",
+        "dave",
+        &vec![0; crate::MAX_TOKEN_CIPHERTEXT + 1],
+        1_000,
+    );
+    let refused = b.put_token(&huge).await.expect_err("over the cap");
+    assert!(matches!(refused, BackendError::Refused(_)), "{refused}");
+    assert_eq!(b.get_token("x-app", "dave").await.expect("get"), None);
 }

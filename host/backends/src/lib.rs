@@ -17,6 +17,9 @@ pub mod conformance;
 pub mod coordination;
 pub mod ratelimit;
 pub mod sqlite;
+// Credentials: per-target tokens, sealed by the host.
+pub mod tokens;
+pub use tokens::{MAX_TOKEN_CIPHERTEXT, StoredToken, TokenStore};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -323,6 +326,9 @@ pub struct ItemQuery {
 pub trait ItemStore: Send + Sync {
     async fn list_items(&self, query: &ItemQuery) -> Result<Vec<StoredItem>>;
     async fn count_items(&self, connector: Option<&str>) -> Result<u64>;
+    /// Deletes every stored item of one target (a user unlinked with
+    /// `purge_items_on_unlink`); answers how many.
+    async fn purge_target_items(&self, connector: &str, target: &str) -> Result<u64>;
 }
 
 /// A job to enqueue.
@@ -542,7 +548,9 @@ pub trait RetentionStore: Send + Sync {
 }
 
 /// Everything the host needs from storage.
-pub trait Backend: TargetStore + ItemStore + JobQueue + StateStore + RetentionStore {
+pub trait Backend:
+    TargetStore + ItemStore + JobQueue + StateStore + RetentionStore + TokenStore
+{
     /// A short name for logs and `/status` ("sqlite", "postgres", …).
     fn kind(&self) -> &'static str;
 }

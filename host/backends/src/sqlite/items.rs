@@ -60,4 +60,14 @@ impl ItemStore for SqliteBackend {
                 .map_err(db_error("counting items"))?;
         Ok(count.unsigned_abs())
     }
+
+    async fn purge_target_items(&self, connector: &str, target: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM items WHERE connector = ?1 AND target = ?2")
+            .bind(connector)
+            .bind(target)
+            .execute(&self.writer)
+            .await
+            .map_err(db_error("purging a target's items"))?;
+        Ok(done.rows_affected())
+    }
 }
