@@ -6,7 +6,8 @@
 //!
 //! [`admin`] → [`topology`] → [`pipeline`] → [`sinks`] → [`retention`] → [`scheduler`] →
 //! [`cassette`] →
-//! [`runtime`] → [`egress`] → [`resilience`] → [`config`] → [`stats`] → [`redact`] →
+//! [`runtime`] → [`egress`] → [`credentials`] → [`resilience`] → [`config`] → [`stats`] →
+//! [`redact`] →
 //! [`clock`] → backends
 //! (and, for unit tests only, `loopback`, a scriptable HTTP server).
 //!
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod cassette;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod egress;
 pub mod pipeline;
 pub mod redact;

@@ -7,6 +7,8 @@
 //! - [`files`]: reading outside files (config, plugins, cassettes) under a size cap;
 //! - `validate` and `resilience`: the checks, and the ranges they hold values to.
 
+// Credentials the host holds: `[credentials.*]`, `host.token_key`.
+mod credentials;
 pub mod files;
 mod limits;
 pub mod locate;
@@ -21,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use credentials::{
+    CredentialSettings, REFRESH_BEFORE, Scope, TOKEN_KEY_BYTES, decode_token_key,
+};
 pub use locate::{MAX_ERRORS, Parsed, SourceLocator, parse_collecting};
 pub use resilience::{BreakerSettings, BudgetScope, BudgetSettings, ProbeSettings};
 pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretSource};
@@ -144,6 +149,9 @@ pub struct Config {
     /// Circuit breakers that egress allow rules name, one per upstream.
     #[serde(default)]
     pub breakers: BTreeMap<String, BreakerSettings>,
+    /// Credentials the host adds to requests (allow rules name them).
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialSettings>,
     /// Directory of the config file; relative paths in it are resolved against this.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -215,6 +223,14 @@ pub struct HostSettings {
     /// feed inventing new ids on every poll cannot grow the store without bound.
     #[serde(default = "default_max_forgotten_ids")]
     pub max_forgotten_ids: u64,
+    /// The key sealing per-target tokens in the store (32 bytes, hex or base64), from the
+    /// environment or a file. Needed by credentials that keep linked tokens.
+    #[serde(default)]
+    pub token_key: Option<SecretSource>,
+    /// The key before the last rotation: still read, never written (`tsunagi tokens rekey`
+    /// re-seals every token with `token_key`).
+    #[serde(default)]
+    pub token_key_previous: Option<SecretSource>,
 }
 
 impl Default for HostSettings {
@@ -235,6 +251,8 @@ impl Default for HostSettings {
             retention_interval: default_retention_interval(),
             keep_forgotten_ids: default_keep_forgotten_ids(),
             max_forgotten_ids: default_max_forgotten_ids(),
+            token_key: None,
+            token_key_previous: None,
         }
     }
 }
@@ -346,6 +364,10 @@ pub struct ConnectorSettings {
     /// Only the newest this many stored items are kept; none keeps every one.
     #[serde(default)]
     pub keep_items_count: Option<u64>,
+    /// When a target is removed (a user unlinked), delete its stored items too; by default
+    /// they are kept.
+    #[serde(default)]
+    pub purge_items_on_unlink: bool,
 }
 
 fn default_concurrency() -> usize {
@@ -574,6 +596,14 @@ pub struct AllowRule {
     /// A `[breakers.NAME]` guarding the upstream this rule reaches.
     #[serde(default)]
     pub breaker: Option<String>,
+    /// A `[credentials.NAME]` the host adds to every request through this rule, for the
+    /// call's target.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// The scope those requests need of the target's token; absent: `read` for GET, HEAD and
+    /// OPTIONS, `write` for other methods.
+    #[serde(default)]
+    pub scope: Option<Scope>,
 }
 
 /// `[sinks.NAME]`: where new items are delivered besides the item store.

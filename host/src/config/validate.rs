@@ -209,6 +209,7 @@ pub(super) fn validate(config: &Config, checks: &mut Checks) {
         check_sink(name, sink, checks);
     }
     super::resilience::validate(config, checks);
+    super::credentials::validate(config, checks);
 }
 
 fn check_host(config: &Config, checks: &mut Checks) {

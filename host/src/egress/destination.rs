@@ -148,6 +148,56 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// POSTs `form` (`application/x-www-form-urlencoded`), with Basic auth when given, and
+    /// reads at most `max_bytes` + 1 bytes of the answer (so a caller can tell an oversized one
+    /// apart without the host holding it).
+    pub async fn post_form(
+        &self,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+        max_bytes: usize,
+    ) -> Result<(http::StatusCode, bytes::Bytes), DestinationError> {
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(encoded);
+        if let Some((user, password)) = basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let transport = |error: reqwest::Error| {
+            if let Some(refusal) = refusal_in(&error) {
+                return DestinationError::Refused {
+                    refusal: refusal.clone(),
+                    redirect: error.is_redirect(),
+                };
+            }
+            let reason = format!("{error}: {}", source_chain(&error));
+            DestinationError::Transport {
+                reason: redact::text(&reason).into_owned(),
+            }
+        };
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            let room = (max_bytes + 1).saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() > max_bytes {
+                break;
+            }
+        }
+        Ok((status, body.freeze()))
+    }
+}
+
 fn redirect_prefix(redirect: &bool) -> &'static str {
     if *redirect {
         "a redirect was refused: "

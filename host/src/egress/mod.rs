@@ -9,7 +9,8 @@
 //! made it, so the scheduler can honour `Retry-After` and `Cache-Control` without trusting the
 //! plugin, and so a refusal by the host's own policy is told apart from an upstream failure.
 //! Between the allowlist and the send sit the rule's budget and breaker (see
-//! [`crate::resilience`]); credentials will slot in there too. A sink's deliveries go out
+//! [`crate::resilience`]). A request whose rule names a credential is signed for the call's
+//! target just before it is sent (`signing`, over [`crate::credentials`]). A sink's deliveries go out
 //! through a [`Destination`]: the same allowlist, resolver and redirect checks.
 //!
 //! Every URL this module prints (logs, refusals, exchange records) is redacted
@@ -18,11 +19,14 @@
 mod addresses;
 mod destination;
 mod policy;
+// Credentials: signing requests, reaching token endpoints.
+mod signing;
 mod upstream;
 
 pub use addresses::{AddressClass, GuardedResolver, InternalAddress, internal_reason};
 pub use destination::{Destination, DestinationError};
 pub use policy::{EgressPolicy, EgressRefusal, PolicyOwner};
+pub use signing::GuardedTokenEndpoint;
 pub use upstream::{
     Network, OutboundRequest, Upstream, UpstreamError, UpstreamResponse, too_large,
 };
@@ -93,6 +97,9 @@ pub struct ExchangeRecord {
     /// When the upstream said its rate limit resets, if it said the limit is used up
     /// (`x-rate-limit-remaining: 0` with `x-rate-limit-reset`).
     pub rate_limit_reset: Option<Millis>,
+    /// Refused because the target's token lacks this scope (least privilege; `refused` holds
+    /// the text). A handler job refused so is skipped, not retried.
+    pub missing_scope: Option<crate::config::Scope>,
 }
 
 /// The exchanges of the current call, shared with the futures that carry them out.
@@ -393,8 +400,9 @@ impl Exchange {
                 }
             }
         }
+        let credential = signing::credential_of(&rule, request.method());
         let response = self
-            .send(url, rule.allow_internal, request, limits, slots, record)
+            .send(url, &rule, credential, request, limits, slots, record)
             .await;
         if let Some(budget) = &rule.budget {
             let now = self.resilience.clock().now_ms();
@@ -453,10 +461,12 @@ impl Exchange {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         url: url::Url,
-        allow_internal: bool,
+        rule: &crate::config::AllowRule,
+        credential: Option<(&str, crate::config::Scope)>,
         request: http::Request<WasiBody>,
         limits: EgressLimits,
         slots: HeldSlots,
@@ -464,12 +474,22 @@ impl Exchange {
     ) -> Result<http::Response<WasiBody>, UpstreamError> {
         let (parts, body) = request.into_parts();
         let body = read_request_body(self.policy.connector(), &parts.headers, body, limits).await?;
-        let outbound = OutboundRequest {
+        let mut unsigned = signing::Unsigned {
             method: parts.method,
             url,
             headers: parts.headers,
             body,
-            allow_internal,
+        };
+        if let Some(credential) = credential {
+            unsigned =
+                signing::decorate(&self.policy, credential, &self.target, unsigned, record).await?;
+        }
+        let outbound = OutboundRequest {
+            method: unsigned.method,
+            url: unsigned.url,
+            headers: unsigned.headers,
+            body: unsigned.body,
+            allow_internal: rule.allow_internal,
         };
         let response = match self.upstream.send(outbound, limits).await {
             Ok(response) => response,

@@ -17,12 +17,14 @@ use std::net::{IpAddr, SocketAddr};
 pub enum PolicyOwner {
     Connector(String),
     Sink(String),
+    /// A credential's token endpoint (`[credentials.NAME] token_url`).
+    Credential(String),
 }
 
 impl PolicyOwner {
     pub fn name(&self) -> &str {
         match self {
-            Self::Connector(name) | Self::Sink(name) => name,
+            Self::Connector(name) | Self::Sink(name) | Self::Credential(name) => name,
         }
     }
 }
@@ -32,6 +34,7 @@ impl std::fmt::Display for PolicyOwner {
         match self {
             Self::Connector(name) => write!(f, "connector '{name}'"),
             Self::Sink(name) => write!(f, "sink '{name}'"),
+            Self::Credential(name) => write!(f, "credential '{name}'"),
         }
     }
 }
@@ -43,6 +46,8 @@ pub struct EgressPolicy {
     rules: Vec<AllowRule>,
     /// Every URL passes (see [`EgressPolicy::replay_only`]).
     allow_all: bool,
+    /// Decorates requests whose rule names a credential (see `super::signing`).
+    pub(super) signer: super::signing::Signer,
 }
 
 /// Why a request was refused by the host's own policy; shown to the plugin, logged, and kept
@@ -96,6 +101,7 @@ impl EgressPolicy {
             owner,
             rules,
             allow_all: false,
+            signer: super::signing::Signer::default(),
         }
     }
 
@@ -219,7 +225,7 @@ impl EgressPolicy {
                     "{}, or set `allow_internal = true` on the rule meant to reach it",
                     self.fix_adding(wanted)
                 ),
-                PolicyOwner::Sink(_) => self.fix_adding(wanted),
+                PolicyOwner::Sink(_) | PolicyOwner::Credential(_) => self.fix_adding(wanted),
             };
             (reason, fix)
         } else {
@@ -239,6 +245,11 @@ impl EgressPolicy {
             PolicyOwner::Connector(name) => format!(
                 "add `{}` to [[connectors.{name}.egress.allow]]",
                 wanted.rule()
+            ),
+            PolicyOwner::Credential(name) => format!(
+                "a token endpoint is reached only at its own URL's scheme, host and port: \
+                 point [credentials.{name}] token_url at {}",
+                wanted.url()
             ),
             PolicyOwner::Sink(name) => format!(
                 "a sink reaches only its own URL's scheme, host and port (redirects elsewhere \
@@ -299,6 +310,10 @@ impl EgressPolicy {
             ),
             PolicyOwner::Sink(name) => format!(
                 "if {host} is meant to be internal, set `allow_internal = true` on [sinks.{name}]"
+            ),
+            PolicyOwner::Credential(name) => format!(
+                "if {host} is meant to be internal, set `allow_internal = true` on \
+                 [credentials.{name}]"
             ),
         };
         Err(EgressRefusal {

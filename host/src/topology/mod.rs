@@ -76,6 +76,14 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Egress(#[from] EgressError),
+    /// A credential the connector's rules name could not be set up (a secret or the token
+    /// key unreadable since the config was checked).
+    #[error("{at}: {source}")]
+    Credentials {
+        at: FieldLocation,
+        #[source]
+        source: Box<crate::credentials::CredentialError>,
+    },
 }
 
 /// How a topology runs, apart from its config.
@@ -163,6 +171,13 @@ pub async fn build_connector(
             at: config.locate(&format!("connectors.{name}.plugin")),
             source,
         })?;
+    let policy = Arc::new(signed_policy(
+        config,
+        name,
+        settings,
+        backend.clone(),
+        resilience,
+    )?);
     let services = Arc::new(ConnectorServices {
         connector: name.to_string(),
         config: config_texts(&settings.config),
@@ -173,7 +188,6 @@ pub async fn build_connector(
         settings.calls_per_instance,
         &settings.limits,
     );
-    let policy = Arc::new(EgressPolicy::new(name, settings.egress.allow.clone()));
     let network = Network::new(&policy, &pool_settings.egress_limits, settings.concurrency)?;
     Ok(InstancePool::new(
         engine.clone(),
@@ -184,6 +198,38 @@ pub async fn build_connector(
         pool_settings,
         Arc::new(network),
     ))
+}
+
+/// The connector's allowlist; when its rules name credentials, with the host's credentials
+/// signing their requests (token refreshes go out through guarded destinations).
+// Its error is build_connector's own, passed straight up.
+#[allow(clippy::result_large_err)]
+fn signed_policy(
+    config: &Config,
+    name: &str,
+    settings: &ConnectorSettings,
+    backend: Arc<dyn Backend>,
+    resilience: &Arc<Resilience>,
+) -> Result<EgressPolicy, BuildError> {
+    let policy = EgressPolicy::new(name, settings.egress.allow.clone());
+    if settings
+        .egress
+        .allow
+        .iter()
+        .all(|rule| rule.credential.is_none())
+    {
+        return Ok(policy);
+    }
+    let credentials =
+        crate::credentials::Credentials::from_config(config, backend, resilience.clock().clone())
+            .map_err(|source| BuildError::Credentials {
+                at: config.locate(&format!("connectors.{name}.egress.allow")),
+                source: Box::new(source),
+            })?
+            .with_token_endpoint(Arc::new(crate::egress::GuardedTokenEndpoint::new(
+                settings.limits.request_timeout,
+            )));
+    Ok(policy.with_signer(Arc::new(credentials)))
 }
 
 /// Everything that runs, and the way to stop it.

@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "cassette",
     "runtime",
     "egress",
+    "credentials",
     "resilience",
     "config",
     "stats",

@@ -9,6 +9,7 @@ mod poll;
 mod reload;
 mod run;
 mod targets;
+mod tokens;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -63,6 +64,9 @@ pub enum Command {
     /// Write, build and test connectors: `new`, `build`, `test`.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Linked users' tokens: `rekey` re-seals them with the current host.token_key.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +102,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "tools")]
         Command::Bench(command) => crate::tools::bench::bench(command).await,
         Command::Plugin(command) => plugin::run(command).await,
+        Command::Tokens(command) => tokens::tokens(command).await,
     }
 }
 

@@ -23,11 +23,19 @@ const MAX_IMPORT_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TargetsCommand {
-    /// Add targets given on the command line.
+    /// Add targets given on the command line. With `--tokens-file F` or `--tokens -` (stdin),
+    /// add one target linked to a user's tokens (JSON; never on the command line).
     Add {
         connector: String,
         #[arg(required = true)]
         targets: Vec<String>,
+        /// JSON holding the linked user's tokens and `scopes`, for the credential the
+        /// connector's rules name.
+        #[arg(long, conflicts_with = "tokens")]
+        tokens_file: Option<PathBuf>,
+        /// `-`: read the tokens JSON from stdin.
+        #[arg(long, value_parser = ["-"])]
+        tokens: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -51,7 +59,9 @@ pub enum TargetsCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Remove a target (its stored items stay).
+    /// Remove a target and its state; a linked user's tokens are forgotten too (unless another
+    /// connector's target still uses them), and its items purged if the connector sets
+    /// `purge_items_on_unlink`.
     Remove {
         connector: String,
         target: String,
@@ -71,10 +81,20 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
         TargetsCommand::Add {
             connector,
             targets,
+            tokens_file,
+            tokens,
             config,
         } => {
             let config = load_config(&config.config)?;
             require_connector(&config, &connector)?;
+            let tokens = match (tokens_file, tokens) {
+                (Some(file), _) => Some(super::tokens::TokensSource::File(file)),
+                (None, Some(_)) => Some(super::tokens::TokensSource::Stdin),
+                (None, None) => None,
+            };
+            if tokens.is_some() && targets.len() != 1 {
+                anyhow::bail!("--tokens-file and --tokens link exactly one target");
+            }
             let mut good = Vec::new();
             let mut bad = 0;
             for (index, target) in targets.iter().enumerate() {
@@ -87,6 +107,10 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             let backend = open_backend(&config).await?;
+            if let (Some(source), Some(target)) = (&tokens, good.first()) {
+                // Linked first: a target is never left due without its tokens.
+                super::tokens::link(&config, &backend, &connector, target, source).await?;
+            }
             let report = backend
                 .add_targets(&connector, &good, SystemClock.now_ms())
                 .await?;
@@ -185,6 +209,7 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
             let backend = open_backend(&config).await?;
             if backend.remove_target(&connector, &target).await? {
                 println!("{connector}: removed {}", tsunagi::redact::url(&target));
+                super::tokens::unlink(&config, &backend, &connector, &target).await?;
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("{connector}: no target {}", tsunagi::redact::url(&target));
