@@ -8,6 +8,7 @@ mod common;
 
 mod containment;
 mod crawl;
+mod credentials;
 mod dead_letters;
 mod egress_policy;
 mod hot_swap;
