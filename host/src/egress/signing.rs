@@ -173,3 +173,63 @@ impl TokenEndpoint for GuardedTokenEndpoint {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loopback::{Answer, Server};
+
+    #[tokio::test]
+    async fn a_token_endpoint_is_guarded_and_its_answer_read_only_up_to_the_cap() {
+        let big = vec![b'x'; MAX_TOKEN_RESPONSE * 2];
+        let server = Server::start(Answer::new(200, &[], &big)).await;
+        let endpoint = GuardedTokenEndpoint::new(Duration::from_secs(5));
+        let url = server.url("/token");
+        let reply = endpoint
+            .post_form(
+                "users",
+                &url,
+                false,
+                Some(("client", "client-SECRET")),
+                &[("grant_type", "refresh_token"), ("refresh_token", "r&1")],
+            )
+            .await
+            .expect("answered");
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.body.len(),
+            MAX_TOKEN_RESPONSE + 1,
+            "read up to the cap, no more"
+        );
+        let sent = &server.requests()[0];
+        assert_eq!(sent.body, b"grant_type=refresh_token&refresh_token=r%261");
+        let head = sent.head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/x-www-form-urlencoded"),
+            "{head}"
+        );
+        // "client:client-SECRET" in base64.
+        assert!(
+            sent.head.contains("Y2xpZW50OmNsaWVudC1TRUNSRVQ="),
+            "{}",
+            sent.head
+        );
+
+        let by_name = url.replace("127.0.0.1", "localhost");
+        let refused = endpoint
+            .post_form("users", &by_name, false, None, &[("grant_type", "x")])
+            .await
+            .expect_err("localhost is internal");
+        assert!(
+            refused.contains("credential 'users'")
+                && refused.contains("set `allow_internal = true` on [credentials.users]"),
+            "{refused}"
+        );
+        assert_eq!(server.requests().len(), 1, "the refused request never left");
+        let opted_in = endpoint
+            .post_form("users", &by_name, true, None, &[("grant_type", "x")])
+            .await
+            .expect("opted in");
+        assert_eq!(opted_in.status, 200);
+    }
+}
