@@ -215,7 +215,10 @@ mod tests {
             sent.head
         );
 
-        let by_name = url.replace("127.0.0.1", "localhost");
+        // A server of its own: the first one may still be writing the body the host stopped
+        // reading.
+        let small = Server::start(Answer::new(200, &[], b"{}")).await;
+        let by_name = small.url("/token").replace("127.0.0.1", "localhost");
         let refused = endpoint
             .post_form("users", &by_name, false, None, &[("grant_type", "x")])
             .await
@@ -225,7 +228,10 @@ mod tests {
                 && refused.contains("set `allow_internal = true` on [credentials.users]"),
             "{refused}"
         );
-        assert_eq!(server.requests().len(), 1, "the refused request never left");
+        assert!(
+            small.requests().is_empty(),
+            "the refused request never left"
+        );
         let opted_in = endpoint
             .post_form("users", &by_name, true, None, &[("grant_type", "x")])
             .await
