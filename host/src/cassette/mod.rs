@@ -117,6 +117,10 @@ pub struct JobInput {
     #[serde(default = "empty_payload")]
     pub payload: toml::Value,
     pub attempt: Option<u32>,
+    /// The linked target the job acts for.
+    pub target: Option<String>,
+    /// What the host knows of earlier attempts: `none` (default), `failed` or `unknown`.
+    pub earlier: Option<crate::runtime::Earlier>,
 }
 
 fn empty_payload() -> toml::Value {

@@ -10,6 +10,7 @@ mod containment;
 mod crawl;
 mod dead_letters;
 mod egress_policy;
+mod handler_worlds;
 mod hot_swap;
 mod layers;
 mod plugin_kit;
