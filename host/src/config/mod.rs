@@ -346,7 +346,30 @@ pub struct ConnectorSettings {
     /// Only the newest this many stored items are kept; none keeps every one.
     #[serde(default)]
     pub keep_items_count: Option<u64>,
+    /// `[connectors.NAME.jobs]`: where a handler's jobs come from.
+    #[serde(default)]
+    pub jobs: JobSettings,
 }
+
+// --- Handler jobs (`[connectors.NAME.jobs]`) ---------------------------------------------------
+
+/// `[connectors.NAME.jobs]`: the queue a handler connector runs jobs from.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// The queue's name (default: the connector's name); unique among connectors, and what
+    /// `POST /v1/queues/{queue}/jobs` and `tsunagi enqueue` name.
+    pub queue: Option<String>,
+}
+
+impl ConnectorSettings {
+    /// The job queue of connector `name`: `jobs.queue`, or the connector's name.
+    pub fn job_queue(&self, name: &str) -> String {
+        self.jobs.queue.clone().unwrap_or_else(|| name.to_string())
+    }
+}
+
+// --- End of handler jobs -------------------------------------------------------------------------
 
 fn default_concurrency() -> usize {
     32

@@ -93,6 +93,19 @@ pub struct ExchangeRecord {
     /// When the upstream said its rate limit resets, if it said the limit is used up
     /// (`x-rate-limit-remaining: 0` with `x-rate-limit-reset`).
     pub rate_limit_reset: Option<Millis>,
+    // --- For the handler pipeline's "outcome unknown" (see `unanswered_change`).
+    /// The request's method may change something (not GET, HEAD or OPTIONS).
+    pub changes: bool,
+    /// The request was handed to the upstream (past every check of the host's own).
+    pub sent: bool,
+}
+
+impl ExchangeRecord {
+    /// A request that may change something was sent and no answer came back (the connection
+    /// broke or timed out after sending): whether it took effect is unknown.
+    pub fn unanswered_change(&self) -> bool {
+        self.changes && self.sent && self.status.is_none()
+    }
 }
 
 /// The exchanges of the current call, shared with the futures that carry them out.
@@ -313,6 +326,10 @@ impl Exchange {
     ) -> Result<http::Response<WasiBody>, HttpError> {
         let mut record = ExchangeRecord {
             url: redact::url(&request.uri().to_string()).into_owned(),
+            changes: !matches!(
+                *request.method(),
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            ),
             ..ExchangeRecord::default()
         };
         let result = self.guarded_send(request, options, &mut record).await;
@@ -471,6 +488,7 @@ impl Exchange {
             body,
             allow_internal,
         };
+        record.sent = true;
         let response = match self.upstream.send(outbound, limits).await {
             Ok(response) => response,
             Err(failure) => {

@@ -12,6 +12,7 @@ mod dead_letters;
 mod egress_policy;
 mod handler_worlds;
 mod hot_swap;
+mod jobs;
 mod layers;
 mod plugin_kit;
 mod processes;
