@@ -591,12 +591,28 @@ pub struct AllowRule {
     /// name, so the opt-in covers that name on every port the allowlist permits.
     #[serde(default)]
     pub allow_internal: bool,
-    /// A `[budgets.NAME]` every request through this rule spends from.
-    #[serde(default)]
-    pub budget: Option<String>,
+    /// The `[budgets.NAME]` every request through this rule spends from: one name, or a list
+    /// when several limits apply at once (an app's and each user's, `["x-app", "x-user"]`); a
+    /// request goes when every one of them has room.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub budget: Vec<String>,
     /// A `[breakers.NAME]` guarding the upstream this rule reaches.
     #[serde(default)]
     pub breaker: Option<String>,
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// `[sinks.NAME]`: where new items are delivered besides the item store.

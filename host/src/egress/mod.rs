@@ -386,14 +386,14 @@ impl Exchange {
         };
         let limits = effective_limits(&self.limits, options);
         let slots = self.take_slots(&limits).await?;
-        if rule.budget.is_some() || rule.breaker.is_some() {
+        if !rule.budget.is_empty() || rule.breaker.is_some() {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             // Waiting for a slot must leave the request its own time.
             let max_wait = remaining.saturating_sub(limits.request_timeout.min(remaining / 2));
             match self
                 .resilience
                 .admit(
-                    rule.budget.as_deref(),
+                    &rule.budget,
                     rule.breaker.as_deref(),
                     &self.target,
                     max_wait,
@@ -413,7 +413,7 @@ impl Exchange {
         let response = self
             .send(url, rule.allow_internal, request, limits, slots, record)
             .await;
-        if let Some(budget) = &rule.budget {
+        if !rule.budget.is_empty() {
             let now = self.resilience.clock().now_ms();
             let pushed_until = match record.status {
                 Some(429 | 503) => Some(
@@ -434,7 +434,7 @@ impl Exchange {
                 pushed_until.map(|until| until.min(now.saturating_add(MAX_PUSH_BACK_MS)));
             if let Some(until) = pushed_until {
                 self.resilience
-                    .upstream_limit(budget, &self.target, until)
+                    .upstream_limit(&rule.budget, &self.target, until)
                     .await;
             }
         }
