@@ -23,9 +23,25 @@ pub struct ConnectorStats {
     items_seen: AtomicU64,
     items_new: AtomicU64,
     in_flight: AtomicI64,
+    // Handler jobs (`pipeline::HandlePipeline`).
+    jobs_done: AtomicU64,
+    jobs_skipped: AtomicU64,
+    jobs_failed: AtomicU64,
+    jobs_dead: AtomicU64,
+    jobs_deferred: AtomicU64,
     recent_errors: Mutex<VecDeque<RecentError>>,
     /// Job latency (claim handed to a worker → outcome committed), in microseconds.
     latency: Mutex<Option<Histogram<u64>>>,
+}
+
+/// How one attempt of a handler job ended, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnding {
+    Done,
+    Skipped,
+    Failed,
+    Dead,
+    Deferred,
 }
 
 /// Job latency quantiles, in milliseconds.
@@ -60,6 +76,22 @@ pub struct StatsSnapshot {
     pub items_seen: u64,
     pub items_new: u64,
     pub in_flight: i64,
+}
+
+/// A handler connector's job counters since the host started.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct JobStatsSnapshot {
+    /// Jobs carried out.
+    pub done: u64,
+    /// Jobs completed without being carried out (the plugin declined, or not linked).
+    pub skipped: u64,
+    /// Failed attempts that will be retried.
+    pub failed: u64,
+    /// Jobs given up on (dead-lettered).
+    pub dead: u64,
+    /// Attempts a budget, an open breaker or a host failure held back (put back without
+    /// counting an attempt).
+    pub deferred: u64,
 }
 
 impl StatsSnapshot {
@@ -116,6 +148,18 @@ impl ConnectorStats {
         }
     }
 
+    /// How a handler job ended this attempt.
+    pub fn job_ended(&self, ending: JobEnding) {
+        let counter = match ending {
+            JobEnding::Done => &self.jobs_done,
+            JobEnding::Skipped => &self.jobs_skipped,
+            JobEnding::Failed => &self.jobs_failed,
+            JobEnding::Dead => &self.jobs_dead,
+            JobEnding::Deferred => &self.jobs_deferred,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             polls_ok: self.polls_ok.load(Ordering::Relaxed),
@@ -127,6 +171,16 @@ impl ConnectorStats {
             items_seen: self.items_seen.load(Ordering::Relaxed),
             items_new: self.items_new.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn job_snapshot(&self) -> JobStatsSnapshot {
+        JobStatsSnapshot {
+            done: self.jobs_done.load(Ordering::Relaxed),
+            skipped: self.jobs_skipped.load(Ordering::Relaxed),
+            failed: self.jobs_failed.load(Ordering::Relaxed),
+            dead: self.jobs_dead.load(Ordering::Relaxed),
+            deferred: self.jobs_deferred.load(Ordering::Relaxed),
         }
     }
 

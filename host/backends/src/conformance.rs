@@ -19,6 +19,10 @@ use crate::{
     ItemQuery, JobLease, MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob,
     PollCommit, QueueCounts, StatePut, StateScope, StoredItem, StoredToken, TargetClaim,
 };
+use crate::{
+    EarlierOutcome, Enqueued, JobFailure, JobOutcome, MAX_IDEMPOTENCY_KEY_BYTES,
+    MAX_JOB_PAYLOAD_BYTES,
+};
 use std::any::Any;
 use std::collections::HashSet;
 use std::future::Future;
@@ -115,6 +119,14 @@ macro_rules! conformance_tests {
             the_count_rule_keeps_the_newest_items,
             forgotten_ids_are_purged_once_unseen_for_the_horizon,
             storage_stats_count_rows_per_table,
+            jobs_carry_kind_target_and_the_earlier_outcome,
+            an_idempotency_key_enqueues_once_per_queue,
+            enqueue_refuses_what_is_over_a_cap_and_stores_nothing,
+            a_heartbeat_keeps_a_job_from_being_taken_over,
+            a_taken_over_or_unknown_attempt_is_handed_on_as_unknown_until_done,
+            done_jobs_keep_their_outcome_but_not_their_payload,
+            a_deferred_job_comes_back_without_counting_an_attempt,
+            a_paused_queue_leases_nothing_until_resumed,
         );
         // Credentials: the token store.
         $crate::conformance_tests!(@backend $factory;
@@ -259,12 +271,7 @@ async fn lease_all(b: &dyn Backend, queue: &str, worker: &str, now: Millis) -> V
 }
 
 fn job(queue: &str, payload: &str, max_attempts: u32, run_at: Millis) -> NewJob {
-    NewJob {
-        queue: queue.to_string(),
-        payload: payload.to_string(),
-        max_attempts,
-        run_at,
-    }
+    NewJob::new(queue, payload, max_attempts, run_at)
 }
 
 fn delivered(lease: &JobLease) -> Vec<StoredItem> {
@@ -2681,4 +2688,294 @@ pub async fn a_token_marked_for_relinking_keeps_its_reason_and_an_oversized_one_
     let refused = b.put_token(&huge).await.expect_err("over the cap");
     assert!(matches!(refused, BackendError::Refused(_)), "{refused}");
     assert_eq!(b.get_token("x-app", "dave").await.expect("get"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handler jobs: kind, target, idempotency, heartbeat, earlier outcome, outcome, defer, pause
+
+fn handler_job(queue: &str, kind: &str, target: Option<&str>, key: Option<&str>) -> NewJob {
+    NewJob {
+        kind: kind.to_string(),
+        target: target.map(str::to_string),
+        idempotency_key: key.map(str::to_string),
+        ..NewJob::new(queue, r#"{"text":"hi"}"#, 5, T0)
+    }
+}
+
+pub async fn jobs_carry_kind_target_and_the_earlier_outcome(b: &dyn Backend) {
+    let id = b
+        .enqueue(handler_job("posts", "post", Some("user-1"), None))
+        .await
+        .expect("enqueue");
+    let first = lease_all(b, "posts", "w1", T0).await.remove(0);
+    assert_eq!(first.id, id);
+    assert_eq!(first.kind, "post");
+    assert_eq!(first.target.as_deref(), Some("user-1"));
+    assert_eq!(first.payload, r#"{"text":"hi"}"#);
+    assert_eq!(first.earlier, EarlierOutcome::None);
+    assert!(
+        b.fail_job(&first, "503", Some(T0 + 10), T0)
+            .await
+            .expect("fail")
+    );
+    let second = lease_all(b, "posts", "w1", T0 + 10).await.remove(0);
+    assert_eq!(second.attempt, 2);
+    assert_eq!(
+        second.earlier,
+        EarlierOutcome::Failed,
+        "a reported failure is known not to have taken effect"
+    );
+}
+
+pub async fn an_idempotency_key_enqueues_once_per_queue(b: &dyn Backend) {
+    let first = b
+        .enqueue_job(handler_job("posts", "post", None, Some("k-1")))
+        .await
+        .expect("enqueue");
+    let Enqueued::New(id) = first else {
+        panic!("the first job with a key is new: {first:?}");
+    };
+    let again = b
+        .enqueue_job(NewJob {
+            payload: "another payload".into(),
+            ..handler_job("posts", "other", None, Some("k-1"))
+        })
+        .await
+        .expect("enqueue again");
+    assert_eq!(
+        again,
+        Enqueued::Repeat(id),
+        "the same key answers the first id"
+    );
+    let elsewhere = b
+        .enqueue_job(handler_job("other-queue", "post", None, Some("k-1")))
+        .await
+        .expect("enqueue elsewhere");
+    assert!(
+        matches!(elsewhere, Enqueued::New(other) if other != id),
+        "keys are per queue: {elsewhere:?}"
+    );
+    let leased = lease_all(b, "posts", "w", T0).await;
+    assert_eq!(leased.len(), 1, "nothing new was stored for the repeat");
+    assert_eq!(leased[0].kind, "post", "the first job's fields stay");
+    // A repeat after the job is done still names the first job.
+    assert!(b.complete_job(&leased[0], T0).await.expect("complete"));
+    assert_eq!(
+        b.enqueue_job(handler_job("posts", "post", None, Some("k-1")))
+            .await
+            .expect("enqueue after done"),
+        Enqueued::Repeat(id)
+    );
+}
+
+pub async fn enqueue_refuses_what_is_over_a_cap_and_stores_nothing(b: &dyn Backend) {
+    let cases = [
+        (
+            NewJob::new("q", "x".repeat(MAX_JOB_PAYLOAD_BYTES + 1), 5, T0),
+            "payload",
+        ),
+        (
+            handler_job("q", "post", Some(&"t".repeat(MAX_TARGET_BYTES + 1)), None),
+            "target",
+        ),
+        (
+            handler_job(
+                "q",
+                "post",
+                None,
+                Some(&"k".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1)),
+            ),
+            "idempotency_key",
+        ),
+        (handler_job("q", "post", None, Some("")), "idempotency_key"),
+        (handler_job("q", &"k".repeat(65), None, None), "kind"),
+    ];
+    for (job, field) in cases {
+        match b.enqueue_job(job).await {
+            Err(BackendError::Refused(reason)) => {
+                assert!(reason.starts_with(field), "{field}: {reason}");
+                assert!(reason.len() < 200, "the reason never echoes the value");
+            }
+            other => panic!("{field}: expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts::default()
+    );
+    // At the caps exactly, it is taken.
+    b.enqueue_job(NewJob::new("q", "x".repeat(MAX_JOB_PAYLOAD_BYTES), 5, T0))
+        .await
+        .expect("a payload at the cap");
+}
+
+pub async fn a_heartbeat_keeps_a_job_from_being_taken_over(b: &dyn Backend) {
+    b.enqueue(job("q", "p", 5, T0)).await.expect("enqueue");
+    let mut held = lease_all(b, "q", "w1", T0).await.remove(0);
+    let first_until = held.lease_until;
+    assert!(
+        b.heartbeat_job(&mut held, T0 + LEASE_MS / 2, LEASE)
+            .await
+            .expect("heartbeat")
+    );
+    assert_eq!(held.lease_until, T0 + LEASE_MS / 2 + LEASE_MS);
+    assert!(
+        lease_all(b, "q", "w2", first_until + 1).await.is_empty(),
+        "the extended lease holds past the first deadline"
+    );
+    let mut stale = JobLease {
+        lease_until: first_until,
+        ..held.clone()
+    };
+    assert!(
+        !b.heartbeat_job(&mut stale, T0 + 1, LEASE)
+            .await
+            .expect("stale heartbeat"),
+        "a heartbeat of a lease no longer held is refused"
+    );
+    let mut thief = JobLease {
+        worker: "w2".into(),
+        ..held.clone()
+    };
+    assert!(
+        !b.heartbeat_job(&mut thief, T0 + 1, LEASE)
+            .await
+            .expect("other worker")
+    );
+    assert!(
+        b.complete_job(&held, T0 + LEASE_MS)
+            .await
+            .expect("complete"),
+        "completion is guarded by the moved-on lease"
+    );
+}
+
+pub async fn a_taken_over_or_unknown_attempt_is_handed_on_as_unknown_until_done(b: &dyn Backend) {
+    b.enqueue(job("q", "p", 10, T0)).await.expect("enqueue");
+    let lost = lease_all(b, "q", "w1", T0).await.remove(0);
+    let taken = lease_all(b, "q", "w2", lost.lease_until + 1)
+        .await
+        .remove(0);
+    assert_eq!(
+        taken.earlier,
+        EarlierOutcome::Unknown,
+        "its worker may have acted"
+    );
+    // It sticks through a later, known failure.
+    assert!(
+        b.fail_job(&taken, "503", Some(taken.lease_until), taken.lease_until)
+            .await
+            .expect("fail")
+    );
+    let third = lease_all(b, "q", "w2", taken.lease_until).await.remove(0);
+    assert_eq!(third.earlier, EarlierOutcome::Unknown);
+    assert!(
+        b.complete_job(&third, third.lease_until)
+            .await
+            .expect("done")
+    );
+    let record = b.job(third.id).await.expect("job").expect("stored");
+    assert!(!record.earlier_unknown, "done clears the mark");
+
+    // A failure the worker reports as unknown marks it too.
+    b.enqueue(job("q2", "p", 10, T0)).await.expect("enqueue");
+    let sent = lease_all(b, "q2", "w1", T0).await.remove(0);
+    let failure = JobFailure {
+        error: "connection reset after the request was sent",
+        retry_at: Some(T0),
+        outcome_unknown: true,
+    };
+    assert!(b.record_failure(&sent, &failure, T0).await.expect("fail"));
+    let next = lease_all(b, "q2", "w1", T0).await.remove(0);
+    assert_eq!(next.earlier, EarlierOutcome::Unknown);
+}
+
+pub async fn done_jobs_keep_their_outcome_but_not_their_payload(b: &dyn Backend) {
+    let done_id = b
+        .enqueue(job("q", "secret-free payload", 5, T0))
+        .await
+        .expect("enqueue");
+    let skipped_id = b.enqueue(job("q", "p2", 5, T0)).await.expect("enqueue");
+    let leases = lease_all(b, "q", "w", T0).await;
+    let done = JobOutcome::Done {
+        reference: Some("post-1".into()),
+        detail: Some("posted".into()),
+    };
+    let skipped = JobOutcome::Skipped {
+        reason: "came from X".into(),
+    };
+    assert!(b.finish_job(&leases[0], &done, T0).await.expect("finish"));
+    assert!(
+        b.finish_job(&leases[1], &skipped, T0)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !b.finish_job(&leases[1], &done, T0).await.expect("again"),
+        "a finished job is not finished twice"
+    );
+    let record = b.job(done_id).await.expect("job").expect("stored");
+    assert_eq!(record.state, "done");
+    assert_eq!(record.outcome, Some(done));
+    let record = b.job(skipped_id).await.expect("job").expect("stored");
+    assert_eq!(record.outcome, Some(skipped));
+    assert!(b.job(done_id + 1000).await.expect("job").is_none());
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            done: 2,
+            ..QueueCounts::default()
+        }
+    );
+}
+
+pub async fn a_deferred_job_comes_back_without_counting_an_attempt(b: &dyn Backend) {
+    b.enqueue(job("q", "p", 2, T0)).await.expect("enqueue");
+    let first = lease_all(b, "q", "w", T0).await.remove(0);
+    assert!(b.defer_job(&first, T0 + 500, T0).await.expect("defer"));
+    assert!(
+        lease_all(b, "q", "w", T0 + 499).await.is_empty(),
+        "due later"
+    );
+    let again = lease_all(b, "q", "w", T0 + 500).await.remove(0);
+    assert_eq!(again.attempt, 1, "the deferral counted no attempt");
+    assert_eq!(again.earlier, EarlierOutcome::None);
+    assert!(!b.defer_job(&first, T0, T0).await.expect("stale defer"));
+    // Deferring many times never uses up its attempts.
+    let mut lease = again;
+    for round in 1..=5 {
+        assert!(
+            b.defer_job(&lease, T0 + 500 + round, T0)
+                .await
+                .expect("defer")
+        );
+        lease = lease_all(b, "q", "w", T0 + 500 + round).await.remove(0);
+    }
+    assert_eq!(lease.attempt, 1);
+}
+
+pub async fn a_paused_queue_leases_nothing_until_resumed(b: &dyn Backend) {
+    b.enqueue(job("q", "p", 5, T0)).await.expect("enqueue");
+    b.set_queue_paused("q", true, T0).await.expect("pause");
+    b.set_queue_paused("q", true, T0)
+        .await
+        .expect("pausing twice is fine");
+    assert!(b.queue_paused("q").await.expect("paused"));
+    assert!(!b.queue_paused("other").await.expect("paused"));
+    b.enqueue(job("q", "p2", 5, T0))
+        .await
+        .expect("enqueue while paused");
+    b.enqueue(job("other", "p", 5, T0)).await.expect("enqueue");
+    assert!(lease_all(b, "q", "w", T0).await.is_empty(), "paused");
+    assert_eq!(lease_all(b, "other", "w", T0).await.len(), 1, "others run");
+    assert_eq!(
+        b.queue_counts("q").await.expect("counts"),
+        QueueCounts {
+            queued: 2,
+            ..QueueCounts::default()
+        }
+    );
+    b.set_queue_paused("q", false, T0).await.expect("resume");
+    assert!(!b.queue_paused("q").await.expect("paused"));
+    assert_eq!(lease_all(b, "q", "w", T0).await.len(), 2);
 }

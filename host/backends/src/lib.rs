@@ -338,6 +338,103 @@ pub struct NewJob {
     pub payload: String,
     pub max_attempts: u32,
     pub run_at: Millis,
+    /// What the job is, as its producer named it (`post`, `delete`); empty for deliveries.
+    pub kind: String,
+    /// The linked target the job acts for, if any.
+    pub target: Option<String>,
+    /// Unique per queue: enqueueing the same key again stores nothing and answers with the
+    /// first job's id ([`Enqueued::Repeat`]).
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    /// A job of no particular kind, for no target, without an idempotency key.
+    pub fn new(
+        queue: impl Into<String>,
+        payload: impl Into<String>,
+        max_attempts: u32,
+        run_at: Millis,
+    ) -> Self {
+        Self {
+            queue: queue.into(),
+            payload: payload.into(),
+            max_attempts,
+            run_at,
+            kind: String::new(),
+            target: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// Why the store would refuse this job, naming the field and the cap (never echoing the
+    /// value): a payload over [`MAX_JOB_PAYLOAD_BYTES`], a kind over [`MAX_JOB_KIND_BYTES`], a
+    /// target that [`target_problem`] refuses, an empty key or one over
+    /// [`MAX_IDEMPOTENCY_KEY_BYTES`].
+    pub fn problem(&self) -> Option<String> {
+        if self.payload.len() > MAX_JOB_PAYLOAD_BYTES {
+            return Some(format!(
+                "payload is {} bytes; a job's payload is at most {MAX_JOB_PAYLOAD_BYTES} bytes",
+                self.payload.len()
+            ));
+        }
+        if self.kind.len() > MAX_JOB_KIND_BYTES {
+            return Some(format!(
+                "kind is {} bytes; a job's kind is at most {MAX_JOB_KIND_BYTES} bytes",
+                self.kind.len()
+            ));
+        }
+        if let Some(problem) = self.target.as_deref().and_then(target_problem) {
+            return Some(format!("target {problem}"));
+        }
+        match self.idempotency_key.as_deref() {
+            Some("") => Some("idempotency_key is empty".to_string()),
+            Some(key) if key.len() > MAX_IDEMPOTENCY_KEY_BYTES => Some(format!(
+                "idempotency_key is {} bytes; a key is at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes",
+                key.len()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The largest job payload the store takes (1 MiB): a job is one post or message, and every
+/// payload is held in memory while its job runs.
+pub const MAX_JOB_PAYLOAD_BYTES: usize = 1 << 20;
+/// The longest job kind.
+pub const MAX_JOB_KIND_BYTES: usize = 64;
+/// The longest idempotency key (a UUID is 36, a SHA-256 in hex 64).
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
+
+/// What [`JobQueue::enqueue_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored as a new job with this id.
+    New(i64),
+    /// A job with the same idempotency key is in the queue: nothing was stored; its id.
+    Repeat(i64),
+}
+
+impl Enqueued {
+    pub fn id(self) -> i64 {
+        match self {
+            Self::New(id) | Self::Repeat(id) => id,
+        }
+    }
+}
+
+/// What the queue knows of a job's earlier attempts, handed to the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EarlierOutcome {
+    /// The first attempt.
+    #[default]
+    None,
+    /// Earlier attempts failed without taking effect.
+    Failed,
+    /// An earlier attempt may have taken effect: its lease was taken over after it expired
+    /// (the worker died or hung mid-call), or it was reported as unknown. Sticks until the job
+    /// completes.
+    Unknown,
 }
 
 /// A job leased to one worker.
@@ -350,7 +447,49 @@ pub struct JobLease {
     pub attempt: u32,
     pub max_attempts: u32,
     pub worker: String,
+    /// Moved on by [`JobQueue::heartbeat_job`].
     pub lease_until: Millis,
+    pub kind: String,
+    pub target: Option<String>,
+    pub earlier: EarlierOutcome,
+}
+
+/// How a job ended well; kept (without the payload) once it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "outcome")]
+pub enum JobOutcome {
+    Done {
+        reference: Option<String>,
+        detail: Option<String>,
+    },
+    /// Deliberately not carried out, and why.
+    Skipped { reason: String },
+}
+
+/// A failed attempt, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure<'a> {
+    pub error: &'a str,
+    /// When to try again; `None` (or no attempts left) dead-letters the job.
+    pub retry_at: Option<Millis>,
+    /// The attempt may have taken effect (it sent a request that changes something and got no
+    /// answer): the next attempt is told [`EarlierOutcome::Unknown`].
+    pub outcome_unknown: bool,
+}
+
+/// A job as it is now, for `tsunagi` and the tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub queue: String,
+    pub kind: String,
+    pub target: Option<String>,
+    /// queued, leased, done or dead.
+    pub state: String,
+    pub attempt: u32,
+    pub earlier_unknown: bool,
+    pub outcome: Option<JobOutcome>,
+    pub last_error: Option<String>,
 }
 
 /// A job in the dead-letter state, with why it died.
@@ -375,12 +514,27 @@ pub struct QueueCounts {
     pub dead: u64,
 }
 
+/// A queue's counts and whether it is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueSummary {
+    pub queue: String,
+    pub paused: bool,
+    #[serde(flatten)]
+    pub counts: QueueCounts,
+}
+
 /// A durable job queue: at-least-once delivery with leases. A job whose lease expires (its
 /// worker died) is leased again; a completion from a worker that lost its lease is refused,
 /// so a finished job is never run again by a rescue.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    async fn enqueue(&self, job: NewJob) -> Result<i64>;
+    /// Enqueues `job`; the id of the new job, or of the first job with its idempotency key.
+    async fn enqueue(&self, job: NewJob) -> Result<i64> {
+        self.enqueue_job(job).await.map(Enqueued::id)
+    }
+    /// Enqueues `job`, saying whether it was new or a repeat of its idempotency key. A job
+    /// [`NewJob::problem`] refuses is [`BackendError::Refused`], nothing stored.
+    async fn enqueue_job(&self, job: NewJob) -> Result<Enqueued>;
     /// Leases up to `limit` jobs of `queue` that are due (`run_at <= now`) or whose lease
     /// expired, counting an attempt for each. A job whose lease expired on its last allowed
     /// attempt goes to the dead-letter state instead of being leased again.
@@ -393,7 +547,34 @@ pub trait JobQueue: Send + Sync {
         limit: u32,
     ) -> Result<Vec<JobLease>>;
     /// Marks the job done, if `lease` still holds it. A done job keeps no payload.
-    async fn complete_job(&self, lease: &JobLease, now: Millis) -> Result<bool>;
+    async fn complete_job(&self, lease: &JobLease, now: Millis) -> Result<bool> {
+        let done = JobOutcome::Done {
+            reference: None,
+            detail: None,
+        };
+        self.finish_job(lease, &done, now).await
+    }
+    /// Marks the job done (or skipped) with its outcome, if `lease` still holds it. The payload
+    /// is dropped; the outcome is kept.
+    async fn finish_job(&self, lease: &JobLease, outcome: &JobOutcome, now: Millis)
+    -> Result<bool>;
+    /// Extends a held lease to `now + lease_for` (and moves `lease.lease_until` on), so a long
+    /// job is not taken over while its worker lives. False when `lease` no longer holds it.
+    async fn heartbeat_job(
+        &self,
+        lease: &mut JobLease,
+        now: Millis,
+        lease_for: Duration,
+    ) -> Result<bool>;
+    /// Puts a held job back, due at `run_at`, without counting its attempt (the host's own
+    /// budget or breaker held the call back). False when `lease` no longer holds it.
+    async fn defer_job(&self, lease: &JobLease, run_at: Millis, now: Millis) -> Result<bool>;
+    /// Pauses (`true`) or resumes a queue, durably: a paused queue leases nothing; enqueueing
+    /// still works.
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Millis) -> Result<()>;
+    async fn queue_paused(&self, queue: &str) -> Result<bool>;
+    /// One job as it is now; `None` when no job has that id.
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>>;
     /// Records a failed attempt, if `lease` still holds it. With `retry_at` the job waits until
     /// then; without it (or when attempts are used up) the job goes to the dead-letter state.
     async fn fail_job(
@@ -401,6 +582,20 @@ pub trait JobQueue: Send + Sync {
         lease: &JobLease,
         error: &str,
         retry_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<bool> {
+        let failure = JobFailure {
+            error,
+            retry_at,
+            outcome_unknown: false,
+        };
+        self.record_failure(lease, &failure, now).await
+    }
+    /// [`JobQueue::fail_job`] that may also mark the job's outcome unknown.
+    async fn record_failure(
+        &self,
+        lease: &JobLease,
+        failure: &JobFailure<'_>,
         now: Millis,
     ) -> Result<bool>;
     async fn queue_counts(&self, queue: &str) -> Result<QueueCounts>;

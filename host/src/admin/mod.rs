@@ -3,7 +3,8 @@
 //! the last reloads), `GET /healthz` (liveness), `GET /readyz` (readiness), and the hot-swap
 //! actions `POST /v1/reload`, `POST /v1/connectors/{name}/reload` and
 //! `POST /v1/connectors/{name}/rollback` (200 with the report when everything was applied, 422
-//! with it when something was refused).
+//! with it when something was refused), and the handler job endpoints in `jobs`
+//! (`POST /v1/queues/{queue}/jobs`, `/pause`, `/resume`, `GET /v1/queues`).
 //!
 //! Who may ask ([`Access`]): every request must name this API in its `Host` (an IP address,
 //! `localhost`, or a name from `host.admin_hosts`), so a page on a DNS-rebound name cannot reach
@@ -18,6 +19,10 @@
 //! It depends on the topology one way: it sees only [`Control`]. The command that runs the host
 //! decides whether and where it listens ([`serve`]), and attaches the topology once it has
 //! started, so `/readyz` can say "not yet" while plugins compile.
+
+mod jobs;
+
+pub use jobs::MAX_BODY_BYTES as MAX_JOB_BODY_BYTES;
 
 use crate::config::{Config, Secret, SecretError};
 use crate::topology::{Control, ReloadReport};
@@ -101,6 +106,11 @@ fn router(shared: SharedState) -> axum::Router {
         .route("/v1/reload", post(reload_all))
         .route("/v1/connectors/{name}/reload", post(reload_one))
         .route("/v1/connectors/{name}/rollback", post(rollback))
+        // Handler jobs (admin/jobs.rs).
+        .route("/v1/queues", get(jobs::list))
+        .route("/v1/queues/{queue}/jobs", post(jobs::enqueue))
+        .route("/v1/queues/{queue}/pause", post(jobs::pause))
+        .route("/v1/queues/{queue}/resume", post(jobs::resume))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -454,6 +464,23 @@ mod tests {
             } else {
                 Ok(())
             }
+        }
+        async fn enqueue(
+            &self,
+            queue: &str,
+            _job: crate::topology::InboundJob,
+        ) -> Result<tsunagi_backends::Enqueued, crate::topology::JobsError> {
+            Err(crate::topology::JobsError::UnknownQueue(queue.to_string()))
+        }
+        async fn set_queue_paused(
+            &self,
+            queue: &str,
+            _paused: bool,
+        ) -> Result<(), crate::topology::JobsError> {
+            Err(crate::topology::JobsError::UnknownQueue(queue.to_string()))
+        }
+        async fn queues(&self) -> Result<Vec<crate::topology::QueueStatus>, BackendError> {
+            Ok(Vec::new())
         }
     }
 

@@ -11,8 +11,8 @@ use crate::config::{Config, Role, config_texts};
 use crate::egress::{EgressError, EgressLimits, EgressPolicy, Network, Upstream};
 use crate::resilience::Resilience;
 use crate::runtime::{
-    CallError, CallReport, ConnectorServices, Engine, EngineSettings, HandleRequest, InstancePool,
-    LoadError, PoolSettings, SearchQuery, TargetCall,
+    CallError, CallReport, ConnectorServices, Engine, EngineSettings, HandleRequest, HandleResult,
+    InstancePool, LoadError, PoolSettings, SearchQuery, TargetCall,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -285,12 +285,18 @@ impl Session {
                     kind: job.kind.clone(),
                     payload: job.payload_json(),
                     attempt: job.attempt.unwrap_or(1),
+                    target: job.target.clone(),
+                    earlier: job.earlier.unwrap_or_default(),
                 };
                 let outcome = connector.handle(self.target_call(&target), request).await;
                 Ok(self.finish(&target, outcome, |result| {
-                    let summary = match &result.reference {
-                        Some(reference) => format!("done, reference {reference}"),
-                        None => "done".to_string(),
+                    let summary = match result {
+                        HandleResult::Done {
+                            reference: Some(reference),
+                            ..
+                        } => format!("done, reference {reference}"),
+                        HandleResult::Done { .. } => "done".to_string(),
+                        HandleResult::Skipped { skipped } => format!("skipped: {skipped}"),
                     };
                     (json!(result), summary)
                 }))

@@ -117,6 +117,10 @@ pub struct JobInput {
     #[serde(default = "empty_payload")]
     pub payload: toml::Value,
     pub attempt: Option<u32>,
+    /// The linked target the job acts for.
+    pub target: Option<String>,
+    /// What the host knows of earlier attempts: `none` (default), `failed` or `unknown`.
+    pub earlier: Option<crate::runtime::Earlier>,
 }
 
 fn empty_payload() -> toml::Value {
@@ -266,9 +270,9 @@ fn validate_cases(file: &CaseFile, checks: &mut Checks) {
     for (index, rule) in file.allow.iter().enumerate() {
         let at = |field: &str| format!("allow[{index}].{field}");
         rule.check(&format!("allow[{index}]"), checks);
-        if rule.budget.is_some() || rule.breaker.is_some() {
+        if !rule.budget.is_empty() || rule.breaker.is_some() {
             checks.error(
-                &at(if rule.budget.is_some() {
+                &at(if !rule.budget.is_empty() {
                     "budget"
                 } else {
                     "breaker"

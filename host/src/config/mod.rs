@@ -368,7 +368,30 @@ pub struct ConnectorSettings {
     /// they are kept.
     #[serde(default)]
     pub purge_items_on_unlink: bool,
+    /// `[connectors.NAME.jobs]`: where a handler's jobs come from.
+    #[serde(default)]
+    pub jobs: JobSettings,
 }
+
+// --- Handler jobs (`[connectors.NAME.jobs]`) ---------------------------------------------------
+
+/// `[connectors.NAME.jobs]`: the queue a handler connector runs jobs from.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// The queue's name (default: the connector's name); unique among connectors, and what
+    /// `POST /v1/queues/{queue}/jobs` and `tsunagi enqueue` name.
+    pub queue: Option<String>,
+}
+
+impl ConnectorSettings {
+    /// The job queue of connector `name`: `jobs.queue`, or the connector's name.
+    pub fn job_queue(&self, name: &str) -> String {
+        self.jobs.queue.clone().unwrap_or_else(|| name.to_string())
+    }
+}
+
+// --- End of handler jobs -------------------------------------------------------------------------
 
 fn default_concurrency() -> usize {
     32
@@ -590,9 +613,11 @@ pub struct AllowRule {
     /// name, so the opt-in covers that name on every port the allowlist permits.
     #[serde(default)]
     pub allow_internal: bool,
-    /// A `[budgets.NAME]` every request through this rule spends from.
-    #[serde(default)]
-    pub budget: Option<String>,
+    /// The `[budgets.NAME]` every request through this rule spends from: one name, or a list
+    /// when several limits apply at once (an app's and each user's, `["x-app", "x-user"]`); a
+    /// request goes when every one of them has room.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub budget: Vec<String>,
     /// A `[breakers.NAME]` guarding the upstream this rule reaches.
     #[serde(default)]
     pub breaker: Option<String>,
@@ -604,6 +629,20 @@ pub struct AllowRule {
     /// OPTIONS, `write` for other methods.
     #[serde(default)]
     pub scope: Option<Scope>,
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// `[sinks.NAME]`: where new items are delivered besides the item store.

@@ -221,11 +221,12 @@ pub(super) fn validate(config: &super::Config, checks: &mut Checks) {
         for (index, rule) in connector.egress.allow.iter().enumerate() {
             let at =
                 |field: &str| format!("connectors.{connector_name}.egress.allow[{index}].{field}");
-            if let Some(budget) = &rule.budget
-                && !config.budgets.contains_key(budget)
-                && !checks.refused(&format!("budgets.{budget}"))
-            {
-                checks.error(&at("budget"), format!("no [budgets.{budget}] is defined"));
+            for budget in &rule.budget {
+                if !config.budgets.contains_key(budget)
+                    && !checks.refused(&format!("budgets.{budget}"))
+                {
+                    checks.error(&at("budget"), format!("no [budgets.{budget}] is defined"));
+                }
             }
             if let Some(breaker) = &rule.breaker
                 && !config.breakers.contains_key(breaker)
@@ -344,6 +345,24 @@ mod tests {
             error.starts_with("t.toml:6:")
                 && error.contains("connectors.rss.egress.allow[0].budget: no [budgets.shop]"),
             "{error}"
+        );
+        let two_budgets = format!(
+            "{base}[[connectors.rss.egress.allow]]\nhost = \"a.example\"\n\
+             budget = [\"app\", \"users\"]\n[budgets.app]\nrate = \"1/s\"\n"
+        );
+        let error = error_of(&two_budgets);
+        assert!(
+            error.starts_with("t.toml:6:")
+                && error.contains("allow[0].budget: no [budgets.users]")
+                && !error.contains("[budgets.app]"),
+            "{error}"
+        );
+        let both_declared =
+            format!("{two_budgets}[budgets.users]\nrate = \"1/min\"\nper = \"target\"\n");
+        let config = Config::parse(&both_declared, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            config.connectors["rss"].egress.allow[0].budget,
+            ["app".to_string(), "users".to_string()]
         );
         let bad_rate = "[budgets.shop]\nrate = \"fast\"\n";
         let error = error_of(bad_rate);

@@ -208,8 +208,43 @@ pub(super) fn validate(config: &Config, checks: &mut Checks) {
     for (name, sink) in &config.sinks {
         check_sink(name, sink, checks);
     }
+    check_job_queues(config, checks);
     super::resilience::validate(config, checks);
     super::credentials::validate(config, checks);
+}
+
+/// `[connectors.NAME.jobs]`: a valid queue name, only on handlers, and no two connectors
+/// running one queue (each job would go to whichever leased it first).
+fn check_job_queues(config: &Config, checks: &mut Checks) {
+    let mut owners: std::collections::BTreeMap<String, &str> = std::collections::BTreeMap::new();
+    for (name, connector) in &config.connectors {
+        let field = format!("connectors.{name}.jobs.queue");
+        if let Some(queue) = &connector.jobs.queue {
+            checks.name(&field, queue, "queue");
+            if connector.role != super::Role::Handler {
+                checks.error(
+                    &field,
+                    format!(
+                        "only handlers run jobs; this connector is a {}",
+                        connector.role
+                    ),
+                );
+                continue;
+            }
+        }
+        if connector.role != super::Role::Handler {
+            continue;
+        }
+        let queue = connector.job_queue(name);
+        if let Some(first) = owners.get(&queue) {
+            checks.error(
+                &field,
+                format!("queue '{queue}' is already the queue of connector '{first}'"),
+            );
+        } else {
+            owners.insert(queue, name);
+        }
+    }
 }
 
 fn check_host(config: &Config, checks: &mut Checks) {

@@ -100,6 +100,19 @@ pub struct ExchangeRecord {
     /// Refused because the target's token lacks this scope (least privilege; `refused` holds
     /// the text). A handler job refused so is skipped, not retried.
     pub missing_scope: Option<crate::config::Scope>,
+    // --- For the handler pipeline's "outcome unknown" (see `unanswered_change`).
+    /// The request's method may change something (not GET, HEAD or OPTIONS).
+    pub changes: bool,
+    /// The request was handed to the upstream (past every check of the host's own).
+    pub sent: bool,
+}
+
+impl ExchangeRecord {
+    /// A request that may change something was sent and no answer came back (the connection
+    /// broke or timed out after sending): whether it took effect is unknown.
+    pub fn unanswered_change(&self) -> bool {
+        self.changes && self.sent && self.status.is_none()
+    }
 }
 
 /// The exchanges of the current call, shared with the futures that carry them out.
@@ -320,6 +333,10 @@ impl Exchange {
     ) -> Result<http::Response<WasiBody>, HttpError> {
         let mut record = ExchangeRecord {
             url: redact::url(&request.uri().to_string()).into_owned(),
+            changes: !matches!(
+                *request.method(),
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            ),
             ..ExchangeRecord::default()
         };
         let result = self.guarded_send(request, options, &mut record).await;
@@ -376,14 +393,14 @@ impl Exchange {
         };
         let limits = effective_limits(&self.limits, options);
         let slots = self.take_slots(&limits).await?;
-        if rule.budget.is_some() || rule.breaker.is_some() {
+        if !rule.budget.is_empty() || rule.breaker.is_some() {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             // Waiting for a slot must leave the request its own time.
             let max_wait = remaining.saturating_sub(limits.request_timeout.min(remaining / 2));
             match self
                 .resilience
                 .admit(
-                    rule.budget.as_deref(),
+                    &rule.budget,
                     rule.breaker.as_deref(),
                     &self.target,
                     max_wait,
@@ -404,7 +421,7 @@ impl Exchange {
         let response = self
             .send(url, &rule, credential, request, limits, slots, record)
             .await;
-        if let Some(budget) = &rule.budget {
+        if !rule.budget.is_empty() {
             let now = self.resilience.clock().now_ms();
             let pushed_until = match record.status {
                 Some(429 | 503) => Some(
@@ -425,7 +442,7 @@ impl Exchange {
                 pushed_until.map(|until| until.min(now.saturating_add(MAX_PUSH_BACK_MS)));
             if let Some(until) = pushed_until {
                 self.resilience
-                    .upstream_limit(budget, &self.target, until)
+                    .upstream_limit(&rule.budget, &self.target, until)
                     .await;
             }
         }
@@ -491,6 +508,7 @@ impl Exchange {
             body: unsigned.body,
             allow_internal: rule.allow_internal,
         };
+        record.sent = true;
         let response = match self.upstream.send(outbound, limits).await {
             Ok(response) => response,
             Err(failure) => {

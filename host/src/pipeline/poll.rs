@@ -12,6 +12,7 @@
 //! is *parked* (not claimed again until a reload changes the connector's egress rules). Neither
 //! counts an error, backs off or dead-letters.
 
+use super::slots::{drain, gather_slots, wait_or_stop};
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
 use crate::redact;
@@ -27,9 +28,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tsunagi_backends::{Backend, Delivery, Item, PollCommit, TargetClaim};
-
-/// How long the claim loop waits to gather free slots into one claim.
-const GATHER_WAIT: Duration = Duration::from_millis(5);
 
 /// When a call failed through the host's fault, its target is tried again after this long.
 const HOST_FAILURE_RETRY_MS: i64 = 30_000;
@@ -113,21 +111,14 @@ impl PollPipeline {
         let commit_slots = Arc::new(Semaphore::new(self.concurrency * 2));
         // One claim per freed slot would cost a write per poll; gather a quarter of the slots
         // (or whatever is free after a few milliseconds) and claim for all of them at once.
-        let gather = (self.concurrency / 4).clamp(1, self.claim_batch.max(1) as usize);
         let mut running = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
-            let Some(mut free) = take_slots(&slots, gather, &stop).await else {
+            let Some(mut free) =
+                gather_slots(&slots, self.concurrency, self.claim_batch, &stop).await
+            else {
                 break;
             };
-            let extra = slots
-                .available_permits()
-                .min((self.claim_batch as usize).saturating_sub(free.num_permits()));
-            if extra > 0
-                && let Ok(more) = slots.clone().try_acquire_many_owned(extra as u32)
-            {
-                free.merge(more);
-            }
             let claimed = self
                 .backend
                 .claim_due(
@@ -168,19 +159,7 @@ impl PollPipeline {
                 running.spawn(self.clone().execute(claim, slot, commit_slots.clone()));
             }
         }
-        if !running.is_empty() {
-            tracing::info!(connector = %self.connector, in_flight = running.len(),
-                "stopping: waiting up to {grace:?} for in-flight calls");
-            let drained = tokio::time::timeout(grace, async {
-                while running.join_next().await.is_some() {}
-            })
-            .await;
-            if drained.is_err() {
-                tracing::warn!(connector = %self.connector, abandoned = running.len(),
-                    "calls still running after the grace period were abandoned; their leases will expire");
-                running.shutdown().await;
-            }
-        }
+        drain(&self.connector, running, grace).await;
     }
 
     async fn execute(
@@ -366,37 +345,6 @@ fn validators_after(target: &tsunagi_backends::Target, result: &PollResult) -> V
         etag: kept(&result.etag, &target.etag),
         last_modified: kept(&result.last_modified, &target.last_modified),
         cursor: result.cursor.clone().or_else(|| target.cursor.clone()),
-    }
-}
-
-/// Takes `wanted` slots, or after a short wait whatever is free (at least one); `None` when
-/// `stop` fired first.
-async fn take_slots(
-    slots: &Arc<Semaphore>,
-    wanted: usize,
-    stop: &CancellationToken,
-) -> Option<OwnedSemaphorePermit> {
-    let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
-    tokio::select! {
-        () = stop.cancelled() => return None,
-        gathered = tokio::time::timeout(GATHER_WAIT, slots.clone().acquire_many_owned(wanted)) => {
-            if let Ok(Ok(permits)) = gathered {
-                return Some(permits);
-            }
-        }
-    }
-    tokio::select! {
-        () = stop.cancelled() => None,
-        one = slots.clone().acquire_owned() => one.ok(),
-    }
-}
-
-/// Returns true when `stop` fired; otherwise waits `idle` or until a running call finishes.
-async fn wait_or_stop(stop: &CancellationToken, idle: Duration, running: &mut JoinSet<()>) -> bool {
-    tokio::select! {
-        () = stop.cancelled() => true,
-        () = tokio::time::sleep(idle) => false,
-        Some(_) = running.join_next(), if !running.is_empty() => false,
     }
 }
 

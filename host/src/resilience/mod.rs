@@ -274,7 +274,7 @@ impl Resilience {
     /// half-open time bound takes care of it.
     pub async fn admit(
         &self,
-        budget: Option<&str>,
+        budgets: &[impl AsRef<str>],
         breaker: Option<&str>,
         target: &str,
         max_wait: Duration,
@@ -293,10 +293,25 @@ impl Resilience {
         } else {
             self.acquire_permit(breaker)?
         };
-        if let Some(name) = budget
-            && let Some(spec) = self.declared.load().budgets.get(name).cloned()
-        {
-            self.wait_for_slot(name, &spec, target, max_wait).await?;
+        // A slot from every budget, then one wait for the latest of them. A later budget that
+        // defers leaves the earlier ones' slots spent, so per-target budgets go first: a user
+        // out of room is refused before the app's shared budget is spent on them.
+        let declared = self.declared.load_full();
+        let mut specs: Vec<(&str, &Budget)> = budgets
+            .iter()
+            .filter_map(|name| {
+                let name = name.as_ref();
+                declared.budgets.get(name).map(|spec| (name, spec))
+            })
+            .collect();
+        specs.sort_by_key(|(_, spec)| spec.scope != BudgetScope::Target);
+        let mut go_at = self.clock.now_ms();
+        for (name, spec) in specs {
+            go_at = go_at.max(self.reserve_slot(name, spec, target, max_wait).await?);
+        }
+        let wait = go_at.saturating_sub(self.clock.now_ms());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
         }
         if closed {
             call = self.acquire_permit(breaker)?;
@@ -323,13 +338,14 @@ impl Resilience {
         }
     }
 
-    async fn wait_for_slot(
+    /// Reserves the budget's next slot within `max_wait`, and says when it is.
+    async fn reserve_slot(
         &self,
         name: &str,
         spec: &Budget,
         target: &str,
         max_wait: Duration,
-    ) -> Result<(), Deferral> {
+    ) -> Result<Millis, Deferral> {
         let key = budget_key(name, spec.scope, target);
         let now = self.clock.now_ms();
         let max_wait_ms = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
@@ -346,13 +362,7 @@ impl Resilience {
                 }
             })?;
         match reservation {
-            Reservation::Granted { at, .. } => {
-                let wait = at.saturating_sub(self.clock.now_ms());
-                if wait > 0 {
-                    tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
-                }
-                Ok(())
-            }
+            Reservation::Granted { at, .. } => Ok(at),
             Reservation::Denied { retry_at } => Err(Deferral::RateLimited {
                 budget: name.to_string(),
                 retry_at,
@@ -401,14 +411,30 @@ impl Resilience {
         self.breakers.release(&call.breaker, call.permit);
     }
 
-    /// The upstream said nothing more before `until`.
-    pub async fn upstream_limit(&self, budget: &str, target: &str, until: Millis) {
-        let Some(spec) = self.declared.load().budgets.get(budget).cloned() else {
-            return;
-        };
-        let key = budget_key(budget, spec.scope, target);
-        if let Err(error) = self.limiter.push_back(&key, &spec.quota, until).await {
-            tracing::error!(%budget, "cannot record the upstream's rate limit: {error}");
+    /// The upstream said nothing more before `until`, to a request that spent from `budgets`.
+    /// Its word is about the limit of whoever made the request: with a per-target budget among
+    /// them (a user's token) only those are pushed out, so one user's exhausted limit does not
+    /// stop the app's other users; otherwise all of them.
+    pub async fn upstream_limit(&self, budgets: &[impl AsRef<str>], target: &str, until: Millis) {
+        let declared = self.declared.load_full();
+        let specs: Vec<(&str, &Budget)> = budgets
+            .iter()
+            .filter_map(|name| {
+                let name = name.as_ref();
+                declared.budgets.get(name).map(|spec| (name, spec))
+            })
+            .collect();
+        let per_target = specs
+            .iter()
+            .any(|(_, spec)| spec.scope == BudgetScope::Target);
+        for (budget, spec) in specs {
+            if per_target && spec.scope != BudgetScope::Target {
+                continue;
+            }
+            let key = budget_key(budget, spec.scope, target);
+            if let Err(error) = self.limiter.push_back(&key, &spec.quota, until).await {
+                tracing::error!(%budget, "cannot record the upstream's rate limit: {error}");
+            }
         }
     }
 
@@ -487,7 +513,7 @@ interval = "5s"
     async fn open_the_shop_breaker(resilience: &Resilience) {
         for _ in 0..2 {
             let mut call = resilience
-                .admit(Some("shop"), Some("shop"), "t", Duration::from_secs(5))
+                .admit(&["shop"], Some("shop"), "t", Duration::from_secs(5))
                 .await
                 .unwrap()
                 .unwrap();
@@ -503,13 +529,13 @@ interval = "5s"
         for _ in 0..2 {
             assert!(
                 resilience
-                    .admit(Some("shop"), None, "t", Duration::ZERO)
+                    .admit(&["shop"], None, "t", Duration::ZERO)
                     .await
                     .is_ok()
             );
         }
         let deferral = resilience
-            .admit(Some("shop"), None, "t", Duration::ZERO)
+            .admit(&["shop"], None, "t", Duration::ZERO)
             .await
             .unwrap_err();
         assert_eq!(
@@ -529,16 +555,16 @@ interval = "5s"
     async fn upstream_signals_push_the_next_slot_out() {
         let clock = ManualClock::starting_at(1_000_000);
         let resilience = resilience(&clock);
-        resilience.upstream_limit("shop", "t", 1_030_000).await;
+        resilience.upstream_limit(&["shop"], "t", 1_030_000).await;
         let deferral = resilience
-            .admit(Some("shop"), None, "t", Duration::from_secs(10))
+            .admit(&["shop"], None, "t", Duration::from_secs(10))
             .await
             .unwrap_err();
         assert_eq!(deferral.retry_at(), 1_030_000);
         clock.advance(Duration::from_secs(30));
         assert!(
             resilience
-                .admit(Some("shop"), None, "t", Duration::ZERO)
+                .admit(&["shop"], None, "t", Duration::ZERO)
                 .await
                 .is_ok()
         );
@@ -594,14 +620,14 @@ interval = "5s"
         let resilience = resilience(&clock);
         for _ in 0..2 {
             let mut call = resilience
-                .admit(Some("shop"), Some("shop"), "t", Duration::ZERO)
+                .admit(&["shop"], Some("shop"), "t", Duration::ZERO)
                 .await
                 .unwrap()
                 .unwrap();
             resilience.settle(&mut call, false);
         }
         let refused = resilience
-            .admit(Some("shop"), Some("shop"), "t", Duration::ZERO)
+            .admit(&["shop"], Some("shop"), "t", Duration::ZERO)
             .await;
         assert!(
             matches!(refused, Err(Deferral::RateLimited { .. })),
@@ -617,21 +643,80 @@ interval = "5s"
         let resilience = resilience(&clock);
         assert!(
             resilience
-                .admit(Some("per-user"), None, "alice", Duration::ZERO)
+                .admit(&["per-user"], None, "alice", Duration::ZERO)
                 .await
                 .is_ok()
         );
         assert!(
             resilience
-                .admit(Some("per-user"), None, "bob", Duration::ZERO)
+                .admit(&["per-user"], None, "bob", Duration::ZERO)
                 .await
                 .is_ok()
         );
         assert!(
             resilience
-                .admit(Some("per-user"), None, "alice", Duration::ZERO)
+                .admit(&["per-user"], None, "alice", Duration::ZERO)
                 .await
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_under_an_app_and_a_user_budget_needs_room_in_both() {
+        let clock = ManualClock::starting_at(0);
+        let resilience = resilience(&clock);
+        let both = ["shop", "per-user"];
+        // The user budget allows alice one request a minute; the app's burst of 2 is shared.
+        assert!(
+            resilience
+                .admit(&both, None, "alice", Duration::ZERO)
+                .await
+                .is_ok()
+        );
+        let alice = resilience.admit(&both, None, "alice", Duration::ZERO).await;
+        assert!(
+            matches!(&alice, Err(Deferral::RateLimited { budget, .. }) if budget == "per-user"),
+            "{alice:?}"
+        );
+        assert!(
+            resilience
+                .admit(&both, None, "bob", Duration::ZERO)
+                .await
+                .is_ok()
+        );
+        // Bob and carol have room of their own, but the app's burst is spent.
+        let carol = resilience.admit(&both, None, "carol", Duration::ZERO).await;
+        assert!(
+            matches!(&carol, Err(Deferral::RateLimited { budget, .. }) if budget == "shop"),
+            "{carol:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upstream_limit_on_a_users_request_pushes_out_only_that_users_budget() {
+        let clock = ManualClock::starting_at(0);
+        let resilience = resilience(&clock);
+        let both = ["shop", "per-user"];
+        resilience.upstream_limit(&both, "alice", 3_600_000).await;
+        let alice = resilience.admit(&both, None, "alice", Duration::ZERO).await;
+        assert!(
+            matches!(&alice, Err(Deferral::RateLimited { budget, retry_at }) if budget == "per-user" && *retry_at >= 3_600_000),
+            "{alice:?}"
+        );
+        assert!(
+            resilience
+                .admit(&both, None, "bob", Duration::ZERO)
+                .await
+                .is_ok()
+        );
+        // A rule with only the shared budget: the upstream's word is about it.
+        resilience.upstream_limit(&["shop"], "bob", 60_000).await;
+        let shop = resilience
+            .admit(&["shop"], None, "bob", Duration::ZERO)
+            .await;
+        assert!(
+            matches!(shop, Err(Deferral::RateLimited { .. })),
+            "{shop:?}"
         );
     }
 
@@ -642,7 +727,7 @@ interval = "5s"
         open_the_shop_breaker(&resilience).await;
         clock.advance(Duration::from_secs(10));
         let deferral = resilience
-            .admit(Some("shop"), Some("shop"), "t", Duration::ZERO)
+            .admit(&["shop"], Some("shop"), "t", Duration::ZERO)
             .await
             .unwrap_err();
         assert_eq!(

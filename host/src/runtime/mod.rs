@@ -16,8 +16,8 @@ mod swap;
 pub use instance::{ConnectorServices, LogTally, TargetCall};
 pub use limits::{CallLimits, LimitExceeded};
 pub use pool::{
-    CallError, CallReport, FailureKind, HandleRequest, HandleResult, InstancePool, PollResult,
-    PoolSettings, SearchQuery, SearchResult, SelfTestError,
+    CallError, CallReport, Earlier, FailureKind, HandleRequest, HandleResult, InstancePool,
+    PollResult, PoolSettings, SearchQuery, SearchResult, SelfTestError,
 };
 pub use swap::{SwappableConnector, VersionInfo};
 
@@ -102,7 +102,7 @@ pub fn read_plugin(path: &Path) -> Result<Vec<u8>, LoadError> {
 }
 
 /// The version of the `tsunagi:connector` WIT package this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// Whether a plugin built against WIT version `plugin` runs on a host implementing `host`, and
 /// if not, why. Semver: the same major version (for 0.x, the same minor), and not newer than
@@ -226,8 +226,10 @@ impl Engine {
         let roles: Vec<Role> = [Role::Poller, Role::Handler, Role::Searcher]
             .into_iter()
             .filter(|role| {
-                let wanted = format!("tsunagi:connector/{}@", role.export());
-                exports.iter().any(|name| name.starts_with(&wanted))
+                role_exports(*role).iter().any(|export| {
+                    let wanted = format!("tsunagi:connector/{export}@");
+                    exports.iter().any(|name| name.starts_with(&wanted))
+                })
             })
             .collect();
         let role = match roles.as_slice() {
@@ -237,8 +239,8 @@ impl Engine {
                     path: path.to_path_buf(),
                     role: "poller, handler or searcher",
                     reason: format!(
-                        "it must export exactly one of tsunagi:connector/poll, handle or search; \
-                         it exports: {}",
+                        "it must export exactly one of tsunagi:connector/poll, jobs (or the \
+                         0.1.0 handle) or search; it exports: {}",
                         if exports.is_empty() {
                             "nothing".to_string()
                         } else {
@@ -289,8 +291,13 @@ impl Engine {
             path: path.to_path_buf(),
             role: role.name(),
             reason: format!(
-                "it must export tsunagi:connector/{}@{WIT_VERSION} ({})",
-                role.export(),
+                "it must export tsunagi:connector/{}@{WIT_VERSION}{} ({})",
+                role_exports(role)[0],
+                if role == Role::Handler {
+                    " (or handle, from 0.1.0)"
+                } else {
+                    ""
+                },
                 first_line(&format!("{e:#}"))
             ),
         };
@@ -298,9 +305,14 @@ impl Engine {
             Role::Poller => {
                 RolePre::Poller(bindings::PollerPre::new(instance_pre).map_err(wrong_role)?)
             }
-            Role::Handler => RolePre::Handler(
-                bindings::handler::HandlerPre::new(instance_pre).map_err(wrong_role)?,
-            ),
+            // A 0.1.0 handler exports `handle`, which the host still calls.
+            Role::Handler => match bindings::handler::HandlerPre::new(instance_pre.clone()) {
+                Ok(pre) => RolePre::Handler(pre),
+                Err(error) => RolePre::LegacyHandler(
+                    bindings::legacy_handler::LegacyHandlerPre::new(instance_pre)
+                        .map_err(|_| wrong_role(error))?,
+                ),
+            },
             Role::Searcher => RolePre::Searcher(
                 bindings::searcher::SearcherPre::new(instance_pre).map_err(wrong_role)?,
             ),
@@ -346,6 +358,16 @@ impl Engine {
     }
 }
 
+/// The interfaces a component of `role` may export, newest first: a handler exports `jobs`
+/// (0.1.1) or, built against 0.1.0, `handle`.
+fn role_exports(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Handler => &["jobs", "handle"],
+        Role::Poller => &["poll"],
+        Role::Searcher => &["search"],
+    }
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
@@ -386,6 +408,8 @@ pub struct Plugin {
 pub(crate) enum RolePre {
     Poller(bindings::PollerPre<instance::InstanceState>),
     Handler(bindings::handler::HandlerPre<instance::InstanceState>),
+    /// A handler built against 0.1.0 (exports `handle`).
+    LegacyHandler(bindings::legacy_handler::LegacyHandlerPre<instance::InstanceState>),
     Searcher(bindings::searcher::SearcherPre<instance::InstanceState>),
 }
 
@@ -396,6 +420,7 @@ impl Plugin {
         match &self.role_pre {
             RolePre::Poller(pre) => pre.instance_pre(),
             RolePre::Handler(pre) => pre.instance_pre(),
+            RolePre::LegacyHandler(pre) => pre.instance_pre(),
             RolePre::Searcher(pre) => pre.instance_pre(),
         }
     }
@@ -451,8 +476,9 @@ mod tests {
         std::fs::write(&path, wat::parse_str("(component)").unwrap()).unwrap();
         let error = engine.load_any_role(&path).unwrap_err().to_string();
         assert!(
-            error.contains("exactly one of tsunagi:connector/poll, handle or search")
-                && error.contains("it exports: nothing"),
+            error.contains(
+                "exactly one of tsunagi:connector/poll, jobs (or the 0.1.0 handle) or search"
+            ) && error.contains("it exports: nothing"),
             "{error}"
         );
     }
@@ -468,7 +494,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("tsunagi:connector@0.2.0") && error.contains("tsunagi:connector@0.1.0"),
+            error.contains("tsunagi:connector@0.2.0") && error.contains("tsunagi:connector@0.1.1"),
             "{error}"
         );
         // A compatible version passes the check and fails later, on what is really missing.

@@ -6,8 +6,8 @@
 //! discarded; the failure costs one call, never the host.
 
 use super::bindings::{
-    self, ErrorKind, Job, JobOutcome, PollRequest, PollResponse, SearchRequest, SearchResponse,
-    WitItem,
+    self, EarlierOutcome, ErrorKind, Job, JobDone, JobResult, LegacyJob, LegacyJobOutcome,
+    PollRequest, PollResponse, SearchRequest, SearchResponse, WitItem,
 };
 use super::instance::{ConnectorServices, InstanceState, LogTally, TargetCall};
 use super::limits::{CallLimits, LimitExceeded, check_items, clip, is_transfer_cap};
@@ -72,13 +72,46 @@ pub struct HandleRequest {
     /// JSON text.
     pub payload: String,
     pub attempt: u32,
+    /// The linked target the job acts for (not passed to a 0.1.0 handler).
+    pub target: Option<String>,
+    /// What the host knows of the earlier attempts (not passed to a 0.1.0 handler).
+    pub earlier: Earlier,
 }
 
-/// What a handler made of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct HandleResult {
-    pub reference: Option<String>,
-    pub detail: Option<String>,
+/// What the host knows of a job's earlier attempts (WIT `earlier-outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Earlier {
+    /// The first attempt.
+    #[default]
+    None,
+    /// Earlier attempts are known not to have taken effect.
+    Failed,
+    /// An earlier attempt may have taken effect; the plugin should check before acting again.
+    Unknown,
+}
+
+/// What a handler made of a job: done (a 0.1.0 handler's outcome always is), or deliberately
+/// skipped with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum HandleResult {
+    Done {
+        reference: Option<String>,
+        detail: Option<String>,
+    },
+    Skipped {
+        skipped: String,
+    },
+}
+
+impl Default for HandleResult {
+    fn default() -> Self {
+        Self::Done {
+            reference: None,
+            detail: None,
+        }
+    }
 }
 
 /// A search for a searcher, in host types.
@@ -191,6 +224,7 @@ struct PooledInstance {
 enum RoleInstance {
     Poller(bindings::Poller),
     Handler(bindings::handler::Handler),
+    LegacyHandler(bindings::legacy_handler::LegacyHandler),
     Searcher(bindings::searcher::Searcher),
 }
 
@@ -204,7 +238,7 @@ enum RoleRequest {
 /// What a role's export answered.
 enum RoleAnswer {
     Poll(PollResponse),
-    Handle(JobOutcome),
+    Handle(JobResult),
     Search(SearchResponse),
 }
 
@@ -290,14 +324,23 @@ impl InstancePool {
             kind: job.kind,
             payload: job.payload,
             attempt: job.attempt,
+            target: job.target,
+            earlier: match job.earlier {
+                Earlier::None => EarlierOutcome::None,
+                Earlier::Failed => EarlierOutcome::Failed,
+                Earlier::Unknown => EarlierOutcome::Unknown,
+            },
         };
         self.call(call, RoleRequest::Handle(job))
             .await
             .map(|answer| match answer {
-                RoleAnswer::Handle(outcome) => Ok(HandleResult {
-                    reference: outcome.reference,
-                    detail: outcome.detail,
+                RoleAnswer::Handle(JobResult::Done(done)) => Ok(HandleResult::Done {
+                    reference: done.reference,
+                    detail: done.detail,
                 }),
+                RoleAnswer::Handle(JobResult::Skipped(reason)) => {
+                    Ok(HandleResult::Skipped { skipped: reason })
+                }
                 _ => Err(wrong_answer()),
             })
     }
@@ -576,6 +619,10 @@ impl InstancePool {
                 .instantiate_async(&mut store)
                 .await
                 .map(RoleInstance::Handler),
+            RolePre::LegacyHandler(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(RoleInstance::LegacyHandler),
             RolePre::Searcher(pre) => pre
                 .instantiate_async(&mut store)
                 .await
@@ -665,10 +712,27 @@ async fn invoke(
             .await?
             .map(RoleAnswer::Poll),
         (RoleInstance::Handler(handler), RoleRequest::Handle(job)) => handler
-            .tsunagi_connector_handle()
+            .tsunagi_connector_jobs()
             .call_handle(store, job)
             .await?
             .map(RoleAnswer::Handle),
+        // A 0.1.0 handler gets the old record (no target, no earlier outcome); what it returns
+        // is done.
+        (RoleInstance::LegacyHandler(handler), RoleRequest::Handle(job)) => {
+            let legacy = LegacyJob {
+                id: job.id.clone(),
+                kind: job.kind.clone(),
+                payload: job.payload.clone(),
+                attempt: job.attempt,
+            };
+            handler
+                .tsunagi_connector_handle()
+                .call_handle(store, &legacy)
+                .await?
+                .map(|LegacyJobOutcome { reference, detail }| {
+                    RoleAnswer::Handle(JobResult::Done(JobDone { reference, detail }))
+                })
+        }
         (RoleInstance::Searcher(searcher), RoleRequest::Search(request)) => searcher
             .tsunagi_connector_search()
             .call_search(store, request)
@@ -705,12 +769,15 @@ fn check_answer(
             &response.items,
             [response.next_cursor.as_ref()],
         ),
-        RoleAnswer::Handle(outcome) => check_items(
+        RoleAnswer::Handle(JobResult::Done(done)) => check_items(
             connector,
             limits,
             &[],
-            [outcome.reference.as_ref(), outcome.detail.as_ref()],
+            [done.reference.as_ref(), done.detail.as_ref()],
         ),
+        RoleAnswer::Handle(JobResult::Skipped(reason)) => {
+            check_items(connector, limits, &[], [Some(reason), None])
+        }
     }
 }
 

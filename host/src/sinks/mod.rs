@@ -363,12 +363,12 @@ mod tests {
         };
         let queue = queue_name("hook");
         backend
-            .enqueue(NewJob {
-                queue: queue.clone(),
-                payload: serde_json::to_string(&[stored("a")]).expect("JSON"),
-                max_attempts: 1,
-                run_at: 0,
-            })
+            .enqueue(NewJob::new(
+                queue.clone(),
+                serde_json::to_string(&[stored("a")]).expect("JSON"),
+                1,
+                0,
+            ))
             .await
             .expect("enqueued");
         let jobs = backend
@@ -416,12 +416,7 @@ mod tests {
         let queue = queue_name("hook");
         for payload in ["not json", "[]"] {
             backend
-                .enqueue(NewJob {
-                    queue: queue.clone(),
-                    payload: payload.into(),
-                    max_attempts: 5,
-                    run_at: 0,
-                })
+                .enqueue(NewJob::new(queue.clone(), payload, 5, 0))
                 .await
                 .expect("enqueued");
         }

@@ -4,7 +4,8 @@
 
 use super::{ReloadReport, StatusReport, Topology};
 use async_trait::async_trait;
-use tsunagi_backends::BackendError;
+use serde::Serialize;
+use tsunagi_backends::{BackendError, Enqueued, NewJob, QueueSummary};
 
 #[async_trait]
 pub trait Control: Send + Sync {
@@ -18,6 +19,45 @@ pub trait Control: Send + Sync {
     /// Whether the host should be sent work: its pipelines run and its store answers. `Err`
     /// says why not.
     async fn ready(&self) -> Result<(), String>;
+
+    // --- Handler jobs.
+    /// Enqueues a job on a queue a handler connector serves; says whether its idempotency key
+    /// was new. Nothing is stored when it is refused.
+    async fn enqueue(&self, queue: &str, job: InboundJob) -> Result<Enqueued, JobsError>;
+    /// Pauses (`true`) or resumes a served queue, durably.
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), JobsError>;
+    /// Every served queue: its connector, counts and whether it is paused.
+    async fn queues(&self) -> Result<Vec<QueueStatus>, BackendError>;
+}
+
+/// A job as a producer hands it in (`POST /v1/queues/{queue}/jobs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundJob {
+    pub kind: String,
+    /// JSON text.
+    pub payload: String,
+    pub target: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Why a job could not be enqueued or a queue paused.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error("no handler connector serves queue '{0}'")]
+    UnknownQueue(String),
+    /// The job is over a cap or malformed; the reason names the field.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Backend(BackendError),
+}
+
+/// One served queue, for `tsunagi queues list` and `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStatus {
+    pub connector: String,
+    #[serde(flatten)]
+    pub summary: QueueSummary,
 }
 
 #[async_trait]
@@ -32,6 +72,54 @@ impl Control for Topology {
 
     async fn rollback(&self, connector: &str) -> ReloadReport {
         self.reloader.rollback(connector).await
+    }
+
+    async fn enqueue(&self, queue: &str, job: InboundJob) -> Result<Enqueued, JobsError> {
+        let info = self
+            .pipelines
+            .job_queue(queue)
+            .ok_or_else(|| JobsError::UnknownQueue(queue.to_string()))?;
+        let new = NewJob {
+            kind: job.kind,
+            target: job.target,
+            idempotency_key: job.idempotency_key,
+            ..NewJob::new(queue, job.payload, info.max_attempts, self.clock.now_ms())
+        };
+        if let Some(problem) = new.problem() {
+            return Err(JobsError::Refused(problem));
+        }
+        self.backend
+            .enqueue_job(new)
+            .await
+            .map_err(|error| match error {
+                BackendError::Refused(reason) => JobsError::Refused(reason),
+                other => JobsError::Backend(other),
+            })
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), JobsError> {
+        if self.pipelines.job_queue(queue).is_none() {
+            return Err(JobsError::UnknownQueue(queue.to_string()));
+        }
+        self.backend
+            .set_queue_paused(queue, paused, self.clock.now_ms())
+            .await
+            .map_err(JobsError::Backend)
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueStatus>, BackendError> {
+        let mut queues = Vec::new();
+        for (queue, info) in self.pipelines.job_queues() {
+            queues.push(QueueStatus {
+                connector: info.connector,
+                summary: QueueSummary {
+                    paused: self.backend.queue_paused(&queue).await?,
+                    counts: self.backend.queue_counts(&queue).await?,
+                    queue,
+                },
+            });
+        }
+        Ok(queues)
     }
 
     async fn ready(&self) -> Result<(), String> {

@@ -23,7 +23,7 @@ mod status;
 mod watch;
 
 pub use connectors::{ConnectorHandle, ConnectorSet};
-pub use control::Control;
+pub use control::{Control, InboundJob, JobsError, QueueStatus};
 pub use pipelines::PipelineSet;
 pub use reload::{ConnectorReload, Outcome, ReloadError, ReloadReport, Reloader};
 pub use status::{ConnectorStatus, RefusedTarget, SinkStatus, StatusReport};

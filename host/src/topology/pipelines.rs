@@ -5,8 +5,8 @@
 use super::ConnectorHandle;
 use crate::clock::SharedClock;
 use crate::config::{ConnectorSettings, HostSettings, Role, SinkSettings};
-use crate::pipeline::{PollPipeline, RunMode};
-use crate::scheduler::PollPolicy;
+use crate::pipeline::{HandlePipeline, PollPipeline, RunMode};
+use crate::scheduler::{PollPolicy, RetryPolicy};
 use crate::sinks::queue_name;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,16 @@ pub struct PipelineSet {
     /// Cancelling it stops every pipeline (shutdown); each pipeline has a child token.
     stop_all: CancellationToken,
     running: Mutex<BTreeMap<String, (CancellationToken, JoinHandle<()>)>>,
+    /// The job queues the running handler pipelines serve, by queue name.
+    queues: Mutex<BTreeMap<String, JobQueueInfo>>,
+}
+
+/// A job queue a handler pipeline serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQueueInfo {
+    pub connector: String,
+    /// What an enqueued job may take: the connector's `retry.max_failures`.
+    pub max_attempts: u32,
 }
 
 impl PipelineSet {
@@ -39,19 +49,63 @@ impl PipelineSet {
             context,
             stop_all: CancellationToken::new(),
             running: Mutex::new(BTreeMap::new()),
+            queues: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Starts `handle`'s pipeline with `settings`' schedule, retry and concurrency, replacing
-    /// (and stopping) one already running for it. Only pollers have a pipeline: handlers and
-    /// searchers are loaded, validated and hot-swapped, and `tsunagi plugin test` runs them, but
-    /// nothing feeds them jobs or searches yet.
+    /// (and stopping) one already running for it. Pollers get a poll pipeline and handlers a
+    /// job pipeline over their queue; searchers are loaded, validated and hot-swapped, and
+    /// `tsunagi plugin test` runs them, but nothing feeds them searches yet.
     pub fn start(&self, handle: &ConnectorHandle, settings: &ConnectorSettings) {
-        if settings.role != Role::Poller {
-            tracing::info!(connector = %handle.name, role = %settings.role,
-                "loaded; the host runs no pipeline for this role yet");
-            return;
+        let context = &self.context;
+        let stop = self.stop_all.child_token();
+        self.forget_queue_of(&handle.name);
+        let task = match settings.role {
+            Role::Poller => self.start_poll(handle, settings, stop.clone()),
+            Role::Handler => {
+                self.lock_queues().insert(
+                    settings.job_queue(&handle.name),
+                    JobQueueInfo {
+                        connector: handle.name.clone(),
+                        max_attempts: settings.retry.max_failures,
+                    },
+                );
+                let pipeline = Arc::new(HandlePipeline {
+                    connector: handle.name.clone(),
+                    queue: settings.job_queue(&handle.name),
+                    backend: context.backend.clone(),
+                    handler: handle.versions.clone(),
+                    retry: RetryPolicy::from(&settings.retry),
+                    clock: context.clock.clone(),
+                    worker_id: context.worker_id.clone(),
+                    lease: context.host.claim_lease,
+                    claim_batch: context.host.claim_batch,
+                    idle_poll: context.host.idle_poll,
+                    concurrency: settings.concurrency,
+                    stats: handle.stats.clone(),
+                });
+                tokio::spawn(pipeline.run(stop.clone(), context.mode, context.host.shutdown_grace))
+            }
+            Role::Searcher => {
+                tracing::info!(connector = %handle.name, role = %settings.role,
+                    "loaded; the host runs no pipeline for this role yet");
+                return;
+            }
+        };
+        let replaced = self.lock().insert(handle.name.clone(), (stop, task));
+        if let Some((old_stop, old_task)) = replaced {
+            old_stop.cancel();
+            drain_in_background(&handle.name, old_task);
         }
+    }
+
+    fn start_poll(
+        &self,
+        handle: &ConnectorHandle,
+        settings: &ConnectorSettings,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
         let context = &self.context;
         let pipeline = Arc::new(PollPipeline {
             connector: handle.name.clone(),
@@ -77,19 +131,13 @@ impl PipelineSet {
                 .collect(),
             stats: handle.stats.clone(),
         });
-        let stop = self.stop_all.child_token();
-        let task =
-            tokio::spawn(pipeline.run(stop.clone(), context.mode, context.host.shutdown_grace));
-        let replaced = self.lock().insert(handle.name.clone(), (stop, task));
-        if let Some((old_stop, old_task)) = replaced {
-            old_stop.cancel();
-            drain_in_background(&handle.name, old_task);
-        }
+        tokio::spawn(pipeline.run(stop, context.mode, context.host.shutdown_grace))
     }
 
     /// Stops claiming for `name`; its in-flight calls finish (within the shutdown grace) in
     /// the background.
     pub fn stop(&self, name: &str) {
+        self.forget_queue_of(name);
         if let Some((stop, task)) = self.lock().remove(name) {
             stop.cancel();
             drain_in_background(name, task);
@@ -121,6 +169,27 @@ impl PipelineSet {
     /// The sinks the topology delivers to.
     pub fn sink_names(&self) -> impl Iterator<Item = &String> {
         self.context.sinks.keys()
+    }
+
+    /// The job queue `queue`, if a running handler pipeline serves it.
+    pub fn job_queue(&self, queue: &str) -> Option<JobQueueInfo> {
+        self.lock_queues().get(queue).cloned()
+    }
+
+    /// Every job queue served now, by name.
+    pub fn job_queues(&self) -> BTreeMap<String, JobQueueInfo> {
+        self.lock_queues().clone()
+    }
+
+    fn forget_queue_of(&self, connector: &str) {
+        self.lock_queues()
+            .retain(|_, info| info.connector != connector);
+    }
+
+    fn lock_queues(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, JobQueueInfo>> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(

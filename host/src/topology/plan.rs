@@ -239,6 +239,7 @@ pub fn same_pipeline(a: &ConnectorSettings, b: &ConnectorSettings) -> bool {
         && a.schedule == b.schedule
         && a.retry == b.retry
         && a.sinks == b.sinks
+        && a.jobs == b.jobs
 }
 
 #[cfg(test)]

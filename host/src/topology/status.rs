@@ -7,7 +7,7 @@ use crate::resilience::ResilienceStatus;
 use crate::retention::StorageStatus;
 use crate::runtime::VersionInfo;
 use crate::sinks::queue_name;
-use crate::stats::{LatencySnapshot, RecentError, StatsSnapshot};
+use crate::stats::{JobStatsSnapshot, LatencySnapshot, RecentError, StatsSnapshot};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tsunagi_backends::{BackendError, QueueCounts};
@@ -56,6 +56,18 @@ pub struct ConnectorStatus {
     pub targets_refused_by_policy: u64,
     /// The first of them, with why.
     pub refused_by_policy: Vec<RefusedTarget>,
+    /// A handler's queue and job counters; absent for other roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler: Option<HandlerStatus>,
+}
+
+/// A handler connector's queue (counts, paused) and what its pipeline did since the start.
+#[derive(Debug, Serialize)]
+pub struct HandlerStatus {
+    pub queue: String,
+    pub paused: bool,
+    pub counts: QueueCounts,
+    pub jobs: JobStatsSnapshot,
 }
 
 /// A target parked by the egress policy.
@@ -79,7 +91,20 @@ impl Topology {
     pub async fn status_report(&self) -> Result<StatusReport, BackendError> {
         let now = self.clock.now_ms();
         let mut connectors = Vec::new();
+        let queues = self.pipelines.job_queues();
         for handle in self.connectors.all() {
+            let mut handler = None;
+            if let Some((queue, _)) = queues
+                .iter()
+                .find(|(_, info)| info.connector == handle.name)
+            {
+                handler = Some(HandlerStatus {
+                    queue: queue.clone(),
+                    paused: self.backend.queue_paused(queue).await?,
+                    counts: self.backend.queue_counts(queue).await?,
+                    jobs: handle.stats.job_snapshot(),
+                });
+            }
             let counters = handle.stats.snapshot();
             let (current, previous) = handle.versions.versions();
             let refused_by_policy = self
@@ -107,6 +132,7 @@ impl Topology {
                 last_errors: handle.stats.recent_errors(),
                 targets_refused_by_policy: self.backend.count_refused(&handle.name).await?,
                 refused_by_policy,
+                handler,
             });
         }
         let mut sinks = Vec::new();

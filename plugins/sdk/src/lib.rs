@@ -121,7 +121,7 @@ pub use error::{ConnectorError, Error, ErrorKind, Result};
 pub use item::{IntoOptionalString, Item};
 
 #[cfg(any(feature = "handler", doc))]
-pub use handle::{Handler, Job, JobOutcome};
+pub use handle::{Earlier, Handler, Job, JobOutcome, Outcome};
 #[cfg(any(feature = "poller", doc))]
 pub use poll::{PollRequest, PollResponse, Poller};
 #[cfg(any(feature = "searcher", doc))]
@@ -150,8 +150,8 @@ pub mod __bindings {
             inline: r#"
                 package tsunagi:sdk;
                 world base {
-                    include tsunagi:connector/host-services@0.1.0;
-                    import tsunagi:connector/types@0.1.0;
+                    include tsunagi:connector/host-services@0.1.1;
+                    import tsunagi:connector/types@0.1.1;
                 }
             "#,
             path: "../../wit",
@@ -160,19 +160,19 @@ pub mod __bindings {
             generate_all,
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/types@0.1.0/item": [
+                "tsunagi:connector/types@0.1.1/item": [
                     #[derive(Default, ::serde::Serialize, ::serde::Deserialize)]
                     #[serde(default)]
                 ],
-                "tsunagi:connector/types@0.1.0/error-kind": [
+                "tsunagi:connector/types@0.1.1/error-kind": [
                     #[derive(Hash, ::serde::Serialize, ::serde::Deserialize)]
                     #[serde(rename_all = "kebab-case")]
                 ],
-                "tsunagi:connector/types@0.1.0/connector-error": [
+                "tsunagi:connector/types@0.1.1/connector-error": [
                     #[derive(::serde::Serialize, ::serde::Deserialize)]
                 ],
-                "tsunagi:connector/log@0.1.0/level": [#[derive(Hash)]],
-                "tsunagi:connector/state@0.1.0/scope": [#[derive(Hash)]],
+                "tsunagi:connector/log@0.1.1/level": [#[derive(Hash)]],
+                "tsunagi:connector/state@0.1.1/scope": [#[derive(Hash)]],
             },
         });
     }
@@ -184,15 +184,15 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/poller",
             with: {
-                "tsunagi:connector/types@0.1.0": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.0": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.0": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.0": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/types@0.1.1": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.1": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.1": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.1": crate::__bindings::base::tsunagi::connector::log,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/poll@0.1.0/poll-request": [#[derive(Default)]],
-                "tsunagi:connector/poll@0.1.0/poll-response": [#[derive(Default)]],
+                "tsunagi:connector/poll@0.1.1/poll-request": [#[derive(Default)]],
+                "tsunagi:connector/poll@0.1.1/poll-response": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_poller",
@@ -200,22 +200,21 @@ pub mod __bindings {
         });
     }
 
-    /// World `handler`: exports `tsunagi:connector/handle`.
+    /// World `handler`: exports `tsunagi:connector/jobs` (since 0.1.1).
     #[cfg(any(feature = "handler", doc))]
     pub mod handler {
         wit_bindgen::generate!({
             path: "../../wit",
             world: "tsunagi:connector/handler",
             with: {
-                "tsunagi:connector/types@0.1.0": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.0": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.0": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.0": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/types@0.1.1": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.1": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.1": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.1": crate::__bindings::base::tsunagi::connector::log,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/handle@0.1.0/job": [#[derive(Default)]],
-                "tsunagi:connector/handle@0.1.0/job-outcome": [#[derive(Default)]],
+                "tsunagi:connector/jobs@0.1.1/job-done": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_handler",
@@ -230,15 +229,15 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/searcher",
             with: {
-                "tsunagi:connector/types@0.1.0": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.0": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.0": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.0": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/types@0.1.1": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.1": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.1": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.1": crate::__bindings::base::tsunagi::connector::log,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/search@0.1.0/search-request": [#[derive(Default)]],
-                "tsunagi:connector/search@0.1.0/search-response": [#[derive(Default)]],
+                "tsunagi:connector/search@0.1.1/search-request": [#[derive(Default)]],
+                "tsunagi:connector/search@0.1.1/search-response": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_searcher",

@@ -8,7 +8,7 @@ pub use crate::{ConnectorError, Error, ErrorKind, IntoOptionalString, Item, Resu
 pub use crate::{config, http, json, log, state};
 
 #[cfg(any(feature = "handler", doc))]
-pub use crate::{Handler, Job, JobOutcome};
+pub use crate::{Earlier, Handler, Job, JobOutcome, Outcome};
 #[cfg(any(feature = "poller", doc))]
 pub use crate::{PollRequest, PollResponse, Poller};
 #[cfg(any(feature = "searcher", doc))]

@@ -3,13 +3,21 @@
 //! A job is `queued` (waiting until `run_at`), `leased` (held by `lease_owner` through
 //! `lease_until`), `done` or `dead`. A lease that expired is taken over by the next
 //! `lease_jobs`; completions and failures are guarded by (worker, lease_until), so a worker
-//! that lost its lease cannot finish a job someone else now holds.
+//! that lost its lease cannot finish a job someone else now holds; a heartbeat moves the
+//! lease on under the same guard.
+//!
+//! Taking over an expired lease marks the job `earlier_unknown`: its worker may have acted
+//! before it died, so the next attempt is told to check first. A paused queue (a row in
+//! `paused_queues`) leases nothing. A done job keeps its outcome, not its payload.
 
 use super::{
     SqliteBackend, append_history, db_error, effective_limit, history_from_json, lease_deadline,
     to_u32,
 };
-use crate::{DeadJob, JobLease, JobQueue, Millis, NewJob, QueueCounts, Result};
+use crate::{
+    BackendError, DeadJob, EarlierOutcome, Enqueued, JobFailure, JobLease, JobOutcome, JobQueue,
+    JobRecord, Millis, NewJob, QueueCounts, Result,
+};
 use async_trait::async_trait;
 use sqlx::Row;
 use std::time::Duration;
@@ -19,18 +27,42 @@ const LOST_ON_LAST_ATTEMPT: &str = "lease expired on the last attempt (the worke
 
 #[async_trait]
 impl JobQueue for SqliteBackend {
-    async fn enqueue(&self, job: NewJob) -> Result<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO jobs (queue, payload, state, attempt, max_attempts, run_at, updated_at) \
-             VALUES (?1, ?2, 'queued', 0, ?3, ?4, ?4) RETURNING id",
+    async fn enqueue_job(&self, job: NewJob) -> Result<Enqueued> {
+        const CONTEXT: &str = "enqueueing a job";
+        if let Some(problem) = job.problem() {
+            return Err(BackendError::Refused(problem));
+        }
+        let mut tx = self.begin_write(CONTEXT).await?;
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (queue, payload, state, attempt, max_attempts, run_at, updated_at, \
+             kind, target, idempotency_key) \
+             VALUES (?1, ?2, 'queued', 0, ?3, ?4, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING id",
         )
         .bind(&job.queue)
         .bind(&job.payload)
         .bind(i64::from(job.max_attempts))
         .bind(job.run_at)
-        .fetch_one(&self.writer)
+        .bind(&job.kind)
+        .bind(&job.target)
+        .bind(&job.idempotency_key)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(db_error("enqueueing a job"))
+        .map_err(db_error(CONTEXT))?;
+        let enqueued = match inserted {
+            Some(id) => Enqueued::New(id),
+            None => Enqueued::Repeat(
+                sqlx::query_scalar("SELECT id FROM jobs WHERE queue = ?1 AND idempotency_key = ?2")
+                    .bind(&job.queue)
+                    .bind(&job.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error(CONTEXT))?,
+            ),
+        };
+        tx.commit().await.map_err(db_error(CONTEXT))?;
+        Ok(enqueued)
     }
 
     async fn lease_jobs(
@@ -44,6 +76,15 @@ impl JobQueue for SqliteBackend {
         const CONTEXT: &str = "leasing jobs";
         let lease_until = lease_deadline(now, lease);
         let mut tx = self.begin_write(CONTEXT).await?;
+        let paused: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM paused_queues WHERE queue = ?1")
+                .bind(queue)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error(CONTEXT))?;
+        if paused.is_some() {
+            return Ok(Vec::new());
+        }
         // A job whose final attempt was lost (worker died mid-job) would otherwise be retried
         // past max_attempts forever; it goes to the dead-letter state instead.
         sqlx::query(concat!(
@@ -60,12 +101,14 @@ impl JobQueue for SqliteBackend {
         .await
         .map_err(db_error(CONTEXT))?;
         let rows = sqlx::query(
-            "UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_owner = ?1, \
+            // Taking over an expired lease: its worker may have acted before it stopped.
+            "UPDATE jobs SET earlier_unknown = earlier_unknown OR state = 'leased', \
+             state = 'leased', attempt = attempt + 1, lease_owner = ?1, \
              lease_until = ?2, updated_at = ?3 WHERE id IN (\
              SELECT id FROM jobs WHERE queue = ?4 AND (\
              (state = 'queued' AND run_at <= ?3) OR (state = 'leased' AND lease_until < ?3)) \
              ORDER BY run_at, id LIMIT ?5) \
-             RETURNING id, queue, payload, attempt, max_attempts",
+             RETURNING id, queue, payload, attempt, max_attempts, kind, target, earlier_unknown",
         )
         .bind(worker)
         .bind(lease_until)
@@ -81,11 +124,22 @@ impl JobQueue for SqliteBackend {
         let mut leases = rows
             .iter()
             .map(|row| {
+                let attempt = to_u32(row.try_get("attempt").map_err(read)?, "reading a job")?;
+                let unknown: bool = row.try_get("earlier_unknown").map_err(read)?;
                 Ok(JobLease {
                     id: row.try_get("id").map_err(read)?,
                     queue: row.try_get("queue").map_err(read)?,
                     payload: row.try_get("payload").map_err(read)?,
-                    attempt: to_u32(row.try_get("attempt").map_err(read)?, "reading a job")?,
+                    attempt,
+                    kind: row.try_get("kind").map_err(read)?,
+                    target: row.try_get("target").map_err(read)?,
+                    earlier: if unknown {
+                        EarlierOutcome::Unknown
+                    } else if attempt > 1 {
+                        EarlierOutcome::Failed
+                    } else {
+                        EarlierOutcome::None
+                    },
                     max_attempts: to_u32(
                         row.try_get("max_attempts").map_err(read)?,
                         "reading a job",
@@ -100,18 +154,36 @@ impl JobQueue for SqliteBackend {
         Ok(leases)
     }
 
-    async fn complete_job(&self, lease: &JobLease, now: Millis) -> Result<bool> {
+    async fn finish_job(
+        &self,
+        lease: &JobLease,
+        outcome: &JobOutcome,
+        now: Millis,
+    ) -> Result<bool> {
+        let (name, reference, detail) = match outcome {
+            JobOutcome::Done { reference, detail } => {
+                ("done", reference.as_deref(), detail.as_deref())
+            }
+            JobOutcome::Skipped { reason } => ("skipped", None, Some(reason.as_str())),
+        };
+        // Outcome text comes from plugins: capped like errors.
+        let reference = reference.map(crate::cap_error);
+        let detail = detail.map(crate::cap_error);
         let updated = sqlx::query(
             // A done job is only counted, never read again: drop its payload (a delivery
             // repeats every new item) so finished work does not grow the database.
             "UPDATE jobs SET state = 'done', payload = '', updated_at = ?1, lease_owner = NULL, \
-             lease_until = NULL WHERE id = ?2 AND state = 'leased' AND lease_owner = ?3 \
+             lease_until = NULL, earlier_unknown = 0, outcome = ?5, outcome_reference = ?6, \
+             outcome_detail = ?7 WHERE id = ?2 AND state = 'leased' AND lease_owner = ?3 \
              AND lease_until = ?4",
         )
         .bind(now)
         .bind(lease.id)
         .bind(&lease.worker)
         .bind(lease.lease_until)
+        .bind(name)
+        .bind(reference.as_deref())
+        .bind(detail.as_deref())
         .execute(&self.writer)
         .await
         .map_err(db_error("completing a job"))?
@@ -119,14 +191,130 @@ impl JobQueue for SqliteBackend {
         Ok(updated > 0)
     }
 
-    async fn fail_job(
+    async fn heartbeat_job(
+        &self,
+        lease: &mut JobLease,
+        now: Millis,
+        lease_for: Duration,
+    ) -> Result<bool> {
+        let lease_until = lease_deadline(now, lease_for);
+        let updated = sqlx::query(
+            "UPDATE jobs SET lease_until = ?1, updated_at = ?2 WHERE id = ?3 AND state = 'leased' \
+             AND lease_owner = ?4 AND lease_until = ?5",
+        )
+        .bind(lease_until)
+        .bind(now)
+        .bind(lease.id)
+        .bind(&lease.worker)
+        .bind(lease.lease_until)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("extending a job's lease"))?
+        .rows_affected();
+        if updated > 0 {
+            lease.lease_until = lease_until;
+        }
+        Ok(updated > 0)
+    }
+
+    async fn defer_job(&self, lease: &JobLease, run_at: Millis, now: Millis) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempt = MAX(attempt - 1, 0), run_at = ?1, \
+             updated_at = ?2, lease_owner = NULL, lease_until = NULL \
+             WHERE id = ?3 AND state = 'leased' AND lease_owner = ?4 AND lease_until = ?5",
+        )
+        .bind(run_at)
+        .bind(now)
+        .bind(lease.id)
+        .bind(&lease.worker)
+        .bind(lease.lease_until)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("deferring a job"))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn set_queue_paused(&self, queue: &str, paused: bool, now: Millis) -> Result<()> {
+        let statement = if paused {
+            "INSERT INTO paused_queues (queue, paused_at) VALUES (?1, ?2) \
+             ON CONFLICT (queue) DO NOTHING"
+        } else {
+            "DELETE FROM paused_queues WHERE queue = ?1 AND ?2 IS NOT NULL"
+        };
+        sqlx::query(statement)
+            .bind(queue)
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map_err(db_error("pausing or resuming a queue"))?;
+        Ok(())
+    }
+
+    async fn queue_paused(&self, queue: &str) -> Result<bool> {
+        let paused: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM paused_queues WHERE queue = ?1")
+                .bind(queue)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_error("reading whether a queue is paused"))?;
+        Ok(paused.is_some())
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(
+            "SELECT id, queue, kind, target, state, attempt, earlier_unknown, outcome, \
+             outcome_reference, outcome_detail, last_error FROM jobs WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error("reading a job"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let read = db_error("reading a job");
+        let outcome: Option<String> = row.try_get("outcome").map_err(read)?;
+        let reference: Option<String> = row.try_get("outcome_reference").map_err(read)?;
+        let detail: Option<String> = row.try_get("outcome_detail").map_err(read)?;
+        let outcome = match outcome.as_deref() {
+            None => None,
+            Some("done") => Some(JobOutcome::Done { reference, detail }),
+            Some("skipped") => Some(JobOutcome::Skipped {
+                reason: detail.unwrap_or_default(),
+            }),
+            Some(other) => {
+                return Err(BackendError::Corrupt {
+                    context: "reading a job",
+                    reason: format!("unknown job outcome {other:?}"),
+                });
+            }
+        };
+        Ok(Some(JobRecord {
+            id: row.try_get("id").map_err(read)?,
+            queue: row.try_get("queue").map_err(read)?,
+            kind: row.try_get("kind").map_err(read)?,
+            target: row.try_get("target").map_err(read)?,
+            state: row.try_get("state").map_err(read)?,
+            attempt: to_u32(row.try_get("attempt").map_err(read)?, "reading a job")?,
+            earlier_unknown: row.try_get("earlier_unknown").map_err(read)?,
+            outcome,
+            last_error: row.try_get("last_error").map_err(read)?,
+        }))
+    }
+
+    async fn record_failure(
         &self,
         lease: &JobLease,
-        error: &str,
-        retry_at: Option<Millis>,
+        failure: &JobFailure<'_>,
         now: Millis,
     ) -> Result<bool> {
-        // The error text comes from sinks' upstreams: capped.
+        let JobFailure {
+            error,
+            retry_at,
+            outcome_unknown,
+        } = *failure;
+        // The error text comes from plugins and sinks' upstreams: capped.
         let error = crate::cap_error(error);
         // Retry only when asked to and attempts remain; otherwise the job dies. One statement
         // decides both, using the stored attempt counts.
@@ -137,7 +325,8 @@ impl JobQueue for SqliteBackend {
             "died_at = CASE WHEN ?1 IS NOT NULL AND attempt < max_attempts ",
             "THEN NULL ELSE ?2 END, ",
             "run_at = COALESCE(?1, run_at), last_error = ?3, updated_at = ?2, ",
-            "lease_owner = NULL, lease_until = NULL, history = ",
+            "lease_owner = NULL, lease_until = NULL, earlier_unknown = earlier_unknown OR ?7, ",
+            "history = ",
             append_history!("history", "?2", "?3"),
             " WHERE id = ?4 AND state = 'leased' AND lease_owner = ?5 AND lease_until = ?6"
         ))
@@ -147,6 +336,7 @@ impl JobQueue for SqliteBackend {
         .bind(lease.id)
         .bind(&lease.worker)
         .bind(lease.lease_until)
+        .bind(outcome_unknown)
         .execute(&self.writer)
         .await
         .map_err(db_error("recording a failed job attempt"))?

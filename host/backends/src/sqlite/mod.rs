@@ -50,11 +50,11 @@ const PAGE_CACHE_KIB: u32 = 64 * 1024;
 /// then each migration in [`MIGRATIONS`] moves it one version up.
 const SCHEMA_VERSION: i64 = 6;
 const SCHEMA: &str = include_str!("schema.sql");
-// Version 5 (jobs) is added beside this; each migration runs when the file is older than it.
-const MIGRATIONS: [(i64, &str); 4] = [
+const MIGRATIONS: [(i64, &str); 5] = [
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
     (4, include_str!("schema_v4.sql")),
+    (5, include_str!("schema_v5.sql")),
     (6, include_str!("schema_v6.sql")),
 ];
 

@@ -4,6 +4,7 @@
 mod check;
 mod dlq;
 mod items;
+mod jobs;
 mod plugin;
 mod poll;
 mod reload;
@@ -51,6 +52,11 @@ pub enum Command {
     Reload(reload::ReloadArgs),
     /// Ask the running host to return a connector to its previous version.
     Rollback(reload::RollbackArgs),
+    /// Hand a job to a handler connector's queue (through the running host).
+    Enqueue(jobs::EnqueueArgs),
+    /// Handler job queues: list, pause, resume (through the running host).
+    #[command(subcommand)]
+    Queues(jobs::QueuesCommand),
     /// The dead-letter state: targets given up on and deliveries out of attempts.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -95,6 +101,8 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Poll(args) => poll::poll(args).await,
         Command::Items(args) => items::items(args).await,
         Command::Dlq(command) => dlq::dlq(command).await,
+        Command::Enqueue(args) => jobs::enqueue(args).await,
+        Command::Queues(command) => jobs::queues(command).await,
         Command::Reload(args) => reload::reload(args).await,
         Command::Rollback(args) => reload::rollback(args).await,
         #[cfg(feature = "tools")]
