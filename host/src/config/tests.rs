@@ -718,3 +718,35 @@ fn memory_bounds_out_of_range_name_their_field_and_range() {
     assert_eq!(error.field, "connectors.rss.limits.state_per_target");
     assert!(error.message.contains("no key would fit"), "{error}");
 }
+
+// --- Handler jobs (`[connectors.NAME.jobs]`).
+
+#[test]
+fn a_handlers_queue_defaults_to_its_name_and_must_be_unique_and_valid() {
+    let two = "[connectors.a]\nplugin = \"a.wasm\"\nrole = \"handler\"\n\
+               [connectors.b]\nplugin = \"b.wasm\"\nrole = \"handler\"\n[connectors.b.jobs]\nqueue = \"posts\"\n";
+    let config = parse(two).unwrap();
+    assert_eq!(config.connectors["a"].job_queue("a"), "a");
+    assert_eq!(config.connectors["b"].job_queue("b"), "posts");
+
+    let clash = "[connectors.a]\nplugin = \"a.wasm\"\nrole = \"handler\"\n[connectors.a.jobs]\nqueue = \"posts\"\n\
+                 [connectors.b]\nplugin = \"b.wasm\"\nrole = \"handler\"\n[connectors.b.jobs]\nqueue = \"posts\"\n";
+    let error = parse(clash).unwrap_err();
+    assert_eq!(error.field, "connectors.b.jobs.queue");
+    assert_eq!(error.line, 10, "{error}");
+    assert!(
+        error.message.contains("already the queue of connector 'a'"),
+        "{error}"
+    );
+
+    let bad = "[connectors.a]\nplugin = \"a.wasm\"\nrole = \"handler\"\n[connectors.a.jobs]\nqueue = \"Posts!\"\n";
+    let error = parse(bad).unwrap_err();
+    assert_eq!(
+        (error.field.as_str(), error.line),
+        ("connectors.a.jobs.queue", 5)
+    );
+
+    let poller = "[connectors.a]\nplugin = \"a.wasm\"\nrole = \"poller\"\n[connectors.a.jobs]\nqueue = \"q\"\n";
+    let error = parse(poller).unwrap_err();
+    assert!(error.message.contains("only handlers run jobs"), "{error}");
+}

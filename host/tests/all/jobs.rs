@@ -639,3 +639,71 @@ async fn wait_ready(admin: SocketAddr) {
     .await;
     assert!(ready.is_ok(), "the host became ready");
 }
+
+/// A reload that swaps the plugin while jobs run loses none: calls in flight finish on the
+/// version they started on, later jobs run on the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_swap_mid_run_loses_no_job() {
+    let (upstream_addr, upstream) = start_upstream().await;
+    *upstream.delay.lock().unwrap() = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let serving = dir.path().join("handler.wasm");
+    install(&plugin("test_handler"), &serving);
+    let text = handler_config("test_handler", upstream_addr, 0, "").replace(
+        &plugin("test_handler").display().to_string(),
+        "handler.wasm",
+    );
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let host = start_host_with_clock(
+        &config,
+        backend.clone(),
+        Arc::new(SystemClock),
+        RunMode::Forever,
+    )
+    .await;
+    let admin = host.admin_addr().expect("admin");
+    let jobs = 64;
+    let mut ids = Vec::new();
+    for n in 0..jobs {
+        ids.push(enqueue_ok(admin, serde_json::json!({"n": n})).await);
+    }
+    // Swap while the first calls are in flight (applied upstream, not yet answered).
+    let started = tokio::time::timeout(Duration::from_secs(30), async {
+        while applied(&upstream) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "jobs were running before the swap");
+    install(&plugin("legacy_handler"), &serving);
+    let report = host.topology().reloader().reload(None).await;
+    assert!(report.ok, "{report:?}");
+    all_finished(&backend, "posts", jobs, 0).await;
+
+    let effects = upstream.effects.lock().unwrap().clone();
+    let (mut old, mut new) = (0, 0);
+    for id in ids {
+        let record = backend.job(id).await.unwrap().unwrap();
+        let Some(JobOutcome::Done {
+            detail: Some(detail),
+            ..
+        }) = &record.outcome
+        else {
+            panic!("job {id} is not done: {record:?}");
+        };
+        if detail.starts_with("legacy") {
+            new += 1;
+            assert!(
+                !effects.contains_key(&id.to_string()),
+                "job {id} ran on one version only"
+            );
+        } else {
+            old += 1;
+            assert_eq!(effects[&id.to_string()].applied, 1, "job {id} applied once");
+        }
+    }
+    assert!(old >= 1, "calls in flight finished on the old version");
+    assert!(new >= 1, "later jobs ran on the new version");
+    host.shutdown().await;
+}

@@ -39,6 +39,8 @@ pub enum BenchCommand {
     Retention(super::retention_bench::RetentionBenchArgs),
     /// Peak memory and a bystander's throughput beside a plugin doing the worst its limits allow.
     Memory(super::memory_bench::MemoryBenchArgs),
+    /// Jobs per second through the handler pipeline, and the host's overhead per job.
+    Jobs(super::jobs_bench::JobsBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +104,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Swap(args) => super::swap_bench::swap(args).await,
         BenchCommand::Retention(args) => super::retention_bench::retention(args).await,
         BenchCommand::Memory(args) => super::memory_bench::memory(args).await,
+        BenchCommand::Jobs(args) => super::jobs_bench::jobs(args).await,
     }
 }
 

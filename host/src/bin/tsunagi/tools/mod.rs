@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod demo;
+mod jobs_bench;
 mod memory_bench;
 mod retention_bench;
 mod swap_bench;
