@@ -20,6 +20,7 @@ pub mod cassette;
 pub mod clock;
 pub mod config;
 pub mod egress;
+pub mod filter;
 pub mod pipeline;
 pub mod redact;
 pub mod resilience;

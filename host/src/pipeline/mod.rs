@@ -9,4 +9,4 @@
 
 mod poll;
 
-pub use poll::{PollPipeline, RunMode, TargetPoller};
+pub use poll::{PausePolicy, PollPipeline, RunMode, TargetPoller};

@@ -18,6 +18,11 @@ pub trait Control: Send + Sync {
     /// Whether the host should be sent work: its pipelines run and its store answers. `Err`
     /// says why not.
     async fn ready(&self) -> Result<(), String>;
+    /// Lifts `connector`'s pause (`pause_on_problem`): `Ok(true)` when it was paused, `Err`
+    /// when there is no such connector.
+    async fn resume(&self, connector: &str) -> Result<bool, String> {
+        Err(format!("cannot resume '{connector}' here"))
+    }
 }
 
 #[async_trait]
@@ -32,6 +37,18 @@ impl Control for Topology {
 
     async fn rollback(&self, connector: &str) -> ReloadReport {
         self.reloader.rollback(connector).await
+    }
+
+    async fn resume(&self, connector: &str) -> Result<bool, String> {
+        let handle = self
+            .connectors
+            .get(connector)
+            .ok_or_else(|| format!("no connector '{connector}'"))?;
+        let was_paused = handle.stats.resume();
+        if was_paused {
+            tracing::info!(%connector, "resumed by an operator");
+        }
+        Ok(was_paused)
     }
 
     async fn ready(&self) -> Result<(), String> {

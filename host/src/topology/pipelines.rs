@@ -76,6 +76,11 @@ impl PipelineSet {
                 })
                 .collect(),
             stats: handle.stats.clone(),
+            filters: Arc::new(crate::filter::Filters::new(&settings.filters)),
+            pause: crate::pipeline::PausePolicy {
+                problems: settings.pause_on_problem.clone(),
+                pause_for: settings.pause_for,
+            },
         });
         let stop = self.stop_all.child_token();
         let task =

@@ -239,6 +239,10 @@ pub fn same_pipeline(a: &ConnectorSettings, b: &ConnectorSettings) -> bool {
         && a.schedule == b.schedule
         && a.retry == b.retry
         && a.sinks == b.sinks
+        // xread: the pipeline holds the compiled filters.
+        && a.filters == b.filters
+        && a.pause_on_problem == b.pause_on_problem
+        && a.pause_for == b.pause_for
 }
 
 #[cfg(test)]

@@ -56,6 +56,19 @@ pub struct ConnectorStatus {
     pub targets_refused_by_policy: u64,
     /// The first of them, with why.
     pub refused_by_policy: Vec<RefusedTarget>,
+    /// Set while a problem answer (`pause_on_problem`) keeps the connector from calling out.
+    pub paused: Option<PausedStatus>,
+}
+
+/// A connector's pause, as `/status` shows it.
+#[derive(Debug, Serialize)]
+pub struct PausedStatus {
+    /// The problem type and the (redacted) URL that answered it.
+    pub reason: String,
+    /// RFC 3339.
+    pub since: String,
+    /// RFC 3339; null: until `POST /v1/connectors/NAME/resume` (or a restart).
+    pub until: Option<String>,
 }
 
 /// A target parked by the egress policy.
@@ -107,6 +120,11 @@ impl Topology {
                 last_errors: handle.stats.recent_errors(),
                 targets_refused_by_policy: self.backend.count_refused(&handle.name).await?,
                 refused_by_policy,
+                paused: handle.stats.paused(now).map(|pause| PausedStatus {
+                    reason: pause.reason,
+                    since: rfc3339(pause.since),
+                    until: pause.until.map(rfc3339),
+                }),
             });
         }
         let mut sinks = Vec::new();

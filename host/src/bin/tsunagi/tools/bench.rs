@@ -265,6 +265,8 @@ async fn pipeline_rounds(
             concurrency: args.concurrency,
             deliver_to: Vec::new(),
             stats: stats.clone(),
+            filters: Arc::new(tsunagi::filter::Filters::default()),
+            pause: Default::default(),
         });
         let started = Instant::now();
         let progress = spawn_progress(format!("{name} round {round}"), stats.clone(), urls.len());
