@@ -39,6 +39,9 @@ pub enum BenchCommand {
     Retention(super::retention_bench::RetentionBenchArgs),
     /// Peak memory and a bystander's throughput beside a plugin doing the worst its limits allow.
     Memory(super::memory_bench::MemoryBenchArgs),
+    /// Timeline polls/s for many linked X users against the fake X API, and peak memory.
+    #[command(name = "x-read")]
+    XRead(super::x_read_bench::XReadBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +105,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Swap(args) => super::swap_bench::swap(args).await,
         BenchCommand::Retention(args) => super::retention_bench::retention(args).await,
         BenchCommand::Memory(args) => super::memory_bench::memory(args).await,
+        BenchCommand::XRead(args) => super::x_read_bench::x_read(args).await,
     }
 }
 

@@ -8,3 +8,4 @@ pub mod demo;
 mod memory_bench;
 mod retention_bench;
 mod swap_bench;
+mod x_read_bench;
