@@ -494,3 +494,34 @@ fn a_bad_filter_or_pause_setting_is_a_config_error_at_its_field() {
     );
     assert!(err.contains("connectors.xread.pause_for"), "{err}");
 }
+
+/// `tsunagi plugin test` over both of the connector's cassettes (v2 and v1.1 shapes, and the
+/// bad-response, rate-limit, auth and server-error cases).
+#[test]
+fn the_x_read_connector_passes_its_cassettes() {
+    for (cassette, cases) in [("v2", 12), ("v1.1", 4)] {
+        let dir = workspace_root()
+            .join("plugins/x-read/cassettes")
+            .join(cassette);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+            .args(["plugin", "test"])
+            .arg(plugin("x_read"))
+            .arg("--cassette")
+            .arg(&dir)
+            .env("TSUNAGI_COMPILE_CACHE", compile_cache())
+            .output()
+            .expect("tsunagi runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{cases} case(s) in 1 cassette(s): {cases} passed, 0 failed"
+            )),
+            "{text}"
+        );
+    }
+}
