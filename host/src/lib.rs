@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod egress;
+pub mod filter;
 pub mod pipeline;
 pub mod redact;
 pub mod resilience;

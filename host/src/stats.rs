@@ -1,5 +1,7 @@
 //! Live counters of the running host, per connector: what `/status`, the demo's progress line
 //! and the benchmark read. Counting is lock-free; only the short list of recent errors locks.
+//! Also the connector's pause (`pause_on_problem`): set by its pipeline, shown in `/status`,
+//! lifted by time, by an operator's resume or by a restart (it is not stored).
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -22,6 +24,9 @@ pub struct ConnectorStats {
     not_modified: AtomicU64,
     items_seen: AtomicU64,
     items_new: AtomicU64,
+    filtered_by_category: AtomicU64,
+    filtered_by_hashtag: AtomicU64,
+    filtered_by_matching: AtomicU64,
     in_flight: AtomicI64,
     // Handler jobs (`pipeline::HandlePipeline`).
     jobs_done: AtomicU64,
@@ -32,6 +37,16 @@ pub struct ConnectorStats {
     recent_errors: Mutex<VecDeque<RecentError>>,
     /// Job latency (claim handed to a worker → outcome committed), in microseconds.
     latency: Mutex<Option<Histogram<u64>>>,
+    pause: Mutex<Option<Pause>>,
+}
+
+/// Why and since when a connector makes no calls, and until when (none: until resumed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pause {
+    /// The problem type that paused it, and where it came from (redacted).
+    pub reason: String,
+    pub since: Millis,
+    pub until: Option<Millis>,
 }
 
 /// How one attempt of a handler job ended, as counted.
@@ -75,6 +90,8 @@ pub struct StatsSnapshot {
     pub not_modified: u64,
     pub items_seen: u64,
     pub items_new: u64,
+    /// Items the connector's `[filters]` dropped before storing, per filter.
+    pub items_filtered: FilteredCounts,
     pub in_flight: i64,
 }
 
@@ -92,6 +109,15 @@ pub struct JobStatsSnapshot {
     /// Attempts a budget, an open breaker or a host failure held back (put back without
     /// counting an attempt).
     pub deferred: u64,
+}
+
+/// Items dropped by each filter of `[connectors.NAME.filters]`, counted per committed poll (an
+/// item a feed repeats is counted each time it is dropped).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct FilteredCounts {
+    pub drop_categories: u64,
+    pub drop_hashtags: u64,
+    pub drop_matching: u64,
 }
 
 impl StatsSnapshot {
@@ -117,6 +143,16 @@ impl ConnectorStats {
         self.items_seen
             .fetch_add(items_seen as u64, Ordering::Relaxed);
         self.items_new.fetch_add(items_new, Ordering::Relaxed);
+    }
+
+    /// Counts what the filters dropped from a committed poll.
+    pub fn items_filtered(&self, dropped: crate::filter::Dropped) {
+        self.filtered_by_category
+            .fetch_add(dropped.by_category, Ordering::Relaxed);
+        self.filtered_by_hashtag
+            .fetch_add(dropped.by_hashtag, Ordering::Relaxed);
+        self.filtered_by_matching
+            .fetch_add(dropped.by_matching, Ordering::Relaxed);
     }
 
     pub fn poll_deferred(&self) {
@@ -170,6 +206,11 @@ impl ConnectorStats {
             not_modified: self.not_modified.load(Ordering::Relaxed),
             items_seen: self.items_seen.load(Ordering::Relaxed),
             items_new: self.items_new.load(Ordering::Relaxed),
+            items_filtered: FilteredCounts {
+                drop_categories: self.filtered_by_category.load(Ordering::Relaxed),
+                drop_hashtags: self.filtered_by_hashtag.load(Ordering::Relaxed),
+                drop_matching: self.filtered_by_matching.load(Ordering::Relaxed),
+            },
             in_flight: self.in_flight.load(Ordering::Relaxed),
         }
     }
@@ -216,6 +257,34 @@ impl ConnectorStats {
         }
     }
 
+    /// Pauses the connector (a later pause replaces an earlier one).
+    pub fn pause(&self, pause: Pause) {
+        if let Ok(mut current) = self.pause.lock() {
+            *current = Some(pause);
+        }
+    }
+
+    /// Lifts the pause; whether there was one.
+    pub fn resume(&self) -> bool {
+        self.pause
+            .lock()
+            .map(|mut current| current.take().is_some())
+            .unwrap_or(false)
+    }
+
+    /// The pause in force at `now`, if any; one whose time has passed is lifted.
+    pub fn paused(&self, now: Millis) -> Option<Pause> {
+        let mut current = self.pause.lock().ok()?;
+        if current
+            .as_ref()
+            .and_then(|pause| pause.until)
+            .is_some_and(|until| until <= now)
+        {
+            *current = None;
+        }
+        current.clone()
+    }
+
     /// Newest first.
     pub fn recent_errors(&self) -> Vec<RecentError> {
         self.recent_errors
@@ -228,6 +297,29 @@ impl ConnectorStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_lasts_until_its_time_or_a_resume() {
+        let stats = ConnectorStats::default();
+        assert_eq!(stats.paused(0), None);
+        let pause = Pause {
+            reason: "usage capped".into(),
+            since: 10,
+            until: Some(100),
+        };
+        stats.pause(pause.clone());
+        assert_eq!(stats.paused(99), Some(pause));
+        assert_eq!(stats.paused(100), None, "lifted when its time has passed");
+        assert!(!stats.resume());
+        stats.pause(Pause {
+            reason: "r".into(),
+            since: 0,
+            until: None,
+        });
+        assert!(stats.paused(i64::MAX).is_some(), "no end: until resumed");
+        assert!(stats.resume());
+        assert_eq!(stats.paused(0), None);
+    }
 
     #[test]
     fn latency_quantiles_come_from_what_was_recorded() {

@@ -111,6 +111,7 @@ fn router(shared: SharedState) -> axum::Router {
         .route("/v1/queues/{queue}/jobs", post(jobs::enqueue))
         .route("/v1/queues/{queue}/pause", post(jobs::pause))
         .route("/v1/queues/{queue}/resume", post(jobs::resume))
+        .route("/v1/connectors/{name}/resume", post(resume))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -368,6 +369,27 @@ async fn reload_one(State(shared): State<SharedState>, Path(name): Path<String>)
 async fn rollback(State(shared): State<SharedState>, Path(name): Path<String>) -> Response {
     match shared.control.get() {
         Some(control) => report_response(control.rollback(&name).await),
+        None => starting(),
+    }
+}
+
+/// `POST /v1/connectors/{name}/resume`: lifts a `pause_on_problem` pause. 200 with
+/// `{"connector", "resumed"}` (`resumed` false when it was not paused), 404 for no such
+/// connector.
+async fn resume(State(shared): State<SharedState>, Path(name): Path<String>) -> Response {
+    match shared.control.get() {
+        Some(control) => match control.resume(&name).await {
+            Ok(resumed) => (
+                StatusCode::OK,
+                Json(serde_json::json!({"connector": name, "resumed": resumed})),
+            )
+                .into_response(),
+            Err(reason) => (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({"error": reason})),
+            )
+                .into_response(),
+        },
         None => starting(),
     }
 }

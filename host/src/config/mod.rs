@@ -30,6 +30,7 @@ pub use locate::{MAX_ERRORS, Parsed, SourceLocator, parse_collecting};
 pub use resilience::{BreakerSettings, BudgetScope, BudgetSettings, ProbeSettings};
 pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretSource};
 pub use validate::Checks;
+pub use validate::MAX_PROBLEM_TYPE_BYTES;
 pub(crate) use validate::check_config_values;
 
 /// The largest config file read (a config of a thousand connectors is well under 1 MiB).
@@ -371,6 +372,20 @@ pub struct ConnectorSettings {
     /// `[connectors.NAME.jobs]`: where a handler's jobs come from.
     #[serde(default)]
     pub jobs: JobSettings,
+    // --- xread: item filters (host-side, every connector) ---
+    /// `[connectors.NAME.filters]`: items dropped before they are stored, counted in `/status`.
+    #[serde(default)]
+    pub filters: crate::filter::FilterSettings,
+    /// Problem types (the `type` of an `application/problem+json` answer, e.g.
+    /// `https://api.twitter.com/2/problems/usage-capped`) that pause the whole connector
+    /// instead of being retried: no more calls until `pause_for` has passed, an operator's
+    /// `POST /v1/connectors/NAME/resume`, or a restart.
+    #[serde(default)]
+    pub pause_on_problem: Vec<String>,
+    /// How long such a pause lasts; none: until resumed.
+    #[serde(default, with = "humantime_serde")]
+    pub pause_for: Option<Duration>,
+    // --- end xread ---
 }
 
 // --- Handler jobs (`[connectors.NAME.jobs]`) ---------------------------------------------------

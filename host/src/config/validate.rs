@@ -65,6 +65,13 @@ pub const KEEP_DONE_JOBS: RangeInclusive<Duration> = Duration::from_secs(60)..=K
 /// would empty the item store.
 pub const KEEP_ITEMS: RangeInclusive<Duration> = HOUR..=KEEP_MAX;
 pub const RETENTION_INTERVAL: RangeInclusive<Duration> = SECOND..=DAY;
+// xread: pausing a connector on a problem answer.
+/// How long a `pause_on_problem` pause may last.
+pub const PAUSE_FOR: RangeInclusive<Duration> = SECOND..=Duration::from_secs(31 * 86_400);
+/// Entries in `pause_on_problem`.
+pub const MAX_PAUSE_PROBLEMS: usize = 100;
+/// The longest problem `type` kept from an answer or listed in `pause_on_problem`.
+pub const MAX_PROBLEM_TYPE_BYTES: usize = 512;
 /// Forgotten ids' last-seen times are refreshed at most this often; a shorter horizon would
 /// drop ids feeds still list.
 pub const KEEP_FORGOTTEN_IDS: RangeInclusive<Duration> =
@@ -429,6 +436,42 @@ fn check_connector(
         }
     }
     check_config_values(&at("config"), &connector.config, checks);
+    // --- xread: item filters ---
+    let filters = &connector.filters;
+    for (field, list) in [
+        ("filters.drop_categories", &filters.drop_categories),
+        ("filters.drop_hashtags", &filters.drop_hashtags),
+    ] {
+        checks.count(&at(field), list.len(), 0..=crate::filter::MAX_LIST_ENTRIES);
+        if list
+            .iter()
+            .any(|entry| entry.trim().trim_start_matches('#').is_empty())
+        {
+            checks.error(&at(field), "has an empty entry");
+        }
+    }
+    checks.count(
+        &at("pause_on_problem"),
+        connector.pause_on_problem.len(),
+        0..=MAX_PAUSE_PROBLEMS,
+    );
+    if connector
+        .pause_on_problem
+        .iter()
+        .any(|problem| problem.trim().is_empty() || problem.len() > MAX_PROBLEM_TYPE_BYTES)
+    {
+        checks.error(
+            &at("pause_on_problem"),
+            format!(
+                "has an empty entry or one longer than {} bytes",
+                MAX_PROBLEM_TYPE_BYTES
+            ),
+        );
+    }
+    if let Some(pause) = connector.pause_for {
+        checks.duration(&at("pause_for"), pause, PAUSE_FOR);
+    }
+    // --- end xread ---
 }
 
 /// A plugin's `config` values (a connector's, or a cassette's) are what its `config` import

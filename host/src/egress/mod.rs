@@ -105,6 +105,10 @@ pub struct ExchangeRecord {
     pub changes: bool,
     /// The request was handed to the upstream (past every check of the host's own).
     pub sent: bool,
+    /// The `type` of an `application/problem+json` failure answer (RFC 9457), e.g. X's
+    /// `…/problems/usage-capped`: what `pause_on_problem` matches. Read only from failure
+    /// statuses with a small body; at most `config::MAX_PROBLEM_TYPE_BYTES`.
+    pub problem_type: Option<String>,
 }
 
 impl ExchangeRecord {
@@ -519,6 +523,7 @@ impl Exchange {
             }
         };
         record_head(record, response.status, &response.headers);
+        record.problem_type = problem_type(response.status, &response.headers, &response.body);
 
         let mut builder = http::Response::builder().status(response.status);
         if let Some(target) = builder.headers_mut() {
@@ -637,6 +642,36 @@ fn record_head(record: &mut ExchangeRecord, status: http::StatusCode, headers: &
     record.max_age = max_age(headers);
     record.rate_limit_reset = rate_limit_reset(headers);
 }
+
+// --- xread: problem types, for `pause_on_problem` ---
+/// Problem bodies larger than this are not parsed (X's are a few hundred bytes).
+const MAX_PROBLEM_BODY: usize = 16 * 1024;
+
+/// The `type` member of a failure answer's `application/problem+json` (or JSON) body.
+pub fn problem_type(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Option<String> {
+    if !(status.is_client_error() || status.is_server_error()) || body.len() > MAX_PROBLEM_BODY {
+        return None;
+    }
+    let json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            let value = value.trim_start().to_ascii_lowercase();
+            value.starts_with("application/problem+json") || value.starts_with("application/json")
+        });
+    if !json {
+        return None;
+    }
+    let document: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let kind = document.get("type")?.as_str()?;
+    (!kind.is_empty() && kind.len() <= crate::config::MAX_PROBLEM_TYPE_BYTES)
+        .then(|| redact::text(kind).into_owned())
+}
+// --- end xread ---
 
 /// The connector's limits, tightened by the plugin's own request options where it asks for a
 /// shorter first-byte wait. (The connect timeout belongs to the pooled client and cannot change
@@ -794,6 +829,25 @@ mod tests {
         assert_eq!(rate_limit_reset(&github), Some(1_700_000_001_000));
         github.insert("x-ratelimit-reset", "soon".parse().unwrap());
         assert_eq!(rate_limit_reset(&github), None);
+    }
+
+    #[test]
+    fn problem_types_come_from_small_failure_answers_only() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", "application/problem+json".parse().unwrap());
+        let capped = br#"{"title":"UsageCapExceeded","type":"https://api.twitter.com/2/problems/usage-capped"}"#;
+        let status = http::StatusCode::TOO_MANY_REQUESTS;
+        assert_eq!(
+            problem_type(status, &headers, capped).as_deref(),
+            Some("https://api.twitter.com/2/problems/usage-capped")
+        );
+        assert_eq!(problem_type(http::StatusCode::OK, &headers, capped), None);
+        assert_eq!(problem_type(status, &headers, b"<html>"), None);
+        assert_eq!(problem_type(status, &headers, br#"{"type": 5}"#), None);
+        let long = format!(r#"{{"type": "{}"}}"#, "x".repeat(600));
+        assert_eq!(problem_type(status, &headers, long.as_bytes()), None);
+        headers.insert("content-type", "text/html".parse().unwrap());
+        assert_eq!(problem_type(status, &headers, capped), None);
     }
 
     #[test]

@@ -13,4 +13,4 @@ mod poll;
 mod slots;
 
 pub use handle::{HandlePipeline, JobHandler};
-pub use poll::{PollPipeline, RunMode, TargetPoller};
+pub use poll::{PausePolicy, PollPipeline, RunMode, TargetPoller};

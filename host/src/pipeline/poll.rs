@@ -15,6 +15,7 @@
 use super::slots::{drain, gather_slots, wait_or_stop};
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
+use crate::filter::{Dropped, ItemFilter};
 use crate::redact;
 use crate::runtime::{
     CallError, CallReport, InstancePool, PollResult, SwappableConnector, TargetCall,
@@ -98,6 +99,30 @@ pub struct PollPipeline {
     /// Job queues that receive this connector's new items.
     pub deliver_to: Vec<Delivery>,
     pub stats: Arc<ConnectorStats>,
+    /// `[connectors.NAME.filters]`, applied to a poll's items before they are stored.
+    pub filters: Arc<dyn ItemFilter>,
+    /// Problem answers that pause the connector (`pause_on_problem`, `pause_for`).
+    pub pause: PausePolicy,
+}
+
+/// Which problem types pause the connector, and for how long (none: until resumed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PausePolicy {
+    pub problems: Vec<String>,
+    pub pause_for: Option<Duration>,
+}
+
+impl PausePolicy {
+    /// The first exchange whose problem type pauses the connector: (type, redacted URL).
+    fn matches<'a>(&self, exchanges: &'a [ExchangeRecord]) -> Option<(&'a str, &'a str)> {
+        exchanges.iter().find_map(|exchange| {
+            let kind = exchange.problem_type.as_deref()?;
+            self.problems
+                .iter()
+                .any(|problem| problem == kind)
+                .then_some((kind, exchange.url.as_str()))
+        })
+    }
 }
 
 impl PollPipeline {
@@ -114,11 +139,26 @@ impl PollPipeline {
         let mut running = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
+            if self.stats.paused(self.clock.now_ms()).is_some() {
+                // Paused by a problem answer: no new calls until it is lifted.
+                if mode == RunMode::UntilIdle && running.is_empty() {
+                    break;
+                }
+                if wait_or_stop(&stop, self.idle_poll, &mut running).await {
+                    break;
+                }
+                continue;
+            }
             let Some(mut free) =
                 gather_slots(&slots, self.concurrency, self.claim_batch, &stop).await
             else {
                 break;
             };
+            if self.stats.paused(self.clock.now_ms()).is_some() {
+                // Paused while waiting for the slots (their last call met the problem).
+                drop(free);
+                continue;
+            }
             let claimed = self
                 .backend
                 .claim_due(
@@ -232,6 +272,38 @@ impl PollPipeline {
             }
             return;
         }
+        if outcome.result.is_err()
+            && let Some((problem, url)) = self.pause.matches(&outcome.exchanges)
+        {
+            // The upstream says this connector may not call it for now (a usage cap): retrying
+            // target by target would only burn calls. Pause the connector (before freeing the
+            // slot, so the claim loop sees it); the target goes back as it was, its error count
+            // untouched.
+            let until = self.pause.pause_for.map(|pause| {
+                now.saturating_add(i64::try_from(pause.as_millis()).unwrap_or(i64::MAX))
+            });
+            let reason = format!("{problem} from {url}");
+            tracing::warn!(connector = %self.connector, target = %shown,
+                "pausing the connector: {reason}; resume with POST /v1/connectors/{}/resume{}",
+                self.connector,
+                until.map(|u| format!(" or wait until {}", crate::clock::rfc3339(u))).unwrap_or_default());
+            self.stats.pause(crate::stats::Pause {
+                reason,
+                since: now,
+                until,
+            });
+            drop(slot);
+            if let Err(error) = self
+                .backend
+                .release(claim, target.next_run_at.max(now))
+                .await
+            {
+                tracing::error!(connector = %self.connector, target = %shown,
+                    "cannot put the target back; it returns when its lease expires: {error}");
+            }
+            return;
+        }
+        let mut dropped = Dropped::default();
         let (commit, seen, not_modified) = match outcome.result {
             Ok(result) => {
                 let next = self
@@ -240,6 +312,8 @@ impl PollPipeline {
                 let not_modified = result.not_modified;
                 let validators = validators_after(target, &result);
                 let items = accept_items(&self.connector, &shown, result.items);
+                let (items, filtered) = self.filters.apply(items);
+                dropped = filtered;
                 let seen = items.len();
                 let commit = PollCommit::Success {
                     items,
@@ -298,6 +372,7 @@ impl PollPipeline {
             }
             Ok(report) => {
                 if let Some(seen) = seen {
+                    self.stats.items_filtered(dropped);
                     self.stats
                         .poll_succeeded(not_modified, seen, report.new_items);
                 }

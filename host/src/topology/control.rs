@@ -28,6 +28,12 @@ pub trait Control: Send + Sync {
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), JobsError>;
     /// Every served queue: its connector, counts and whether it is paused.
     async fn queues(&self) -> Result<Vec<QueueStatus>, BackendError>;
+
+    /// Lifts `connector`'s pause (`pause_on_problem`): `Ok(true)` when it was paused, `Err`
+    /// when there is no such connector.
+    async fn resume(&self, connector: &str) -> Result<bool, String> {
+        Err(format!("cannot resume '{connector}' here"))
+    }
 }
 
 /// A job as a producer hands it in (`POST /v1/queues/{queue}/jobs`).
@@ -120,6 +126,18 @@ impl Control for Topology {
             });
         }
         Ok(queues)
+    }
+
+    async fn resume(&self, connector: &str) -> Result<bool, String> {
+        let handle = self
+            .connectors
+            .get(connector)
+            .ok_or_else(|| format!("no connector '{connector}'"))?;
+        let was_paused = handle.stats.resume();
+        if was_paused {
+            tracing::info!(%connector, "resumed by an operator");
+        }
+        Ok(was_paused)
     }
 
     async fn ready(&self) -> Result<(), String> {

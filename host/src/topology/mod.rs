@@ -26,7 +26,7 @@ pub use connectors::{ConnectorHandle, ConnectorSet};
 pub use control::{Control, InboundJob, JobsError, QueueStatus};
 pub use pipelines::PipelineSet;
 pub use reload::{ConnectorReload, Outcome, ReloadError, ReloadReport, Reloader};
-pub use status::{ConnectorStatus, RefusedTarget, SinkStatus, StatusReport};
+pub use status::{ConnectorStatus, PausedStatus, RefusedTarget, SinkStatus, StatusReport};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, ConnectorSettings, FieldLocation, config_texts};

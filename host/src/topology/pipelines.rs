@@ -130,6 +130,11 @@ impl PipelineSet {
                 })
                 .collect(),
             stats: handle.stats.clone(),
+            filters: Arc::new(crate::filter::Filters::new(&settings.filters)),
+            pause: crate::pipeline::PausePolicy {
+                problems: settings.pause_on_problem.clone(),
+                pause_for: settings.pause_for,
+            },
         });
         tokio::spawn(pipeline.run(stop, context.mode, context.host.shutdown_grace))
     }

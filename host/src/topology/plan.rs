@@ -240,6 +240,10 @@ pub fn same_pipeline(a: &ConnectorSettings, b: &ConnectorSettings) -> bool {
         && a.retry == b.retry
         && a.sinks == b.sinks
         && a.jobs == b.jobs
+        // xread: the pipeline holds the compiled filters.
+        && a.filters == b.filters
+        && a.pause_on_problem == b.pause_on_problem
+        && a.pause_for == b.pause_for
 }
 
 #[cfg(test)]

@@ -59,6 +59,8 @@ pub struct ConnectorStatus {
     /// A handler's queue and job counters; absent for other roles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handler: Option<HandlerStatus>,
+    /// Set while a problem answer (`pause_on_problem`) keeps the connector from calling out.
+    pub paused: Option<PausedStatus>,
 }
 
 /// A handler connector's queue (counts, paused) and what its pipeline did since the start.
@@ -68,6 +70,17 @@ pub struct HandlerStatus {
     pub paused: bool,
     pub counts: QueueCounts,
     pub jobs: JobStatsSnapshot,
+}
+
+/// A connector's pause, as `/status` shows it.
+#[derive(Debug, Serialize)]
+pub struct PausedStatus {
+    /// The problem type and the (redacted) URL that answered it.
+    pub reason: String,
+    /// RFC 3339.
+    pub since: String,
+    /// RFC 3339; null: until `POST /v1/connectors/NAME/resume` (or a restart).
+    pub until: Option<String>,
 }
 
 /// A target parked by the egress policy.
@@ -133,6 +146,11 @@ impl Topology {
                 targets_refused_by_policy: self.backend.count_refused(&handle.name).await?,
                 refused_by_policy,
                 handler,
+                paused: handle.stats.paused(now).map(|pause| PausedStatus {
+                    reason: pause.reason,
+                    since: rfc3339(pause.since),
+                    until: pause.until.map(rfc3339),
+                }),
             });
         }
         let mut sinks = Vec::new();

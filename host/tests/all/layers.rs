@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "resilience",
     "config",
     "stats",
+    "filter",
     "redact",
     "clock",
     // Test support (`#[cfg(test)]`): a scriptable HTTP server on 127.0.0.1.

@@ -21,3 +21,4 @@ mod resilience;
 mod retention;
 mod status_and_sinks;
 mod walkthrough;
+mod x_read;

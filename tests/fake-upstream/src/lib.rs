@@ -18,6 +18,8 @@
 //! feed-rs ignores `rdf:about` (which equals the link) and synthesises a hash of link + title,
 //! which we compute the same way. [`FeedServer::expected_item_links`] gives the links.
 //!
+//! The fake X API lives in [`x`] (its own server, [`x::XServer`]).
+//!
 //! Other paths and ids answer 404; feeds listed in the config as slow, hanging, failing or
 //! malformed behave so (see [`FeedServerConfig`]). Nothing is cached: bodies are rendered per
 //! request into one right-sized buffer, so memory does not grow with the number of feeds.
@@ -25,6 +27,7 @@
 mod api;
 mod render;
 mod server;
+pub mod x;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -41,6 +41,9 @@ pub enum BenchCommand {
     Memory(super::memory_bench::MemoryBenchArgs),
     /// Jobs per second through the handler pipeline, and the host's overhead per job.
     Jobs(super::jobs_bench::JobsBenchArgs),
+    /// Timeline polls/s for many linked X users against the fake X API, and peak memory.
+    #[command(name = "x-read")]
+    XRead(super::x_read_bench::XReadBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +108,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Retention(args) => super::retention_bench::retention(args).await,
         BenchCommand::Memory(args) => super::memory_bench::memory(args).await,
         BenchCommand::Jobs(args) => super::jobs_bench::jobs(args).await,
+        BenchCommand::XRead(args) => super::x_read_bench::x_read(args).await,
     }
 }
 
@@ -268,6 +272,8 @@ async fn pipeline_rounds(
             concurrency: args.concurrency,
             deliver_to: Vec::new(),
             stats: stats.clone(),
+            filters: Arc::new(tsunagi::filter::Filters::default()),
+            pause: Default::default(),
         });
         let started = Instant::now();
         let progress = spawn_progress(format!("{name} round {round}"), stats.clone(), urls.len());

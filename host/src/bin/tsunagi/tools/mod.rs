@@ -9,3 +9,4 @@ mod jobs_bench;
 mod memory_bench;
 mod retention_bench;
 mod swap_bench;
+mod x_read_bench;

@@ -1,0 +1,199 @@
+//! `tsunagi bench x-read`: timeline polls per second for many linked X users, through the real
+//! host (the wasm `x-read` component, SQLite, egress with a per-user budget, host-side filters)
+//! against the fake X API on loopback, and the peak resident memory of each round.
+//!
+//! Two rounds on one database: the first imports every user's posts (one page each), the
+//! second, after the schedule's interval, finds nothing newer than each cursor. The fake X API
+//! runs on its own thread and runtime, so its CPU is not the host's.
+
+use super::demo::crawl_round;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tsunagi::clock::{Clock, ManualClock, SystemClock};
+use tsunagi::config::Config;
+use tsunagi_fake_upstream::x::{FixtureSpec, XServer, XServerConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct XReadBenchArgs {
+    /// Linked users (targets).
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u32,
+    /// Posts in each user's timeline.
+    #[arg(long, default_value_t = 20)]
+    pub posts: u32,
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    #[arg(
+        long,
+        default_value = "target/wasm32-wasip2/plugin/tsunagi_plugin_x_read.wasm"
+    )]
+    pub plugin: PathBuf,
+}
+
+/// Runs the fake X API on a thread of its own; dropping the sender stops it.
+fn start_fake(
+    users: u32,
+    posts: u32,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("fake-x-api".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    let _ = addr_tx.send(Err(anyhow::anyhow!(err)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let started = XServer::start(XServerConfig {
+                    fixture: FixtureSpec {
+                        users,
+                        posts_per_user: posts,
+                        posts_override: Vec::new(),
+                    },
+                    ..XServerConfig::default()
+                })
+                .await;
+                match started {
+                    Ok(server) => {
+                        let _ = addr_tx.send(Ok(server.addr()));
+                        let _ = stop_rx.await;
+                        server.shutdown();
+                    }
+                    Err(err) => {
+                        let _ = addr_tx.send(Err(err));
+                    }
+                }
+            });
+        })?;
+    let addr = addr_rx
+        .recv()
+        .context("the fake X API thread died while starting")??;
+    Ok((addr, stop_tx))
+}
+
+fn config_text(plugin: &str, port: u16, concurrency: usize) -> String {
+    format!(
+        r#"# Written by tsunagi bench x-read.
+[host]
+database = "x-read.db"
+compile_cache = "compile-cache"
+claim_batch = 512
+
+[connectors.xread]
+plugin = "{plugin}"
+role = "poller"
+concurrency = {concurrency}
+
+[connectors.xread.config]
+base_url = "http://127.0.0.1:{port}"
+max_results = 100
+max_pages = 5
+
+[connectors.xread.filters]
+drop_categories = ["x:reply", "x:retweet"]
+drop_hashtags = ["ad"]
+
+[connectors.xread.schedule]
+min_interval = "10m"
+max_interval = "2h"
+
+[connectors.xread.limits]
+call_timeout = "10s"
+
+[[connectors.xread.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {port}
+budget = "x-user"
+
+# Below the fake's 900 per 15 minutes per user token.
+[budgets.x-user]
+rate = "60/min"
+burst = 5
+per = "target"
+"#
+    )
+}
+
+pub async fn x_read(args: XReadBenchArgs) -> anyhow::Result<ExitCode> {
+    let plugin = std::fs::canonicalize(&args.plugin).with_context(|| {
+        format!(
+            "x-read plugin not found at {} — run scripts/build-plugins",
+            args.plugin.display()
+        )
+    })?;
+    let (addr, stop) = start_fake(args.users, args.posts)?;
+    println!(
+        "tsunagi bench x-read: {} users × {} posts on http://{addr}, concurrency {}",
+        args.users, args.posts, args.concurrency
+    );
+    let workdir = tempfile::Builder::new()
+        .prefix("tsunagi-x-read-bench-")
+        .tempdir()?;
+    let path = workdir.path().join("tsunagi.toml");
+    let plugin_text = plugin.display().to_string().replace('\\', "\\\\");
+    std::fs::write(
+        &path,
+        config_text(&plugin_text, addr.port(), args.concurrency),
+    )?;
+    let config = Config::load(&path)?;
+    let backend = tsunagi_backends::open(&config.database_url()).await?;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let targets: Vec<String> = (0..args.users)
+        .map(|i| XServer::user_id(i).to_string())
+        .collect();
+    backend
+        .add_targets("xread", &targets, clock.now_ms())
+        .await?;
+    let mut failed = false;
+    for (round, label) in [
+        (1, "first round (import)"),
+        (2, "second round (nothing new)"),
+    ] {
+        reset_peak_rss();
+        let summary = crawl_round(&config, backend.clone(), &clock, args.users, label).await?;
+        let stats = summary.stats;
+        let filtered = stats.items_filtered;
+        println!(
+            "round {round}: {} polls ({} failed) in {:.1}s = {:.0} polls/s; {} new items, {} filtered; peak RSS {}",
+            stats.polls(),
+            stats.polls_failed,
+            summary.elapsed.as_secs_f64(),
+            summary.polls_per_second(),
+            stats.items_new,
+            filtered.drop_categories + filtered.drop_hashtags + filtered.drop_matching,
+            peak_rss_mb().map_or("n/a".to_string(), |mb| format!("{mb:.0} MiB"))
+        );
+        failed |= stats.polls_failed > 0 || stats.polls() != u64::from(args.users);
+        clock.advance(Duration::from_secs(3 * 3600));
+    }
+    drop(stop);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resets the kernel's peak-RSS mark for this process (Linux: `clear_refs` value 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last reset, from `/proc/self/status` (VmHWM).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
