@@ -456,12 +456,12 @@ fn decide(
 /// The hook for credential scopes: a refusal of the host's own egress policy that names a
 /// scope (a target's token without write scope, say) means the job may not be carried out for
 /// that target at all, so it is skipped with the refusal as the reason rather than retried or
-/// dead-lettered. The credentials module words such refusals "… scope …".
+/// dead-lettered. Egress marks such refusals with the scope that was missing.
 fn credential_scope_refusal(exchanges: &[ExchangeRecord]) -> Option<&str> {
     exchanges
         .iter()
-        .filter_map(|e| e.refused.as_deref())
-        .find(|refusal| refusal.contains("scope"))
+        .filter(|e| e.missing_scope.is_some())
+        .find_map(|e| e.refused.as_deref())
 }
 
 /// The failure as stored and shown: the plugin's account, plus what the host saw if the plugin
@@ -717,6 +717,7 @@ mod tests {
             refused: Some(
                 "target 'u' has no write scope for POST https://api.x.com/2/tweets".into(),
             ),
+            missing_scope: Some(crate::config::Scope::Write),
             ..ExchangeRecord::default()
         };
         let skipped = decide(
@@ -729,8 +730,9 @@ mod tests {
             matches!(&skipped, Disposition::Finish(JobOutcome::Skipped { reason }) if reason.contains("write scope")),
             "{skipped:?}"
         );
+        // The word alone is not the mark: a refusal of the allowlist may name anything.
         let allowlist = ExchangeRecord {
-            refused: Some("egress refused by connector 'c' allowlist".into()),
+            refused: Some("egress refused by connector 'c' allowlist (scope.example)".into()),
             ..ExchangeRecord::default()
         };
         let dead = decide(

@@ -22,3 +22,4 @@ mod retention;
 mod status_and_sinks;
 mod walkthrough;
 mod x_read;
+mod x_write;

@@ -12,15 +12,18 @@
 
 pub mod post;
 
-use post::Verdict;
+use post::{Search, Verdict};
 use tsunagi_sdk::prelude::*;
 
 /// Identifies the connector to X.
 pub const USER_AGENT: &str = "tsunagi-x-write/0.1";
 
-/// Recent posts looked through for one an earlier attempt may have made: X's page size for the
-/// check (5–100). A job is retried within minutes, so its post is among the newest.
-pub const RECENT_POSTS: &str = "20";
+/// Recent posts looked through for one an earlier attempt may have made: X's largest page, and
+/// at most [`CHECK_PAGES`] pages (the user may have posted a lot since; a job is retried within
+/// minutes, so its post is among the newest few hundred).
+pub const RECENT_POSTS: &str = "100";
+/// Pages of recent posts looked through at most.
+pub const CHECK_PAGES: usize = 3;
 
 struct XWrite;
 
@@ -34,15 +37,28 @@ impl Handler for XWrite {
         let base = config::require("base_url")?;
         let base = base.trim_end_matches('/');
         if job.earlier() == Earlier::Unknown {
-            let recent = http::Request::get(format!("{base}/2/users/{user}/tweets"))
-                .query("max_results", RECENT_POSTS)
-                .header("user-agent", USER_AGENT)
-                .send()?;
-            if let Some(id) = post::already_posted(recent, user, &post.text)? {
-                tsunagi_sdk::info!("job {}: an earlier attempt had posted it as {id}", job.id);
-                return Ok(JobOutcome::done()
-                    .reference(id)
-                    .detail("found among the user's recent posts; not posted again"));
+            let mut page: Option<String> = None;
+            for _ in 0..CHECK_PAGES {
+                let recent = http::Request::get(format!("{base}/2/users/{user}/tweets"))
+                    .query("max_results", RECENT_POSTS)
+                    .header("user-agent", USER_AGENT);
+                let recent = match &page {
+                    Some(token) => recent.query("pagination_token", token),
+                    None => recent,
+                };
+                match post::already_posted(recent.send()?, user, &post.text)? {
+                    Search::Found(id) => {
+                        tsunagi_sdk::info!(
+                            "job {}: an earlier attempt had posted it as {id}",
+                            job.id
+                        );
+                        return Ok(JobOutcome::done()
+                            .reference(id)
+                            .detail("found among the user's recent posts; not posted again"));
+                    }
+                    Search::NotHere { next: Some(next) } => page = Some(next),
+                    Search::NotHere { next: None } => break,
+                }
             }
         }
         let response = http::Request::post(format!("{base}/2/tweets"))

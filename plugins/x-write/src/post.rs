@@ -147,16 +147,31 @@ fn problem_text(body: &json::Value) -> Option<String> {
     Some(found.chars().take(200).collect())
 }
 
-/// The id of a post among the user's recent ones (`GET /2/users/{id}/tweets`) whose text is
-/// exactly `text`: what an earlier attempt whose outcome is unknown may have created.
-pub fn already_posted(response: Response, user: &str, text: &str) -> Result<Option<String>> {
+/// What one page of the user's recent posts says about the post an earlier attempt may have
+/// made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Search {
+    /// Found: the post's id.
+    Found(String),
+    /// Not on this page; the token of the next (older) page, if there is one.
+    NotHere { next: Option<String> },
+}
+
+/// Looks through one page of the user's recent posts (`GET /2/users/{id}/tweets`) for one whose
+/// text is exactly `text`: what an earlier attempt whose outcome is unknown may have created.
+pub fn already_posted(response: Response, user: &str, text: &str) -> Result<Search> {
     let url = response.display_url().to_string();
     let response = response.error_for_status()?;
     let body: json::Value = response.json()?;
+    let next = body
+        .get("meta")
+        .and_then(|meta| meta.get("next_token"))
+        .and_then(json::Value::as_str)
+        .map(str::to_string);
     let Some(data) = body.get("data") else {
         // X leaves `data` out when a user has no posts at all.
         return match body.get("meta") {
-            Some(_) => Ok(None),
+            Some(_) => Ok(Search::NotHere { next: None }),
             None => Err(Error::bad_response(format!(
                 "{url}: user {user}'s timeline has neither data nor meta"
             ))),
@@ -176,10 +191,10 @@ pub fn already_posted(response: Response, user: &str, text: &str) -> Result<Opti
             })
         };
         if field("text")? == text {
-            return Ok(Some(field("id")?.to_string()));
+            return Ok(Search::Found(field("id")?.to_string()));
         }
     }
-    Ok(None)
+    Ok(Search::NotHere { next })
 }
 
 #[cfg(test)]
@@ -299,19 +314,21 @@ mod tests {
 
     #[test]
     fn an_earlier_post_is_found_by_its_exact_text() {
-        let timeline = r#"{"data":[{"id":"9","text":"other"},{"id":"8","text":"hi there"}],"meta":{"result_count":2}}"#;
+        let timeline = r#"{"data":[{"id":"9","text":"other"},{"id":"8","text":"hi there"}],"meta":{"result_count":2,"next_token":"p2"}}"#;
         assert_eq!(
             already_posted(answer(200, timeline), "42", "hi there").unwrap(),
-            Some("8".to_string())
+            Search::Found("8".to_string())
         );
         assert_eq!(
             already_posted(answer(200, timeline), "42", "hi").unwrap(),
-            None
+            Search::NotHere {
+                next: Some("p2".to_string())
+            }
         );
         let empty = r#"{"meta":{"result_count":0}}"#;
         assert_eq!(
             already_posted(answer(200, empty), "42", "hi").unwrap(),
-            None
+            Search::NotHere { next: None }
         );
         let renamed = r#"{"data":[{"id":"9","full_text":"hi"}],"meta":{}}"#;
         let err = already_posted(answer(200, renamed), "42", "hi").unwrap_err();

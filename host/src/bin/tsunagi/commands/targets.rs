@@ -98,7 +98,7 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
             let mut good = Vec::new();
             let mut bad = 0;
             for (index, target) in targets.iter().enumerate() {
-                match validate_target(target) {
+                match validate_target_or_id(target) {
                     Ok(url) => good.push(url),
                     Err(reason) => {
                         bad += 1;
@@ -227,6 +227,17 @@ fn exit_code(problems: usize) -> ExitCode {
     }
 }
 
+/// What `targets add` and `remove` accept: a URL as [`validate_target`] does, or a plain
+/// identifier (an X user id, an account name: letters, digits and `_-.:@`, nothing a URL
+/// needs), kept as it is. Imports take URLs only, so a stray word in a feed list stays an error.
+pub fn validate_target_or_id(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if is_plain_identifier(trimmed) {
+        return Ok(trimmed.to_string());
+    }
+    validate_target(text)
+}
+
 /// Accepts absolute http(s) URLs with a host, at most [`MAX_TARGET_BYTES`] long (as given
 /// and once normalised); returns them normalised.
 pub fn validate_target(text: &str) -> Result<String, String> {
@@ -246,6 +257,20 @@ pub fn validate_target(text: &str) -> Result<String, String> {
         return Err(format!("normalised (percent-encoded), it {problem}"));
     }
     Ok(normalised)
+}
+
+/// A target that names an account rather than a place: no scheme, no path, no spaces.
+fn is_plain_identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 256
+        && !text.contains("://")
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b))
+        && text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 /// How a rejected target is shown before the reason: quoted with credentials redacted, or not
@@ -418,6 +443,25 @@ mod tests {
             "{:?}",
             parsed.problems
         );
+    }
+
+    #[test]
+    fn add_takes_account_ids_as_they_are_and_imports_take_only_urls() {
+        assert_eq!(validate_target_or_id(" 2244994945 ").unwrap(), "2244994945");
+        assert_eq!(
+            validate_target_or_id("shop:acme-01").unwrap(),
+            "shop:acme-01"
+        );
+        assert_eq!(
+            validate_target_or_id("HTTP://A.example/feed").unwrap(),
+            "http://a.example/feed"
+        );
+        for refused in ["a b", "a/b", "-x", "ftp://a.example/x", "x?y=1"] {
+            assert!(validate_target_or_id(refused).is_err(), "{refused}");
+        }
+        assert!(validate_target("2244994945").is_err());
+        let parsed = parse_text("ids.txt", "2244994945\nhttp://a.example/feed\n");
+        assert_eq!(parsed.targets, vec!["http://a.example/feed"]);
     }
 
     #[test]
