@@ -94,14 +94,6 @@ async fn start_upstream() -> (SocketAddr, Shared) {
     (addr, shared)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A handler connector `posts` on `plugin`, allowed to reach the upstream, retrying fast.
 fn handler_config(plugin_name: &str, upstream: SocketAddr, admin_port: u16, extra: &str) -> String {
     host_section(&format!(
@@ -624,20 +616,6 @@ fn applied(upstream: &Shared) -> u32 {
         .values()
         .map(|e| e.applied)
         .sum()
-}
-
-async fn wait_ready(admin: SocketAddr) {
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let answer = reqwest::get(format!("http://{admin}/readyz")).await;
-            if answer.is_ok_and(|response| response.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(ready.is_ok(), "the host became ready");
 }
 
 /// A reload that swaps the plugin while jobs run loses none: calls in flight finish on the

@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -29,14 +30,6 @@ fn spawn_host(config: &Path) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn tsunagi run")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn signal(child: &Child, signal: &str) {
@@ -112,20 +105,7 @@ async fn requested(server: &FeedServer, requests: u32) {
 /// Waits until the host at `admin_port` is ready: its pipelines run and its store answers (the
 /// admin port itself comes up before the plugins load).
 async fn wait_for_admin(admin_port: u16) {
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let answer = reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz")).await;
-            if answer.is_ok_and(|response| response.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(
-        ready.is_ok(),
-        "the host at admin port {admin_port} became ready"
-    );
+    wait_ready(SocketAddr::from(([127, 0, 0, 1], admin_port))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,14 +29,6 @@ fn token_secret(user: u32) -> String {
     format!("tsec-SECRET-{user}")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn fake_x(users: u32) -> XServer {
     XServer::start(XServerConfig {
         fixture: FixtureSpec {
@@ -184,20 +176,6 @@ async fn stop(host: &mut tokio::process::Child) {
         exited.is_ok_and(|status| status.is_ok_and(|s| s.success())),
         "exit 0 on SIGTERM"
     );
-}
-
-async fn wait_ready(admin: SocketAddr) {
-    let ready = tokio::time::timeout(Duration::from_secs(90), async {
-        loop {
-            let answer = reqwest::get(format!("http://{admin}/readyz")).await;
-            if answer.is_ok_and(|response| response.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(ready.is_ok(), "the host became ready");
 }
 
 /// Enqueues a post through the admin API; answers the job id.

@@ -257,3 +257,29 @@ pub async fn fetch_status(admin: impl std::fmt::Display) -> serde_json::Value {
         .await
         .expect("status is JSON")
 }
+
+/// A port free on 127.0.0.1 when asked: for the admin listener of a host run as a child
+/// process, whose port the test must know before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (bounded) until the host at `admin` is ready: its pipelines run and its store answers
+/// (the admin port itself comes up before the plugins load).
+pub async fn wait_ready(admin: SocketAddr) {
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(90), async {
+        loop {
+            let answer = reqwest::get(format!("http://{admin}/readyz")).await;
+            if answer.is_ok_and(|response| response.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "the host at {admin} became ready");
+}
