@@ -189,6 +189,7 @@ fn item(id: &str) -> Item {
         summary: Some("A summary with \"quotes\" and ünïcode ✓".to_string()),
         content: Some("<p>content</p>".to_string()),
         categories: vec!["news".to_string()],
+        origin: None,
     }
 }
 

@@ -67,6 +67,11 @@ pub struct Item {
     pub summary: Option<String>,
     pub content: Option<String>,
     pub categories: Vec<String>,
+    /// Where the item comes from, as its connector's TOML says (`origin = "x"`): stamped by the
+    /// host, never by the plugin, so a downstream can tell a post imported from X and refuse
+    /// to mirror it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// An item as stored: which connector and target produced it, and when.

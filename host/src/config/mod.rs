@@ -369,6 +369,10 @@ pub struct ConnectorSettings {
     /// they are kept.
     #[serde(default)]
     pub purge_items_on_unlink: bool,
+    /// Where this connector's items come from (`"x"` for X), stamped by the host on every item
+    /// it stores and delivers; the X write connector skips posts whose origin is `"x"`.
+    #[serde(default)]
+    pub origin: Option<String>,
     /// `[connectors.NAME.jobs]`: where a handler's jobs come from.
     #[serde(default)]
     pub jobs: JobSettings,

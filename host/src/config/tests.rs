@@ -53,6 +53,16 @@ fn bad_duration_is_located() {
 }
 
 #[test]
+fn an_origin_is_a_short_lowercase_name() {
+    let config = parse(&format!("{MINIMAL}origin = \"x\"\n")).unwrap();
+    assert_eq!(config.connectors["rss"].origin.as_deref(), Some("x"));
+    assert_eq!(parse(MINIMAL).unwrap().connectors["rss"].origin, None);
+    let error = parse(&format!("{MINIMAL}origin = \"X feed\"\n")).unwrap_err();
+    assert_eq!(error.field, "connectors.rss.origin", "{error}");
+    assert_eq!(error.line, 5, "{error}");
+}
+
+#[test]
 fn semantic_errors_point_at_the_field() {
     let text =
         "[connectors.rss]\nplugin = \"rss.wasm\"\nrole = \"poller\"\nsinks = [\"archive\"]\n";

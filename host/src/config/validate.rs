@@ -364,6 +364,9 @@ fn check_connector(
 ) {
     let at = |field: &str| format!("connectors.{name}.{field}");
     checks.name(&format!("connectors.{name}"), name, "connector");
+    if let Some(origin) = &connector.origin {
+        checks.name(&at("origin"), origin, "origin");
+    }
     checks.count(&at("concurrency"), connector.concurrency, CONCURRENCY);
     checks.count(
         &at("calls_per_instance"),

@@ -103,6 +103,8 @@ pub struct PollPipeline {
     pub filters: Arc<dyn ItemFilter>,
     /// Problem answers that pause the connector (`pause_on_problem`, `pause_for`).
     pub pause: PausePolicy,
+    /// The connector's `origin`, stamped on every item it stores.
+    pub origin: Option<String>,
 }
 
 /// Which problem types pause the connector, and for how long (none: until resumed).
@@ -312,8 +314,11 @@ impl PollPipeline {
                 let not_modified = result.not_modified;
                 let validators = validators_after(target, &result);
                 let items = accept_items(&self.connector, &shown, result.items);
-                let (items, filtered) = self.filters.apply(items);
+                let (mut items, filtered) = self.filters.apply(items);
                 dropped = filtered;
+                for item in &mut items {
+                    item.origin.clone_from(&self.origin);
+                }
                 let seen = items.len();
                 let commit = PollCommit::Success {
                     items,

@@ -796,6 +796,7 @@ fn convert_item(item: WitItem) -> Item {
         summary: item.summary,
         content: item.content,
         categories: item.categories,
+        origin: None,
     }
 }
 

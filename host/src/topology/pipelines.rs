@@ -135,6 +135,7 @@ impl PipelineSet {
                 problems: settings.pause_on_problem.clone(),
                 pause_for: settings.pause_for,
             },
+            origin: settings.origin.clone(),
         });
         tokio::spawn(pipeline.run(stop, context.mode, context.host.shutdown_grace))
     }

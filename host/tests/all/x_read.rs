@@ -24,6 +24,7 @@ fn xread_connector(port: u16, extra: &str, budget: &str) -> String {
 plugin = "{plugin}"
 role = "poller"
 concurrency = 16
+origin = "x"
 {extra}
 
 [connectors.xread.config]
@@ -168,6 +169,10 @@ async fn a_thousand_users_filtered_in_order_and_a_restart_imports_nothing_twice(
         let stored = items_of(backend.as_ref(), user).await;
         let ids: Vec<String> = stored.iter().map(|s| s.item.id.clone()).collect();
         assert_eq!(ids, kept, "user {user}: the kept posts, oldest first");
+        assert!(
+            stored.iter().all(|s| s.item.origin.as_deref() == Some("x")),
+            "user {user}: every item carries the connector's origin"
+        );
         let times: Vec<&str> = stored
             .iter()
             .map(|s| s.item.published.as_deref().unwrap())

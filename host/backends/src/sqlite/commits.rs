@@ -656,6 +656,7 @@ mod tests {
             summary: None,
             content: Some("x".repeat(item_bytes)),
             categories: Vec::new(),
+            origin: None,
         };
         PollWork {
             claim: TargetClaim {

@@ -273,6 +273,7 @@ async fn pipeline_rounds(
             deliver_to: Vec::new(),
             stats: stats.clone(),
             filters: Arc::new(tsunagi::filter::Filters::default()),
+            origin: None,
             pause: Default::default(),
         });
         let started = Instant::now();
@@ -454,6 +455,7 @@ impl NativeRssPoller {
                     summary: item.summary,
                     content: item.content,
                     categories: item.categories,
+                    origin: None,
                 })
                 .collect(),
             etag: new_etag,
