@@ -26,6 +26,7 @@
 //! next attempt's job record then says `earlier = unknown`, so the plugin can check before
 //! acting again.
 
+use super::poll::describe_failure;
 use super::slots::{drain, gather_slots, wait_or_stop};
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
@@ -409,7 +410,7 @@ fn decide(
             why: redact::text(&error.to_string()).into_owned(),
         };
     }
-    let message = describe(error, &report.exchanges);
+    let message = describe_failure(error, &report.exchanges);
     let permanent = matches!(
         error,
         CallError::Connector {
@@ -462,23 +463,6 @@ fn credential_scope_refusal(exchanges: &[ExchangeRecord]) -> Option<&str> {
         .iter()
         .filter(|e| e.missing_scope.is_some())
         .find_map(|e| e.refused.as_deref())
-}
-
-/// The failure as stored and shown: the plugin's account, plus what the host saw if the plugin
-/// did not say it.
-fn describe(error: &CallError, exchanges: &[ExchangeRecord]) -> String {
-    let mut message = error.to_string();
-    for host_error in exchanges.iter().filter_map(|e| e.error.as_deref()) {
-        if !message.contains(host_error) {
-            message.push_str(&format!(" [host: {host_error}]"));
-        }
-    }
-    if let Some(status) = exchanges.last().and_then(|e| e.status)
-        && !message.contains(&status.to_string())
-    {
-        message.push_str(&format!(" [HTTP {status}]"));
-    }
-    redact::text(&message).into_owned()
 }
 
 #[cfg(test)]

@@ -438,7 +438,7 @@ fn hints_from(exchanges: &[ExchangeRecord], result: Option<&PollResult>) -> Upst
 
 /// The failure as stored and shown: the plugin's account, plus what the host saw if the plugin
 /// did not say it (a refused or timed-out exchange).
-fn describe_failure(error: &CallError, exchanges: &[ExchangeRecord]) -> String {
+pub(super) fn describe_failure(error: &CallError, exchanges: &[ExchangeRecord]) -> String {
     let mut message = error.to_string();
     for host_error in exchanges.iter().filter_map(|e| e.error.as_deref()) {
         if !message.contains(host_error) {

@@ -7,12 +7,12 @@
 //! its jobs get, and one path means one set of checks (caps, field errors) for every producer.
 //! With no host running there is nothing to run the job either.
 
+use super::reload::ask_host;
 use super::{ConfigArg, load_config};
 use anyhow::Context;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tsunagi::config::Config;
 
 #[derive(Debug, clap::Args)]
 pub struct EnqueueArgs {
@@ -87,63 +87,24 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         "idempotency_key": args.idempotency_key,
     });
     let path = format!("/v1/queues/{}/jobs", args.queue);
-    send(&config, reqwest::Method::POST, &path, Some(body)).await
+    ask_host(&config, reqwest::Method::POST, &path, Some(body), "").await
 }
 
 pub async fn queues(command: QueuesCommand) -> anyhow::Result<ExitCode> {
     match command {
         QueuesCommand::List(config) => {
             let config = load_config(&config.config)?;
-            send(&config, reqwest::Method::GET, "/v1/queues", None).await
+            ask_host(&config, reqwest::Method::GET, "/v1/queues", None, "").await
         }
         QueuesCommand::Pause(args) => {
             let config = load_config(&args.config.config)?;
             let path = format!("/v1/queues/{}/pause", args.queue);
-            send(&config, reqwest::Method::POST, &path, None).await
+            ask_host(&config, reqwest::Method::POST, &path, None, "").await
         }
         QueuesCommand::Resume(args) => {
             let config = load_config(&args.config.config)?;
             let path = format!("/v1/queues/{}/resume", args.queue);
-            send(&config, reqwest::Method::POST, &path, None).await
+            ask_host(&config, reqwest::Method::POST, &path, None, "").await
         }
-    }
-}
-
-/// Sends one request to the running host and prints its JSON answer; exits 1 on a refusal.
-async fn send(
-    config: &Config,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> anyhow::Result<ExitCode> {
-    let admin = config.host.admin_listen.as_deref().with_context(|| {
-        format!(
-            "{}: host.admin_listen is not set, so there is no running host to ask",
-            config.source_path.display()
-        )
-    })?;
-    let token = config
-        .admin_token()
-        .with_context(|| format!("{}: host.admin_token", config.source_path.display()))?;
-    let url = format!("http://{admin}{path}");
-    let mut request = reqwest::Client::new().request(method, &url);
-    if let Some(token) = &token {
-        request = request.bearer_auth(token.expose());
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the host at {url}; is `tsunagi run` running?"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    println!("{}", text.trim_end());
-    if status.is_success() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("refused (HTTP {status})");
-        Ok(ExitCode::FAILURE)
     }
 }

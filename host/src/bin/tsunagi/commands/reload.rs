@@ -6,6 +6,7 @@
 use super::{ConfigArg, load_config};
 use anyhow::Context;
 use std::process::ExitCode;
+use tsunagi::config::Config;
 
 #[derive(Debug, clap::Args)]
 pub struct ReloadArgs {
@@ -40,6 +41,25 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
 
 async fn post(config: &ConfigArg, path: &str) -> anyhow::Result<ExitCode> {
     let config = load_config(&config.config)?;
+    ask_host(
+        &config,
+        reqwest::Method::POST,
+        path,
+        None,
+        "; the running version keeps serving",
+    )
+    .await
+}
+
+/// Sends one request to the running host (`host.admin_listen`, with the bearer token the config
+/// names) and prints its JSON answer; exits 1 on a refusal, saying `on_refusal` after the status.
+pub async fn ask_host(
+    config: &Config,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    on_refusal: &str,
+) -> anyhow::Result<ExitCode> {
     let admin = config.host.admin_listen.as_deref().with_context(|| {
         format!(
             "{}: host.admin_listen is not set, so there is no running host to ask",
@@ -50,21 +70,24 @@ async fn post(config: &ConfigArg, path: &str) -> anyhow::Result<ExitCode> {
         .admin_token()
         .with_context(|| format!("{}: host.admin_token", config.source_path.display()))?;
     let url = format!("http://{admin}{path}");
-    let mut request = reqwest::Client::new().post(&url);
+    let mut request = reqwest::Client::new().request(method, &url);
     if let Some(token) = &token {
         request = request.bearer_auth(token.expose());
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
     }
     let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach the host at {url}; is `tsunagi run` running?"))?;
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    println!("{}", body.trim_end());
+    let text = response.text().await.unwrap_or_default();
+    println!("{}", text.trim_end());
     if status.is_success() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("refused (HTTP {status}); the running version keeps serving");
+        eprintln!("refused (HTTP {status}){on_refusal}");
         Ok(ExitCode::FAILURE)
     }
 }
