@@ -1,10 +1,11 @@
 //! End to end: the X read connector polling linked users on the fake X API through the real
 //! host (SQLite, sandbox, egress, budgets) with host-side filters, and the usage-cap pause.
 //!
-//! Auth is off on the fake (the `creds` work adds signing); rate limits are then kept per user
-//! id, as X keeps them per user token. When the host signs requests, the signed variant of
-//! `a_thousand_users` runs the fake with `XAuth::OAuth1` and each target's token linked with
-//! `XServer::link_oauth1_user`; nothing else in these tests changes.
+//! The thousand-user run signs every request with its user's OAuth 1.0a token (linked in the
+//! host sealed, as `tsunagi targets add --tokens` does; the fake verifies each signature), and
+//! the OAuth 2.0 run has the host refresh user tokens before they expire at the fake's token
+//! endpoint. The other tests run the fake with auth off; rate limits are then kept per user id,
+//! as X keeps them per user token.
 
 use crate::common::*;
 use std::collections::BTreeMap;
@@ -12,12 +13,16 @@ use std::time::Duration;
 use tsunagi::backends::{ItemQuery, StoredItem};
 use tsunagi::clock::{Clock, ManualClock, SystemClock};
 use tsunagi::pipeline::RunMode;
-use tsunagi_fake_upstream::x::{FixtureSpec, Post, PostKind, XClock, XServer, XServerConfig};
+use tsunagi_fake_upstream::x::{
+    FixtureSpec, Post, PostKind, Scopes, XAuth, XClock, XServer, XServerConfig,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const USAGE_CAPPED: &str = "https://api.twitter.com/2/problems/usage-capped";
 
-fn xread_connector(port: u16, extra: &str, budget: &str) -> String {
+/// The x-read connector reaching the fake on `port`; `extra` goes into the connector's table,
+/// `rule` into its allow rule (a credential), `budget` into the per-user budget.
+fn xread_connector(port: u16, extra: &str, budget: &str, rule: &str) -> String {
     format!(
         r#"
 [connectors.xread]
@@ -52,6 +57,7 @@ scheme = "http"
 host = "127.0.0.1"
 port = {port}
 budget = "x-user"
+{rule}
 
 [budgets.x-user]
 {budget}
@@ -98,14 +104,110 @@ fn manual_clock_for_fake(clock: &ManualClock) -> XClock {
     XClock(std::sync::Arc::new(move || clock.now_ms() as f64 / 1000.0))
 }
 
+const CONSUMER_KEY: &str = "ck-SECRET-x-read";
+const CONSUMER_SECRET: &str = "cs-SECRET-x-read";
+const TOKEN_KEY: &str = "6162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f80";
+
+/// `[host] token_key` and the app's credential, its secrets in files in `dir`: `x-app`
+/// (OAuth 1.0a) and `x-user` (OAuth 2.0 user tokens refreshed at the fake's token endpoint).
+fn credentials_section(dir: &std::path::Path, base_url: &str) -> (String, String) {
+    for (file, value) in [
+        ("consumer_key", CONSUMER_KEY),
+        ("consumer_secret", CONSUMER_SECRET),
+        ("token_key", TOKEN_KEY),
+    ] {
+        std::fs::write(dir.join(file), value).unwrap();
+    }
+    let host = "token_key = { file = \"token_key\" }".to_string();
+    let credentials = format!(
+        r#"
+[credentials.x-app]
+kind = "oauth1"
+consumer_key = {{ file = "consumer_key" }}
+consumer_secret = {{ file = "consumer_secret" }}
+
+[credentials.x-user]
+kind = "oauth2-user"
+client_id = "tsunagi-test"
+token_url = "{base_url}/2/oauth2/token"
+refresh_before = "10m"
+allow_internal = true
+"#
+    );
+    (host, credentials)
+}
+
+/// The host's config and store for x-read reaching `x` through `credential`, with the fake's
+/// first `users` users added as targets (not linked yet).
+async fn host_with_credential(
+    x: &XServer,
+    dir: &std::path::Path,
+    users: u32,
+    budget: &str,
+    credential: &str,
+    clock: &ManualClock,
+) -> (
+    tsunagi::config::Config,
+    std::sync::Arc<dyn tsunagi::backends::Backend>,
+    Vec<u64>,
+) {
+    let (host_keys, credentials) = credentials_section(dir, x.base_url());
+    let text = host_section(&host_keys)
+        + &credentials
+        + &xread_connector(
+            x.addr().port(),
+            "",
+            budget,
+            &format!("credential = \"{credential}\""),
+        );
+    let config = write_config(dir, &text);
+    let backend = open_backend(&config).await;
+    let users: Vec<u64> = (0..users).map(XServer::user_id).collect();
+    let targets: Vec<String> = users.iter().map(u64::to_string).collect();
+    backend
+        .add_targets("xread", &targets, clock.now_ms())
+        .await
+        .unwrap();
+    (config, backend, users)
+}
+
+/// Links `users` in the host as `tsunagi targets add --tokens` does (sealed in the store), each
+/// with the tokens file `tokens(user)` for `credential`.
+async fn link_all(
+    config: &tsunagi::config::Config,
+    backend: &std::sync::Arc<dyn tsunagi::backends::Backend>,
+    clock: &ManualClock,
+    credential: &str,
+    users: &[u64],
+    tokens: impl Fn(u64) -> String,
+) {
+    let credentials = tsunagi::credentials::Credentials::from_config(
+        config,
+        backend.clone(),
+        std::sync::Arc::new(clock.clone()),
+    )
+    .expect("credentials");
+    for &user in users {
+        credentials
+            .link(credential, &user.to_string(), tokens(user).as_bytes())
+            .await
+            .expect("linked");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_users_filtered_in_order_and_a_restart_imports_nothing_twice() {
     let clock = ManualClock::starting_at(SystemClock.now_ms());
+    // The fake verifies every request's OAuth 1.0a signature against the user's own token.
     let x = XServer::start(XServerConfig {
         fixture: FixtureSpec {
             users: 1000,
             posts_per_user: 12,
             posts_override: Vec::new(),
+        },
+        auth: XAuth::OAuth1 {
+            consumer_key: CONSUMER_KEY.into(),
+            consumer_secret: CONSUMER_SECRET.into(),
         },
         clock: manual_clock_for_fake(&clock),
         ..XServerConfig::default()
@@ -114,22 +216,40 @@ async fn a_thousand_users_filtered_in_order_and_a_restart_imports_nothing_twice(
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // 60 a minute per user: well below the fake's 900 per 15 minutes per token.
-    let text =
-        host_section("") + &xread_connector(x.addr().port(), "", "rate = \"60/min\"\nburst = 10");
-    let config = write_config(dir.path(), &text);
-    let backend = open_backend(&config).await;
-    let users: Vec<u64> = (0..1000).map(XServer::user_id).collect();
-    let targets: Vec<String> = users.iter().map(u64::to_string).collect();
-    backend
-        .add_targets("xread", &targets, clock.now_ms())
-        .await
-        .unwrap();
+    let (config, backend, users) = host_with_credential(
+        &x,
+        dir.path(),
+        1000,
+        "rate = \"60/min\"\nburst = 10",
+        "x-app",
+        &clock,
+    )
+    .await;
+    for &user in &users {
+        x.link_oauth1_user(
+            user,
+            &format!("tok-SECRET-{user}"),
+            &format!("tsec-SECRET-{user}"),
+            Scopes::READ,
+        );
+    }
+    link_all(&config, &backend, &clock, "x-app", &users, |user| {
+        format!(
+            r#"{{"token": "tok-SECRET-{user}", "token_secret": "tsec-SECRET-{user}", "scopes": ["read"]}}"#
+        )
+    })
+    .await;
 
     let view = run_until_idle(&config, backend.clone(), &clock).await;
     let stats = connector_stats(&view, "xread");
     assert_eq!(stats.polls_failed, 0, "{stats:?}");
     assert_eq!(stats.polls_ok, 1000);
     assert_eq!(x.stats().rate_limited, 0);
+    assert_eq!(
+        x.stats().auth_failures,
+        0,
+        "every request signed with its user's token"
+    );
     assert_eq!(x.stats().timeline_requests, 1000, "one page per user");
 
     let mut expected_kept = 0u64;
@@ -209,10 +329,105 @@ async fn a_thousand_users_filtered_in_order_and_a_restart_imports_nothing_twice(
         expected_kept + 10
     );
     assert_eq!(x.stats().rate_limited, 0);
+    assert_eq!(x.stats().auth_failures, 0);
     let stored = items_of(backend.as_ref(), users[0]).await;
     assert_eq!(
         stored.last().unwrap().item.content.as_deref(),
         Some(format!("fresh news from {}", users[0]).as_str())
+    );
+}
+
+/// Every file of the SQLite database in `dir`, as text for grepping.
+fn database_text(dir: &std::path::Path) -> String {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("test.db"))
+        {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(!bytes.is_empty(), "the database files were read");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_user_tokens_are_refreshed_before_they_expire_and_the_rotated_pair_is_kept() {
+    const USERS: u32 = 40;
+    let clock = ManualClock::starting_at(SystemClock.now_ms());
+    let x = XServer::start(XServerConfig {
+        fixture: FixtureSpec {
+            users: USERS,
+            posts_per_user: 3,
+            posts_override: Vec::new(),
+        },
+        auth: XAuth::OAuth2 { app_bearer: None },
+        access_token_lifetime: Duration::from_secs(3600),
+        clock: manual_clock_for_fake(&clock),
+        ..XServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, backend, users) =
+        host_with_credential(&x, dir.path(), USERS, "rate = \"100/s\"", "x-user", &clock).await;
+    let mut issued = Vec::new();
+    for &user in &users {
+        let (access, refresh) = x.link_oauth2_user(user, Scopes::READ);
+        issued.push(access.clone());
+        issued.push(refresh.clone());
+        let file = format!(
+            r#"{{"access_token": "{access}", "refresh_token": "{refresh}", "expires_in": 3600, "scopes": ["read"]}}"#
+        );
+        link_all(&config, &backend, &clock, "x-user", &[user], |_| {
+            file.clone()
+        })
+        .await;
+    }
+
+    // Fresh tokens: used as linked.
+    let view = run_until_idle(&config, backend.clone(), &clock).await;
+    let stats = connector_stats(&view, "xread");
+    assert_eq!((stats.polls_ok, stats.polls_failed), (u64::from(USERS), 0));
+    assert_eq!(x.stats().refreshes, 0);
+
+    // 55 minutes on, each token is within `refresh_before` of expiring: refreshed first, once
+    // per user. An hour and more after that, the pair from that refresh has expired in turn:
+    // only the rotated refresh token, kept by the host, works (the fake spends each one once),
+    // and each host run here is a fresh start from the store.
+    for (round, advance) in [(1u64, 55 * 60), (2, 2 * 3600)] {
+        for &user in &users {
+            x.publish(user, &format!("news {round} from {user}"));
+        }
+        clock.advance(Duration::from_secs(advance));
+        let view = run_until_idle(&config, backend.clone(), &clock).await;
+        let stats = connector_stats(&view, "xread");
+        assert_eq!(
+            (stats.polls_ok, stats.polls_failed, stats.items_new),
+            (u64::from(USERS), 0, u64::from(USERS)),
+            "round {round}: {stats:?}"
+        );
+        let fake = x.stats();
+        assert_eq!(fake.refreshes, round * u64::from(USERS), "{fake:?}");
+        assert_eq!(
+            (fake.refresh_failures, fake.auth_failures),
+            (0, 0),
+            "{fake:?}"
+        );
+    }
+    drop(backend);
+    let database = database_text(dir.path());
+    for token in &issued {
+        assert!(
+            !database.contains(token.as_str()),
+            "{token} in the database file"
+        );
+    }
+    assert!(
+        !database.contains("fake-access-") && !database.contains("fake-refresh-"),
+        "no refreshed token in the database file either"
     );
 }
 
@@ -234,7 +449,7 @@ async fn a_very_active_user_and_a_slow_one_do_not_delay_the_others() {
     let slow = XServer::user_id(1);
     x.hold_user(slow);
     let dir = tempfile::tempdir().unwrap();
-    let text = host_section("") + &xread_connector(x.addr().port(), "", "rate = \"100/s\"");
+    let text = host_section("") + &xread_connector(x.addr().port(), "", "rate = \"100/s\"", "");
     let config = write_config(dir.path(), &text);
     let backend = open_backend(&config).await;
     let targets: Vec<String> = (0..40).map(|i| XServer::user_id(i).to_string()).collect();
@@ -316,7 +531,7 @@ async fn a_429_waits_for_the_reset_of_that_users_token() {
         .unwrap();
     assert_eq!(outside.status(), 200);
     let dir = tempfile::tempdir().unwrap();
-    let text = host_section("") + &xread_connector(x.addr().port(), "", "rate = \"100/s\"");
+    let text = host_section("") + &xread_connector(x.addr().port(), "", "rate = \"100/s\"", "");
     let config = write_config(dir.path(), &text);
     let backend = open_backend(&config).await;
     backend
@@ -374,14 +589,28 @@ async fn a_429_waits_for_the_reset_of_that_users_token() {
 
     // After the reset, user 0 is polled; no second 429.
     clock.advance(Duration::from_secs(3600));
-    while wait_for("after the reset", &|| stats.snapshot().polls_ok >= 2) {
+    // A poll counts as done before its group commit lands: wait for the items too.
+    let kept = |user: u64| {
+        x.posts(user)
+            .iter()
+            .filter(|post| expected_filter(post).is_none())
+            .count()
+    };
+    let fresh_items = kept(fresh);
+    assert!(fresh_items > 0 && kept(spent) == fresh_items);
+    loop {
+        let stored = (
+            items_of(backend.as_ref(), spent).await.len(),
+            items_of(backend.as_ref(), fresh).await.len(),
+        );
+        if !wait_for("after the reset", &|| {
+            stats.snapshot().polls_ok >= 2 && stored == (fresh_items, fresh_items)
+        }) {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(x.stats().rate_limited, 1);
-    assert_eq!(
-        items_of(backend.as_ref(), spent).await.len(),
-        items_of(backend.as_ref(), fresh).await.len()
-    );
     running.shutdown().await;
 }
 
@@ -403,7 +632,7 @@ async fn a_usage_cap_pauses_the_connector_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("pause_on_problem = [\"{USAGE_CAPPED}\"]");
     let text = host_section("admin_listen = \"127.0.0.1:0\"")
-        + &xread_connector(x.addr().port(), &extra, "rate = \"100/s\"")
+        + &xread_connector(x.addr().port(), &extra, "rate = \"100/s\"", "")
             .replace("concurrency = 16", "concurrency = 1");
     let config = write_config(dir.path(), &text);
     let backend = open_backend(&config).await;
@@ -480,7 +709,7 @@ async fn a_usage_cap_pauses_the_connector_until_resumed() {
 fn a_bad_filter_or_pause_setting_is_a_config_error_at_its_field() {
     let dir = tempfile::tempdir().unwrap();
     let text = host_section("")
-        + &xread_connector(1, "pause_for = \"0s\"", "rate = \"1/s\"")
+        + &xread_connector(1, "pause_for = \"0s\"", "rate = \"1/s\"", "")
             .replace("\"^post 5 of \"", "\"(unclosed\"");
     let path = dir.path().join("tsunagi.toml");
     std::fs::write(&path, &text).unwrap();

@@ -270,6 +270,33 @@ struct Shared {
     stopping: AtomicBool,
 }
 
+/// The fake's counters, readable from any thread ([`XServer::counters`]).
+#[derive(Clone)]
+pub struct XCounters(Arc<Shared>);
+
+impl XCounters {
+    pub fn stats(&self) -> XStats {
+        let c = &self.0.counters;
+
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        XStats {
+            requests: load(&c.requests),
+            timeline_requests: load(&c.timeline_requests),
+            timeline_pages: load(&c.timeline_pages),
+            rate_limited: load(&c.rate_limited),
+            usage_capped: load(&c.usage_capped),
+            auth_failures: load(&c.auth_failures),
+            forbidden: load(&c.forbidden),
+            unavailable: load(&c.unavailable),
+            dropped_connections: load(&c.dropped_connections),
+            posts_accepted: load(&c.posts_accepted),
+            duplicates_refused: load(&c.duplicates_refused),
+            refreshes: load(&c.refreshes),
+            refresh_failures: load(&c.refresh_failures),
+        }
+    }
+}
+
 /// A running fake X API; see the module docs.
 pub struct XServer {
     shared: Arc<Shared>,
@@ -433,23 +460,13 @@ impl XServer {
     }
 
     pub fn stats(&self) -> XStats {
-        let c = &self.shared.counters;
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        XStats {
-            requests: load(&c.requests),
-            timeline_requests: load(&c.timeline_requests),
-            timeline_pages: load(&c.timeline_pages),
-            rate_limited: load(&c.rate_limited),
-            usage_capped: load(&c.usage_capped),
-            auth_failures: load(&c.auth_failures),
-            forbidden: load(&c.forbidden),
-            unavailable: load(&c.unavailable),
-            dropped_connections: load(&c.dropped_connections),
-            posts_accepted: load(&c.posts_accepted),
-            duplicates_refused: load(&c.duplicates_refused),
-            refreshes: load(&c.refreshes),
-            refresh_failures: load(&c.refresh_failures),
-        }
+        self.counters().stats()
+    }
+
+    /// A handle on the counters that outlives borrows of the server (another thread may
+    /// own it).
+    pub fn counters(&self) -> XCounters {
+        XCounters(Arc::clone(&self.shared))
     }
 
     /// Timeline requests for `user` (any answer), counted on arrival.

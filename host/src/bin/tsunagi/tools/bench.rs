@@ -182,7 +182,7 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
 
     if !args.skip_fetch {
         let client = rss_client(&config, args.concurrency)?;
-        reset_peak_rss();
+        super::peak_rss::reset();
         results.push(fetch_only(client, &urls, args.concurrency).await);
     }
     server.shutdown().await;
@@ -257,7 +257,7 @@ async fn pipeline_rounds(
     let settings = &config.connectors["rss"];
     let mut out = Vec::new();
     for round in 1..=2 {
-        reset_peak_rss();
+        super::peak_rss::reset();
         let stats = Arc::new(ConnectorStats::default());
         let pipeline = Arc::new(PollPipeline {
             connector: "rss".to_string(),
@@ -295,7 +295,7 @@ async fn pipeline_rounds(
             items_new: s.items_new,
             not_modified: s.not_modified,
             elapsed,
-            peak_rss_mb: peak_rss_mb(),
+            peak_rss_mb: super::peak_rss::mib(),
         };
         println!(
             "{}: {:.0} feeds/s ({} feeds in {:.1}s)",
@@ -355,7 +355,7 @@ async fn fetch_only(client: reqwest::Client, urls: &[String], concurrency: usize
         items_new: 0,
         not_modified: 0,
         elapsed: started.elapsed(),
-        peak_rss_mb: peak_rss_mb(),
+        peak_rss_mb: super::peak_rss::mib(),
     };
     println!("fetch only: {:.0} feeds/s", m.rate());
     m
@@ -466,17 +466,4 @@ impl NativeRssPoller {
                 .map(|s| Duration::from_secs(u64::from(s))),
         })
     }
-}
-
-/// Resets the kernel's peak-RSS mark for this process (Linux: `clear_refs` value 5).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident set size since the last reset, from `/proc/self/status` (VmHWM).
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }

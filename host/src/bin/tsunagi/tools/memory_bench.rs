@@ -341,11 +341,11 @@ port = {port}
         ..TopologyOptions::default()
     };
     let topology = Topology::start(config, backend, options).await?;
-    reset_peak_rss();
+    super::peak_rss::reset();
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let seconds = started.elapsed().as_secs_f64();
-    let peak_rss_mb = peak_rss_mb().unwrap_or(f64::NAN);
+    let peak_rss_mb = super::peak_rss::mib().unwrap_or(f64::NAN);
     topology.shutdown().await;
     let stats = |name: &str| {
         topology
@@ -420,17 +420,4 @@ impl ApiInThread {
     fn stop(self) {
         let _ = self.stop.send(());
     }
-}
-
-/// Resets the kernel's peak-RSS mark for this process (Linux: `clear_refs` value 5).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident set size since the last reset, from `/proc/self/status` (VmHWM).
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }

@@ -4,7 +4,7 @@
 //!
 //! Two rounds on one database: the first imports every user's posts (one page each), the
 //! second, after the schedule's interval, finds nothing newer than each cursor. The fake X API
-//! runs on its own thread and runtime, so its CPU is not the host's.
+//! runs on its own thread and runtime (`super::fake_x`), so its CPU is not the host's.
 
 use super::demo::crawl_round;
 use anyhow::Context;
@@ -30,55 +30,6 @@ pub struct XReadBenchArgs {
         default_value = "target/wasm32-wasip2/plugin/tsunagi_plugin_x_read.wasm"
     )]
     pub plugin: PathBuf,
-}
-
-/// Runs the fake X API on a thread of its own; dropping the sender stops it.
-fn start_fake(
-    users: u32,
-    posts: u32,
-) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("fake-x-api".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(err) => {
-                    let _ = addr_tx.send(Err(anyhow::anyhow!(err)));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let started = XServer::start(XServerConfig {
-                    fixture: FixtureSpec {
-                        users,
-                        posts_per_user: posts,
-                        posts_override: Vec::new(),
-                    },
-                    ..XServerConfig::default()
-                })
-                .await;
-                match started {
-                    Ok(server) => {
-                        let _ = addr_tx.send(Ok(server.addr()));
-                        let _ = stop_rx.await;
-                        server.shutdown();
-                    }
-                    Err(err) => {
-                        let _ = addr_tx.send(Err(err));
-                    }
-                }
-            });
-        })?;
-    let addr = addr_rx
-        .recv()
-        .context("the fake X API thread died while starting")??;
-    Ok((addr, stop_tx))
 }
 
 fn config_text(plugin: &str, port: u16, concurrency: usize) -> String {
@@ -132,7 +83,18 @@ pub async fn x_read(args: XReadBenchArgs) -> anyhow::Result<ExitCode> {
             args.plugin.display()
         )
     })?;
-    let (addr, stop) = start_fake(args.users, args.posts)?;
+    let fake = super::fake_x::start(
+        XServerConfig {
+            fixture: FixtureSpec {
+                users: args.users,
+                posts_per_user: args.posts,
+                posts_override: Vec::new(),
+            },
+            ..XServerConfig::default()
+        },
+        |_| {},
+    )?;
+    let addr = fake.addr;
     println!(
         "tsunagi bench x-read: {} users × {} posts on http://{addr}, concurrency {}",
         args.users, args.posts, args.concurrency
@@ -160,7 +122,7 @@ pub async fn x_read(args: XReadBenchArgs) -> anyhow::Result<ExitCode> {
         (1, "first round (import)"),
         (2, "second round (nothing new)"),
     ] {
-        reset_peak_rss();
+        super::peak_rss::reset();
         let summary = crawl_round(&config, backend.clone(), &clock, args.users, label).await?;
         let stats = summary.stats;
         let filtered = stats.items_filtered;
@@ -172,28 +134,15 @@ pub async fn x_read(args: XReadBenchArgs) -> anyhow::Result<ExitCode> {
             summary.polls_per_second(),
             stats.items_new,
             filtered.drop_categories + filtered.drop_hashtags + filtered.drop_matching,
-            peak_rss_mb().map_or("n/a".to_string(), |mb| format!("{mb:.0} MiB"))
+            super::peak_rss::shown()
         );
         failed |= stats.polls_failed > 0 || stats.polls() != u64::from(args.users);
         clock.advance(Duration::from_secs(3 * 3600));
     }
-    drop(stop);
+    drop(fake);
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Resets the kernel's peak-RSS mark for this process (Linux: `clear_refs` value 5).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident set size since the last reset, from `/proc/self/status` (VmHWM).
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
