@@ -373,19 +373,18 @@ async fn oauth2_user_tokens_are_refreshed_before_they_expire_and_the_rotated_pai
     let dir = tempfile::tempdir().unwrap();
     let (config, backend, users) =
         host_with_credential(&x, dir.path(), USERS, "rate = \"100/s\"", "x-user", &clock).await;
-    let mut issued = Vec::new();
-    for &user in &users {
-        let (access, refresh) = x.link_oauth2_user(user, Scopes::READ);
-        issued.push(access.clone());
-        issued.push(refresh.clone());
-        let file = format!(
+    let pairs: BTreeMap<u64, (String, String)> = users
+        .iter()
+        .map(|&user| (user, x.link_oauth2_user(user, Scopes::READ)))
+        .collect();
+    link_all(&config, &backend, &clock, "x-user", &users, |user| {
+        let (access, refresh) = &pairs[&user];
+        format!(
             r#"{{"access_token": "{access}", "refresh_token": "{refresh}", "expires_in": 3600, "scopes": ["read"]}}"#
-        );
-        link_all(&config, &backend, &clock, "x-user", &[user], |_| {
-            file.clone()
-        })
-        .await;
-    }
+        )
+    })
+    .await;
+    let issued: Vec<&String> = pairs.values().flat_map(|(a, r)| [a, r]).collect();
 
     // Fresh tokens: used as linked.
     let view = run_until_idle(&config, backend.clone(), &clock).await;

@@ -277,7 +277,6 @@ pub struct XCounters(Arc<Shared>);
 impl XCounters {
     pub fn stats(&self) -> XStats {
         let c = &self.0.counters;
-
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         XStats {
             requests: load(&c.requests),

@@ -18,7 +18,7 @@
 //! The host's overhead per job is the pipeline's time per job minus the plugin-only time per
 //! job: what the queue, the leases and the commits add to each call.
 
-use super::fake_x::FakeX;
+use super::server_thread::ServerThread;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ use tsunagi::pipeline::{HandlePipeline, JobHandler, RunMode};
 use tsunagi::runtime::{CallReport, Earlier, HandleRequest, HandleResult, LogTally, TargetCall};
 use tsunagi::scheduler::RetryPolicy;
 use tsunagi::topology::{Topology, TopologyOptions};
-use tsunagi_fake_upstream::x::{FixtureSpec, Scopes, XAuth, XServerConfig};
+use tsunagi_fake_upstream::x::{FixtureSpec, Scopes, XAuth, XCounters, XServer, XServerConfig};
 
 /// The connector the jobs go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,9 +85,9 @@ const BENCH_TOKEN_KEY: &str = "000102030405060708090a0b0c0d0e0f10111213141516171
 /// What the chosen connector posts to, and for whom.
 struct Workload {
     connector: BenchConnector,
-    upstream: SocketAddr,
-    /// The fake X API (x-write); dropping it stops the server.
-    fake: Option<FakeX>,
+    /// The upstream's address (and, for x-write, the fake X API's counters); dropping it
+    /// stops the server.
+    upstream: ServerThread<(SocketAddr, Option<XCounters>)>,
     /// The linked users (targets) the jobs act for; none for the test handler.
     users: Vec<String>,
 }
@@ -98,41 +98,40 @@ impl Workload {
             BenchConnector::TestHandler => Ok(Self {
                 connector: args.connector,
                 upstream: start_upstream()?,
-                fake: None,
                 users: Vec::new(),
             }),
             BenchConnector::XWrite => {
-                let users: Vec<u64> = (0..args.users.max(1))
-                    .map(tsunagi_fake_upstream::x::XServer::user_id)
+                let count = args.users.max(1);
+                let users: Vec<String> = (0..count)
+                    .map(|index| XServer::user_id(index).to_string())
                     .collect();
-                let linked = users.clone();
-                let fake = super::fake_x::start(
-                    XServerConfig {
-                        fixture: FixtureSpec {
-                            users: args.users.max(1),
-                            posts_per_user: 1,
-                            posts_override: Vec::new(),
-                        },
-                        auth: XAuth::OAuth1 {
-                            consumer_key: BENCH_CONSUMER_KEY.into(),
-                            consumer_secret: BENCH_CONSUMER_SECRET.into(),
-                        },
-                        // Answering at once: the bench measures the host, not X's limits.
-                        rate_limit: u32::MAX / 2,
-                        ..XServerConfig::default()
+                let config = XServerConfig {
+                    fixture: FixtureSpec {
+                        users: count,
+                        posts_per_user: 1,
+                        posts_override: Vec::new(),
                     },
-                    move |server| {
-                        for user in linked {
-                            let (token, secret) = bench_token(user);
-                            server.link_oauth1_user(user, &token, &secret, Scopes::READ_WRITE);
-                        }
+                    auth: XAuth::OAuth1 {
+                        consumer_key: BENCH_CONSUMER_KEY.into(),
+                        consumer_secret: BENCH_CONSUMER_SECRET.into(),
                     },
-                )?;
+                    // Answering at once: the bench measures the host, not X's limits.
+                    rate_limit: u32::MAX / 2,
+                    ..XServerConfig::default()
+                };
+                let upstream = super::server_thread::start("fake-x-api", move || async move {
+                    let server = XServer::start(config).await?;
+                    for index in 0..count {
+                        let user = XServer::user_id(index);
+                        let (token, secret) = bench_token(user);
+                        server.link_oauth1_user(user, &token, &secret, Scopes::READ_WRITE);
+                    }
+                    Ok(((server.addr(), Some(server.counters())), server))
+                })?;
                 Ok(Self {
                     connector: args.connector,
-                    upstream: fake.addr,
-                    fake: Some(fake),
-                    users: users.iter().map(u64::to_string).collect(),
+                    upstream,
+                    users,
                 })
             }
         }
@@ -149,7 +148,8 @@ impl Workload {
 
     /// The host's config for the `posts` connector, written into `dir` with its secrets.
     fn config_text(&self, dir: &Path, plugin: &Path, concurrency: usize) -> anyhow::Result<String> {
-        let port = self.upstream.port();
+        let (upstream, _) = self.upstream.started;
+        let port = upstream.port();
         let plugin = plugin.display();
         Ok(match self.connector {
             BenchConnector::TestHandler => format!(
@@ -172,7 +172,6 @@ scheme = "http"
 host = "127.0.0.1"
 port = {port}
 "#,
-                upstream = self.upstream,
             ),
             BenchConnector::XWrite => {
                 for (file, value) in [
@@ -221,7 +220,6 @@ port = {port}
 credential = "x-app"
 budget = ["x-app-posts", "x-user-posts"]
 "#,
-                    upstream = self.upstream,
                 )
             }
         })
@@ -247,7 +245,7 @@ budget = ["x-app-posts", "x-user-posts"]
             Arc::new(SystemClock),
         )?;
         for user in &self.users {
-            let (token, secret) = bench_token(user.parse()?);
+            let (token, secret) = bench_token(user);
             let file = format!(
                 r#"{{"token": "{token}", "token_secret": "{secret}", "scopes": ["read", "write"]}}"#
             );
@@ -258,9 +256,10 @@ budget = ["x-app-posts", "x-user-posts"]
 
     /// Posts the fake X API has accepted so far (x-write only).
     fn posts_accepted(&self) -> Option<u64> {
-        self.fake
+        let (_, counters) = &self.upstream.started;
+        counters
             .as_ref()
-            .map(|fake| fake.counters.stats().posts_accepted)
+            .map(|counters| counters.stats().posts_accepted)
     }
 
     /// Job `n` of `part` in run `run`: its payload and the target it acts for. Texts are
@@ -277,7 +276,8 @@ budget = ["x-app-posts", "x-user-posts"]
     }
 }
 
-fn bench_token(user: u64) -> (String, String) {
+/// User `user`'s token and token secret, the same in the fake and in the host.
+fn bench_token(user: impl std::fmt::Display) -> (String, String) {
     (
         format!("bench-token-{user}"),
         format!("bench-token-secret-{user}"),
@@ -303,7 +303,7 @@ pub async fn jobs(args: JobsBenchArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!("{} linked users, ", workload.users.len())
         },
-        workload.upstream
+        workload.upstream.started.0
     );
     let workdir = tempfile::Builder::new()
         .prefix("tsunagi-jobs-bench-")
@@ -352,7 +352,7 @@ pub async fn jobs(args: JobsBenchArgs) -> anyhow::Result<ExitCode> {
             "| {name} | {:.0} | {:.1} | {} |",
             per_second(args.jobs, took),
             per_job_us(took),
-            peak.map_or("n/a".to_string(), |mib| format!("{mib:.0} MiB"))
+            super::peak_rss::cell(peak)
         );
     }
     let (pipeline, plugin_only) = (pipeline.0, plugin_only.0);
@@ -577,35 +577,15 @@ impl JobHandler for AnswersAtOnce {
 }
 
 /// A loopback upstream that answers every post with 200 at once, on its own thread.
-fn start_upstream() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("bench-upstream".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("bench upstream: {error}");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let app = axum::Router::new().route(
-                    "/effects/{id}",
-                    axum::routing::post(|| async { "ref" }).get(|| async { "ref" }),
-                );
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => {
-                        let _ = axum::serve(listener, app).await;
-                    }
-                    Err(error) => eprintln!("bench upstream: {error}"),
-                }
-            });
-        })?;
-    Ok(addr)
+fn start_upstream() -> anyhow::Result<ServerThread<(SocketAddr, Option<XCounters>)>> {
+    super::server_thread::start("bench-upstream", || async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new().route(
+            "/effects/{id}",
+            axum::routing::post(|| async { "ref" }).get(|| async { "ref" }),
+        );
+        let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(((addr, None), serving))
+    })
 }

@@ -119,7 +119,12 @@ pub async fn memory(args: MemoryBenchArgs) -> anyhow::Result<ExitCode> {
         },
         1,
     )?;
-    let api = ApiInThread::start()?;
+    // On its own thread and runtime, so serving the hostile load does not take the host's
+    // executor threads.
+    let api = super::server_thread::start("fake-api", || async {
+        let server = ApiServer::start(ApiServerConfig::default()).await?;
+        Ok((server.addr(), server))
+    })?;
     let limits = hostile_limits()?;
     let per_call = per_call_bound(&limits);
     println!(
@@ -159,11 +164,11 @@ pub async fn memory(args: MemoryBenchArgs) -> anyhow::Result<ExitCode> {
             .path()
             .join(if hostile { "hostile" } else { "alone" });
         std::fs::create_dir_all(&dir)?;
-        let part = run_part(name, hostile, &dir, &plugin, &feeds, api.addr, &args).await?;
+        let part = run_part(name, hostile, &dir, &plugin, &feeds, api.started, &args).await?;
         parts.push(part);
     }
     feeds.shutdown().await;
-    api.stop();
+    drop(api);
 
     let baseline = parts[0].peak_rss_mb;
     let bound = baseline + args.hostile_calls as f64 * mib(per_call);
@@ -372,52 +377,4 @@ port = {port}
         peak_rss_mb,
         seconds,
     })
-}
-
-/// The fake API on its own thread and runtime, so serving the hostile load does not take the
-/// host's executor threads.
-struct ApiInThread {
-    addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl ApiInThread {
-    fn start() -> anyhow::Result<Self> {
-        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("fake-api".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = started_tx.send(Err(anyhow::anyhow!(error)));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    match ApiServer::start(ApiServerConfig::default()).await {
-                        Ok(server) => {
-                            let _ = started_tx.send(Ok(server.addr()));
-                            let _ = stopped.await;
-                            server.shutdown();
-                        }
-                        Err(error) => {
-                            let _ = started_tx.send(Err(error));
-                        }
-                    }
-                });
-            })?;
-        let addr = started_rx
-            .recv()
-            .map_err(|_| anyhow::anyhow!("the fake API thread died while starting"))??;
-        Ok(Self { addr, stop })
-    }
-
-    fn stop(self) {
-        let _ = self.stop.send(());
-    }
 }

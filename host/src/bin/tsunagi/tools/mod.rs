@@ -5,10 +5,10 @@
 
 pub mod bench;
 pub mod demo;
-mod fake_x;
 mod jobs_bench;
 mod memory_bench;
 mod peak_rss;
 mod retention_bench;
+mod server_thread;
 mod swap_bench;
 mod x_read_bench;

@@ -14,7 +14,12 @@ pub fn mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// The peak as a table cell: `250 MiB`, or `n/a` where it cannot be read.
+/// The peak since the last reset as a table cell.
 pub fn shown() -> String {
-    mib().map_or("n/a".to_string(), |mb| format!("{mb:.0} MiB"))
+    cell(mib())
+}
+
+/// A peak as a table cell: `250 MiB`, or `n/a` where it could not be read.
+pub fn cell(mib: Option<f64>) -> String {
+    mib.map_or("n/a".to_string(), |mb| format!("{mb:.0} MiB"))
 }

@@ -4,7 +4,7 @@
 //!
 //! Two rounds on one database: the first imports every user's posts (one page each), the
 //! second, after the schedule's interval, finds nothing newer than each cursor. The fake X API
-//! runs on its own thread and runtime (`super::fake_x`), so its CPU is not the host's.
+//! runs on its own thread and runtime (`super::server_thread`), so its CPU is not the host's.
 
 use super::demo::crawl_round;
 use anyhow::Context;
@@ -83,18 +83,19 @@ pub async fn x_read(args: XReadBenchArgs) -> anyhow::Result<ExitCode> {
             args.plugin.display()
         )
     })?;
-    let fake = super::fake_x::start(
-        XServerConfig {
-            fixture: FixtureSpec {
-                users: args.users,
-                posts_per_user: args.posts,
-                posts_override: Vec::new(),
-            },
-            ..XServerConfig::default()
+    let config = XServerConfig {
+        fixture: FixtureSpec {
+            users: args.users,
+            posts_per_user: args.posts,
+            posts_override: Vec::new(),
         },
-        |_| {},
-    )?;
-    let addr = fake.addr;
+        ..XServerConfig::default()
+    };
+    let fake = super::server_thread::start("fake-x-api", move || async move {
+        let server = XServer::start(config).await?;
+        Ok((server.addr(), server))
+    })?;
+    let addr = fake.started;
     println!(
         "tsunagi bench x-read: {} users × {} posts on http://{addr}, concurrency {}",
         args.users, args.posts, args.concurrency
