@@ -4,7 +4,8 @@
 //! actions `POST /v1/reload`, `POST /v1/connectors/{name}/reload` and
 //! `POST /v1/connectors/{name}/rollback` (200 with the report when everything was applied, 422
 //! with it when something was refused), and the handler job endpoints in `jobs`
-//! (`POST /v1/queues/{queue}/jobs`, `/pause`, `/resume`, `GET /v1/queues`).
+//! (`POST /v1/queues/{queue}/jobs`, `/pause`, `/resume`, `GET /v1/queues`), and the product
+//! search in `search` (`GET /v1/search`).
 //!
 //! Who may ask ([`Access`]): every request must name this API in its `Host` (an IP address,
 //! `localhost`, or a name from `host.admin_hosts`), so a page on a DNS-rebound name cannot reach
@@ -21,6 +22,7 @@
 //! started, so `/readyz` can say "not yet" while plugins compile.
 
 mod jobs;
+mod search;
 
 pub use jobs::MAX_BODY_BYTES as MAX_JOB_BODY_BYTES;
 
@@ -112,6 +114,8 @@ fn router(shared: SharedState) -> axum::Router {
         .route("/v1/queues/{queue}/pause", post(jobs::pause))
         .route("/v1/queues/{queue}/resume", post(jobs::resume))
         .route("/v1/connectors/{name}/resume", post(resume))
+        // Product search (admin/search.rs).
+        .route("/v1/search", get(search::search))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             require_token,

@@ -13,6 +13,7 @@ pub mod files;
 mod limits;
 pub mod locate;
 mod resilience;
+mod search;
 mod secret;
 mod validate;
 
@@ -28,6 +29,7 @@ pub use credentials::{
 };
 pub use locate::{MAX_ERRORS, Parsed, SourceLocator, parse_collecting};
 pub use resilience::{BreakerSettings, BudgetScope, BudgetSettings, ProbeSettings};
+pub use search::{SEARCH_LIMIT, SearchSettings};
 pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretSource};
 pub use validate::Checks;
 pub use validate::MAX_PROBLEM_TYPE_BYTES;
@@ -153,6 +155,9 @@ pub struct Config {
     /// Credentials the host adds to requests (allow rules name them).
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialSettings>,
+    /// `[search]`: the product search across searcher connectors.
+    #[serde(default)]
+    pub search: SearchSettings,
     /// Directory of the config file; relative paths in it are resolved against this.
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -218,6 +218,7 @@ pub(super) fn validate(config: &Config, checks: &mut Checks) {
     check_job_queues(config, checks);
     super::resilience::validate(config, checks);
     super::credentials::validate(config, checks);
+    super::search::validate(config, checks);
 }
 
 /// `[connectors.NAME.jobs]`: a valid queue name, only on handlers, and no two connectors

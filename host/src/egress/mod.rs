@@ -92,6 +92,9 @@ pub struct ExchangeRecord {
     /// Held back by a budget or an open breaker: the call is not the target's failure, and
     /// the target should come back at this time.
     pub deferred_until: Option<Millis>,
+    /// Which: a budget without a slot in time, or an open breaker (a search reports the shop
+    /// `rate-limited` or `breaker-open`).
+    pub deferral: Option<crate::resilience::Deferral>,
     /// The breaker this exchange went through, if its rule names one.
     pub breaker_call: Option<BreakerCall>,
     /// When the upstream said its rate limit resets, if it said the limit is used up
@@ -414,6 +417,7 @@ impl Exchange {
                 Ok(call) => record.breaker_call = call,
                 Err(deferral) => {
                     record.deferred_until = Some(deferral.retry_at());
+                    record.deferral = Some(deferral.clone());
                     let message = deferral.to_string();
                     tracing::debug!(connector = %self.policy.connector(), url = %record.url,
                         "{message}");

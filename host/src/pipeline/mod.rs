@@ -5,12 +5,19 @@
 //! - [`handle`]: queued jobs → leased jobs (heartbeats keep them) → `handle` calls → one
 //!   guarded commit per attempt (done / skipped, retry, dead letter, deferral).
 //!
-//! A pipeline runs one connector; the topology starts, restarts and stops them. Both share the
-//! worker-slot gathering in `slots`; search requests get their own module here too.
+//! - [`search`]: one product search → every chosen shop's `search-products` at once under one
+//!   deadline → merged, sorted, per-shop statuses; identical searches share a flight and a
+//!   cache.
+//!
+//! A poll or handle pipeline runs one connector; the topology starts, restarts and stops them,
+//! and they share the worker-slot gathering in `slots`. The search pipeline serves every
+//! searcher connector; the topology adds and removes its shops.
 
 mod handle;
 mod poll;
+pub mod search;
 mod slots;
 
 pub use handle::{HandlePipeline, JobHandler};
 pub use poll::{PausePolicy, PollPipeline, RunMode, TargetPoller};
+pub use search::{SearchAnswer, SearchError, SearchPipeline};

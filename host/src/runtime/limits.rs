@@ -116,31 +116,42 @@ pub fn check_items<'a>(
     items: &[WitItem],
     other_text: impl IntoIterator<Item = Option<&'a String>>,
 ) -> Result<(), LimitExceeded> {
-    let over = |limit, what| LimitExceeded {
-        connector: connector.to_string(),
-        limit,
-        what,
-    };
-    if items.len() > limits.items_per_call {
-        return Err(over(
-            "items_per_call",
-            format!(
-                "the plugin returned {} items, more than {}",
-                items.len(),
-                limits.items_per_call
-            ),
-        ));
-    }
     let size = items.iter().map(item_size).sum::<usize>()
         + other_text
             .into_iter()
             .map(|text| text.map_or(0, String::len))
             .sum::<usize>();
+    check_counted(connector, limits, items.len(), size, "items")
+}
+
+/// Checks `count` records (`what`: items, products) of `size` bytes in all against
+/// `items_per_call` and `items_size`.
+pub fn check_counted(
+    connector: &str,
+    limits: &CallLimits,
+    count: usize,
+    size: usize,
+    what: &str,
+) -> Result<(), LimitExceeded> {
+    let over = |limit, what| LimitExceeded {
+        connector: connector.to_string(),
+        limit,
+        what,
+    };
+    if count > limits.items_per_call {
+        return Err(over(
+            "items_per_call",
+            format!(
+                "the plugin returned {count} {what}, more than {}",
+                limits.items_per_call
+            ),
+        ));
+    }
     if size > limits.items_size {
         return Err(over(
             "items_size",
             format!(
-                "the plugin returned {size} bytes of items, more than {}",
+                "the plugin returned {size} bytes of {what}, more than {}",
                 limits.items_size
             ),
         ));

@@ -11,6 +11,7 @@ mod bindings;
 mod instance;
 mod limits;
 mod pool;
+mod products;
 mod swap;
 
 pub use instance::{ConnectorServices, LogTally, TargetCall};
@@ -19,6 +20,7 @@ pub use pool::{
     CallError, CallReport, Earlier, FailureKind, HandleRequest, HandleResult, InstancePool,
     PollResult, PoolSettings, SearchQuery, SearchResult, SelfTestError,
 };
+pub use products::{Product, ProductPage, ProductQuery, SortOrder};
 pub use swap::{SwappableConnector, VersionInfo};
 
 use crate::config::Role;
@@ -102,7 +104,7 @@ pub fn read_plugin(path: &Path) -> Result<Vec<u8>, LoadError> {
 }
 
 /// The version of the `tsunagi:connector` WIT package this host implements.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 /// Whether a plugin built against WIT version `plugin` runs on a host implementing `host`, and
 /// if not, why. Semver: the same major version (for 0.x, the same minor), and not newer than
@@ -293,10 +295,10 @@ impl Engine {
             reason: format!(
                 "it must export tsunagi:connector/{}@{WIT_VERSION}{} ({})",
                 role_exports(role)[0],
-                if role == Role::Handler {
-                    " (or handle, from 0.1.0)"
-                } else {
-                    ""
+                match role {
+                    Role::Handler => " (or handle, from 0.1.0)",
+                    Role::Searcher => " (or search, from 0.1.1)",
+                    Role::Poller => "",
                 },
                 first_line(&format!("{e:#}"))
             ),
@@ -313,9 +315,14 @@ impl Engine {
                         .map_err(|_| wrong_role(error))?,
                 ),
             },
-            Role::Searcher => RolePre::Searcher(
-                bindings::searcher::SearcherPre::new(instance_pre).map_err(wrong_role)?,
-            ),
+            // A 0.1.1 searcher exports `search`, whose items the host maps onto products.
+            Role::Searcher => match bindings::shop::ShopPre::new(instance_pre.clone()) {
+                Ok(pre) => RolePre::Shop(pre),
+                Err(error) => RolePre::Searcher(
+                    bindings::searcher::SearcherPre::new(instance_pre)
+                        .map_err(|_| wrong_role(error))?,
+                ),
+            },
         };
         Ok(Plugin {
             path: path.to_path_buf(),
@@ -359,12 +366,12 @@ impl Engine {
 }
 
 /// The interfaces a component of `role` may export, newest first: a handler exports `jobs`
-/// (0.1.1) or, built against 0.1.0, `handle`.
+/// (0.1.1) or, built against 0.1.0, `handle`; a searcher `products` (0.1.2) or `search`.
 fn role_exports(role: Role) -> &'static [&'static str] {
     match role {
         Role::Handler => &["jobs", "handle"],
         Role::Poller => &["poll"],
-        Role::Searcher => &["search"],
+        Role::Searcher => &["products", "search"],
     }
 }
 
@@ -410,7 +417,9 @@ pub(crate) enum RolePre {
     Handler(bindings::handler::HandlerPre<instance::InstanceState>),
     /// A handler built against 0.1.0 (exports `handle`).
     LegacyHandler(bindings::legacy_handler::LegacyHandlerPre<instance::InstanceState>),
+    /// A searcher built against 0.1.1 (exports `search`, items).
     Searcher(bindings::searcher::SearcherPre<instance::InstanceState>),
+    Shop(bindings::shop::ShopPre<instance::InstanceState>),
 }
 
 impl Plugin {
@@ -422,6 +431,7 @@ impl Plugin {
             RolePre::Handler(pre) => pre.instance_pre(),
             RolePre::LegacyHandler(pre) => pre.instance_pre(),
             RolePre::Searcher(pre) => pre.instance_pre(),
+            RolePre::Shop(pre) => pre.instance_pre(),
         }
     }
 }
@@ -494,7 +504,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("tsunagi:connector@0.2.0") && error.contains("tsunagi:connector@0.1.1"),
+            error.contains("tsunagi:connector@0.2.0") && error.contains("tsunagi:connector@0.1.2"),
             "{error}"
         );
         // A compatible version passes the check and fails later, on what is really missing.

@@ -7,10 +7,12 @@
 
 use super::bindings::{
     self, EarlierOutcome, ErrorKind, Job, JobDone, JobResult, LegacyJob, LegacyJobOutcome,
-    PollRequest, PollResponse, SearchRequest, SearchResponse, WitItem,
+    PollRequest, PollResponse, ProductPage as WitProductPage, SearchRequest, SearchResponse,
+    WitItem, WitProductQuery,
 };
 use super::instance::{ConnectorServices, InstanceState, LogTally, TargetCall};
 use super::limits::{CallLimits, LimitExceeded, check_items, clip, is_transfer_cap};
+use super::products::{self, ProductPage, ProductQuery};
 use super::{EPOCH_TICK, Engine, Plugin, RolePre};
 use crate::config::{LimitSettings, Role};
 use crate::egress::{
@@ -226,6 +228,7 @@ enum RoleInstance {
     Handler(bindings::handler::Handler),
     LegacyHandler(bindings::legacy_handler::LegacyHandler),
     Searcher(bindings::searcher::Searcher),
+    Shop(bindings::shop::Shop),
 }
 
 /// One call of a role's export.
@@ -233,6 +236,7 @@ enum RoleRequest {
     Poll(PollRequest),
     Handle(Job),
     Search(SearchRequest),
+    Products(WitProductQuery),
 }
 
 /// What a role's export answered.
@@ -240,6 +244,7 @@ enum RoleAnswer {
     Poll(PollResponse),
     Handle(JobResult),
     Search(SearchResponse),
+    Products(WitProductPage),
 }
 
 /// One connector's plugin, its instances, and the limits its calls run under.
@@ -309,7 +314,7 @@ impl InstancePool {
             last_modified,
             cursor,
         };
-        self.call(call, RoleRequest::Poll(request))
+        self.call(call, RoleRequest::Poll(request), None)
             .await
             .map(|answer| match answer {
                 RoleAnswer::Poll(response) => Ok(convert_response(response)),
@@ -331,7 +336,7 @@ impl InstancePool {
                 Earlier::Unknown => EarlierOutcome::Unknown,
             },
         };
-        self.call(call, RoleRequest::Handle(job))
+        self.call(call, RoleRequest::Handle(job), None)
             .await
             .map(|answer| match answer {
                 RoleAnswer::Handle(JobResult::Done(done)) => Ok(HandleResult::Done {
@@ -353,7 +358,7 @@ impl InstancePool {
             cursor: query.cursor,
             params: query.params,
         };
-        self.call(call, RoleRequest::Search(request))
+        self.call(call, RoleRequest::Search(request), None)
             .await
             .map(|answer| match answer {
                 RoleAnswer::Search(response) => Ok(SearchResult {
@@ -365,16 +370,55 @@ impl InstancePool {
             })
     }
 
+    /// Runs one product search on a searcher, in the common product schema (a 0.1.1 searcher's
+    /// items are mapped onto it), ending by `deadline` when that comes before the connector's
+    /// call timeout: a search's deadline bounds the call, its requests and their waits for a
+    /// budget slot.
+    pub async fn search_products(
+        &self,
+        call: TargetCall,
+        query: &ProductQuery,
+        deadline: Instant,
+    ) -> CallReport<ProductPage> {
+        let shop = self.connector().to_string();
+        let request = match &self.plugin.role_pre {
+            RolePre::Searcher(_) => RoleRequest::Search(SearchRequest::from(query)),
+            _ => RoleRequest::Products(WitProductQuery::from(query)),
+        };
+        self.call(call, request, Some(deadline))
+            .await
+            .map(|answer| {
+                let mut page = match answer {
+                    RoleAnswer::Products(page) => ProductPage {
+                        products: page.products.into_iter().map(products::from_wit).collect(),
+                        total: page.total,
+                    },
+                    RoleAnswer::Search(response) => products::from_items(response),
+                    _ => return Err(wrong_answer()),
+                };
+                for product in &mut page.products {
+                    product.shop.clone_from(&shop);
+                }
+                Ok(page)
+            })
+    }
+
     /// One call of the plugin's role export on a pooled instance, under the connector's time and
-    /// memory limits, with the exchanges it made and the state it wrote.
-    async fn call(&self, call: TargetCall, request: RoleRequest) -> CallReport<RoleAnswer> {
+    /// memory limits (the time cut short by `deadline`, if given and sooner), with the exchanges
+    /// it made and the state it wrote.
+    async fn call(
+        &self,
+        call: TargetCall,
+        request: RoleRequest,
+        deadline: Option<Instant>,
+    ) -> CallReport<RoleAnswer> {
         let started = Instant::now();
         let _permit = self.permits.acquire().await;
         let target = call.target.clone();
         let asked = match &request {
             RoleRequest::Poll(_) => Role::Poller,
             RoleRequest::Handle(_) => Role::Handler,
-            RoleRequest::Search(_) => Role::Searcher,
+            RoleRequest::Search(_) | RoleRequest::Products(_) => Role::Searcher,
         };
         let instance = if asked == self.plugin.role {
             self.take_instance().await
@@ -398,7 +442,12 @@ impl InstancePool {
             }
         };
 
-        let timeout = self.settings.call_timeout;
+        // Taken after the wait for an instance, so that wait counts against the deadline too.
+        let timeout = deadline.map_or(self.settings.call_timeout, |deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(self.settings.call_timeout)
+        });
         let data = instance.store.data_mut();
         data.call = call;
         data.limits.exceeded = false;
@@ -627,6 +676,10 @@ impl InstancePool {
                 .instantiate_async(&mut store)
                 .await
                 .map(RoleInstance::Searcher),
+            RolePre::Shop(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(RoleInstance::Shop),
         }
         .map_err(|e| {
             // A component whose memories together start above the cap is the plugin's
@@ -738,6 +791,18 @@ async fn invoke(
             .call_search(store, request)
             .await?
             .map(RoleAnswer::Search),
+        (RoleInstance::Shop(shop), RoleRequest::Products(query)) => shop
+            .tsunagi_connector_products()
+            .call_search_products(store, query)
+            .await?
+            .map(RoleAnswer::Products),
+        // A cassette (`tsunagi plugin test`) asks a 0.1.2 searcher in 0.1.1 terms: the request's
+        // parameters become the query's fields and the products come back as items.
+        (RoleInstance::Shop(shop), RoleRequest::Search(request)) => shop
+            .tsunagi_connector_products()
+            .call_search_products(store, &query_of_request(request))
+            .await?
+            .map(|page| RoleAnswer::Search(products::to_response(&page.products, page.total))),
         _ => {
             return Err(wasmtime::format_err!(
                 "the host called an export this plugin's role does not have"
@@ -769,6 +834,7 @@ fn check_answer(
             &response.items,
             [response.next_cursor.as_ref()],
         ),
+        RoleAnswer::Products(page) => products::check_products(connector, limits, &page.products),
         RoleAnswer::Handle(JobResult::Done(done)) => check_items(
             connector,
             limits,
@@ -779,6 +845,31 @@ fn check_answer(
             check_items(connector, limits, &[], [Some(reason), None])
         }
     }
+}
+
+/// A 0.1.1 search request as a product query: the cursor is the page, `sort`, `min_price` and
+/// `max_price` come from the parameters (unknown or unreadable ones are left at their defaults).
+fn query_of_request(request: &SearchRequest) -> WitProductQuery {
+    let param = |name: &str| {
+        request
+            .params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let sort = param("sort").and_then(products::SortOrder::parse);
+    WitProductQuery::from(&ProductQuery {
+        keywords: request.query.clone(),
+        limit: request.limit,
+        page: request
+            .cursor
+            .as_deref()
+            .and_then(|cursor| cursor.parse().ok())
+            .unwrap_or(1),
+        sort: sort.unwrap_or_default(),
+        min_price: param("min_price").and_then(|p| p.parse().ok()),
+        max_price: param("max_price").and_then(|p| p.parse().ok()),
+    })
 }
 
 fn wrong_answer() -> CallError {

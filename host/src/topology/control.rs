@@ -1,8 +1,10 @@
 //! The interface through which the outside watches and steers a running topology: the admin
-//! API, SIGHUP and the CLI use it, so the topology never depends on them. Endpoints to come
-//! (jobs, searches, dead letters) add a method here and an implementation in the topology.
+//! API, SIGHUP and the CLI use it, so the topology never depends on them. Endpoints (jobs,
+//! searches; dead letters to come) add a method here and an implementation in the topology.
 
 use super::{ReloadReport, StatusReport, Topology};
+use crate::pipeline::SearchError;
+use crate::pipeline::search::Answered;
 use async_trait::async_trait;
 use serde::Serialize;
 use tsunagi_backends::{BackendError, Enqueued, NewJob, QueueSummary};
@@ -28,6 +30,13 @@ pub trait Control: Send + Sync {
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), JobsError>;
     /// Every served queue: its connector, counts and whether it is paused.
     async fn queues(&self) -> Result<Vec<QueueStatus>, BackendError>;
+
+    // --- Product search.
+    /// Runs a product search given as query-string pairs (checked, each wrong one named).
+    async fn search(&self, params: Vec<(String, String)>) -> Result<Answered, SearchError> {
+        let _ = params;
+        Err(SearchError::NoShops)
+    }
 
     /// Lifts `connector`'s pause (`pause_on_problem`): `Ok(true)` when it was paused, `Err`
     /// when there is no such connector.
@@ -126,6 +135,12 @@ impl Control for Topology {
             });
         }
         Ok(queues)
+    }
+
+    async fn search(&self, params: Vec<(String, String)>) -> Result<Answered, SearchError> {
+        let searches = self.pipelines.searches();
+        let search = searches.parse(&params)?;
+        searches.search(search).await
     }
 
     async fn resume(&self, connector: &str) -> Result<bool, String> {

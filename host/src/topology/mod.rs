@@ -325,6 +325,7 @@ impl Topology {
             host: host.clone(),
             mode: options.mode,
             sinks: config.sinks.clone(),
+            search: config.search.clone(),
         }));
         for handle in connectors.all() {
             if let Some(settings) = config.connectors.get(&handle.name) {

@@ -5,7 +5,7 @@
 use super::ConnectorHandle;
 use crate::clock::SharedClock;
 use crate::config::{ConnectorSettings, HostSettings, Role, SinkSettings};
-use crate::pipeline::{HandlePipeline, PollPipeline, RunMode};
+use crate::pipeline::{HandlePipeline, PollPipeline, RunMode, SearchPipeline};
 use crate::scheduler::{PollPolicy, RetryPolicy};
 use crate::sinks::queue_name;
 use std::collections::BTreeMap;
@@ -23,6 +23,8 @@ pub(super) struct PipelineContext {
     pub mode: RunMode,
     /// The sinks the topology runs (deliveries to others would wait for a restart).
     pub sinks: BTreeMap<String, SinkSettings>,
+    /// `[search]` at start; reloads apply theirs.
+    pub search: crate::config::SearchSettings,
 }
 
 /// The running pipelines, by connector.
@@ -33,6 +35,8 @@ pub struct PipelineSet {
     running: Mutex<BTreeMap<String, (CancellationToken, JoinHandle<()>)>>,
     /// The job queues the running handler pipelines serve, by queue name.
     queues: Mutex<BTreeMap<String, JobQueueInfo>>,
+    /// The one search pipeline, over every searcher connector.
+    searches: Arc<SearchPipeline>,
 }
 
 /// A job queue a handler pipeline serves.
@@ -46,6 +50,7 @@ pub struct JobQueueInfo {
 impl PipelineSet {
     pub(super) fn new(context: PipelineContext) -> Self {
         Self {
+            searches: Arc::new(SearchPipeline::new(context.search.clone())),
             context,
             stop_all: CancellationToken::new(),
             running: Mutex::new(BTreeMap::new()),
@@ -53,10 +58,14 @@ impl PipelineSet {
         }
     }
 
+    /// The search pipeline: searcher connectors are its shops.
+    pub fn searches(&self) -> &Arc<SearchPipeline> {
+        &self.searches
+    }
+
     /// Starts `handle`'s pipeline with `settings`' schedule, retry and concurrency, replacing
     /// (and stopping) one already running for it. Pollers get a poll pipeline and handlers a
-    /// job pipeline over their queue; searchers are loaded, validated and hot-swapped, and
-    /// `tsunagi plugin test` runs them, but nothing feeds them searches yet.
+    /// job pipeline over their queue; searchers become shops of the search pipeline.
     pub fn start(&self, handle: &ConnectorHandle, settings: &ConnectorSettings) {
         let context = &self.context;
         let stop = self.stop_all.child_token();
@@ -88,8 +97,10 @@ impl PipelineSet {
                 tokio::spawn(pipeline.run(stop.clone(), context.mode, context.host.shutdown_grace))
             }
             Role::Searcher => {
-                tracing::info!(connector = %handle.name, role = %settings.role,
-                    "loaded; the host runs no pipeline for this role yet");
+                self.stop(&handle.name);
+                self.searches
+                    .add_shop(&handle.name, handle.versions.clone());
+                tracing::info!(connector = %handle.name, "searches may ask this shop");
                 return;
             }
         };
@@ -144,6 +155,7 @@ impl PipelineSet {
     /// the background.
     pub fn stop(&self, name: &str) {
         self.forget_queue_of(name);
+        self.searches.remove_shop(name);
         if let Some((stop, task)) = self.lock().remove(name) {
             stop.cancel();
             drain_in_background(name, task);

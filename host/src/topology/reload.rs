@@ -219,6 +219,7 @@ impl Reloader {
         if let Some(retention) = &self.retention {
             retention.apply(&config);
         }
+        self.pipelines.searches().apply(&config.search);
         let plan = self.plan(&config, only);
         let mut report = ReloadReport {
             ok: true,

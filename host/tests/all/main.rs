@@ -19,6 +19,7 @@ mod plugin_kit;
 mod processes;
 mod resilience;
 mod retention;
+mod search;
 mod status_and_sinks;
 mod walkthrough;
 mod x_read;

@@ -7,7 +7,12 @@
 //! |----------|---------------|--------------|-----------------------|--------------------------|
 //! | poller   | `poller`      | [`Poller`]   | [`export_poller!`]    | once per due target      |
 //! | handler  | `handler`     | [`Handler`]  | [`export_handler!`]   | once per queued job      |
+//! | searcher | `shop`        | [`Shop`]     | [`export_shop!`]      | once per product search  |
 //! | searcher | `searcher`    | [`Searcher`] | [`export_searcher!`]  | once per search request  |
+//!
+//! Both searcher features make a TOML `role = "searcher"`: `shop` (since 0.1.2) answers in the
+//! host's common product schema ([`Product`]), which the search API merges across shops;
+//! `searcher` answers generic [`Item`]s.
 //!
 //! Besides the role glue the SDK wraps the host's services and the connector's way out:
 //!
@@ -16,7 +21,7 @@
 //!   its allowlist, rate limits, breakers and caps to every request);
 //! - [`state`], [`config`], [`log`] (plus the [`info!`]-style macros): the host's services;
 //! - [`json`]: serde_json with errors that say which upstream sent the bad document;
-//! - [`Item`]: what pollers and searchers produce;
+//! - [`Item`]: what pollers and item searchers produce; [`Product`]: what shops produce;
 //! - [`prelude`]: the usual imports in one `use`.
 //!
 //! # One role per component crate
@@ -92,10 +97,14 @@
         all(feature = "poller", feature = "handler"),
         all(feature = "poller", feature = "searcher"),
         all(feature = "handler", feature = "searcher"),
+        all(
+            feature = "shop",
+            any(feature = "poller", feature = "handler", feature = "searcher")
+        ),
     )
 ))]
 compile_error!(
-    "tsunagi-sdk: more than one role feature (`poller`, `handler`, `searcher`) is enabled. \
+    "tsunagi-sdk: more than one role feature (`poller`, `handler`, `searcher`, `shop`) is enabled. \
      One role per component crate: each connector crate enables exactly one, and crates of \
      different roles are built in separate cargo invocations (Cargo unifies features within \
      one build, so building a poller and a handler together enables both roles in both)."
@@ -116,6 +125,8 @@ pub mod handle;
 pub mod poll;
 #[cfg(any(feature = "searcher", doc))]
 pub mod search;
+#[cfg(any(feature = "shop", doc))]
+pub mod shop;
 
 pub use error::{ConnectorError, Error, ErrorKind, Result};
 pub use item::{IntoOptionalString, Item};
@@ -126,6 +137,8 @@ pub use handle::{Earlier, Handler, Job, JobOutcome, Outcome};
 pub use poll::{PollRequest, PollResponse, Poller};
 #[cfg(any(feature = "searcher", doc))]
 pub use search::{SearchRequest, SearchResponse, Searcher};
+#[cfg(any(feature = "shop", doc))]
+pub use shop::{Product, ProductPage, ProductQuery, Shop, SortOrder};
 
 /// The raw `wit-bindgen` output. Connectors use the curated API above; the export macros reach
 /// in here.
@@ -150,8 +163,8 @@ pub mod __bindings {
             inline: r#"
                 package tsunagi:sdk;
                 world base {
-                    include tsunagi:connector/host-services@0.1.1;
-                    import tsunagi:connector/types@0.1.1;
+                    include tsunagi:connector/host-services@0.1.2;
+                    import tsunagi:connector/types@0.1.2;
                 }
             "#,
             path: "../../wit",
@@ -160,19 +173,19 @@ pub mod __bindings {
             generate_all,
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/types@0.1.1/item": [
+                "tsunagi:connector/types@0.1.2/item": [
                     #[derive(Default, ::serde::Serialize, ::serde::Deserialize)]
                     #[serde(default)]
                 ],
-                "tsunagi:connector/types@0.1.1/error-kind": [
+                "tsunagi:connector/types@0.1.2/error-kind": [
                     #[derive(Hash, ::serde::Serialize, ::serde::Deserialize)]
                     #[serde(rename_all = "kebab-case")]
                 ],
-                "tsunagi:connector/types@0.1.1/connector-error": [
+                "tsunagi:connector/types@0.1.2/connector-error": [
                     #[derive(::serde::Serialize, ::serde::Deserialize)]
                 ],
-                "tsunagi:connector/log@0.1.1/level": [#[derive(Hash)]],
-                "tsunagi:connector/state@0.1.1/scope": [#[derive(Hash)]],
+                "tsunagi:connector/log@0.1.2/level": [#[derive(Hash)]],
+                "tsunagi:connector/state@0.1.2/scope": [#[derive(Hash)]],
             },
         });
     }
@@ -184,15 +197,15 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/poller",
             with: {
-                "tsunagi:connector/types@0.1.1": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.1": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.1": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.1": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/types@0.1.2": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/poll@0.1.1/poll-request": [#[derive(Default)]],
-                "tsunagi:connector/poll@0.1.1/poll-response": [#[derive(Default)]],
+                "tsunagi:connector/poll@0.1.2/poll-request": [#[derive(Default)]],
+                "tsunagi:connector/poll@0.1.2/poll-response": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_poller",
@@ -207,14 +220,14 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/handler",
             with: {
-                "tsunagi:connector/types@0.1.1": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.1": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.1": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.1": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/types@0.1.2": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/jobs@0.1.1/job-done": [#[derive(Default)]],
+                "tsunagi:connector/jobs@0.1.2/job-done": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_handler",
@@ -229,19 +242,42 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/searcher",
             with: {
-                "tsunagi:connector/types@0.1.1": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.1": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.1": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.1": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/types@0.1.2": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/search@0.1.1/search-request": [#[derive(Default)]],
-                "tsunagi:connector/search@0.1.1/search-response": [#[derive(Default)]],
+                "tsunagi:connector/search@0.1.2/search-request": [#[derive(Default)]],
+                "tsunagi:connector/search@0.1.2/search-response": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_searcher",
             default_bindings_module: "$crate::__bindings::searcher",
+        });
+    }
+
+    /// World `shop`: exports `tsunagi:connector/products` (since 0.1.2).
+    #[cfg(any(feature = "shop", doc))]
+    pub mod shop {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "tsunagi:connector/shop",
+            with: {
+                "tsunagi:connector/types@0.1.2": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
+            },
+            additional_derives: [PartialEq],
+            additional_type_attributes: {
+                "tsunagi:connector/products@0.1.2/product": [#[derive(Default)]],
+                "tsunagi:connector/products@0.1.2/product-page": [#[derive(Default)]],
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_shop",
+            default_bindings_module: "$crate::__bindings::shop",
         });
     }
 }

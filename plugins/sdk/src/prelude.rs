@@ -11,5 +11,7 @@ pub use crate::{config, http, json, log, state};
 pub use crate::{Earlier, Handler, Job, JobOutcome, Outcome};
 #[cfg(any(feature = "poller", doc))]
 pub use crate::{PollRequest, PollResponse, Poller};
+#[cfg(any(feature = "shop", doc))]
+pub use crate::{Product, ProductPage, ProductQuery, Shop, SortOrder};
 #[cfg(any(feature = "searcher", doc))]
 pub use crate::{SearchRequest, SearchResponse, Searcher};

@@ -21,7 +21,6 @@
 //! Every request is counted by kind and by path ([`ApiServer::requests_to`]), and each accepted `/limited` request's arrival time is
 //! kept, so a test can check both "never refused" and "used the allowed rate".
 
-use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,9 +31,6 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -138,21 +134,11 @@ impl ApiServer {
             by_path: Mutex::new(std::collections::HashMap::new()),
             body_bytes: Mutex::new(std::collections::HashMap::new()),
         });
-        let accept_shared = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = Arc::clone(&accept_shared);
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(handle(&shared, request).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let answering = Arc::clone(&shared);
+        let task = tokio::spawn(crate::accept::serve_each(listener, move |request| {
+            let shared = Arc::clone(&answering);
+            async move { handle(&shared, request).await }
+        }));
         Ok(ApiServer { shared, addr, task })
     }
 

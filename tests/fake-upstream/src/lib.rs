@@ -18,15 +18,18 @@
 //! feed-rs ignores `rdf:about` (which equals the link) and synthesises a hash of link + title,
 //! which we compute the same way. [`FeedServer::expected_item_links`] gives the links.
 //!
-//! The fake X API lives in [`x`] (its own server, [`x::XServer`]).
+//! The fake X API lives in [`x`] (its own server, [`x::XServer`]); the fake shop search APIs
+//! (Rakuten, Yahoo!) in [`shop`] ([`shop::ShopServer`]).
 //!
 //! Other paths and ids answer 404; feeds listed in the config as slow, hanging, failing or
 //! malformed behave so (see [`FeedServerConfig`]). Nothing is cached: bodies are rendered per
 //! request into one right-sized buffer, so memory does not grow with the number of feeds.
 
+mod accept;
 mod api;
 mod render;
 mod server;
+pub mod shop;
 pub mod x;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -9,6 +9,7 @@ mod plugin;
 mod poll;
 mod reload;
 mod run;
+mod search;
 mod targets;
 mod tokens;
 
@@ -54,6 +55,9 @@ pub enum Command {
     Rollback(reload::RollbackArgs),
     /// Hand a job to a handler connector's queue (through the running host).
     Enqueue(jobs::EnqueueArgs),
+    /// Search the shops (searcher connectors) at once and print the merged products and each
+    /// shop's status (through the running host).
+    Search(search::SearchArgs),
     /// Handler job queues: list, pause, resume (through the running host).
     #[command(subcommand)]
     Queues(jobs::QueuesCommand),
@@ -103,6 +107,7 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq(command) => dlq::dlq(command).await,
         Command::Enqueue(args) => jobs::enqueue(args).await,
         Command::Queues(command) => jobs::queues(command).await,
+        Command::Search(args) => search::search(args).await,
         Command::Reload(args) => reload::reload(args).await,
         Command::Rollback(args) => reload::rollback(args).await,
         #[cfg(feature = "tools")]
