@@ -24,6 +24,7 @@ pub mod credentials;
 pub mod egress;
 pub mod filter;
 pub mod pipeline;
+pub mod rankings;
 pub mod redact;
 pub mod resilience;
 pub mod retention;

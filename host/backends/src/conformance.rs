@@ -19,6 +19,7 @@ use crate::{
     ItemQuery, JobLease, MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob,
     PollCommit, QueueCounts, StatePut, StateScope, StoredItem, StoredToken, TargetClaim,
 };
+use crate::{BoardSummary, RankingCap, Standing, TopAndAround, top_and_around};
 use crate::{
     EarlierOutcome, Enqueued, JobFailure, JobOutcome, MAX_IDEMPOTENCY_KEY_BYTES,
     MAX_JOB_PAYLOAD_BYTES,
@@ -133,6 +134,19 @@ macro_rules! conformance_tests {
             tokens_are_stored_replaced_listed_and_deleted_per_credential_and_subject,
             a_token_marked_for_relinking_keeps_its_reason_and_an_oversized_one_is_refused,
         );
+        // Rankings: sorted sets per board.
+        $crate::conformance_tests!(@backend $factory;
+            ranks_are_shared_in_a_tie_and_the_tie_is_in_member_order,
+            around_me_takes_k_either_side_by_position_splitting_ties,
+            around_me_at_rank_1_has_nothing_before_and_a_huge_k_is_clamped,
+            an_absent_member_has_no_rank_and_nothing_around,
+            top_and_around_leaves_out_members_already_in_the_top,
+            rank_add_creates_increments_and_saturates,
+            a_full_board_refuses_new_members_but_updates_existing_ones,
+            names_and_members_over_their_caps_are_refused_and_not_echoed,
+            rank_remove_takes_one_member_out_and_ranks_close_up,
+            boards_are_listed_by_prefix_and_dropped_whole,
+        );
         $crate::conformance_tests!(@store $factory;
             concurrent_claims_in_one_instance_never_overlap,
             concurrent_claims_from_two_instances_never_overlap,
@@ -140,6 +154,8 @@ macro_rules! conformance_tests {
             concurrent_commits_store_each_new_item_once,
             concurrent_commits_of_one_claim_succeed_once,
             concurrent_capped_state_puts_from_two_instances_never_pass_the_cap,
+            concurrent_rank_adds_on_one_member_sum_exactly,
+            concurrent_new_members_from_two_instances_never_pass_the_cap,
         );
     };
     (@backend $factory:expr; $($case:ident),+ $(,)?) => {$(
@@ -2979,4 +2995,575 @@ pub async fn a_paused_queue_leases_nothing_until_resumed(b: &dyn Backend) {
     b.set_queue_paused("q", false, T0).await.expect("resume");
     assert!(!b.queue_paused("q").await.expect("paused"));
     assert_eq!(lease_all(b, "q", "w", T0).await.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rankings: sorted sets of (member, score) per board.
+
+/// A cap no case reaches unless it tests caps.
+const ROOMY: RankingCap = RankingCap {
+    max_members: 10_000,
+};
+
+fn standings(rows: &[(&str, i64, u64)]) -> Vec<Standing> {
+    rows.iter()
+        .map(|&(member, score, rank)| Standing {
+            member: member.to_string(),
+            score,
+            rank,
+        })
+        .collect()
+}
+
+fn members_of(standings: &[Standing]) -> Vec<&str> {
+    standings.iter().map(|s| s.member.as_str()).collect()
+}
+
+/// Sets each (member, score), in the order given, at `T0 + index`.
+async fn seed_board(b: &dyn Backend, board: &str, scores: &[(&str, i64)]) {
+    for (at, &(member, score)) in (T0..).zip(scores) {
+        b.rank_set(board, member, score, ROOMY, at)
+            .await
+            .expect("rank_set");
+    }
+}
+
+/// Ann 30; a four-way tie at 20 (bytewise: "Zoe" sorts before "bob"); eve 10; fay 0. Seeded
+/// out of order, so order comes from the store.
+async fn seed_tied_board(b: &dyn Backend, board: &str) {
+    seed_board(
+        b,
+        board,
+        &[
+            ("dan", 20),
+            ("fay", 0),
+            ("bob", 20),
+            ("ann", 30),
+            ("eve", 10),
+            ("cat", 20),
+            ("Zoe", 20),
+        ],
+    )
+    .await;
+}
+
+fn assert_refused(result: Result<impl std::fmt::Debug, BackendError>, needles: &[&str]) -> String {
+    match result {
+        Err(BackendError::Refused(message)) => {
+            for needle in needles {
+                assert!(message.contains(needle), "{needle:?} not in {message:?}");
+            }
+            message
+        }
+        other => panic!("expected a refusal naming {needles:?}, got {other:?}"),
+    }
+}
+
+pub async fn ranks_are_shared_in_a_tie_and_the_tie_is_in_member_order(b: &dyn Backend) {
+    seed_tied_board(b, "q").await;
+    assert_eq!(
+        b.rank_top("q", 10).await.expect("top"),
+        standings(&[
+            ("ann", 30, 1),
+            ("Zoe", 20, 2),
+            ("bob", 20, 2),
+            ("cat", 20, 2),
+            ("dan", 20, 2),
+            ("eve", 10, 6),
+            ("fay", 0, 7),
+        ]),
+        "fewer members than asked: all of them"
+    );
+    assert_eq!(
+        b.rank_top("q", 3).await.expect("top"),
+        standings(&[("ann", 30, 1), ("Zoe", 20, 2), ("bob", 20, 2)])
+    );
+    assert_eq!(b.rank_top("q", 0).await.expect("top"), standings(&[]));
+    assert_eq!(
+        b.rank_of("q", "cat").await.expect("rank_of"),
+        Some(standings(&[("cat", 20, 2)]).remove(0))
+    );
+    assert_eq!(
+        b.rank_of("q", "eve").await.expect("rank_of"),
+        Some(standings(&[("eve", 10, 6)]).remove(0))
+    );
+    assert_eq!(
+        b.rank_of("q", "ann").await.expect("rank_of"),
+        Some(standings(&[("ann", 30, 1)]).remove(0))
+    );
+    assert_eq!(b.rank_count("q").await.expect("count"), 7);
+    assert_eq!(b.rank_count("empty").await.expect("count"), 0);
+    assert_eq!(b.rank_top("empty", 5).await.expect("top"), standings(&[]));
+    // Negative scores rank below zero.
+    b.rank_set("q", "gus", -5, ROOMY, T0).await.expect("set");
+    assert_eq!(
+        b.rank_of("q", "gus").await.expect("rank_of"),
+        Some(standings(&[("gus", -5, 8)]).remove(0))
+    );
+}
+
+pub async fn around_me_takes_k_either_side_by_position_splitting_ties(b: &dyn Backend) {
+    seed_tied_board(b, "q").await;
+    assert_eq!(
+        b.rank_around("q", "cat", 1).await.expect("around"),
+        standings(&[("bob", 20, 2), ("cat", 20, 2), ("dan", 20, 2)]),
+        "a tie is split at the member, by member order"
+    );
+    assert_eq!(
+        b.rank_around("q", "cat", 2).await.expect("around"),
+        standings(&[
+            ("Zoe", 20, 2),
+            ("bob", 20, 2),
+            ("cat", 20, 2),
+            ("dan", 20, 2),
+            ("eve", 10, 6),
+        ])
+    );
+    assert_eq!(
+        b.rank_around("q", "dan", 1).await.expect("around"),
+        standings(&[("cat", 20, 2), ("dan", 20, 2), ("eve", 10, 6)]),
+        "a window starting inside a tie ranks what follows by position"
+    );
+    assert_eq!(
+        b.rank_around("q", "eve", 2).await.expect("around"),
+        standings(&[
+            ("cat", 20, 2),
+            ("dan", 20, 2),
+            ("eve", 10, 6),
+            ("fay", 0, 7),
+        ]),
+        "k reaches past the end: fewer after"
+    );
+    assert_eq!(
+        b.rank_around("q", "bob", 3).await.expect("around"),
+        standings(&[
+            ("ann", 30, 1),
+            ("Zoe", 20, 2),
+            ("bob", 20, 2),
+            ("cat", 20, 2),
+            ("dan", 20, 2),
+            ("eve", 10, 6),
+        ]),
+        "k reaches past the start: fewer before"
+    );
+    assert_eq!(
+        b.rank_around("q", "eve", 0).await.expect("around"),
+        standings(&[("eve", 10, 6)])
+    );
+}
+
+pub async fn around_me_at_rank_1_has_nothing_before_and_a_huge_k_is_clamped(b: &dyn Backend) {
+    seed_tied_board(b, "q").await;
+    assert_eq!(
+        b.rank_around("q", "ann", 2).await.expect("around"),
+        standings(&[("ann", 30, 1), ("Zoe", 20, 2), ("bob", 20, 2)])
+    );
+    assert_eq!(
+        members_of(&b.rank_around("q", "fay", u32::MAX).await.expect("around")),
+        ["ann", "Zoe", "bob", "cat", "dan", "eve", "fay"],
+        "k past both ends: the whole board"
+    );
+
+    // A board longer than the list cap: n and 2k + 1 are clamped to it.
+    let cap = crate::MAX_RANKING_LIST;
+    let scores: Vec<(String, i64)> = (0..i64::from(cap) + 10)
+        .map(|n| (format!("m{n:05}"), 0))
+        .collect();
+    let scores: Vec<(&str, i64)> = scores.iter().map(|(m, s)| (m.as_str(), *s)).collect();
+    seed_board(b, "big", &scores).await;
+    let top = b.rank_top("big", u32::MAX).await.expect("top");
+    assert_eq!(top.len(), cap as usize);
+    assert!(top.iter().all(|s| s.rank == 1), "all tied at 0");
+    assert_eq!(top.last().map(|s| s.member.as_str()), Some("m00999"));
+    let around = b
+        .rank_around("big", "m00500", u32::MAX)
+        .await
+        .expect("around");
+    assert!(around.len() <= cap as usize, "{}", around.len());
+    assert_eq!(around.len(), 2 * ((cap as usize - 1) / 2) + 1);
+    assert_eq!(around.first().map(|s| s.member.as_str()), Some("m00001"));
+    assert_eq!(around.last().map(|s| s.member.as_str()), Some("m00999"));
+}
+
+pub async fn an_absent_member_has_no_rank_and_nothing_around(b: &dyn Backend) {
+    seed_tied_board(b, "q").await;
+    assert_eq!(b.rank_of("q", "zed").await.expect("rank_of"), None);
+    assert_eq!(
+        b.rank_around("q", "zed", 3).await.expect("around"),
+        standings(&[])
+    );
+    assert_eq!(b.rank_of("nowhere", "ann").await.expect("rank_of"), None);
+    assert_eq!(
+        b.rank_around("nowhere", "ann", 3).await.expect("around"),
+        standings(&[])
+    );
+    let page = top_and_around(b, "q", "zed", 2, 3)
+        .await
+        .expect("top_and_around");
+    assert_eq!(
+        page,
+        TopAndAround {
+            top: standings(&[("ann", 30, 1), ("Zoe", 20, 2)]),
+            around: Vec::new(),
+            me: None,
+        }
+    );
+    assert!(
+        !b.rank_remove("q", "zed").await.expect("remove"),
+        "nothing to remove"
+    );
+}
+
+pub async fn top_and_around_leaves_out_members_already_in_the_top(b: &dyn Backend) {
+    let scores: Vec<(String, i64)> = (0..10).map(|n| (format!("m{n}"), 100 - n * 10)).collect();
+    let scores: Vec<(&str, i64)> = scores.iter().map(|(m, s)| (m.as_str(), *s)).collect();
+    seed_board(b, "q", &scores).await;
+    let page = top_and_around(b, "q", "m5", 3, 2)
+        .await
+        .expect("top_and_around");
+    assert_eq!(
+        page,
+        TopAndAround {
+            top: standings(&[("m0", 100, 1), ("m1", 90, 2), ("m2", 80, 3)]),
+            around: standings(&[
+                ("m3", 70, 4),
+                ("m4", 60, 5),
+                ("m5", 50, 6),
+                ("m6", 40, 7),
+                ("m7", 30, 8),
+            ]),
+            me: Some(standings(&[("m5", 50, 6)]).remove(0)),
+        }
+    );
+    // Overlapping the top: only what the top does not show.
+    let page = top_and_around(b, "q", "m3", 3, 2)
+        .await
+        .expect("top_and_around");
+    assert_eq!(members_of(&page.around), ["m3", "m4", "m5"]);
+    assert_eq!(page.me, Some(standings(&[("m3", 70, 4)]).remove(0)));
+    // Inside the top: me is found, around holds only those after the top.
+    let page = top_and_around(b, "q", "m1", 3, 2)
+        .await
+        .expect("top_and_around");
+    assert_eq!(members_of(&page.top), ["m0", "m1", "m2"]);
+    assert_eq!(page.around, standings(&[("m3", 70, 4)]));
+    assert_eq!(page.me, Some(standings(&[("m1", 90, 2)]).remove(0)));
+    // At rank 1 with a small k: everything around is in the top.
+    let page = top_and_around(b, "q", "m0", 3, 1)
+        .await
+        .expect("top_and_around");
+    assert_eq!(page.around, standings(&[]));
+    assert_eq!(page.me, Some(standings(&[("m0", 100, 1)]).remove(0)));
+}
+
+pub async fn rank_add_creates_increments_and_saturates(b: &dyn Backend) {
+    assert_eq!(b.rank_add("q", "a", 5, ROOMY, T0).await.expect("add"), 5);
+    assert_eq!(b.rank_add("q", "a", 3, ROOMY, T0).await.expect("add"), 8);
+    assert_eq!(b.rank_add("q", "a", -10, ROOMY, T0).await.expect("add"), -2);
+    assert_eq!(b.rank_add("q", "z", 0, ROOMY, T0).await.expect("add"), 0);
+    assert_eq!(
+        b.rank_top("q", 10).await.expect("top"),
+        standings(&[("z", 0, 1), ("a", -2, 2)])
+    );
+    assert_eq!(
+        b.rank_add("q", "a", i64::MAX, ROOMY, T0)
+            .await
+            .expect("add"),
+        i64::MAX - 2
+    );
+    assert_eq!(
+        b.rank_add("q", "a", i64::MAX, ROOMY, T0)
+            .await
+            .expect("add"),
+        i64::MAX,
+        "saturates up"
+    );
+    assert_eq!(
+        b.rank_add("q", "b", i64::MIN, ROOMY, T0)
+            .await
+            .expect("add"),
+        i64::MIN
+    );
+    assert_eq!(
+        b.rank_add("q", "b", -1, ROOMY, T0).await.expect("add"),
+        i64::MIN,
+        "saturates down"
+    );
+    assert_eq!(
+        b.rank_of("q", "b").await.expect("rank_of"),
+        Some(standings(&[("b", i64::MIN, 3)]).remove(0))
+    );
+    b.rank_set("q", "a", 7, ROOMY, T0).await.expect("set");
+    assert_eq!(b.rank_add("q", "a", 1, ROOMY, T0).await.expect("add"), 8);
+    assert_eq!(
+        b.rank_add("other", "a", 1, ROOMY, T0).await.expect("add"),
+        1,
+        "boards are separate"
+    );
+}
+
+pub async fn a_full_board_refuses_new_members_but_updates_existing_ones(b: &dyn Backend) {
+    let cap = RankingCap { max_members: 3 };
+    for member in ["a", "b", "c"] {
+        b.rank_add("search-queries:daily:2026-12-02", member, 1, cap, T0)
+            .await
+            .expect("within the cap");
+    }
+    let board = "search-queries:daily:2026-12-02";
+    let message = assert_refused(b.rank_add(board, "d", 1, cap, T0).await, &[board, "3"]);
+    assert!(message.contains("full"), "{message}");
+    assert_refused(b.rank_set(board, "d", 1, cap, T0).await, &[board, "3"]);
+    assert_eq!(b.rank_count(board).await.expect("count"), 3);
+    assert_eq!(b.rank_of(board, "d").await.expect("rank_of"), None);
+    assert_eq!(b.rank_add(board, "a", 5, cap, T0).await.expect("add"), 6);
+    b.rank_set(board, "b", 9, cap, T0).await.expect("set");
+    // A cap lowered below what the board holds still lets its members move.
+    let lower = RankingCap { max_members: 1 };
+    assert_eq!(b.rank_add(board, "c", 1, lower, T0).await.expect("add"), 2);
+    assert_eq!(
+        b.rank_top(board, 10).await.expect("top"),
+        standings(&[("b", 9, 1), ("a", 6, 2), ("c", 2, 3)])
+    );
+    // Other boards have their own count; a removal makes room.
+    b.rank_add("other", "d", 1, cap, T0)
+        .await
+        .expect("another board");
+    assert!(b.rank_remove(board, "c").await.expect("remove"));
+    assert_eq!(b.rank_add(board, "d", 4, cap, T0).await.expect("room"), 4);
+    assert_refused(
+        b.rank_add(board, "e", 1, RankingCap { max_members: 0 }, T0)
+            .await,
+        &[board, "0"],
+    );
+    assert_eq!(b.rank_count(board).await.expect("count"), 3);
+}
+
+pub async fn names_and_members_over_their_caps_are_refused_and_not_echoed(b: &dyn Backend) {
+    let long_board = "B".repeat(crate::MAX_BOARD_NAME_BYTES + 1);
+    let long_member = "M".repeat(crate::MAX_MEMBER_BYTES + 1);
+    let board_needles = ["201", "200"];
+    let member_needles = ["257", "256"];
+    for message in [
+        assert_refused(
+            b.rank_add(&long_board, "m", 1, ROOMY, T0).await,
+            &board_needles,
+        ),
+        assert_refused(
+            b.rank_set(&long_board, "m", 1, ROOMY, T0).await,
+            &board_needles,
+        ),
+        assert_refused(b.rank_top(&long_board, 1).await, &board_needles),
+        assert_refused(b.rank_count(&long_board).await, &board_needles),
+        assert_refused(b.rank_drop(&long_board).await, &board_needles),
+        assert_refused(b.rank_of(&long_board, "m").await, &board_needles),
+        assert_refused(b.rank_boards(&long_board).await, &board_needles),
+        assert_refused(
+            b.rank_add("q", &long_member, 1, ROOMY, T0).await,
+            &member_needles,
+        ),
+        assert_refused(
+            b.rank_set("q", &long_member, 1, ROOMY, T0).await,
+            &member_needles,
+        ),
+        assert_refused(b.rank_of("q", &long_member).await, &member_needles),
+        assert_refused(b.rank_around("q", &long_member, 1).await, &member_needles),
+        assert_refused(b.rank_remove("q", &long_member).await, &member_needles),
+    ] {
+        assert!(
+            !message.contains("BBBB") && !message.contains("MMMM"),
+            "{message}"
+        );
+    }
+    assert_refused(b.rank_add("", "m", 1, ROOMY, T0).await, &["empty"]);
+    assert_refused(b.rank_add("q", "", 1, ROOMY, T0).await, &["empty"]);
+    assert_refused(b.rank_of("q", "").await, &["empty"]);
+    assert_eq!(
+        b.rank_boards("").await.expect("boards"),
+        Vec::<BoardSummary>::new(),
+        "nothing was stored"
+    );
+    // At the limits exactly: taken, and read back whole (multi-byte characters count bytes).
+    let board = "é".repeat(crate::MAX_BOARD_NAME_BYTES / 2);
+    let member = format!("{}a", "日".repeat(crate::MAX_MEMBER_BYTES / 3));
+    assert_eq!(member.len(), crate::MAX_MEMBER_BYTES);
+    assert_eq!(
+        b.rank_add(&board, &member, 2, ROOMY, T0)
+            .await
+            .expect("add"),
+        2
+    );
+    assert_eq!(
+        b.rank_top(&board, 1).await.expect("top"),
+        vec![Standing {
+            member: member.clone(),
+            score: 2,
+            rank: 1
+        }]
+    );
+    let over = format!("{}日", "日".repeat(crate::MAX_MEMBER_BYTES / 3));
+    assert_refused(
+        b.rank_add(&board, &over, 1, ROOMY, T0).await,
+        &["258", "256"],
+    );
+    assert_refused(
+        b.rank_add(&format!("{board}a"), "m", 1, ROOMY, T0).await,
+        &["201", "200"],
+    );
+}
+
+pub async fn rank_remove_takes_one_member_out_and_ranks_close_up(b: &dyn Backend) {
+    seed_tied_board(b, "q").await;
+    seed_tied_board(b, "other").await;
+    assert!(b.rank_remove("q", "ann").await.expect("remove"));
+    assert!(!b.rank_remove("q", "ann").await.expect("remove again"));
+    assert!(b.rank_remove("q", "cat").await.expect("remove"));
+    assert_eq!(
+        b.rank_top("q", 10).await.expect("top"),
+        standings(&[
+            ("Zoe", 20, 1),
+            ("bob", 20, 1),
+            ("dan", 20, 1),
+            ("eve", 10, 4),
+            ("fay", 0, 5),
+        ])
+    );
+    assert_eq!(b.rank_of("q", "ann").await.expect("rank_of"), None);
+    assert_eq!(b.rank_count("q").await.expect("count"), 5);
+    assert_eq!(
+        b.rank_of("other", "ann").await.expect("rank_of"),
+        Some(standings(&[("ann", 30, 1)]).remove(0)),
+        "the same member on another board stays"
+    );
+}
+
+pub async fn boards_are_listed_by_prefix_and_dropped_whole(b: &dyn Backend) {
+    b.rank_add("q:daily:2026-12-01", "a", 1, ROOMY, T0 + 1)
+        .await
+        .expect("add");
+    b.rank_add("q:daily:2026-12-01", "b", 1, ROOMY, T0 + 5)
+        .await
+        .expect("add");
+    b.rank_add("q:daily:2026-12-01", "a", 1, ROOMY, T0 + 3)
+        .await
+        .expect("add");
+    b.rank_add("q:daily:2026-12-02", "a", 1, ROOMY, T0 + 7)
+        .await
+        .expect("add");
+    b.rank_add("q:weekly:2026-W49", "a", 1, ROOMY, T0 + 8)
+        .await
+        .expect("add");
+    // LIKE's wildcards are plain characters in a prefix.
+    b.rank_add("q_x", "a", 1, ROOMY, T0 + 9).await.expect("add");
+    b.rank_add("qq", "a", 1, ROOMY, T0 + 9).await.expect("add");
+    let summary = |board: &str, members: u64, updated_at: Millis| BoardSummary {
+        board: board.to_string(),
+        members,
+        updated_at,
+    };
+    assert_eq!(
+        b.rank_boards("q:daily:").await.expect("boards"),
+        [
+            summary("q:daily:2026-12-01", 2, T0 + 5),
+            summary("q:daily:2026-12-02", 1, T0 + 7),
+        ]
+    );
+    assert_eq!(
+        b.rank_boards("q:daily:2026-12-01").await.expect("boards"),
+        [summary("q:daily:2026-12-01", 2, T0 + 5)],
+        "a whole name is its own prefix"
+    );
+    assert_eq!(
+        b.rank_boards("q_").await.expect("boards"),
+        [summary("q_x", 1, T0 + 9)]
+    );
+    let all: Vec<String> = b
+        .rank_boards("")
+        .await
+        .expect("boards")
+        .into_iter()
+        .map(|s| s.board)
+        .collect();
+    assert_eq!(
+        all,
+        names(&[
+            "q:daily:2026-12-01",
+            "q:daily:2026-12-02",
+            "q:weekly:2026-W49",
+            "q_x",
+            "qq",
+        ])
+    );
+    assert_eq!(
+        b.rank_boards("r").await.expect("boards"),
+        Vec::<BoardSummary>::new()
+    );
+
+    assert_eq!(b.rank_drop("q:daily:2026-12-01").await.expect("drop"), 2);
+    assert_eq!(b.rank_drop("q:daily:2026-12-01").await.expect("drop"), 0);
+    assert_eq!(b.rank_count("q:daily:2026-12-01").await.expect("count"), 0);
+    assert_eq!(
+        b.rank_top("q:daily:2026-12-01", 10).await.expect("top"),
+        standings(&[])
+    );
+    assert_eq!(
+        b.rank_boards("q:daily:").await.expect("boards"),
+        [summary("q:daily:2026-12-02", 1, T0 + 7)]
+    );
+    assert_eq!(b.rank_count("q:weekly:2026-W49").await.expect("count"), 1);
+}
+
+pub async fn concurrent_rank_adds_on_one_member_sum_exactly(store: &TestStore) {
+    let first = store.backend.clone();
+    let second = store.reopen().await;
+    // 8 tasks, half on each instance, each adding its own delta 50 times, under a cap of one
+    // member: whoever creates it, every other add is an update and counts.
+    let cap = RankingCap { max_members: 1 };
+    let tasks = (1..=8i64).map(|delta| {
+        let backend = if delta % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tokio::spawn(async move {
+            for round in 0..50 {
+                backend
+                    .rank_add("q", "hot", delta, cap, T0 + round)
+                    .await
+                    .expect("rank_add");
+            }
+        })
+    });
+    for task in tasks.collect::<Vec<_>>() {
+        task.await.expect("add task");
+    }
+    assert_eq!(
+        first.rank_of("q", "hot").await.expect("rank_of"),
+        Some(standings(&[("hot", 50 * 36, 1)]).remove(0))
+    );
+    assert_eq!(first.rank_count("q").await.expect("count"), 1);
+}
+
+pub async fn concurrent_new_members_from_two_instances_never_pass_the_cap(store: &TestStore) {
+    let first = store.backend.clone();
+    let second = store.reopen().await;
+    let cap = RankingCap { max_members: 5 };
+    let adds = (0..40).map(|n| {
+        let backend = if n % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tokio::spawn(async move { backend.rank_add("q", &format!("m{n:02}"), 1, cap, T0).await })
+    });
+    let mut added = 0;
+    for add in adds.collect::<Vec<_>>() {
+        match add.await.expect("add task") {
+            Ok(1) => added += 1,
+            Err(BackendError::Refused(message)) => assert!(message.contains("5"), "{message}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(added, 5);
+    assert_eq!(first.rank_count("q").await.expect("count"), 5);
+    assert_eq!(first.rank_top("q", 100).await.expect("top").len(), 5);
 }

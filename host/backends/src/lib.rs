@@ -4,7 +4,8 @@
 //! [`TargetStore`] (what to poll and when, with leased claims), [`ItemStore`] (deduplicated
 //! results), [`JobQueue`] (durable jobs with leases, retries and a dead-letter state),
 //! [`StateStore`] (connector key/value state) and [`RetentionStore`] (forgetting old items and
-//! finished jobs in small batches, and measuring the store). [`Backend`] bundles them.
+//! finished jobs in small batches, and measuring the store), [`TokenStore`] (sealed credential
+//! tokens) and [`RankingStore`] (sorted sets of scores per board). [`Backend`] bundles them.
 //!
 //! The embedded backend is SQLite ([`sqlite::SqliteBackend`]); scale-out backends (PostgreSQL,
 //! Redis) implement the same traits and pass the same [`conformance`] suite.
@@ -20,6 +21,12 @@ pub mod sqlite;
 // Credentials: per-target tokens, sealed by the host.
 pub mod tokens;
 pub use tokens::{MAX_TOKEN_CIPHERTEXT, StoredToken, TokenStore};
+// Rankings: sorted sets of (member, score) per board.
+pub mod rankings;
+pub use rankings::{
+    BoardSummary, MAX_BOARD_NAME_BYTES, MAX_MEMBER_BYTES, MAX_RANKING_LIST, RankingCap,
+    RankingStore, Standing, TopAndAround, top_and_around,
+};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -749,7 +756,7 @@ pub trait RetentionStore: Send + Sync {
 
 /// Everything the host needs from storage.
 pub trait Backend:
-    TargetStore + ItemStore + JobQueue + StateStore + RetentionStore + TokenStore
+    TargetStore + ItemStore + JobQueue + StateStore + RetentionStore + TokenStore + RankingStore
 {
     /// A short name for logs and `/status` ("sqlite", "postgres", …).
     fn kind(&self) -> &'static str;

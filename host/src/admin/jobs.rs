@@ -26,7 +26,7 @@ pub const MAX_BODY_BYTES: usize = MAX_JOB_PAYLOAD_BYTES + 64 * 1024;
 /// The fields a job body may have.
 const FIELDS: [&str; 4] = ["kind", "payload", "target", "idempotency_key"];
 
-fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, Json(json!({ "error": reason.into() }))).into_response()
 }
 
@@ -38,17 +38,15 @@ pub(super) async fn enqueue(
     let Some(control) = shared.control.get() else {
         return starting();
     };
-    let bytes = match http_body_util::Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
+    let bytes = match read_body(
+        body,
+        MAX_BODY_BYTES,
+        &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+    .await
     {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            );
-        }
+        Ok(bytes) => bytes,
+        Err(too_large) => return too_large,
     };
     let job = match parse_job(&bytes) {
         Ok(job) => job,
@@ -63,9 +61,23 @@ pub(super) async fn enqueue(
     }
 }
 
-fn jobs_error(failure: JobsError) -> Response {
+/// A request body of at most `max` bytes, or the 413 saying `too_large`.
+pub(super) async fn read_body(
+    body: Body,
+    max: usize,
+    too_large: &str,
+) -> Result<bytes::Bytes, Response> {
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, too_large)),
+    }
+}
+
+pub(super) fn jobs_error(failure: JobsError) -> Response {
     match failure {
-        JobsError::UnknownQueue(_) => error(StatusCode::NOT_FOUND, failure.to_string()),
+        JobsError::UnknownQueue(_) | JobsError::NoSubscriber(_) => {
+            error(StatusCode::NOT_FOUND, failure.to_string())
+        }
         JobsError::Refused(reason) if reason.starts_with("payload") => {
             error(StatusCode::PAYLOAD_TOO_LARGE, reason)
         }
@@ -116,7 +128,7 @@ fn parse_job(bytes: &[u8]) -> Result<InboundJob, String> {
     })
 }
 
-fn json_type(value: &Value) -> &'static str {
+pub(super) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

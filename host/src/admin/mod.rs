@@ -5,7 +5,8 @@
 //! `POST /v1/connectors/{name}/rollback` (200 with the report when everything was applied, 422
 //! with it when something was refused), and the handler job endpoints in `jobs`
 //! (`POST /v1/queues/{queue}/jobs`, `/pause`, `/resume`, `GET /v1/queues`), and the product
-//! search in `search` (`GET /v1/search`).
+//! search in `search` (`GET /v1/search`), the rankings in `rankings`
+//! (`GET /v1/rankings/{name}`) and inbound events in `events` (`POST /v1/events/{topic}`).
 //!
 //! Who may ask ([`Access`]): every request must name this API in its `Host` (an IP address,
 //! `localhost`, or a name from `host.admin_hosts`), so a page on a DNS-rebound name cannot reach
@@ -21,7 +22,9 @@
 //! decides whether and where it listens ([`serve`]), and attaches the topology once it has
 //! started, so `/readyz` can say "not yet" while plugins compile.
 
+mod events;
 mod jobs;
+mod rankings;
 mod search;
 
 pub use jobs::MAX_BODY_BYTES as MAX_JOB_BODY_BYTES;
@@ -115,7 +118,9 @@ fn router(shared: SharedState) -> axum::Router {
         .route("/v1/queues/{queue}/resume", post(jobs::resume))
         .route("/v1/connectors/{name}/resume", post(resume))
         // Product search (admin/search.rs).
+        .route("/v1/events/{topic}", post(events::publish))
         .route("/v1/search", get(search::search))
+        .route("/v1/rankings/{name}", get(rankings::ranking))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             require_token,

@@ -153,6 +153,7 @@ pub async fn run(
         connector: name.clone(),
         config: config_texts(&file.config),
         state: backend,
+        rankings: crate::runtime::RankingAccess::default(),
     });
     let resilience = Resilience::in_process(&Config::default(), Arc::new(SystemClock))
         .map_err(|e| HarnessError::Setup(e.to_string()))?;

@@ -32,6 +32,9 @@ pub struct SourceLocator {
     line_starts: Vec<usize>,
     /// Every key and array element, by dotted path.
     written: BTreeMap<String, Written>,
+    /// Tables written in other files (drop-in config files), by their dotted path: errors
+    /// about them are located there.
+    mounts: Vec<(String, Arc<SourceLocator>)>,
 }
 
 /// Where one entry is written: its key (for an array element, the element) and its value (for
@@ -60,7 +63,24 @@ impl SourceLocator {
             text: Arc::from(text),
             line_starts,
             written: BTreeMap::new(),
+            mounts: Vec::new(),
         }
+    }
+
+    /// Locates `prefix` (`connectors.yahoo`) and everything under it in `other`'s file.
+    pub fn mount(&mut self, prefix: String, other: Arc<SourceLocator>) {
+        self.mounts.push((prefix, other));
+    }
+
+    /// The file `field` is written in, when it is another file's.
+    fn mounted(&self, field: &str) -> Option<&SourceLocator> {
+        self.mounts.iter().find_map(|(prefix, other)| {
+            let under = field == prefix
+                || field
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']));
+            under.then_some(other.as_ref())
+        })
     }
 
     fn indexed(path: &Path, text: &str, root: &DeTable<'_>) -> Self {
@@ -91,6 +111,9 @@ impl SourceLocator {
     /// An error for a dotted field path, at the key that sets it, or else at the nearest
     /// enclosing table that is written (the document's start, for the root table).
     pub fn field_error(&self, field: &str, message: &str) -> ConfigError {
+        if let Some(other) = self.mounted(field) {
+            return other.field_error(field, message);
+        }
         let byte = self.position_of(field).unwrap_or(0);
         self.error_at_byte(byte, field, message)
     }

@@ -9,9 +9,12 @@
 
 // Credentials the host holds: `[credentials.*]`, `host.token_key`.
 mod credentials;
+mod declarative;
+mod dropin;
 pub mod files;
 mod limits;
 pub mod locate;
+mod rankings;
 mod resilience;
 mod search;
 mod secret;
@@ -28,6 +31,7 @@ pub use credentials::{
     CredentialSettings, REFRESH_BEFORE, Scope, TOKEN_KEY_BYTES, decode_token_key,
 };
 pub use locate::{MAX_ERRORS, Parsed, SourceLocator, parse_collecting};
+pub use rankings::{Period, RANKING_MEMBERS, RankingSettings};
 pub use resilience::{BreakerSettings, BudgetScope, BudgetSettings, ProbeSettings};
 pub use search::{SEARCH_LIMIT, SearchSettings};
 pub use secret::{MAX_SECRET_FILE, Secret, SecretError, SecretSource};
@@ -158,6 +162,9 @@ pub struct Config {
     /// `[search]`: the product search across searcher connectors.
     #[serde(default)]
     pub search: SearchSettings,
+    /// `[rankings.NAME]`: rankings kept per period, for plugins and the API.
+    #[serde(default)]
+    pub rankings: BTreeMap<String, RankingSettings>,
     /// Directory of the config file; relative paths in it are resolved against this.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -237,6 +244,21 @@ pub struct HostSettings {
     /// re-seals every token with `token_key`).
     #[serde(default)]
     pub token_key_previous: Option<SecretSource>,
+    /// A folder of drop-in config files (`*.toml`, relative to this file), each holding
+    /// `[connectors.*]`, `[budgets.*]`, `[breakers.*]` and `[credentials.*]` tables, merged
+    /// into this config; a file added there while the host runs is picked up by the next
+    /// reload (the watcher reloads on its own). Relative paths inside them are relative to this
+    /// file, as here.
+    #[serde(default)]
+    pub connectors_dir: Option<PathBuf>,
+    /// Where the no-code interpreter's builds are (`tsunagi_plugin_declarative_searcher.wasm`,
+    /// `…_poller.wasm`): a connector with a `declarative` table and no `plugin` runs them.
+    #[serde(default = "default_declarative_plugins")]
+    pub declarative_plugins: PathBuf,
+}
+
+fn default_declarative_plugins() -> PathBuf {
+    PathBuf::from("../target/wasm32-wasip2/plugin")
 }
 
 impl Default for HostSettings {
@@ -259,6 +281,8 @@ impl Default for HostSettings {
             max_forgotten_ids: default_max_forgotten_ids(),
             token_key: None,
             token_key_previous: None,
+            connectors_dir: None,
+            declarative_plugins: default_declarative_plugins(),
         }
     }
 }
@@ -340,7 +364,9 @@ impl std::fmt::Display for Role {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorSettings {
-    /// Path to the component (`.wasm`), relative to the config file.
+    /// Path to the component (`.wasm`), relative to the config file; a no-code connector
+    /// (with `declarative`) may leave it out and runs the host's interpreter.
+    #[serde(default)]
     pub plugin: PathBuf,
     pub role: Role,
     /// Calls of this connector running at once.
@@ -395,6 +421,13 @@ pub struct ConnectorSettings {
     #[serde(default, with = "humantime_serde")]
     pub pause_for: Option<Duration>,
     // --- end xread ---
+    /// `[connectors.NAME.declarative]`: the connector declared in TOML (request template,
+    /// record selector, field mapping, paging, error rules), run by `plugins/declarative`.
+    #[serde(default)]
+    pub declarative: Option<tsunagi_declarative_spec::Spec>,
+    /// The `[rankings.*]` the plugin may add to and read (through the `rankings` import).
+    #[serde(default)]
+    pub rankings: Vec<String>,
 }
 
 // --- Handler jobs (`[connectors.NAME.jobs]`) ---------------------------------------------------
@@ -406,6 +439,10 @@ pub struct JobSettings {
     /// The queue's name (default: the connector's name); unique among connectors, and what
     /// `POST /v1/queues/{queue}/jobs` and `tsunagi enqueue` name.
     pub queue: Option<String>,
+    /// Topics of `POST /v1/events/{topic}` this handler subscribes to: each event becomes a
+    /// job on its queue, of kind = the topic, with the event (ids only) as its payload.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 impl ConnectorSettings {
@@ -730,9 +767,9 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         let Parsed {
             value,
-            locator,
+            mut locator,
             mut errors,
-            refused,
+            mut refused,
             truncated,
         } = parse_collecting::<Config>(path, text);
         if let Some(mut config) = value {
@@ -742,10 +779,12 @@ impl Config {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or_else(|| PathBuf::from("."));
             config.source_path = path.to_path_buf();
+            dropin::merge_fragments(&mut config, &mut locator, &mut errors, &mut refused);
             let mut checks = Checks::new(&locator, &refused);
             validate::validate(&config, &mut checks);
             errors.extend(checks.into_errors());
             if errors.is_empty() {
+                declarative::complete(&mut config);
                 config.locator = Arc::new(locator);
                 return Ok(config);
             }

@@ -40,6 +40,10 @@ pub struct SearchSettings {
     /// absent.
     #[serde(default)]
     pub shops: Option<Vec<String>>,
+    /// A `[rankings.NAME]` that counts every search's query (lower-cased, spaces collapsed):
+    /// the popular queries, `GET /v1/rankings/NAME`.
+    #[serde(default)]
+    pub popularity: Option<String>,
 }
 
 impl Default for SearchSettings {
@@ -50,6 +54,7 @@ impl Default for SearchSettings {
             cache_entries: default_cache_entries(),
             default_limit: default_limit(),
             shops: None,
+            popularity: None,
         }
     }
 }

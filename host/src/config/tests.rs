@@ -384,7 +384,7 @@ fn a_missing_field_is_located_at_its_table_and_reported_once() {
         "{errors:?}"
     );
     // A field that is really missing is reported beside the others, at its table.
-    let text = "[connectors.x]\nrole = \"poller\"\nconcurrency = \"many\"\n";
+    let text = "[connectors.x]\nplugin = \"x.wasm\"\nconcurrency = \"many\"\n";
     let errors = all_errors(text);
     assert_eq!(
         places(&errors),
@@ -392,7 +392,20 @@ fn a_missing_field_is_located_at_its_table_and_reported_once() {
         "{errors:?}"
     );
     assert!(
-        errors[0].message.contains("missing field `plugin`"),
+        errors[0].message.contains("missing field `role`"),
+        "{errors:?}"
+    );
+    // No plugin is fine only for a no-code connector.
+    let errors = all_errors("[connectors.x]\nrole = \"poller\"\n");
+    assert_eq!(
+        places(&errors),
+        vec![(1, 1, "connectors.x.plugin")],
+        "{errors:?}"
+    );
+    assert!(
+        errors[0]
+            .message
+            .contains("or declare the connector in [connectors.NAME.declarative]"),
         "{errors:?}"
     );
 }
@@ -759,4 +772,36 @@ fn a_handlers_queue_defaults_to_its_name_and_must_be_unique_and_valid() {
     let poller = "[connectors.a]\nplugin = \"a.wasm\"\nrole = \"poller\"\n[connectors.a.jobs]\nqueue = \"q\"\n";
     let error = parse(poller).unwrap_err();
     assert!(error.message.contains("only handlers run jobs"), "{error}");
+}
+
+#[test]
+fn event_topics_are_for_handlers_and_rankings_must_be_declared() {
+    let errors = all_errors(
+        "[connectors.x]\nplugin = \"x.wasm\"\nrole = \"poller\"\nrankings = [\"top\"]\n\
+         [connectors.x.jobs]\nevents = [\"paid\", \"Bad Topic\"]\n",
+    );
+    let places: Vec<(usize, String)> = errors.iter().map(|e| (e.line, e.field.clone())).collect();
+    assert_eq!(
+        places,
+        vec![
+            (4, "connectors.x.rankings[0]".to_string()),
+            (6, "connectors.x.jobs.events[0]".to_string()),
+            (6, "connectors.x.jobs.events[1]".to_string()),
+            (6, "connectors.x.jobs.events[1]".to_string()),
+        ],
+        "{errors:?}"
+    );
+    assert!(
+        errors[0].message.contains("no [rankings.top] is declared"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].message.contains("only handlers take events"),
+        "{errors:?}"
+    );
+    let errors = all_errors("[rankings.q]\ntime_zone = \"Mars/Olympus\"\n");
+    assert_eq!(
+        (errors[0].line, errors[0].field.as_str()),
+        (2, "rankings.q.time_zone")
+    );
 }

@@ -219,6 +219,8 @@ pub(super) fn validate(config: &Config, checks: &mut Checks) {
     super::resilience::validate(config, checks);
     super::credentials::validate(config, checks);
     super::search::validate(config, checks);
+    super::declarative::validate(config, checks);
+    super::rankings::validate(config, checks);
 }
 
 /// `[connectors.NAME.jobs]`: a valid queue name, only on handlers, and no two connectors
@@ -238,6 +240,19 @@ fn check_job_queues(config: &Config, checks: &mut Checks) {
                     ),
                 );
                 continue;
+            }
+        }
+        for (index, topic) in connector.jobs.events.iter().enumerate() {
+            let field = format!("connectors.{name}.jobs.events[{index}]");
+            checks.name(&field, topic, "topic");
+            if connector.role != super::Role::Handler {
+                checks.error(
+                    &field,
+                    format!(
+                        "only handlers take events as jobs; this connector is a {}",
+                        connector.role
+                    ),
+                );
             }
         }
         if connector.role != super::Role::Handler {

@@ -224,6 +224,11 @@ impl SearchPipeline {
         }
     }
 
+    /// The ranking that counts queries (`search.popularity`), if any.
+    pub fn popularity(&self) -> Option<String> {
+        self.read_settings().popularity.clone()
+    }
+
     /// The shops searches may ask now.
     pub fn shop_names(&self) -> Vec<String> {
         self.read_shops().keys().cloned().collect()

@@ -24,6 +24,7 @@ macro_rules! role_world {
                     "tsunagi:connector/state": super::tsunagi::connector::state,
                     "tsunagi:connector/config": super::tsunagi::connector::config,
                     "tsunagi:connector/log": super::tsunagi::connector::log,
+                    "tsunagi:connector/rankings": super::tsunagi::connector::rankings,
                 },
             });
         }

@@ -4,7 +4,7 @@
 
 use super::WIT_VERSION;
 use super::bindings;
-use super::bindings::tsunagi::connector::{log, state};
+use super::bindings::tsunagi::connector::{log, rankings, state};
 use super::limits::{CallLimits, LimitExceeded, clip};
 use crate::egress::ConnectorEgress;
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +25,28 @@ pub struct ConnectorServices {
     /// `[connectors.NAME.config]`, as text.
     pub config: BTreeMap<String, String>,
     pub state: Arc<dyn StateStore>,
+    /// The rankings the connector may use (`[connectors.NAME] rankings`).
+    pub rankings: RankingAccess,
+}
+
+/// A connector's way to the host's rankings: the ones its TOML lists, nothing else.
+#[derive(Clone, Default)]
+pub struct RankingAccess {
+    pub rankings: Option<Arc<crate::rankings::Rankings>>,
+    pub allowed: Vec<String>,
+}
+
+impl RankingAccess {
+    fn open(&self, connector: &str, ranking: &str) -> Result<&crate::rankings::Rankings, String> {
+        match &self.rankings {
+            Some(rankings) if self.allowed.iter().any(|allowed| allowed == ranking) => Ok(rankings),
+            _ => Err(format!(
+                "connector '{connector}' may not use ranking {:?}: list it in \
+                 [connectors.{connector}] rankings",
+                clip(ranking, 64)
+            )),
+        }
+    }
 }
 
 /// How a call's log lines fared against `log_lines_per_call` and `log_line_size`.
@@ -238,6 +260,10 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
         |s| s,
     )?;
     bindings::tsunagi::connector::config::add_to_linker::<InstanceState, HasSelf<InstanceState>>(
+        linker,
+        |s| s,
+    )?;
+    bindings::tsunagi::connector::rankings::add_to_linker::<InstanceState, HasSelf<InstanceState>>(
         linker,
         |s| s,
     )?;
@@ -498,6 +524,110 @@ impl InstanceState {
 
 impl bindings::tsunagi::connector::types::Host for InstanceState {}
 
+/// The `rankings` import. A refusal (a ranking not listed, a member too long, a board at its
+/// cap) is the plugin's to handle, so it is an `Err` to the plugin, not a trap; a store that
+/// fails fails the call as the host's fault.
+impl bindings::tsunagi::connector::rankings::Host for InstanceState {
+    async fn add(
+        &mut self,
+        ranking: String,
+        member: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, String>> {
+        let connector = self.services.connector.clone();
+        let rankings = match self.services.rankings.open(&connector, &ranking) {
+            Ok(rankings) => rankings,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        self.ranking_result(rankings.add(&ranking, &member, delta).await)
+    }
+
+    async fn me(
+        &mut self,
+        ranking: String,
+        period: rankings::Period,
+        member: String,
+    ) -> wasmtime::Result<Result<Option<rankings::Standing>, String>> {
+        let query = crate::rankings::RankingQuery::Me { member };
+        Ok(self
+            .ranking_query(&ranking, period, &query)
+            .await?
+            .map(|answer| answer.me.map(standing)))
+    }
+
+    async fn top(
+        &mut self,
+        ranking: String,
+        period: rankings::Period,
+        n: u32,
+    ) -> wasmtime::Result<Result<Vec<rankings::Standing>, String>> {
+        let query = crate::rankings::RankingQuery::Top { n };
+        Ok(self
+            .ranking_query(&ranking, period, &query)
+            .await?
+            .map(|answer| answer.top.into_iter().map(standing).collect()))
+    }
+
+    async fn around(
+        &mut self,
+        ranking: String,
+        period: rankings::Period,
+        member: String,
+        k: u32,
+    ) -> wasmtime::Result<Result<Vec<rankings::Standing>, String>> {
+        let query = crate::rankings::RankingQuery::Around { member, k };
+        Ok(self
+            .ranking_query(&ranking, period, &query)
+            .await?
+            .map(|answer| answer.around.into_iter().map(standing).collect()))
+    }
+}
+
+fn standing(standing: tsunagi_backends::Standing) -> rankings::Standing {
+    rankings::Standing {
+        member: standing.member,
+        score: standing.score,
+        rank: standing.rank,
+    }
+}
+
+impl InstanceState {
+    async fn ranking_query(
+        &mut self,
+        ranking: &str,
+        period: rankings::Period,
+        query: &crate::rankings::RankingQuery,
+    ) -> wasmtime::Result<Result<crate::rankings::RankingAnswer, String>> {
+        let connector = self.services.connector.clone();
+        let rankings = match self.services.rankings.open(&connector, ranking) {
+            Ok(rankings) => rankings,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let period = match period {
+            rankings::Period::Daily => crate::config::Period::Daily,
+            rankings::Period::Weekly => crate::config::Period::Weekly,
+            rankings::Period::AllTime => crate::config::Period::AllTime,
+        };
+        let answer = rankings.query(ranking, period, query).await;
+        self.ranking_result(answer)
+    }
+
+    /// A refusal goes to the plugin; a store failure fails the call as the host's.
+    fn ranking_result<T>(
+        &mut self,
+        result: Result<T, crate::rankings::RankingError>,
+    ) -> wasmtime::Result<Result<T, String>> {
+        match result {
+            Ok(value) => Ok(Ok(value)),
+            Err(crate::rankings::RankingError::Store(message)) => {
+                self.host_failure = Some(message.clone());
+                Err(wasmtime::Error::msg(message))
+            }
+            Err(refused) => Ok(Err(refused.to_string())),
+        }
+    }
+}
+
 impl bindings::tsunagi::connector::config::Host for InstanceState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.services.config.get(&key).cloned())
@@ -623,6 +753,7 @@ mod tests {
             connector: "rss".into(),
             config: BTreeMap::from([("user_agent".to_string(), "tsunagi".to_string())]),
             state: store,
+            rankings: RankingAccess::default(),
         });
         let resilience =
             Resilience::in_process(&Config::default(), Arc::new(SystemClock)).expect("resilience");

@@ -14,7 +14,7 @@ mod pool;
 mod products;
 mod swap;
 
-pub use instance::{ConnectorServices, LogTally, TargetCall};
+pub use instance::{ConnectorServices, LogTally, RankingAccess, TargetCall};
 pub use limits::{CallLimits, LimitExceeded};
 pub use pool::{
     CallError, CallReport, Earlier, FailureKind, HandleRequest, HandleResult, InstancePool,

@@ -31,6 +31,27 @@ pub trait Control: Send + Sync {
     /// Every served queue: its connector, counts and whether it is paused.
     async fn queues(&self) -> Result<Vec<QueueStatus>, BackendError>;
 
+    // --- Inbound events.
+    /// Enqueues one job per handler subscribed to `topic` (kind = the topic, payload = the
+    /// event); the event's id makes a resent event a repeat. `Err(UnknownQueue)` when nobody
+    /// subscribes.
+    async fn publish(&self, topic: &str, event: InboundEvent) -> Result<Vec<EventJob>, JobsError> {
+        let _ = event;
+        Err(JobsError::NoSubscriber(topic.to_string()))
+    }
+
+    // --- Rankings.
+    /// Answers `query` on `ranking`'s board of `period` (by default its longest).
+    async fn ranking(
+        &self,
+        ranking: &str,
+        period: Option<crate::config::Period>,
+        query: crate::rankings::RankingQuery,
+    ) -> Result<crate::rankings::RankingAnswer, crate::rankings::RankingError> {
+        let _ = (period, query);
+        Err(crate::rankings::RankingError::Unknown(ranking.to_string()))
+    }
+
     // --- Product search.
     /// Runs a product search given as query-string pairs (checked, each wrong one named).
     async fn search(&self, params: Vec<(String, String)>) -> Result<Answered, SearchError> {
@@ -55,11 +76,36 @@ pub struct InboundJob {
     pub idempotency_key: Option<String>,
 }
 
+/// An event as a producer hands it in (`POST /v1/events/{topic}`): thin, ids only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundEvent {
+    /// The event as JSON text.
+    pub payload: String,
+    /// The event's own id: the same id again is a repeat, nothing enqueued.
+    pub id: Option<String>,
+    /// The linked target the jobs act for, if the event names one.
+    pub target: Option<String>,
+}
+
+/// The job one subscriber got for an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventJob {
+    pub connector: String,
+    pub queue: String,
+    pub id: i64,
+    /// The event was seen before: this is the job it made then.
+    pub repeat: bool,
+}
+
 /// Why a job could not be enqueued or a queue paused.
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
     #[error("no handler connector serves queue '{0}'")]
     UnknownQueue(String),
+    #[error(
+        "no handler subscribes to topic '{0}' (a handler lists it in [connectors.NAME.jobs] events)"
+    )]
+    NoSubscriber(String),
     /// The job is over a cap or malformed; the reason names the field.
     #[error("{0}")]
     Refused(String),
@@ -112,6 +158,39 @@ impl Control for Topology {
             })
     }
 
+    async fn publish(&self, topic: &str, event: InboundEvent) -> Result<Vec<EventJob>, JobsError> {
+        let subscribed: Vec<(String, String)> = self
+            .pipelines
+            .job_queues()
+            .into_iter()
+            .filter(|(_, info)| info.events.iter().any(|t| t == topic))
+            .map(|(queue, info)| (queue, info.connector))
+            .collect();
+        if subscribed.is_empty() {
+            return Err(JobsError::NoSubscriber(topic.to_string()));
+        }
+        let mut jobs = Vec::new();
+        for (queue, connector) in subscribed {
+            let job = InboundJob {
+                kind: topic.to_string(),
+                payload: event.payload.clone(),
+                target: event.target.clone(),
+                idempotency_key: event.id.as_ref().map(|id| format!("event:{topic}:{id}")),
+            };
+            let (id, repeat) = match self.enqueue(&queue, job).await? {
+                Enqueued::New(id) => (id, false),
+                Enqueued::Repeat(id) => (id, true),
+            };
+            jobs.push(EventJob {
+                connector,
+                queue,
+                id,
+                repeat,
+            });
+        }
+        Ok(jobs)
+    }
+
     async fn set_queue_paused(&self, queue: &str, paused: bool) -> Result<(), JobsError> {
         if self.pipelines.job_queue(queue).is_none() {
             return Err(JobsError::UnknownQueue(queue.to_string()));
@@ -140,7 +219,27 @@ impl Control for Topology {
     async fn search(&self, params: Vec<(String, String)>) -> Result<Answered, SearchError> {
         let searches = self.pipelines.searches();
         let search = searches.parse(&params)?;
+        if let Some(popularity) = searches.popularity() {
+            let member = crate::rankings::query_member(&search.query.keywords);
+            // Counting is not the search: a full board or a failing store is logged, not fatal.
+            if let Err(error) = self.rankings.add(&popularity, &member, 1).await {
+                tracing::warn!(ranking = %popularity, "search not counted: {error}");
+            }
+        }
         searches.search(search).await
+    }
+
+    async fn ranking(
+        &self,
+        ranking: &str,
+        period: Option<crate::config::Period>,
+        query: crate::rankings::RankingQuery,
+    ) -> Result<crate::rankings::RankingAnswer, crate::rankings::RankingError> {
+        let period = match period {
+            Some(period) => period,
+            None => self.rankings.default_period(ranking)?,
+        };
+        self.rankings.query(ranking, period, &query).await
     }
 
     async fn resume(&self, connector: &str) -> Result<bool, String> {

@@ -23,7 +23,7 @@ mod status;
 mod watch;
 
 pub use connectors::{ConnectorHandle, ConnectorSet};
-pub use control::{Control, InboundJob, JobsError, QueueStatus};
+pub use control::{Control, EventJob, InboundEvent, InboundJob, JobsError, QueueStatus};
 pub use pipelines::PipelineSet;
 pub use reload::{ConnectorReload, Outcome, ReloadError, ReloadReport, Reloader};
 pub use status::{ConnectorStatus, PausedStatus, RefusedTarget, SinkStatus, StatusReport};
@@ -181,6 +181,16 @@ pub async fn build_connector(
     let services = Arc::new(ConnectorServices {
         connector: name.to_string(),
         config: config_texts(&settings.config),
+        rankings: crate::runtime::RankingAccess {
+            rankings: (!settings.rankings.is_empty()).then(|| {
+                Arc::new(crate::rankings::Rankings::new(
+                    backend.clone(),
+                    resilience.clock().clone(),
+                    config,
+                ))
+            }),
+            allowed: settings.rankings.clone(),
+        },
         state: backend,
     });
     let pool_settings = PoolSettings::new(
@@ -242,6 +252,8 @@ pub struct Topology {
     pipelines: Arc<PipelineSet>,
     resilience: Arc<Resilience>,
     retention: Arc<Retention>,
+    /// The host's rankings, for the API and the search's popularity count.
+    rankings: Arc<crate::rankings::Rankings>,
     reloader: Arc<Reloader>,
     /// Stops the sink runners, retention, probes and watcher, after the pipelines have drained.
     stop: CancellationToken,
@@ -337,6 +349,11 @@ impl Topology {
             clock.clone(),
             RetentionRules::from_config(&config),
         ));
+        let rankings = Arc::new(crate::rankings::Rankings::new(
+            backend.clone(),
+            clock.clone(),
+            &config,
+        ));
         let reloader = Arc::new(
             Reloader::new(
                 &config,
@@ -347,7 +364,8 @@ impl Topology {
                 connectors.clone(),
                 pipelines.clone(),
             )
-            .with_retention(retention.clone()),
+            .with_retention(retention.clone())
+            .with_rankings(rankings.clone()),
         );
 
         let stop = CancellationToken::new();
@@ -384,6 +402,7 @@ impl Topology {
             pipelines,
             resilience,
             retention,
+            rankings,
             reloader,
             stop,
             stopping: std::sync::atomic::AtomicBool::new(false),

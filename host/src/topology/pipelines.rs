@@ -45,6 +45,8 @@ pub struct JobQueueInfo {
     pub connector: String,
     /// What an enqueued job may take: the connector's `retry.max_failures`.
     pub max_attempts: u32,
+    /// The event topics the connector subscribes to (`jobs.events`).
+    pub events: Vec<String>,
 }
 
 impl PipelineSet {
@@ -78,6 +80,7 @@ impl PipelineSet {
                     JobQueueInfo {
                         connector: handle.name.clone(),
                         max_attempts: settings.retry.max_failures,
+                        events: settings.jobs.events.clone(),
                     },
                 );
                 let pipeline = Arc::new(HandlePipeline {

@@ -143,6 +143,7 @@ pub struct Reloader {
     resilience: Arc<Resilience>,
     /// Takes each valid config's retention rules; none in tests of the reloader alone.
     retention: Option<Arc<Retention>>,
+    rankings: Option<Arc<crate::rankings::Rankings>>,
     clock: SharedClock,
     connectors: Arc<ConnectorSet>,
     pipelines: Arc<PipelineSet>,
@@ -179,6 +180,7 @@ impl Reloader {
             backend,
             resilience,
             retention: None,
+            rankings: None,
             clock,
             connectors,
             pipelines,
@@ -187,6 +189,12 @@ impl Reloader {
             last: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Hands each reloaded config's rankings to `rankings`.
+    pub(super) fn with_rankings(mut self, rankings: Arc<crate::rankings::Rankings>) -> Self {
+        self.rankings = Some(rankings);
+        self
     }
 
     /// Hands each reloaded config's retention rules to `retention`.
@@ -220,6 +228,9 @@ impl Reloader {
             retention.apply(&config);
         }
         self.pipelines.searches().apply(&config.search);
+        if let Some(rankings) = &self.rankings {
+            rankings.apply(&config);
+        }
         let plan = self.plan(&config, only);
         let mut report = ReloadReport {
             ok: true,

@@ -1,5 +1,6 @@
-//! The file trigger of a reload: watches the config file and every plugin file, and reloads
-//! once things have been quiet for a moment.
+//! The file trigger of a reload: watches the config file, every plugin file and the drop-in
+//! folder (`host.connectors_dir`: a file added there is a new connector), and reloads once
+//! things have been quiet for a moment.
 //!
 //! Editors and deploy tools rarely write a file in place: they write a temporary file and
 //! rename it over the old one, or delete and recreate it. So the watch is on the *directories*
@@ -37,9 +38,14 @@ pub(super) fn spawn_watcher(
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
-        let watched = callback_files
-            .read()
-            .is_ok_and(|files| event.paths.iter().any(|path| files.contains(path)));
+        // A watched file, or a `.toml` file in a watched folder (the drop-in folder).
+        let watched = callback_files.read().is_ok_and(|files| {
+            event.paths.iter().any(|path| {
+                files.contains(path)
+                    || (path.extension().is_some_and(|ext| ext == "toml")
+                        && path.parent().is_some_and(|dir| files.contains(dir)))
+            })
+        });
         if watched {
             let _ = events.send(());
         }
@@ -82,7 +88,7 @@ pub(super) fn spawn_watcher(
     }))
 }
 
-/// The config file and every connector's plugin file, as absolute paths.
+/// The config file, every connector's plugin file and the drop-in folder, as absolute paths.
 fn watched_files(config: &Config, config_path: &std::path::Path) -> BTreeSet<PathBuf> {
     let mut files: BTreeSet<PathBuf> = config
         .connectors
@@ -90,10 +96,18 @@ fn watched_files(config: &Config, config_path: &std::path::Path) -> BTreeSet<Pat
         .map(|connector| config.resolve(&connector.plugin))
         .collect();
     files.insert(config_path.to_path_buf());
+    files.extend(
+        config
+            .host
+            .connectors_dir
+            .as_ref()
+            .map(|dir| config.resolve(dir)),
+    );
     files
 }
 
-/// Adds a watch on each directory holding a watched file that is not watched yet.
+/// Adds a watch on each directory holding a watched file (and on a watched folder itself)
+/// that is not watched yet.
 fn watch_directories(
     watcher: &mut impl Watcher,
     watching: &mut BTreeSet<PathBuf>,
@@ -104,7 +118,13 @@ fn watch_directories(
         .map(|files| {
             files
                 .iter()
-                .filter_map(|file| file.parent().map(PathBuf::from))
+                .filter_map(|file| {
+                    if file.is_dir() {
+                        Some(file.clone())
+                    } else {
+                        file.parent().map(PathBuf::from)
+                    }
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -685,3 +685,87 @@ async fn a_hot_swap_mid_run_loses_no_job() {
     assert!(new >= 1, "later jobs ran on the new version");
     host.shutdown().await;
 }
+
+/// `POST /v1/events/{topic}`: a thin event becomes one job per subscribed handler (kind = the
+/// topic, payload = the event), a resent event (same id) is a repeat, and a bad or oversized
+/// event, or one nobody subscribes to, enqueues nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbound_event_becomes_a_job_for_each_subscriber_once() {
+    let (_dir, host, backend, upstream) = start(
+        "test_handler",
+        "[connectors.posts.jobs]\nevents = [\"order-paid\"]",
+    )
+    .await;
+    let admin = host.admin_addr().expect("admin");
+    let client = reqwest::Client::new();
+    let publish = |topic: &str, body: String| {
+        let request = client
+            .post(format!("http://{admin}/v1/events/{topic}"))
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let response = request.send().await.expect("admin answers");
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let (status, first) = publish("order-paid", r#"{"id": "o-1", "order": "o-1"}"#.into()).await;
+    assert_eq!(status, 202, "{first}");
+    let jobs = first["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 1, "{first}");
+    assert_eq!(jobs[0]["connector"], "posts");
+    assert_eq!(jobs[0]["repeat"], false);
+    let (status, again) = publish("order-paid", r#"{"id": "o-1", "order": "o-1"}"#.into()).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["jobs"][0]["id"], jobs[0]["id"], "the same job");
+    assert_eq!(again["jobs"][0]["repeat"], true);
+    let (status, numbered) = publish("order-paid", r#"{"id": 7, "order": "o-7"}"#.into()).await;
+    assert_eq!(
+        (status, numbered["jobs"][0]["repeat"].as_bool()),
+        (202, Some(false))
+    );
+
+    let too_big = format!("{{\"id\": \"x\", \"pad\": \"{}\"}}", "x".repeat(17 * 1024));
+    for (topic, body, expected, says) in [
+        (
+            "order-shipped",
+            r#"{"id": "o-2"}"#.to_string(),
+            404,
+            "no handler subscribes to topic 'order-shipped'",
+        ),
+        (
+            "order-paid",
+            "[1, 2]".to_string(),
+            400,
+            "must be a JSON object",
+        ),
+        ("order-paid", "{not json".to_string(), 400, "not JSON"),
+        (
+            "order-paid",
+            r#"{"id": {"a": 1}}"#.to_string(),
+            400,
+            "field \"id\" must be a string or a number",
+        ),
+        ("order-paid", too_big, 413, "larger than 16384 bytes"),
+    ] {
+        let (status, answer) = publish(topic, body).await;
+        assert_eq!(status, expected, "{topic}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or("").contains(says),
+            "{answer}"
+        );
+    }
+
+    all_finished(&backend, "posts", 2, 0).await;
+    let effects = upstream.effects.lock().unwrap().clone();
+    assert_eq!(effects.len(), 2, "two events, two jobs: {effects:?}");
+    assert!(effects.values().all(|job| job.applied == 1), "{effects:?}");
+    drop(effects);
+    host.shutdown().await;
+}

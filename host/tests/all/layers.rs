@@ -18,6 +18,7 @@ const LAYERS: &[&str] = &[
     "scheduler",
     "cassette",
     "runtime",
+    "rankings",
     "egress",
     "credentials",
     "resilience",

@@ -21,6 +21,7 @@
 //! | `loud`        | logs `log-lines` (default 300) lines of `log-bytes` (default 10,000) bytes, then one item |
 //! | `items`       | returns `items` (default 100) items with `item-bytes` (default 100) bytes of content each |
 //! | `shout`       | fails with a transient error of `error-bytes` (default 1 MiB) |
+//! | `rank`        | adds 1 to `rank-members` (default 1) members `<target>/<i>` of the ranking `ranking` (default `hostile`) through the `rankings` import, then one item titled with the all-time top 3 (`member=score@rank,…`); a refusal is a permanent error with the host's text |
 //! | `worst`       | all of the above at once, within whatever limits the config values say: fills `balloon-mib` (default 0) MiB of memory, `fanout` GETs of the target read to the end, one `post` of `body-bytes`, `state`, `loud` and `items` |
 //!
 //! The numbers come from the connector's config values. Any other mode is a permanent error
@@ -57,7 +58,7 @@ use core::hint::black_box;
 
 use exports::tsunagi::connector::poll::{Guest as PollGuest, PollRequest, PollResponse};
 use tsunagi::connector::types::{ConnectorError, ErrorKind, Item};
-use tsunagi::connector::{config, log, state};
+use tsunagi::connector::{config, log, rankings, state};
 
 struct HostileConnector;
 
@@ -82,6 +83,7 @@ impl PollGuest for HostileConnector {
             "state" => write_state(&request),
             "loud" => loud(),
             "items" => Ok(response_of(many_items(&request.target))),
+            "rank" => rank(&request.target),
             "shout" => Err(error(
                 ErrorKind::Transient,
                 "s".repeat(setting("error-bytes", 1 << 20)),
@@ -302,6 +304,27 @@ fn ok(target: &str) -> Result<PollResponse, ConnectorError> {
         id: format!("hostile-ok-{target}"),
         title: Some("ok".to_owned()),
         summary: Some(format!("call {calls}")),
+        ..empty_item()
+    }))
+}
+
+/// Counts members in a ranking, then reads its top 3.
+fn rank(target: &str) -> Result<PollResponse, ConnectorError> {
+    let ranking = config::get("ranking").unwrap_or_else(|| "hostile".to_owned());
+    let members = setting("rank-members", 1);
+    let refused = |message: String| error(ErrorKind::Permanent, message);
+    for member in 0..members {
+        rankings::add(&ranking, &format!("{target}/{member}"), 1).map_err(refused)?;
+    }
+    let top = rankings::top(&ranking, rankings::Period::AllTime, 3).map_err(refused)?;
+    let title = top
+        .iter()
+        .map(|s| format!("{}={}@{}", s.member, s.score, s.rank))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(response(Item {
+        id: format!("hostile-rank-{target}"),
+        title: Some(title),
         ..empty_item()
     }))
 }

@@ -19,7 +19,8 @@
 //! - [`Error`] / [`Result`]: a failure and how the host should treat it ([`ErrorKind`]);
 //! - [`http`]: a small blocking HTTP client over `wasi:http/outgoing-handler` (the host applies
 //!   its allowlist, rate limits, breakers and caps to every request);
-//! - [`state`], [`config`], [`log`] (plus the [`info!`]-style macros): the host's services;
+//! - [`state`], [`config`], [`log`] (plus the [`info!`]-style macros), [`rankings`]: the host's
+//!   services;
 //! - [`json`]: serde_json with errors that say which upstream sent the bad document;
 //! - [`Item`]: what pollers and item searchers produce; [`Product`]: what shops produce;
 //! - [`prelude`]: the usual imports in one `use`.
@@ -117,6 +118,7 @@ mod item;
 pub mod json;
 pub mod log;
 pub mod prelude;
+pub mod rankings;
 pub mod state;
 
 #[cfg(any(feature = "handler", doc))]
@@ -186,6 +188,7 @@ pub mod __bindings {
                 ],
                 "tsunagi:connector/log@0.1.2/level": [#[derive(Hash)]],
                 "tsunagi:connector/state@0.1.2/scope": [#[derive(Hash)]],
+                "tsunagi:connector/rankings@0.1.2/period": [#[derive(Hash)]],
             },
         });
     }
@@ -201,6 +204,7 @@ pub mod __bindings {
                 "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
                 "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
                 "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/rankings@0.1.2": crate::__bindings::base::tsunagi::connector::rankings,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
@@ -224,6 +228,7 @@ pub mod __bindings {
                 "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
                 "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
                 "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/rankings@0.1.2": crate::__bindings::base::tsunagi::connector::rankings,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
@@ -246,6 +251,7 @@ pub mod __bindings {
                 "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
                 "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
                 "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/rankings@0.1.2": crate::__bindings::base::tsunagi::connector::rankings,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
@@ -269,6 +275,7 @@ pub mod __bindings {
                 "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
                 "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
                 "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/rankings@0.1.2": crate::__bindings::base::tsunagi::connector::rankings,
             },
             additional_derives: [PartialEq],
             additional_type_attributes: {

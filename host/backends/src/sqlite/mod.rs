@@ -1,4 +1,5 @@
-//! The embedded backend: one SQLite file (WAL mode) holding targets, items, jobs and state.
+//! The embedded backend: one SQLite file (WAL mode) holding targets, items, jobs, state,
+//! tokens and rankings.
 //!
 //! Several OS processes may share one file. Every write runs on this instance's single writer
 //! connection, inside `BEGIN IMMEDIATE` (or as one autocommit statement, which takes the write
@@ -17,6 +18,7 @@
 mod commits;
 mod items;
 mod jobs;
+mod rankings;
 mod retention;
 mod state;
 mod targets;
@@ -48,14 +50,15 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 4_000;
 const PAGE_CACHE_KIB: u32 = 64 * 1024;
 /// The schema version this build writes (`PRAGMA user_version`): [`SCHEMA`] creates version 1,
 /// then each migration in [`MIGRATIONS`] moves it one version up.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 const SCHEMA: &str = include_str!("schema.sql");
-const MIGRATIONS: [(i64, &str); 5] = [
+const MIGRATIONS: [(i64, &str); 6] = [
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
     (4, include_str!("schema_v4.sql")),
     (5, include_str!("schema_v5.sql")),
     (6, include_str!("schema_v6.sql")),
+    (7, include_str!("schema_v7.sql")),
 ];
 
 /// SQL appending one failed attempt (`at`, `error`: SQL expressions) to the JSON history in
@@ -293,4 +296,19 @@ fn to_u32(value: i64, context: &'static str) -> Result<u32> {
         context,
         reason: format!("{value} is not a valid count"),
     })
+}
+
+/// The query plan SQLite makes for `sql`, one detail line per step: tests check statements
+/// search an index rather than scan a table.
+#[cfg(test)]
+pub(crate) async fn query_plan(backend: &SqliteBackend, sql: &str) -> String {
+    let rows: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&backend.writer)
+            .await
+            .unwrap_or_else(|e| panic!("cannot plan {sql}: {e}"));
+    rows.into_iter()
+        .map(|(_, _, _, detail)| detail)
+        .collect::<Vec<_>>()
+        .join("\n")
 }

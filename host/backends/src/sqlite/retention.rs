@@ -215,17 +215,7 @@ mod tests {
 
     use super::*;
 
-    async fn plan(backend: &SqliteBackend, sql: &str) -> String {
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                .fetch_all(&backend.writer)
-                .await
-                .unwrap_or_else(|e| panic!("cannot plan {sql}: {e}"));
-        rows.into_iter()
-            .map(|(_, _, _, detail)| detail)
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
+    use crate::sqlite::query_plan as plan;
 
     #[tokio::test]
     async fn retention_and_the_commit_path_search_indexes_and_scan_no_table() {
