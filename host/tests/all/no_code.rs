@@ -207,6 +207,38 @@ async fn a_no_code_shop_dropped_into_the_config_folder_is_searched_without_a_res
         assert!(reason.contains(expected), "{mode:?}: {reason}");
         assert_eq!(answer["shops"]["rakuten"]["status"], "ok", "{answer}");
     }
+    yahoo.set_mode(ShopMode::Normal);
+
+    // A broken file dropped beside it: the reload is refused naming its file and line, and the
+    // shops that run go on as they were.
+    let broken = dir.path().join("connectors/broken.toml");
+    std::fs::write(
+        &broken,
+        "[connectors.broken]\nrole = \"searcher\"\n\n[connectors.broken.declarative.request]\nurl = \"https://api.example/search\"\n[connectors.broken.declarative.records]\npointer = \"items\"\n[connectors.broken.declarative.fields]\nid = \"/id\"\n",
+    )
+    .unwrap();
+    let response = client
+        .post(format!("{base}/v1/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let report = response.text().await.unwrap();
+    assert!(
+        report.contains(&format!("{}:7:", broken.display()))
+            && report.contains("connectors.broken.declarative.records.pointer"),
+        "{report}"
+    );
+    let (status, answer) = search(&client, &base, "q=bancha").await;
+    assert_eq!(status, 200);
+    // Three bad answers in four opened Yahoo!'s breaker (the shipped file has no probe): still
+    // a shop, now spared; the broken file added none.
+    assert_eq!(
+        answer["shops"]["yahoo"]["status"], "breaker-open",
+        "{answer}"
+    );
+    assert_eq!(answer["shops"]["rakuten"]["status"], "ok", "{answer}");
+    assert!(answer["shops"]["broken"].is_null(), "{answer}");
     for server in [&rakuten, &yahoo] {
         assert_eq!(server.stats().over_limit, 0, "{:?}", server.stats());
     }
@@ -305,6 +337,20 @@ async fn mistakes_in_a_no_code_file_are_reported_at_its_file_and_line() {
     );
     std::fs::write(&file, &good).unwrap();
     Config::load(&main).expect("the shipped file is good");
+
+    // The folder is read up to a cap.
+    for n in 0..256 {
+        std::fs::write(dir.path().join(format!("connectors/empty-{n:03}.toml")), "").unwrap();
+    }
+    let errors = Config::load(&main).expect_err("257 files");
+    assert!(
+        errors
+            .errors()
+            .iter()
+            .any(|e| e.field == "host.connectors_dir"
+                && e.message.contains("257 .toml files, more than 256")),
+        "{errors}"
+    );
 }
 
 /// A JSON API polled by a declarative poller: the fake X API's v2 timeline, pages of 5

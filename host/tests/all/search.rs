@@ -82,16 +82,58 @@ struct SearchHost {
     host: TestHost,
     client: reqwest::Client,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// The shipped Yahoo! no-code file, pointed at `server` (appid from a file, probe on its
+/// `/health`), for the folder `connectors/`.
+fn yahoo_dropin(dir: &Path, server: &ShopServer) {
+    std::fs::create_dir_all(dir.join("connectors")).unwrap();
+    std::fs::write(dir.join("yahoo.app_id"), app_id("yahoo")).unwrap();
+    let shipped =
+        std::fs::read_to_string(workspace_root().join("config/shops/yahoo.toml")).unwrap();
+    let pointed = shipped
+        .replace("https://shopping.yahooapis.jp", server.base_url())
+        .replace(
+            "key = \"${YAHOO_APP_ID}\"",
+            "key = { file = \"yahoo.app_id\" }",
+        )
+        .replace(
+            "open_wait = \"30s\"\n",
+            &format!(
+                "open_wait = \"30s\"\n[breakers.yahoo.probe]\nurl = \"{}\"\ninterval = \"100ms\"\n",
+                server.health_url()
+            ),
+        );
+    std::fs::write(dir.join("connectors/yahoo.toml"), pointed).unwrap();
 }
 
 impl SearchHost {
     async fn start(shops: &[(&str, &ShopServer)], search: &str) -> SearchHost {
+        Self::start_with(shops, None, search).await
+    }
+
+    async fn start_with(
+        shops: &[(&str, &ShopServer)],
+        yahoo: Option<&ShopServer>,
+        search: &str,
+    ) -> SearchHost {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("admin_token"), ADMIN_TOKEN).unwrap();
-        let mut text = host_section(
-            "admin_listen = \"127.0.0.1:0\"\nadmin_token = { file = \"admin_token\" }\n",
-        ) + &format!("\n[search]\n{search}\n");
+        let dropin = match yahoo {
+            Some(server) => {
+                yahoo_dropin(dir.path(), server);
+                let plugins = plugin("declarative_searcher");
+                format!(
+                    "connectors_dir = \"connectors\"\ndeclarative_plugins = \"{}\"\n",
+                    plugins.parent().unwrap().display()
+                )
+            }
+            None => String::new(),
+        };
+        let mut text = host_section(&format!(
+            "admin_listen = \"127.0.0.1:0\"\nadmin_token = {{ file = \"admin_token\" }}\n{dropin}"
+        )) + &format!("\n[search]\n{search}\n");
         for (name, server) in shops {
             text += &shop_section(dir.path(), name, server);
         }
@@ -104,7 +146,7 @@ impl SearchHost {
             host,
             client: reqwest::Client::new(),
             base,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -154,20 +196,21 @@ async fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() ->
     }
 }
 
-/// The acceptance run: 200 searches at once over two healthy shops and one in maintenance.
+/// The acceptance run: 200 searches at once over two healthy shops — Rakuten by its plugin,
+/// Yahoo! by the shipped no-code file — and a Rakuten in maintenance.
 /// Every answer is 200 with a status per shop; the fakes see nothing over their limits and
 /// every request carried its application id; the down shop's breaker opens, after which only
 /// probes reach it, until it is back and a probe closes the breaker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_searches_at_once_with_a_shop_down_all_answer_with_each_shops_status() {
-    let (first, second, down) = (
-        fake_rakuten("first").await,
-        fake_rakuten("second").await,
-        fake_rakuten("down").await,
-    );
+    let (first, down) = (fake_rakuten("first").await, fake_rakuten("down").await);
+    let second = ShopServer::start(ShopServerConfig::new(ShopApi::Yahoo, &app_id("yahoo")))
+        .await
+        .expect("fake Yahoo");
     down.set_mode(ShopMode::Maintenance);
-    let host = SearchHost::start(
-        &[("first", &first), ("second", &second), ("down", &down)],
+    let host = SearchHost::start_with(
+        &[("first", &first), ("down", &down)],
+        Some(&second),
         "deadline = \"3s\"\ncache_ttl = \"60s\"",
     )
     .await;
@@ -186,7 +229,7 @@ async fn two_hundred_searches_at_once_with_a_shop_down_all_answer_with_each_shop
     let mut seen = std::collections::BTreeMap::<(String, String), usize>::new();
     for (status, body) in &answers {
         assert_eq!(*status, 200, "every search answers 200: {body}");
-        for shop in ["first", "second", "down"] {
+        for shop in ["first", "yahoo", "down"] {
             let shop_status = status_of(body, shop);
             assert!(
                 ["ok", "rate-limited", "breaker-open", "error", "timeout"].contains(&shop_status),
@@ -206,7 +249,7 @@ async fn two_hundred_searches_at_once_with_a_shop_down_all_answer_with_each_shop
         assert_ne!(status_of(body, "down"), "ok", "{body}");
     }
     eprintln!("shop statuses over 200 searches: {seen:?}");
-    for shop in ["first", "second"] {
+    for shop in ["first", "yahoo"] {
         assert!(
             seen.get(&(shop.to_string(), "ok".to_string())).copied() >= Some(1),
             "{shop} answered some searches: {seen:?}"
@@ -218,7 +261,7 @@ async fn two_hundred_searches_at_once_with_a_shop_down_all_answer_with_each_shop
             "a 1/s shop cannot answer 50 different searches in 3 s: {seen:?}"
         );
     }
-    for (name, server) in [("first", &first), ("second", &second), ("down", &down)] {
+    for (name, server) in [("first", &first), ("yahoo", &second), ("down", &down)] {
         let stats = server.stats();
         assert_eq!(
             stats.over_limit, 0,
@@ -456,6 +499,19 @@ async fn a_bad_query_answers_400_naming_the_parameter() {
             "{body}"
         );
     }
+    let many = (0..40)
+        .map(|n| format!("x{n}=1"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let (status, body) = host.get(&format!("q=tea&{many}")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than 32 query parameters"),
+        "{body}"
+    );
     assert_eq!(shop.stats().searches, 0, "no bad query reached the shop");
 
     let without_token = host
@@ -466,5 +522,47 @@ async fn a_bad_query_answers_400_naming_the_parameter() {
         .unwrap();
     assert_eq!(without_token.status().as_u16(), 401);
     assert_eq!(shop.stats().searches, 0);
+
+    // `tsunagi search` asks the same endpoint (with the token the config names).
+    let admin = host.base.trim_start_matches("http://").to_string();
+    let config = std::fs::read_to_string(host.dir.path().join("tsunagi.toml"))
+        .unwrap()
+        .replace(
+            "admin_listen = \"127.0.0.1:0\"",
+            &format!("admin_listen = \"{admin}\""),
+        );
+    std::fs::write(host.dir.path().join("cli.toml"), config).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .args([
+            "search",
+            "green tea",
+            "--limit",
+            "3",
+            "--sort",
+            "price-asc",
+            "--config",
+        ])
+        .arg(host.dir.path().join("cli.toml"))
+        .output()
+        .expect("tsunagi search runs");
+    assert!(output.status.success(), "{output:?}");
+    let answer: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(status_of(&answer, "shop"), "ok", "{answer}");
+    assert_eq!(
+        answer["products"].as_array().map(Vec::len),
+        Some(3),
+        "{answer}"
+    );
+    assert_eq!(shop.stats().searches, 1);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .args(["search", "tea", "--shops", "amazon", "--config"])
+        .arg(host.dir.path().join("cli.toml"))
+        .output()
+        .expect("tsunagi search runs");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("parameter 'shops'"),
+        "{output:?}"
+    );
     host.host.shutdown().await;
 }

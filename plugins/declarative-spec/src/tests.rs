@@ -329,3 +329,22 @@ fn a_poller_follows_its_cursor_and_maps_items() {
             .any(|p| p.field == "fields.price")
     );
 }
+
+#[test]
+fn an_answer_with_more_records_than_the_cap_is_refused() {
+    let spec = yahoo();
+    let many: Vec<serde_json::Value> = (0..=MAX_RECORDS).map(|_| hit(json!(1))).collect();
+    let failure = spec
+        .read_answer(
+            Role::Searcher,
+            200,
+            "application/json",
+            json!({"hits": many}).to_string().as_bytes(),
+        )
+        .unwrap_err();
+    assert_eq!(failure.kind, FailureKind::BadResponse);
+    assert!(
+        failure.message.contains("1001 records, more than 1000"),
+        "{failure:?}"
+    );
+}

@@ -192,3 +192,105 @@ fn relevance_takes_each_shops_best_in_turn_and_the_rest_sort_on_the_field() {
     );
     assert!(merge(Vec::new(), SortOrder::Relevance, 10).is_empty());
 }
+
+fn search_for(keywords: &str) -> ProductSearch {
+    ProductSearch {
+        query: ProductQuery {
+            keywords: keywords.into(),
+            limit: 10,
+            page: 1,
+            ..ProductQuery::default()
+        },
+        shops: vec!["shop".into()],
+    }
+}
+
+fn answer(complete: bool) -> Arc<SearchAnswer> {
+    let status = if complete {
+        ShopStatus::Ok
+    } else {
+        ShopStatus::Timeout
+    };
+    Arc::new(SearchAnswer {
+        query: "q".into(),
+        sort: SortOrder::Relevance,
+        page: 1,
+        limit: 10,
+        products: Vec::new(),
+        shops: [(
+            "shop".to_string(),
+            ShopOutcome {
+                status,
+                reason: None,
+                count: 0,
+                total: None,
+                elapsed_ms: 0,
+            },
+        )]
+        .into_iter()
+        .collect(),
+        elapsed_ms: 0,
+    })
+}
+
+#[test]
+fn distinct_searches_in_flight_are_capped_and_identical_ones_join_without_a_place() {
+    let pipeline = SearchPipeline::with_flight_cap(SearchSettings::default(), 2);
+    let first = pipeline.board(&search_for("a")).expect("a place");
+    let _second = pipeline.board(&search_for("b")).expect("a place");
+    assert!(matches!(first, Boarding::Lead(..)));
+    assert!(
+        matches!(pipeline.board(&search_for("a")), Ok(Boarding::Join(_))),
+        "an identical search joins the flight, taking no place"
+    );
+    assert_eq!(
+        pipeline.board(&search_for("c")).err(),
+        Some(SearchError::Busy),
+        "a third distinct search is refused, not queued"
+    );
+    assert_eq!(pipeline.counts().refused_busy, 1);
+    // A flight that lands frees its place.
+    let Boarding::Lead(flight, permit) = first else {
+        unreachable!()
+    };
+    pipeline.land(&search_for("a"), &flight, &answer(true));
+    drop(permit);
+    assert!(matches!(
+        pipeline.board(&search_for("c")),
+        Ok(Boarding::Lead(..))
+    ));
+}
+
+#[test]
+fn kept_answers_are_capped_oldest_first_and_incomplete_ones_are_not_kept() {
+    let settings = SearchSettings {
+        cache_entries: 2,
+        ..SearchSettings::default()
+    };
+    let pipeline = SearchPipeline::new(settings);
+    for keywords in ["a", "b", "c"] {
+        let search = search_for(keywords);
+        let Ok(Boarding::Lead(flight, _permit)) = pipeline.board(&search) else {
+            panic!("a new flight for {keywords}")
+        };
+        pipeline.land(&search, &flight, &answer(true));
+    }
+    assert_eq!(pipeline.counts().kept_answers, 2);
+    assert!(
+        matches!(pipeline.board(&search_for("a")), Ok(Boarding::Lead(..))),
+        "the oldest was dropped"
+    );
+    assert!(matches!(
+        pipeline.board(&search_for("c")),
+        Ok(Boarding::Kept(_))
+    ));
+    let search = search_for("d");
+    let Ok(Boarding::Lead(flight, _permit)) = pipeline.board(&search) else {
+        panic!("a new flight")
+    };
+    pipeline.land(&search, &flight, &answer(false));
+    assert!(
+        matches!(pipeline.board(&search), Ok(Boarding::Lead(..))),
+        "an answer a shop failed is not kept"
+    );
+}

@@ -44,6 +44,9 @@ pub enum BenchCommand {
     /// Timeline polls/s for many linked X users against the fake X API, and peak memory.
     #[command(name = "x-read")]
     XRead(super::x_read_bench::XReadBenchArgs),
+    /// What the search fan-out adds over the slowest healthy shop, with and without a shop
+    /// down, and cached searches per second.
+    Search(super::search_bench::SearchBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +112,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Memory(args) => super::memory_bench::memory(args).await,
         BenchCommand::Jobs(args) => super::jobs_bench::jobs(args).await,
         BenchCommand::XRead(args) => super::x_read_bench::x_read(args).await,
+        BenchCommand::Search(args) => super::search_bench::search(args).await,
     }
 }
 

@@ -9,6 +9,7 @@ mod jobs_bench;
 mod memory_bench;
 mod peak_rss;
 mod retention_bench;
+mod search_bench;
 mod server_thread;
 mod swap_bench;
 mod x_read_bench;
