@@ -41,7 +41,9 @@ pub struct ParsedFeed {
 }
 
 /// Parses `body`, fetched from `url` (used to resolve relative links and to derive ids for
-/// entries that have none). The error says why the feed is malformed.
+/// entries that have none). The error says why the feed is malformed. A document that holds
+/// `<item>` or `<entry>` elements but yields no item is an error too, never an empty success:
+/// a whole feed's posts must not be lost without a word.
 pub fn parse(body: &[u8], url: &str) -> Result<ParsedFeed, String> {
     let feed = feed_rs::parser::Builder::new()
         .base_uri(Some(url))
@@ -50,7 +52,42 @@ pub fn parse(body: &[u8], url: &str) -> Result<ParsedFeed, String> {
         .build()
         .parse(body)
         .map_err(|err| format!("malformed feed: {err}"))?;
-    Ok(map_feed(feed, url))
+    let parsed = map_feed(feed, url);
+    if parsed.items.is_empty() {
+        let elements = entry_elements(body);
+        if elements > 0 {
+            return Err(format!(
+                "unread feed: the document holds {elements} <item>/<entry> element(s) but none \
+                 could be read (a format or namespace the reader does not know)"
+            ));
+        }
+    }
+    Ok(parsed)
+}
+
+/// How many `<item>` / `<entry>` start tags (any namespace prefix) `body` holds, at most 1,000:
+/// enough to tell "no entries" from "entries not read".
+fn entry_elements(body: &[u8]) -> usize {
+    let mut count = 0;
+    let mut rest = body;
+    while let Some(open) = rest.iter().position(|&b| b == b'<') {
+        rest = &rest[open + 1..];
+        let name_end = rest
+            .iter()
+            .position(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/')
+            .unwrap_or(rest.len());
+        let name = &rest[..name_end];
+        let local = name.rsplit(|&b| b == b':').next().unwrap_or(name);
+        if (local.eq_ignore_ascii_case(b"item") || local.eq_ignore_ascii_case(b"entry"))
+            && name_end < rest.len()
+        {
+            count += 1;
+            if count == 1000 {
+                break;
+            }
+        }
+    }
+    count
 }
 
 /// Maps a parsed feed to items and the refresh hint.
@@ -385,5 +422,59 @@ mod tests {
         let body =
             "<rss version=\"2.0\"><channel><title>t</title><ttl>4294967295</ttl></channel></rss>";
         assert_eq!(parse_ok(body).refresh_after_seconds, Some(u32::MAX));
+    }
+}
+
+#[cfg(test)]
+mod unread {
+    //! Feeds whose entries the reader does not know yet must fail loudly, never as an empty
+    //! success (issue 14's examples).
+    use super::*;
+
+    const URL: &str = "https://example.com/feed";
+
+    fn outcome(body: &str) -> Result<usize, String> {
+        parse(body.as_bytes(), URL).map(|parsed| parsed.items.len())
+    }
+
+    #[test]
+    fn a_feed_with_entries_the_reader_cannot_read_is_an_error_naming_them() {
+        let atom_03 = r#"<?xml version="1.0"?>
+<feed version="0.3" xmlns="http://purl.org/atom/ns#">
+  <title>Old Atom</title>
+  <entry><title>One</title><id>tag:example.com,2004:1</id><link rel="alternate" href="https://example.com/1"/></entry>
+  <entry><title>Two</title><id>tag:example.com,2004:2</id><link rel="alternate" href="https://example.com/2"/></entry>
+</feed>"#;
+        let rss_090 = r#"<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://my.netscape.com/rdf/simple/0.9/">
+  <channel><title>Netscape</title><link>https://example.com/</link><description>d</description></channel>
+  <item><title>One</title><link>https://example.com/1</link></item>
+</rdf:RDF>"#;
+        let rdf_untitled = r#"<?xml version="1.0"?>
+<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/">
+  <channel rdf:about="https://example.com/"><link>https://example.com/</link></channel>
+  <item rdf:about="https://example.com/1"><title>One</title><link>https://example.com/1</link></item>
+</rdf:RDF>"#;
+        let unread = |entries: usize| {
+            Err(format!(
+                "unread feed: the document holds {entries} <item>/<entry> element(s) but none \
+                 could be read (a format or namespace the reader does not know)"
+            ))
+        };
+        // Until the reader knows Atom 0.3's namespace and RSS 0.90, they fail naming their
+        // entries; the RDF feed without a channel title is read.
+        assert_eq!(outcome(atom_03), unread(2), "atom 0.3");
+        assert_eq!(outcome(rss_090), unread(1), "rss 0.90");
+        assert_eq!(outcome(rdf_untitled), Ok(1), "rdf without a channel title");
+    }
+
+    #[test]
+    fn a_feed_without_entries_is_still_an_empty_success() {
+        let empty = r#"<rss version="2.0"><channel><title>t</title><link>https://e.x/</link><description>d</description></channel></rss>"#;
+        assert_eq!(outcome(empty), Ok(0));
+        assert_eq!(
+            entry_elements(b"<items><entryway/><rss:item>x</rss:item><ITEM/></items>"),
+            2
+        );
     }
 }

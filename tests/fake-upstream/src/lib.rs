@@ -172,7 +172,15 @@ pub struct FeedServer {
 impl FeedServer {
     /// Binds 127.0.0.1:0 on the current tokio runtime.
     pub async fn start(config: FeedServerConfig) -> anyhow::Result<FeedServer> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Self::start_on(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
+    }
+
+    /// Binds `listen` on the current tokio runtime (the `fake-upstream feeds` command).
+    pub async fn start_on(
+        config: FeedServerConfig,
+        listen: SocketAddr,
+    ) -> anyhow::Result<FeedServer> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(build_shared(&config, addr));
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
@@ -238,7 +246,7 @@ impl FeedServer {
         })
     }
 
-    /// The bound address (always 127.0.0.1).
+    /// The bound address (127.0.0.1 unless started on another).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
