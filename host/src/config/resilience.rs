@@ -22,8 +22,10 @@ pub struct BudgetSettings {
     /// Requests that may go at once after a quiet spell (1 = evenly spaced).
     #[serde(default)]
     pub burst: Option<u32>,
-    /// `shared` (one budget for everything that names it) or `target` (one per target, as an
-    /// API that limits each user's token separately).
+    /// `shared` (one budget for everything that names it), `target` (one per target, as an
+    /// API that limits each user's token separately) or `host` (one per upstream host, keyed
+    /// by its registrable domain: the tens of thousands of feeds one blog service hosts share
+    /// one, and a 429 from it slows it alone).
     #[serde(default)]
     pub per: BudgetScope,
 }
@@ -34,6 +36,7 @@ pub enum BudgetScope {
     #[default]
     Shared,
     Target,
+    Host,
 }
 
 impl BudgetSettings {

@@ -399,6 +399,8 @@ impl Exchange {
             }
         };
         let limits = effective_limits(&self.limits, options);
+        // Per-host budgets are keyed by it; the URL itself goes on to the send.
+        let host = url.host_str().unwrap_or("").to_string();
         let slots = self.take_slots(&limits).await?;
         if !rule.budget.is_empty() || rule.breaker.is_some() {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
@@ -406,10 +408,11 @@ impl Exchange {
             let max_wait = remaining.saturating_sub(limits.request_timeout.min(remaining / 2));
             match self
                 .resilience
-                .admit(
+                .admit_to(
                     &rule.budget,
                     rule.breaker.as_deref(),
                     &self.target,
+                    &host,
                     max_wait,
                 )
                 .await
@@ -450,7 +453,7 @@ impl Exchange {
                 pushed_until.map(|until| until.min(now.saturating_add(MAX_PUSH_BACK_MS)));
             if let Some(until) = pushed_until {
                 self.resilience
-                    .upstream_limit(&rule.budget, &self.target, until)
+                    .upstream_limit_of(&rule.budget, &self.target, &host, until)
                     .await;
             }
         }

@@ -279,6 +279,19 @@ impl Resilience {
         target: &str,
         max_wait: Duration,
     ) -> Result<Option<BreakerCall>, Deferral> {
+        self.admit_to(budgets, breaker, target, "", max_wait).await
+    }
+
+    /// [`Self::admit`] for a request to `host` (per-host budgets are keyed by its registrable
+    /// domain).
+    pub async fn admit_to(
+        &self,
+        budgets: &[impl AsRef<str>],
+        breaker: Option<&str>,
+        target: &str,
+        host: &str,
+        max_wait: Duration,
+    ) -> Result<Option<BreakerCall>, Deferral> {
         // A closed breaker permits whatever the order, so the budget wait comes first and no
         // permit is held through it; an open or half-open one answers first, so a broken
         // upstream does not spend the budget.
@@ -304,10 +317,16 @@ impl Resilience {
                 declared.budgets.get(name).map(|spec| (name, spec))
             })
             .collect();
-        specs.sort_by_key(|(_, spec)| spec.scope != BudgetScope::Target);
+        // Narrowest first: a user, then a host, then what everyone shares.
+        specs.sort_by_key(|(_, spec)| match spec.scope {
+            BudgetScope::Target => 0,
+            BudgetScope::Host => 1,
+            BudgetScope::Shared => 2,
+        });
         let mut go_at = self.clock.now_ms();
         for (name, spec) in specs {
-            go_at = go_at.max(self.reserve_slot(name, spec, target, max_wait).await?);
+            let key = budget_key(name, spec.scope, target, host);
+            go_at = go_at.max(self.reserve_slot(name, &key, spec, max_wait).await?);
         }
         let wait = go_at.saturating_sub(self.clock.now_ms());
         if wait > 0 {
@@ -342,16 +361,15 @@ impl Resilience {
     async fn reserve_slot(
         &self,
         name: &str,
+        key: &str,
         spec: &Budget,
-        target: &str,
         max_wait: Duration,
     ) -> Result<Millis, Deferral> {
-        let key = budget_key(name, spec.scope, target);
         let now = self.clock.now_ms();
         let max_wait_ms = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
         let reservation = self
             .limiter
-            .reserve(&key, &spec.quota, now, max_wait_ms)
+            .reserve(key, &spec.quota, now, max_wait_ms)
             .await
             .map_err(|error| {
                 // A store that cannot answer must not let traffic through unmetered.
@@ -416,6 +434,18 @@ impl Resilience {
     /// them (a user's token) only those are pushed out, so one user's exhausted limit does not
     /// stop the app's other users; otherwise all of them.
     pub async fn upstream_limit(&self, budgets: &[impl AsRef<str>], target: &str, until: Millis) {
+        self.upstream_limit_of(budgets, target, "", until).await;
+    }
+
+    /// [`Self::upstream_limit`] for an answer from `host`: with a per-target or per-host budget
+    /// among them, only those are pushed out (a user's limit, a host's), not the shared ones.
+    pub async fn upstream_limit_of(
+        &self,
+        budgets: &[impl AsRef<str>],
+        target: &str,
+        host: &str,
+        until: Millis,
+    ) {
         let declared = self.declared.load_full();
         let specs: Vec<(&str, &Budget)> = budgets
             .iter()
@@ -424,14 +454,14 @@ impl Resilience {
                 declared.budgets.get(name).map(|spec| (name, spec))
             })
             .collect();
-        let per_target = specs
+        let narrow = specs
             .iter()
-            .any(|(_, spec)| spec.scope == BudgetScope::Target);
+            .any(|(_, spec)| spec.scope != BudgetScope::Shared);
         for (budget, spec) in specs {
-            if per_target && spec.scope != BudgetScope::Target {
+            if narrow && spec.scope == BudgetScope::Shared {
                 continue;
             }
-            let key = budget_key(budget, spec.scope, target);
+            let key = budget_key(budget, spec.scope, target, host);
             if let Err(error) = self.limiter.push_back(&key, &spec.quota, until).await {
                 tracing::error!(%budget, "cannot record the upstream's rate limit: {error}");
             }
@@ -453,7 +483,7 @@ impl Resilience {
         for (name, spec) in &declared.budgets {
             let fill = match spec.scope {
                 BudgetScope::Shared => self.limiter.fill(name, &spec.quota, now).await.ok(),
-                BudgetScope::Target => None,
+                BudgetScope::Target | BudgetScope::Host => None,
             };
             budgets.insert(
                 name.clone(),
@@ -462,6 +492,7 @@ impl Resilience {
                     per: match spec.scope {
                         BudgetScope::Shared => "shared",
                         BudgetScope::Target => "target",
+                        BudgetScope::Host => "host",
                     },
                     fill,
                 },
@@ -474,11 +505,22 @@ impl Resilience {
     }
 }
 
-fn budget_key(name: &str, scope: BudgetScope, target: &str) -> String {
+fn budget_key(name: &str, scope: BudgetScope, target: &str, host: &str) -> String {
     match scope {
         BudgetScope::Shared => name.to_string(),
         BudgetScope::Target => format!("{name}\u{1f}{target}"),
+        BudgetScope::Host => format!("{name}\u{1f}@{}", registrable_domain(host)),
     }
+}
+
+/// The part of `host` one owner registers (`example.co.jp` for `feeds.example.co.jp`, by the
+/// public suffix list); an IP address or a name without a known suffix stays whole.
+pub fn registrable_domain(host: &str) -> String {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+        return host;
+    }
+    psl::domain_str(&host).map_or_else(|| host.clone(), str::to_string)
 }
 
 #[cfg(test)]
@@ -486,6 +528,52 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use std::path::Path;
+
+    #[test]
+    fn hosts_are_keyed_by_the_domain_their_owner_registered() {
+        assert_eq!(registrable_domain("feeds.example.co.jp"), "example.co.jp");
+        assert_eq!(registrable_domain("Blog.Example.COM."), "example.com");
+        assert_eq!(registrable_domain("alice.github.io"), "alice.github.io");
+        assert_eq!(registrable_domain("127.0.0.1"), "127.0.0.1");
+        assert_eq!(registrable_domain("localhost"), "localhost");
+    }
+
+    #[tokio::test]
+    async fn a_per_host_budget_is_one_per_registrable_domain_and_a_429_slows_that_host_only() {
+        let config = Config::parse(
+            "[budgets.hosts]\nrate = \"1/min\"\nper = \"host\"\n",
+            Path::new("t.toml"),
+        )
+        .expect("valid");
+        let clock = ManualClock::starting_at(1_000_000);
+        let resilience = Resilience::in_process(&config, Arc::new(clock.clone())).unwrap();
+        let admit = |host: &'static str| {
+            let resilience = resilience.clone();
+            async move {
+                resilience
+                    .admit_to(&["hosts"], None, "feed", host, Duration::ZERO)
+                    .await
+                    .is_ok()
+            }
+        };
+        assert!(admit("a.blog.example.com").await);
+        assert!(
+            !admit("b.blog.example.com").await,
+            "the same registrable domain"
+        );
+        assert!(admit("other.example.net").await, "another host has its own");
+        clock.advance(Duration::from_secs(60));
+        resilience
+            .upstream_limit_of(&["hosts"], "feed", "x.example.net", 1_000_000 + 600_000)
+            .await;
+        assert!(!admit("other.example.net").await, "its 429 pushed it back");
+        assert!(
+            admit("c.blog.example.com").await,
+            "the other host is not slowed"
+        );
+        let status = resilience.status().await;
+        assert_eq!(status.budgets["hosts"].per, "host");
+    }
 
     const CONFIG: &str = r#"
 [budgets.shop]
