@@ -23,7 +23,7 @@ use crate::config::{
 };
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -89,6 +89,26 @@ pub struct Resilience {
     /// Running probe tasks by breaker, under the root token set when the host starts them.
     probe_root: OnceLock<CancellationToken>,
     probe_tasks: Mutex<BTreeMap<String, CancellationToken>>,
+    /// What each per-host budget made requests wait, by budget and host.
+    host_waits: Mutex<BTreeMap<String, HashMap<String, HostWait>>>,
+}
+
+/// The hosts a per-host budget keeps wait figures for; past it, the host that waited least
+/// makes room (a crawl over a million blog hosts must not grow this without bound).
+pub const MAX_TRACKED_HOSTS: usize = 1000;
+/// The hosts `/status` lists per budget, those that waited longest first.
+pub const HOSTS_SHOWN: usize = 20;
+
+/// How much one host's requests waited for its per-host budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostWait {
+    pub host: String,
+    /// Requests that waited for a slot.
+    pub waits: u64,
+    /// Their waits, summed.
+    pub waited_ms: u64,
+    /// Requests held back: no slot within their call's time.
+    pub deferred: u64,
 }
 
 /// `/status`'s view.
@@ -105,6 +125,9 @@ pub struct BudgetStatus {
     /// For a shared budget; per-target budgets have one fill per target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fill: Option<BudgetFill>,
+    /// A per-host budget: the hosts whose requests waited longest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostWait>,
 }
 
 impl Resilience {
@@ -123,6 +146,7 @@ impl Resilience {
             breakers,
             probe_root: OnceLock::new(),
             probe_tasks: Mutex::new(BTreeMap::new()),
+            host_waits: Mutex::new(BTreeMap::new()),
         };
         resilience.declare(config)?;
         Ok(resilience)
@@ -326,7 +350,15 @@ impl Resilience {
         let mut go_at = self.clock.now_ms();
         for (name, spec) in specs {
             let key = budget_key(name, spec.scope, target, host);
-            go_at = go_at.max(self.reserve_slot(name, &key, spec, max_wait).await?);
+            let reserved = self.reserve_slot(name, &key, spec, max_wait).await;
+            if spec.scope == BudgetScope::Host {
+                let waited = reserved
+                    .as_ref()
+                    .ok()
+                    .map(|at| at.saturating_sub(self.clock.now_ms()));
+                self.note_host_wait(name, host, waited);
+            }
+            go_at = go_at.max(reserved?);
         }
         let wait = go_at.saturating_sub(self.clock.now_ms());
         if wait > 0 {
@@ -355,6 +387,51 @@ impl Resilience {
             })),
             Err(rejected) => Err(self.breaker_open(name, rejected.retry_at)),
         }
+    }
+
+    /// Counts a request to `host` under per-host budget `budget`: it waited `waited` ms, or was
+    /// held back (`None`).
+    fn note_host_wait(&self, budget: &str, host: &str, waited: Option<i64>) {
+        if waited == Some(0) {
+            return;
+        }
+        let domain = registrable_domain(host);
+        let mut all = self.host_waits.lock().unwrap_or_else(|p| p.into_inner());
+        let hosts = all.entry(budget.to_string()).or_default();
+        if !hosts.contains_key(&domain) && hosts.len() >= MAX_TRACKED_HOSTS {
+            let least = hosts
+                .iter()
+                .min_by_key(|(_, wait)| (wait.waited_ms, wait.deferred))
+                .map(|(host, _)| host.clone());
+            if let Some(least) = least {
+                hosts.remove(&least);
+            }
+        }
+        let entry = hosts.entry(domain.clone()).or_insert_with(|| HostWait {
+            host: domain,
+            ..HostWait::default()
+        });
+        match waited {
+            Some(ms) => {
+                entry.waits += 1;
+                entry.waited_ms = entry.waited_ms.saturating_add(ms.unsigned_abs());
+            }
+            None => entry.deferred += 1,
+        }
+    }
+
+    /// The hosts of `budget` that waited longest, at most [`HOSTS_SHOWN`].
+    fn longest_waits(&self, budget: &str) -> Vec<HostWait> {
+        let all = self.host_waits.lock().unwrap_or_else(|p| p.into_inner());
+        let mut hosts: Vec<HostWait> = all
+            .get(budget)
+            .map(|hosts| hosts.values().cloned().collect())
+            .unwrap_or_default();
+        hosts.sort_by(|a, b| {
+            (b.waited_ms, b.deferred, &a.host).cmp(&(a.waited_ms, a.deferred, &b.host))
+        });
+        hosts.truncate(HOSTS_SHOWN);
+        hosts
     }
 
     /// Reserves the budget's next slot within `max_wait`, and says when it is.
@@ -495,6 +572,11 @@ impl Resilience {
                         BudgetScope::Host => "host",
                     },
                     fill,
+                    hosts: if spec.scope == BudgetScope::Host {
+                        self.longest_waits(name)
+                    } else {
+                        Vec::new()
+                    },
                 },
             );
         }
@@ -573,6 +655,54 @@ mod tests {
         );
         let status = resilience.status().await;
         assert_eq!(status.budgets["hosts"].per, "host");
+        assert_eq!(
+            status.budgets["hosts"].hosts,
+            vec![
+                HostWait {
+                    host: "example.com".into(),
+                    waits: 0,
+                    waited_ms: 0,
+                    deferred: 1,
+                },
+                HostWait {
+                    host: "example.net".into(),
+                    waits: 0,
+                    waited_ms: 0,
+                    deferred: 1,
+                },
+            ],
+            "each host's held-back requests, in /status"
+        );
+    }
+
+    #[tokio::test]
+    async fn per_host_waits_are_summed_and_kept_for_a_bounded_number_of_hosts() {
+        let config = Config::parse(
+            "[budgets.hosts]\nrate = \"1/s\"\nper = \"host\"\n",
+            Path::new("t.toml"),
+        )
+        .expect("valid");
+        let clock = ManualClock::starting_at(1_000_000);
+        let resilience = Resilience::in_process(&config, Arc::new(clock.clone())).unwrap();
+        resilience.note_host_wait("hosts", "busy.example.com", Some(400));
+        resilience.note_host_wait("hosts", "www.example.com", Some(600));
+        for n in 0..MAX_TRACKED_HOSTS + 10 {
+            resilience.note_host_wait("hosts", &format!("h{n}.test-{n}.org"), Some(1));
+        }
+        let shown = resilience.longest_waits("hosts");
+        assert_eq!(shown.len(), HOSTS_SHOWN);
+        assert_eq!(
+            (shown[0].host.as_str(), shown[0].waits, shown[0].waited_ms),
+            ("example.com", 2, 1000),
+            "one registrable domain, its waits summed"
+        );
+        let tracked = resilience.host_waits.lock().unwrap()["hosts"].len();
+        assert_eq!(tracked, MAX_TRACKED_HOSTS, "bounded");
+        resilience.note_host_wait("hosts", "quiet.example.org", Some(0));
+        assert!(
+            !resilience.host_waits.lock().unwrap()["hosts"].contains_key("example.org"),
+            "a request that did not wait is not a wait"
+        );
     }
 
     const CONFIG: &str = r#"
