@@ -162,8 +162,19 @@ fn primary_link(links: &[Link]) -> Option<&Link> {
 }
 
 /// A person's name, or their email address when the feed gives no name.
+/// A person's name as a reader shows it. RSS writes `editor@example.com (Example editor)`, of
+/// which feed-rs keeps `(Example editor)` as the name: the parentheses go.
 fn author_name(person: Person) -> Option<String> {
-    let name = person.name.filter(|name| !name.trim().is_empty());
+    let name = person
+        .name
+        .map(|name| {
+            let trimmed = name.trim();
+            trimmed
+                .strip_prefix('(')
+                .and_then(|inner| inner.strip_suffix(')'))
+                .map_or_else(|| trimmed.to_string(), |inner| inner.trim().to_string())
+        })
+        .filter(|name| !name.is_empty());
     name.or(person.email)
         .filter(|value| !value.trim().is_empty())
 }
@@ -266,7 +277,10 @@ mod tests {
         assert_eq!(item.link.as_deref(), Some("https://example.com/posts/1"));
         assert_eq!(item.published.as_deref(), Some("2024-05-01T12:00:00Z"));
         assert_eq!(item.authors.len(), 2);
-        assert!(item.authors[0].contains("Jane Doe"), "{:?}", item.authors);
+        assert_eq!(
+            item.authors[0], "Jane Doe",
+            "the name, without its parentheses"
+        );
         assert_eq!(item.authors[1], "Kenji");
         assert_eq!(item.categories, ["news", "rust"]);
         assert_eq!(item.summary.as_deref(), Some("A <b>short</b> summary"));
@@ -475,6 +489,31 @@ mod unread {
         assert_eq!(
             entry_elements(b"<items><entryway/><rss:item>x</rss:item><ITEM/></items>"),
             2
+        );
+    }
+}
+
+#[cfg(test)]
+mod authors {
+    use super::*;
+
+    #[test]
+    fn both_rss_author_forms_give_the_name() {
+        let body = r#"<?xml version="1.0"?>
+<rss version="2.0"><channel><title>t</title><link>https://e.x/</link><description>d</description>
+<item><guid>https://e.x/p/1</guid><title>a</title><author>editor@example.com (Example editor)</author></item>
+<item><guid>https://e.x/p/2</guid><title>b</title><author>Example editor &lt;editor@example.com&gt;</author></item>
+<item><guid>https://e.x/p/3</guid><title>c</title><author>editor@example.com</author></item>
+</channel></rss>"#;
+        let parsed = parse(body.as_bytes(), "https://e.x/feed").expect("parses");
+        let authors: Vec<Vec<String>> = parsed.items.into_iter().map(|i| i.authors).collect();
+        assert_eq!(
+            authors,
+            vec![
+                vec!["Example editor".to_string()],
+                vec!["Example editor".to_string()],
+                vec!["editor@example.com".to_string()],
+            ]
         );
     }
 }
