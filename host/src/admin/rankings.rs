@@ -9,13 +9,12 @@
 
 use super::{SharedState, starting};
 use crate::config::Period;
-use crate::pipeline::search::BadQuery;
+use crate::pipeline::search::{BadQuery, known_once};
 use crate::rankings::{RankingError, RankingQuery};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::json;
-use std::collections::BTreeMap;
 
 const PARAMETERS: [&str; 5] = ["type", "member", "limit", "k", "period"];
 
@@ -35,20 +34,8 @@ fn bad_request(bad: &BadQuery) -> Response {
 }
 
 /// The query as asked, or the parameter that is wrong.
-fn read_query(query: Option<&str>) -> Result<(Option<Period>, RankingQuery), BadQuery> {
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()).take(16) {
-        if !PARAMETERS.contains(&name.as_ref()) {
-            let name: String = name.chars().take(64).collect();
-            return Err(bad(
-                &name,
-                format!("unknown parameter (known: {})", PARAMETERS.join(", ")),
-            ));
-        }
-        if seen.insert(name.to_string(), value.into_owned()).is_some() {
-            return Err(bad(&name, "given more than once"));
-        }
-    }
+fn read_query(pairs: &[(String, String)]) -> Result<(Option<Period>, RankingQuery), BadQuery> {
+    let seen = known_once(pairs, &PARAMETERS)?;
     let number = |name: &str, default: u32, max: u32| -> Result<u32, BadQuery> {
         match seen.get(name) {
             None => Ok(default),
@@ -80,10 +67,10 @@ fn read_query(query: Option<&str>) -> Result<(Option<Period>, RankingQuery), Bad
     let member = || -> Result<String, BadQuery> {
         seen.get("member")
             .filter(|member| !member.is_empty())
-            .cloned()
+            .map(|member| (*member).to_string())
             .ok_or_else(|| bad("member", "missing: whose place?"))
     };
-    let query = match seen.get("type").map_or("top", String::as_str) {
+    let query = match seen.get("type").copied().unwrap_or("top") {
         "top" => RankingQuery::Top { n },
         "me" => RankingQuery::Me { member: member()? },
         "around" => RankingQuery::Around {
@@ -108,7 +95,11 @@ pub(super) async fn ranking(
     let Some(control) = shared.control.get() else {
         return starting();
     };
-    let (period, query) = match read_query(query.as_deref()) {
+    let pairs = match super::search::query_pairs(query.as_deref()) {
+        Ok(pairs) => pairs,
+        Err(reason) => return super::search::too_many_pairs(reason),
+    };
+    let (period, query) = match read_query(&pairs) {
         Ok(asked) => asked,
         Err(bad) => return bad_request(&bad),
     };

@@ -17,6 +17,23 @@ use serde_json::json;
 /// repeated one to be named as such).
 const MAX_PAIRS: usize = 32;
 
+/// A query string's `name=value` pairs, at most [`MAX_PAIRS`].
+pub(super) fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .take(MAX_PAIRS + 1)
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    if pairs.len() > MAX_PAIRS {
+        return Err(format!("more than {MAX_PAIRS} query parameters"));
+    }
+    Ok(pairs)
+}
+
+/// The 400 for a query string past [`MAX_PAIRS`].
+pub(super) fn too_many_pairs(reason: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": reason }))).into_response()
+}
+
 pub(super) async fn search(
     State(shared): State<SharedState>,
     RawQuery(query): RawQuery,
@@ -24,18 +41,10 @@ pub(super) async fn search(
     let Some(control) = shared.control.get() else {
         return starting();
     };
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
-            .take(MAX_PAIRS + 1)
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect();
-    if pairs.len() > MAX_PAIRS {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("more than {MAX_PAIRS} query parameters")})),
-        )
-            .into_response();
-    }
+    let pairs = match query_pairs(query.as_deref()) {
+        Ok(pairs) => pairs,
+        Err(reason) => return too_many_pairs(reason),
+    };
     match control.search(pairs).await {
         Ok(answered) => {
             let mut body = serde_json::to_value(&*answered.answer).unwrap_or_default();

@@ -35,16 +35,6 @@ struct Fragment {
     credentials: BTreeMap<String, CredentialSettings>,
 }
 
-fn file_error(path: &Path, message: String) -> ConfigError {
-    ConfigError {
-        file: path.display().to_string(),
-        line: 0,
-        column: 0,
-        field: "(file)".to_string(),
-        message,
-    }
-}
-
 /// The drop-in files of `dir`, sorted, or why the folder cannot be read.
 fn dropin_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the folder: {e}"))?;
@@ -108,7 +98,7 @@ pub(super) fn merge_fragments(
         let text = match read_regular_text(&path, MAX_CONFIG_BYTES, "config file") {
             Ok(text) => text,
             Err(error) => {
-                errors.push(file_error(&path, error.to_string()));
+                errors.push(ConfigError::file(&path, error.to_string()));
                 continue;
             }
         };

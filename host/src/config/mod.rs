@@ -54,6 +54,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// An error about a whole file (it cannot be read), not a place in it.
+    pub fn file(path: &Path, message: String) -> Self {
+        Self {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            field: "(file)".to_string(),
+            message,
+        }
+    }
+}
+
 /// Every error of one config file (never none), in the order of the file. Displayed one per
 /// line, each `file:line:column: field: message`.
 #[derive(Debug)]
@@ -749,16 +762,8 @@ impl Config {
     /// Reads, parses and validates a config file (a regular file of at most
     /// [`MAX_CONFIG_BYTES`]).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text =
-            files::read_regular_text(path, MAX_CONFIG_BYTES, "config file").map_err(|e| {
-                ConfigError {
-                    file: path.display().to_string(),
-                    line: 0,
-                    column: 0,
-                    field: "(file)".to_string(),
-                    message: e.to_string(),
-                }
-            })?;
+        let text = files::read_regular_text(path, MAX_CONFIG_BYTES, "config file")
+            .map_err(|e| ConfigError::file(path, e.to_string()))?;
         Self::parse(&text, path)
     }
 

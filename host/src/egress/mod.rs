@@ -89,11 +89,9 @@ pub struct ExchangeRecord {
     /// URL): the refusal's text. A configuration problem, not the upstream's failure nor the
     /// target's: the target is parked until the rules change.
     pub refused: Option<String>,
-    /// Held back by a budget or an open breaker: the call is not the target's failure, and
-    /// the target should come back at this time.
-    pub deferred_until: Option<Millis>,
-    /// Which: a budget without a slot in time, or an open breaker (a search reports the shop
-    /// `rate-limited` or `breaker-open`).
+    /// Held back by a budget without a slot in time or an open breaker: the call is not the
+    /// target's failure, and the target should come back at its `retry_at` (a search reports
+    /// the shop `rate-limited` or `breaker-open`).
     pub deferral: Option<crate::resilience::Deferral>,
     /// The breaker this exchange went through, if its rule names one.
     pub breaker_call: Option<BreakerCall>,
@@ -115,6 +113,13 @@ pub struct ExchangeRecord {
 }
 
 impl ExchangeRecord {
+    /// When a held-back exchange's target should come back.
+    pub fn deferred_until(&self) -> Option<Millis> {
+        self.deferral
+            .as_ref()
+            .map(crate::resilience::Deferral::retry_at)
+    }
+
     /// A request that may change something was sent and no answer came back (the connection
     /// broke or timed out after sending): whether it took effect is unknown.
     pub fn unanswered_change(&self) -> bool {
@@ -419,9 +424,8 @@ impl Exchange {
             {
                 Ok(call) => record.breaker_call = call,
                 Err(deferral) => {
-                    record.deferred_until = Some(deferral.retry_at());
-                    record.deferral = Some(deferral.clone());
                     let message = deferral.to_string();
+                    record.deferral = Some(deferral);
                     tracing::debug!(connector = %self.policy.connector(), url = %record.url,
                         "{message}");
                     return Err(UpstreamError::internal(message));

@@ -396,7 +396,7 @@ fn decide(
         && let Some(until) = report
             .exchanges
             .iter()
-            .filter_map(|e| e.deferred_until)
+            .filter_map(ExchangeRecord::deferred_until)
             .max()
     {
         return Disposition::Defer {
@@ -663,7 +663,10 @@ mod tests {
     fn a_deferral_puts_the_job_back_for_when_there_is_room() {
         let p = policy(5);
         let deferred = ExchangeRecord {
-            deferred_until: Some(5_000),
+            deferral: Some(crate::resilience::Deferral::RateLimited {
+                budget: "b".into(),
+                retry_at: 5_000,
+            }),
             ..ExchangeRecord::default()
         };
         let back = decide(

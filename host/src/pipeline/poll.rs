@@ -259,7 +259,7 @@ impl PollPipeline {
             && let Some(until) = outcome
                 .exchanges
                 .iter()
-                .filter_map(|e| e.deferred_until)
+                .filter_map(ExchangeRecord::deferred_until)
                 .max()
         {
             // A budget or an open breaker held the call back: not the target's failure. It

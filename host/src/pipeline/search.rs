@@ -250,25 +250,34 @@ impl SearchPipeline {
     }
 }
 
+/// Query-string pairs by name, each one of `known` and given once; the error names the first
+/// that is not (an unknown name cut to 64 characters).
+pub fn known_once<'a>(
+    params: &'a [(String, String)],
+    known: &[&str],
+) -> Result<BTreeMap<&'a str, &'a str>, BadQuery> {
+    let mut seen = BTreeMap::new();
+    for (name, value) in params {
+        if !known.contains(&name.as_str()) {
+            return Err(bad(
+                &clip(name, 64),
+                format!("unknown parameter (known: {})", known.join(", ")),
+            ));
+        }
+        if seen.insert(name.as_str(), value.as_str()).is_some() {
+            return Err(bad(name, "given more than once"));
+        }
+    }
+    Ok(seen)
+}
+
 /// [`SearchPipeline::parse`] over the shops `running` now.
 fn parse_search(
     params: &[(String, String)],
     settings: &SearchSettings,
     running: Vec<String>,
 ) -> Result<ProductSearch, SearchError> {
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for (name, value) in params {
-        if !PARAMETERS.contains(&name.as_str()) {
-            return Err(bad(
-                &clip(name, 64),
-                format!("unknown parameter (known: {})", PARAMETERS.join(", ")),
-            )
-            .into());
-        }
-        if seen.insert(name.as_str(), value.as_str()).is_some() {
-            return Err(bad(name, "given more than once").into());
-        }
-    }
+    let seen = known_once(params, &PARAMETERS)?;
     let keywords = seen.get("q").map_or("", |q| q.trim());
     if keywords.is_empty() {
         return Err(bad("q", "empty: say what to search for").into());

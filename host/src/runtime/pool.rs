@@ -800,7 +800,7 @@ async fn invoke(
         // parameters become the query's fields and the products come back as items.
         (RoleInstance::Shop(shop), RoleRequest::Search(request)) => shop
             .tsunagi_connector_products()
-            .call_search_products(store, &query_of_request(request))
+            .call_search_products(store, &WitProductQuery::from(&ProductQuery::from(request)))
             .await?
             .map(|page| RoleAnswer::Search(products::to_response(&page.products, page.total))),
         _ => {
@@ -845,31 +845,6 @@ fn check_answer(
             check_items(connector, limits, &[], [Some(reason), None])
         }
     }
-}
-
-/// A 0.1.1 search request as a product query: the cursor is the page, `sort`, `min_price` and
-/// `max_price` come from the parameters (unknown or unreadable ones are left at their defaults).
-fn query_of_request(request: &SearchRequest) -> WitProductQuery {
-    let param = |name: &str| {
-        request
-            .params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
-    let sort = param("sort").and_then(products::SortOrder::parse);
-    WitProductQuery::from(&ProductQuery {
-        keywords: request.query.clone(),
-        limit: request.limit,
-        page: request
-            .cursor
-            .as_deref()
-            .and_then(|cursor| cursor.parse().ok())
-            .unwrap_or(1),
-        sort: sort.unwrap_or_default(),
-        min_price: param("min_price").and_then(|p| p.parse().ok()),
-        max_price: param("max_price").and_then(|p| p.parse().ok()),
-    })
 }
 
 fn wrong_answer() -> CallError {

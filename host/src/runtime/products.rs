@@ -128,6 +128,33 @@ impl From<&ProductQuery> for SearchRequest {
     }
 }
 
+/// The other way (a cassette asks a 0.1.2 searcher in 0.1.1 terms): the cursor is the page,
+/// `sort`, `min_price` and `max_price` come from the parameters (unknown or unreadable ones
+/// are left at their defaults).
+impl From<&SearchRequest> for ProductQuery {
+    fn from(request: &SearchRequest) -> Self {
+        let param = |name: &str| {
+            request
+                .params
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        Self {
+            keywords: request.query.clone(),
+            limit: request.limit,
+            page: request
+                .cursor
+                .as_deref()
+                .and_then(|cursor| cursor.parse().ok())
+                .unwrap_or(1),
+            sort: param("sort").and_then(SortOrder::parse).unwrap_or_default(),
+            min_price: param("min_price").and_then(|p| p.parse().ok()),
+            max_price: param("max_price").and_then(|p| p.parse().ok()),
+        }
+    }
+}
+
 pub(super) fn from_wit(product: WitProduct) -> Product {
     Product {
         shop: String::new(),

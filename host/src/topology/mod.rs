@@ -154,7 +154,8 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
 }
 
 /// Compiles and validates one connector's plugin and builds its instance pool, with the
-/// network its allowlist permits. Errors name the config field that points at the plugin.
+/// network its allowlist permits and the host's `rankings` (those it lists). Errors name the
+/// config field that points at the plugin.
 pub async fn build_connector(
     engine: &Arc<Engine>,
     config: &Config,
@@ -162,6 +163,7 @@ pub async fn build_connector(
     settings: &ConnectorSettings,
     backend: Arc<dyn Backend>,
     resilience: &Arc<Resilience>,
+    rankings: &Arc<crate::rankings::Rankings>,
 ) -> Result<InstancePool, BuildError> {
     let path = config.resolve(&settings.plugin);
     let plugin = engine
@@ -182,13 +184,7 @@ pub async fn build_connector(
         connector: name.to_string(),
         config: config_texts(&settings.config),
         rankings: crate::runtime::RankingAccess {
-            rankings: (!settings.rankings.is_empty()).then(|| {
-                Arc::new(crate::rankings::Rankings::new(
-                    backend.clone(),
-                    resilience.clock().clone(),
-                    config,
-                ))
-            }),
+            rankings: (!settings.rankings.is_empty()).then(|| rankings.clone()),
             allowed: settings.rankings.clone(),
         },
         state: backend,
@@ -276,6 +272,11 @@ impl Topology {
             source,
         })?;
         let resilience = Resilience::in_process(&config, clock.clone())?;
+        let rankings = Arc::new(crate::rankings::Rankings::new(
+            backend.clone(),
+            clock.clone(),
+            &config,
+        ));
         let connectors = Arc::new(ConnectorSet::default());
         for (name, settings) in &config.connectors {
             let pool = build_connector(
@@ -285,6 +286,7 @@ impl Topology {
                 settings,
                 backend.clone(),
                 &resilience,
+                &rankings,
             )
             .await?;
             tracing::info!(connector = %name, plugin = %pool.plugin().path.display(),
@@ -349,23 +351,17 @@ impl Topology {
             clock.clone(),
             RetentionRules::from_config(&config),
         ));
-        let rankings = Arc::new(crate::rankings::Rankings::new(
-            backend.clone(),
-            clock.clone(),
-            &config,
-        ));
         let reloader = Arc::new(
             Reloader::new(
                 &config,
                 engine,
                 backend.clone(),
                 resilience.clone(),
-                clock.clone(),
+                rankings.clone(),
                 connectors.clone(),
                 pipelines.clone(),
             )
-            .with_retention(retention.clone())
-            .with_rankings(rankings.clone()),
+            .with_retention(retention.clone()),
         );
 
         let stop = CancellationToken::new();

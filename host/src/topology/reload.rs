@@ -143,7 +143,8 @@ pub struct Reloader {
     resilience: Arc<Resilience>,
     /// Takes each valid config's retention rules; none in tests of the reloader alone.
     retention: Option<Arc<Retention>>,
-    rankings: Option<Arc<crate::rankings::Rankings>>,
+    /// The host's rankings: a reload hands them its config, new connectors get them.
+    rankings: Arc<crate::rankings::Rankings>,
     clock: SharedClock,
     connectors: Arc<ConnectorSet>,
     pipelines: Arc<PipelineSet>,
@@ -159,10 +160,12 @@ impl Reloader {
         engine: Arc<Engine>,
         backend: Arc<dyn Backend>,
         resilience: Arc<Resilience>,
-        clock: SharedClock,
+        rankings: Arc<crate::rankings::Rankings>,
         connectors: Arc<ConnectorSet>,
         pipelines: Arc<PipelineSet>,
     ) -> Self {
+        // The clock budgets and breakers run on is the reloader's too.
+        let clock = resilience.clock().clone();
         let settings = config
             .connectors
             .iter()
@@ -180,7 +183,7 @@ impl Reloader {
             backend,
             resilience,
             retention: None,
-            rankings: None,
+            rankings,
             clock,
             connectors,
             pipelines,
@@ -189,12 +192,6 @@ impl Reloader {
             last: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// Hands each reloaded config's rankings to `rankings`.
-    pub(super) fn with_rankings(mut self, rankings: Arc<crate::rankings::Rankings>) -> Self {
-        self.rankings = Some(rankings);
-        self
     }
 
     /// Hands each reloaded config's retention rules to `retention`.
@@ -228,9 +225,7 @@ impl Reloader {
             retention.apply(&config);
         }
         self.pipelines.searches().apply(&config.search);
-        if let Some(rankings) = &self.rankings {
-            rankings.apply(&config);
-        }
+        self.rankings.apply(&config);
         let plan = self.plan(&config, only);
         let mut report = ReloadReport {
             ok: true,
@@ -410,6 +405,7 @@ impl Reloader {
             settings,
             self.backend.clone(),
             &self.resilience,
+            &self.rankings,
         )
         .await?;
         candidate

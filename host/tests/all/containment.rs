@@ -567,6 +567,11 @@ async fn pool_of(config: &tsunagi::config::Config, name: &str) -> tsunagi::runti
     let resilience =
         tsunagi::resilience::Resilience::in_process(config, std::sync::Arc::new(SystemClock))
             .unwrap();
+    let rankings = std::sync::Arc::new(tsunagi::rankings::Rankings::new(
+        backend.clone(),
+        std::sync::Arc::new(SystemClock),
+        config,
+    ));
     tsunagi::topology::build_connector(
         &engine,
         config,
@@ -574,6 +579,7 @@ async fn pool_of(config: &tsunagi::config::Config, name: &str) -> tsunagi::runti
         &config.connectors[name],
         backend,
         &resilience,
+        &rankings,
     )
     .await
     .unwrap()

@@ -19,13 +19,6 @@ use tsunagi_fake_upstream::x::{FixtureSpec, XServer, XServerConfig};
 const BIN: &str = env!("CARGO_BIN_EXE_tsunagi");
 const YAHOO_APP_ID: &str = "yahoo-SECRET-app";
 
-fn plugin_dir() -> std::path::PathBuf {
-    plugin("declarative_searcher")
-        .parent()
-        .expect("a folder")
-        .to_path_buf()
-}
-
 /// A `[host]` that watches its files (the drop-in folder among them) and runs the interpreter
 /// from where `scripts/build-plugins` put it.
 fn watching_host(admin: bool) -> String {
@@ -34,31 +27,13 @@ fn watching_host(admin: bool) -> String {
          shutdown_grace = \"10s\"\nwatch = true\nconnectors_dir = \"connectors\"\n\
          declarative_plugins = \"{plugins}\"\n{admin}\n",
         cache = compile_cache().display(),
-        plugins = plugin_dir().display(),
+        plugins = declarative_plugins().display(),
         admin = if admin {
             "admin_listen = \"127.0.0.1:0\""
         } else {
             ""
         }
     )
-}
-
-/// The shipped Yahoo! file, pointed at `server`, its appid from a file beside the config.
-fn shipped_yahoo(dir: &Path, server: &ShopServer) -> String {
-    std::fs::write(dir.join("yahoo.app_id"), YAHOO_APP_ID).unwrap();
-    let shipped = std::fs::read_to_string(workspace_root().join("config/shops/yahoo.toml"))
-        .expect("config/shops/yahoo.toml ships");
-    let pointed = shipped
-        .replace("https://shopping.yahooapis.jp", server.base_url())
-        .replace(
-            "key = \"${YAHOO_APP_ID}\"",
-            "key = { file = \"yahoo.app_id\" }",
-        );
-    assert_ne!(
-        pointed, shipped,
-        "the shipped file names Yahoo's URL and the appid variable"
-    );
-    pointed
 }
 
 /// Rakuten by its plugin, in the main file.
@@ -143,7 +118,11 @@ async fn a_no_code_shop_dropped_into_the_config_folder_is_searched_without_a_res
 
     // Dropped in the way deploy tools write: aside, then renamed into the folder.
     let aside = dir.path().join("yahoo.toml.incoming");
-    std::fs::write(&aside, shipped_yahoo(dir.path(), &yahoo)).unwrap();
+    std::fs::write(
+        &aside,
+        shipped_yahoo(dir.path(), yahoo.base_url(), YAHOO_APP_ID),
+    )
+    .unwrap();
     std::fs::rename(&aside, dir.path().join("connectors/yahoo.toml")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let answer = loop {
@@ -252,7 +231,7 @@ async fn mistakes_in_a_no_code_file_are_reported_at_its_file_and_line() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("connectors")).unwrap();
-    let good = shipped_yahoo(dir.path(), &yahoo);
+    let good = shipped_yahoo(dir.path(), yahoo.base_url(), YAHOO_APP_ID);
     let cases = [
         (
             ("pointer = \"/hits\"", "pointer = \"hits\""),
@@ -370,7 +349,7 @@ async fn a_declarative_poller_polls_a_json_api_following_its_pages() {
     let dir = tempfile::tempdir().unwrap();
     let text = host_section(&format!(
         "declarative_plugins = \"{}\"",
-        plugin_dir().display()
+        declarative_plugins().display()
     )) + &format!(
         r#"
 [connectors.timeline]

@@ -89,22 +89,13 @@ struct SearchHost {
 /// `/health`), for the folder `connectors/`.
 fn yahoo_dropin(dir: &Path, server: &ShopServer) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
-    std::fs::write(dir.join("yahoo.app_id"), app_id("yahoo")).unwrap();
-    let shipped =
-        std::fs::read_to_string(workspace_root().join("config/shops/yahoo.toml")).unwrap();
-    let pointed = shipped
-        .replace("https://shopping.yahooapis.jp", server.base_url())
-        .replace(
-            "key = \"${YAHOO_APP_ID}\"",
-            "key = { file = \"yahoo.app_id\" }",
-        )
-        .replace(
-            "open_wait = \"30s\"\n",
-            &format!(
-                "open_wait = \"30s\"\n[breakers.yahoo.probe]\nurl = \"{}\"\ninterval = \"100ms\"\n",
-                server.health_url()
-            ),
-        );
+    let pointed = shipped_yahoo(dir, server.base_url(), &app_id("yahoo")).replace(
+        "open_wait = \"30s\"\n",
+        &format!(
+            "open_wait = \"30s\"\n[breakers.yahoo.probe]\nurl = \"{}\"\ninterval = \"100ms\"\n",
+            server.health_url()
+        ),
+    );
     std::fs::write(dir.join("connectors/yahoo.toml"), pointed).unwrap();
 }
 
@@ -123,10 +114,9 @@ impl SearchHost {
         let dropin = match yahoo {
             Some(server) => {
                 yahoo_dropin(dir.path(), server);
-                let plugins = plugin("declarative_searcher");
                 format!(
                     "connectors_dir = \"connectors\"\ndeclarative_plugins = \"{}\"\n",
-                    plugins.parent().unwrap().display()
+                    declarative_plugins().display()
                 )
             }
             None => String::new(),

@@ -68,16 +68,9 @@ fn kind_of(field: &str) -> Kind {
     }
 }
 
+/// A JSON value as an error quotes it: its JSON text, clipped.
 fn quoted(value: &Json) -> String {
-    let text = value.to_string();
-    if text.len() <= MAX_QUOTED {
-        return text;
-    }
-    let mut end = MAX_QUOTED;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    clip(&value.to_string())
 }
 
 fn bad(message: String) -> Failure {
@@ -319,6 +312,7 @@ fn whole(value: &Json) -> Option<u64> {
     })
 }
 
+/// `text` cut to [`MAX_QUOTED`] bytes (on a character boundary), with a marker when cut.
 fn clip(text: &str) -> String {
     if text.len() <= MAX_QUOTED {
         return text.to_string();

@@ -63,6 +63,33 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// Where `scripts/build-plugins` put the no-code interpreter (`host.declarative_plugins`).
+pub fn declarative_plugins() -> PathBuf {
+    plugin("declarative_searcher")
+        .parent()
+        .expect("a folder")
+        .to_path_buf()
+}
+
+/// The shipped Yahoo! no-code file (`config/shops/yahoo.toml`) pointed at a fake at
+/// `base_url`, its appid `app_id` read from `yahoo.app_id` in `dir`.
+pub fn shipped_yahoo(dir: &Path, base_url: &str, app_id: &str) -> String {
+    std::fs::write(dir.join("yahoo.app_id"), app_id).unwrap();
+    let shipped = std::fs::read_to_string(workspace_root().join("config/shops/yahoo.toml"))
+        .expect("config/shops/yahoo.toml ships");
+    let pointed = shipped
+        .replace("https://shopping.yahooapis.jp", base_url)
+        .replace(
+            "key = \"${YAHOO_APP_ID}\"",
+            "key = { file = \"yahoo.app_id\" }",
+        );
+    assert_ne!(
+        pointed, shipped,
+        "the shipped file names Yahoo's URL and the appid variable"
+    );
+    pointed
+}
+
 /// Compiled plugins are cached across tests and test binaries.
 pub fn compile_cache() -> PathBuf {
     workspace_root().join("target/tsunagi-test-cache")

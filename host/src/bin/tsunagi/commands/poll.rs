@@ -34,6 +34,11 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let engine = Engine::new(&engine_settings(&config))?;
     let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
+    let rankings = Arc::new(tsunagi::rankings::Rankings::new(
+        backend.clone(),
+        Arc::new(SystemClock),
+        &config,
+    ));
     let connector = build_connector(
         &engine,
         &config,
@@ -41,6 +46,7 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
         settings,
         backend,
         &resilience,
+        &rankings,
     )
     .await?;
     let outcome = connector

@@ -157,6 +157,11 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
     let backend = crate::commands::open_backend(&config).await?;
     let engine = Engine::new(&engine_settings(&config))?;
     let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
+    let rankings = Arc::new(tsunagi::rankings::Rankings::new(
+        backend.clone(),
+        Arc::new(SystemClock),
+        &config,
+    ));
     let connector = build_connector(
         &engine,
         &config,
@@ -164,6 +169,7 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
         &config.connectors["rss"],
         backend.clone(),
         &resilience,
+        &rankings,
     )
     .await?;
     let poller: Arc<dyn TargetPoller> = Arc::new(connector);
