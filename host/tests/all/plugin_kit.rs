@@ -60,6 +60,23 @@ fn the_rss_connector_passes_its_cassette() {
     assert!(output.contains("7 passed, 0 failed"), "{output}");
 }
 
+/// The reader's fixture suite (one small feed per construct: every RSS version, Atom 0.3 and
+/// 1.0, JSON Feed, Dublin Core, dates, entities, encodings, `xml:base`, broken XML) through the
+/// component, as a cassette.
+#[test]
+fn the_rss_connector_passes_the_feed_fixture_suite() {
+    let cassette = workspace_root().join("plugins/rss-feed/fixtures");
+    let (ok, output) = plugin_test(&plugin("rss"), &cassette, &[]);
+    assert!(ok, "{output}");
+    let cases = std::fs::read_to_string(cassette.join("cases.toml"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.trim() == "[[case]]")
+        .count();
+    assert!(cases >= 200, "{cases} cases");
+    assert_eq!(passed(&output), cases, "{output}");
+}
+
 #[test]
 fn the_json_feed_twins_pass_the_same_cassette() {
     let cassette = workspace_root().join("plugins/jsonfeed/cassettes/basic");

@@ -1,11 +1,13 @@
-//! The RSS connector's feed logic, without I/O or bindings: a response body (RSS 0.9x/1.0/2.0,
-//! Atom 0.3/1.0, JSON Feed 1.0/1.1) becomes items, via feed-rs.
+//! The RSS connector's feed logic, without I/O or bindings: a response body (RSS 0.90–2.0,
+//! Atom 0.3/1.0, JSON Feed 1.0/1.1) and its `Content-Type` become items, via the reader in
+//! [`reader`] (quick-xml underneath).
 //!
 //! The component (`plugins/rss`) and the benchmark's native-parse reference in the host both use
 //! this crate, so the benchmark compares the same parsing with and without the sandbox.
 
+pub mod reader;
+
 use chrono::{DateTime, SecondsFormat, Utc};
-use feed_rs::model::{Entry, Feed, Link, Person, Text};
 use siphasher::sip128::{Hasher128, SipHasher};
 use std::hash::Hasher;
 
@@ -16,7 +18,8 @@ pub const ACCEPT: &str = "application/rss+xml, application/atom+xml, application
 
 pub const USER_AGENT: &str = "tsunagi-rss/0.1";
 
-/// One feed entry, normalised (the fields of the WIT `item`).
+/// One feed entry, normalised (the fields of the WIT `item`, and the media the WIT item has no
+/// field for yet).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FeedItem {
     pub id: String,
@@ -30,103 +33,50 @@ pub struct FeedItem {
     pub summary: Option<String>,
     pub content: Option<String>,
     pub categories: Vec<String>,
+    /// Podcast episodes, attached files, Media RSS content.
+    pub enclosures: Vec<Enclosure>,
+    /// An image standing for the item (Media RSS, iTunes, JSON Feed).
+    pub thumbnail: Option<String>,
+}
+
+/// A file attached to an item.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Enclosure {
+    pub url: String,
+    pub mime: Option<String>,
+    /// Bytes, as the feed states it.
+    pub length: Option<u64>,
 }
 
 /// The useful part of a parsed feed.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ParsedFeed {
     pub items: Vec<FeedItem>,
     /// The feed's own refresh hint in seconds (RSS `ttl` is in minutes).
     pub refresh_after_seconds: Option<u32>,
+    /// What the reader repaired or skipped (an unescaped `&`, a document cut off), for the log.
+    pub warnings: Vec<String>,
+    /// WebSub hubs the feed names (`<link rel="hub">`), at most 4.
+    pub hubs: Vec<String>,
+    /// The feed's own URL as it states it (`<link rel="self">`).
+    pub self_link: Option<String>,
 }
 
 /// Parses `body`, fetched from `url` (used to resolve relative links and to derive ids for
-/// entries that have none). The error says why the feed is malformed. A document that holds
-/// `<item>` or `<entry>` elements but yields no item is an error too, never an empty success:
-/// a whole feed's posts must not be lost without a word.
+/// entries that have none), with no `Content-Type` to go by. See [`parse_response`].
 pub fn parse(body: &[u8], url: &str) -> Result<ParsedFeed, String> {
-    let feed = feed_rs::parser::Builder::new()
-        .base_uri(Some(url))
-        .id_generator(derived_id)
-        .sanitize_content(false)
-        .build()
-        .parse(body)
-        .map_err(|err| format!("malformed feed: {err}"))?;
-    let parsed = map_feed(feed, url);
-    if parsed.items.is_empty() {
-        let elements = entry_elements(body);
-        if elements > 0 {
-            return Err(format!(
-                "unread feed: the document holds {elements} <item>/<entry> element(s) but none \
-                 could be read (a format or namespace the reader does not know)"
-            ));
-        }
-    }
-    Ok(parsed)
+    reader::read(body, url, None)
 }
 
-/// How many `<item>` / `<entry>` start tags (any namespace prefix) `body` holds, at most 1,000:
-/// enough to tell "no entries" from "entries not read".
-fn entry_elements(body: &[u8]) -> usize {
-    let mut count = 0;
-    let mut rest = body;
-    while let Some(open) = rest.iter().position(|&b| b == b'<') {
-        rest = &rest[open + 1..];
-        let name_end = rest
-            .iter()
-            .position(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/')
-            .unwrap_or(rest.len());
-        let name = &rest[..name_end];
-        let local = name.rsplit(|&b| b == b':').next().unwrap_or(name);
-        if (local.eq_ignore_ascii_case(b"item") || local.eq_ignore_ascii_case(b"entry"))
-            && name_end < rest.len()
-        {
-            count += 1;
-            if count == 1000 {
-                break;
-            }
-        }
-    }
-    count
-}
-
-/// Maps a parsed feed to items and the refresh hint.
-pub fn map_feed(feed: Feed, url: &str) -> ParsedFeed {
-    let refresh_after_seconds = feed.ttl.map(|minutes| minutes.saturating_mul(60));
-    let items = feed
-        .entries
-        .into_iter()
-        .map(|entry| map_entry(entry, url))
-        .collect();
-    ParsedFeed {
-        items,
-        refresh_after_seconds,
-    }
-}
-
-/// Maps one entry. Text fields keep their markup: HTML stays HTML.
-pub fn map_entry(entry: Entry, url: &str) -> FeedItem {
-    let id = if entry.id.is_empty() {
-        content_id(&entry, url)
-    } else {
-        scoped_id(&entry.id, url)
-    };
-    FeedItem {
-        link: primary_link(&entry.links).map(|link| link.href.clone()),
-        published: entry.published.map(rfc3339),
-        updated: entry.updated.map(rfc3339),
-        authors: entry.authors.into_iter().filter_map(author_name).collect(),
-        summary: entry.summary.map(text),
-        content: entry.content.and_then(|content| content.body),
-        categories: entry
-            .categories
-            .into_iter()
-            .map(|category| category.term)
-            .filter(|term| !term.is_empty())
-            .collect(),
-        title: entry.title.map(text),
-        id,
-    }
+/// Parses a fetched response body. The error says why: `malformed feed: …` (nothing could be
+/// read), `not a feed: …` (an HTML page, a JSON error), `unread feed: …` (entries the reader could
+/// not read — never an empty success), `refused: …` (an entity-expansion attack).
+pub fn parse_response(
+    body: &[u8],
+    url: &str,
+    content_type: Option<&str>,
+) -> Result<ParsedFeed, String> {
+    reader::read(body, url, content_type)
 }
 
 /// Item ids are unique per connector, but a guid like `42` or `post-1` is only unique within its
@@ -152,50 +102,33 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The entry's page: its first `alternate` (or rel-less) link, else its first link of any kind
-/// (Atom entries may list `self`, `edit` or `enclosure` links before the page itself).
-fn primary_link(links: &[Link]) -> Option<&Link> {
-    links
-        .iter()
-        .find(|link| matches!(link.rel.as_deref(), None | Some("alternate")))
-        .or_else(|| links.first())
-}
-
-/// A person's name, or their email address when the feed gives no name.
-/// A person's name as a reader shows it. RSS writes `editor@example.com (Example editor)`, of
-/// which feed-rs keeps `(Example editor)` as the name: the parentheses go.
-fn author_name(person: Person) -> Option<String> {
-    let name = person
-        .name
-        .map(|name| {
-            let trimmed = name.trim();
-            trimmed
-                .strip_prefix('(')
-                .and_then(|inner| inner.strip_suffix(')'))
-                .map_or_else(|| trimmed.to_string(), |inner| inner.trim().to_string())
-        })
-        .filter(|name| !name.is_empty());
-    name.or(person.email)
-        .filter(|value| !value.trim().is_empty())
-}
-
-fn text(text: Text) -> String {
-    text.content
-}
-
-/// feed-rs's id generator for entries without an id, minus its last resort: feed-rs falls back
-/// to a random UUID, which would make the host see a "new" item on every poll. Returning an
-/// empty id leaves the entry to [`content_id`], which is stable.
-fn derived_id(links: &[Link], title: &Option<Text>, uri: Option<&str>) -> String {
-    if links.is_empty() && (title.is_none() || uri.is_none()) {
-        return String::new();
+/// The id the reader before this one (feed-rs) gave an entry without an id of its own: a hash
+/// of its link and title, or of the feed URL and title. Kept so that items stored before the
+/// reader changed are not delivered again as new ones.
+pub fn legacy_id(link: Option<&str>, title: Option<&str>, url: &str) -> Option<String> {
+    const KEY0: u64 = 0x5d78_4074_2887_2d60;
+    const KEY1: u64 = 0x90ee_ca4c_90a5_e228;
+    let mut hasher = SipHasher::new_with_keys(KEY0, KEY1);
+    match (link, title) {
+        (Some(link), title) => {
+            hasher.write(link.as_bytes());
+            if let Some(title) = title {
+                hasher.write(title.as_bytes());
+            }
+        }
+        (None, Some(title)) => {
+            hasher.write(url.as_bytes());
+            hasher.write(title.as_bytes());
+        }
+        (None, None) => return None,
     }
-    feed_rs::parser::generate_id(links, title, uri)
+    let hash = hasher.finish128();
+    Some(format!("{:x}{:x}", hash.h1, hash.h2))
 }
 
 /// A stable id for an entry with no id, link or title: a hash of the feed URL and the entry's
 /// content.
-fn content_id(entry: &Entry, url: &str) -> String {
+pub(crate) fn content_id(item: &FeedItem, url: &str) -> String {
     const KEY0: u64 = 0x7473_756e_6167_6972; // "tsunagir"
     const KEY1: u64 = 0x7373_2d69_7465_6d73; // "ss-items"
     let mut hasher = SipHasher::new_with_keys(KEY0, KEY1);
@@ -204,20 +137,9 @@ fn content_id(entry: &Entry, url: &str) -> String {
         hasher.write_u8(0xff); // a separator no UTF-8 text contains
     };
     field(url);
-    field(
-        entry
-            .summary
-            .as_ref()
-            .map_or("", |summary| summary.content.as_str()),
-    );
-    field(
-        entry
-            .content
-            .as_ref()
-            .and_then(|content| content.body.as_deref())
-            .unwrap_or(""),
-    );
-    field(&entry.published.map(rfc3339).unwrap_or_default());
+    field(item.summary.as_deref().unwrap_or(""));
+    field(item.content.as_deref().unwrap_or(""));
+    field(item.published.as_deref().unwrap_or(""));
     let hash = hasher.finish128();
     format!("{:016x}{:016x}", hash.h1, hash.h2)
 }
@@ -422,7 +344,6 @@ mod tests {
     fn malformed_feeds_are_errors_that_say_so() {
         for body in [
             "<rss version=\"2.0\"><channel><title>cut off",
-            "<html><body>Not a feed</body></html>",
             "{\"version\": \"https://jsonfeed.org/version/1.1\", \"items\": [",
             "",
         ] {
@@ -436,84 +357,5 @@ mod tests {
         let body =
             "<rss version=\"2.0\"><channel><title>t</title><ttl>4294967295</ttl></channel></rss>";
         assert_eq!(parse_ok(body).refresh_after_seconds, Some(u32::MAX));
-    }
-}
-
-#[cfg(test)]
-mod unread {
-    //! Feeds whose entries the reader does not know yet must fail loudly, never as an empty
-    //! success (issue 14's examples).
-    use super::*;
-
-    const URL: &str = "https://example.com/feed";
-
-    fn outcome(body: &str) -> Result<usize, String> {
-        parse(body.as_bytes(), URL).map(|parsed| parsed.items.len())
-    }
-
-    #[test]
-    fn a_feed_with_entries_the_reader_cannot_read_is_an_error_naming_them() {
-        let atom_03 = r#"<?xml version="1.0"?>
-<feed version="0.3" xmlns="http://purl.org/atom/ns#">
-  <title>Old Atom</title>
-  <entry><title>One</title><id>tag:example.com,2004:1</id><link rel="alternate" href="https://example.com/1"/></entry>
-  <entry><title>Two</title><id>tag:example.com,2004:2</id><link rel="alternate" href="https://example.com/2"/></entry>
-</feed>"#;
-        let rss_090 = r#"<?xml version="1.0"?>
-<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://my.netscape.com/rdf/simple/0.9/">
-  <channel><title>Netscape</title><link>https://example.com/</link><description>d</description></channel>
-  <item><title>One</title><link>https://example.com/1</link></item>
-</rdf:RDF>"#;
-        let rdf_untitled = r#"<?xml version="1.0"?>
-<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.org/rss/1.0/">
-  <channel rdf:about="https://example.com/"><link>https://example.com/</link></channel>
-  <item rdf:about="https://example.com/1"><title>One</title><link>https://example.com/1</link></item>
-</rdf:RDF>"#;
-        let unread = |entries: usize| {
-            Err(format!(
-                "unread feed: the document holds {entries} <item>/<entry> element(s) but none \
-                 could be read (a format or namespace the reader does not know)"
-            ))
-        };
-        // Until the reader knows Atom 0.3's namespace and RSS 0.90, they fail naming their
-        // entries; the RDF feed without a channel title is read.
-        assert_eq!(outcome(atom_03), unread(2), "atom 0.3");
-        assert_eq!(outcome(rss_090), unread(1), "rss 0.90");
-        assert_eq!(outcome(rdf_untitled), Ok(1), "rdf without a channel title");
-    }
-
-    #[test]
-    fn a_feed_without_entries_is_still_an_empty_success() {
-        let empty = r#"<rss version="2.0"><channel><title>t</title><link>https://e.x/</link><description>d</description></channel></rss>"#;
-        assert_eq!(outcome(empty), Ok(0));
-        assert_eq!(
-            entry_elements(b"<items><entryway/><rss:item>x</rss:item><ITEM/></items>"),
-            2
-        );
-    }
-}
-
-#[cfg(test)]
-mod authors {
-    use super::*;
-
-    #[test]
-    fn both_rss_author_forms_give_the_name() {
-        let body = r#"<?xml version="1.0"?>
-<rss version="2.0"><channel><title>t</title><link>https://e.x/</link><description>d</description>
-<item><guid>https://e.x/p/1</guid><title>a</title><author>editor@example.com (Example editor)</author></item>
-<item><guid>https://e.x/p/2</guid><title>b</title><author>Example editor &lt;editor@example.com&gt;</author></item>
-<item><guid>https://e.x/p/3</guid><title>c</title><author>editor@example.com</author></item>
-</channel></rss>"#;
-        let parsed = parse(body.as_bytes(), "https://e.x/feed").expect("parses");
-        let authors: Vec<Vec<String>> = parsed.items.into_iter().map(|i| i.authors).collect();
-        assert_eq!(
-            authors,
-            vec![
-                vec!["Example editor".to_string()],
-                vec!["Example editor".to_string()],
-                vec!["editor@example.com".to_string()],
-            ]
-        );
     }
 }

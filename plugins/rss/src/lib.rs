@@ -5,7 +5,7 @@
 //!   logging.
 //! - `protocol`: the headers this connector sends and its redirect budget (pure).
 //! - `tsunagi-rss-feed` (a crate of its own, shared with the host's benchmark): RSS / Atom /
-//!   JSON Feed → items via feed-rs (pure).
+//!   JSON Feed → items, with the encoding from the response's `Content-Type` (pure).
 //!
 //! The pure parts are unit-tested on the native target (`cargo test -p tsunagi-plugin-rss`);
 //! the component is built for `wasm32-wasip2` by `scripts/build-plugins`.
@@ -76,8 +76,15 @@ fn fetched(response: Response) -> Result<PollResponse> {
     // The final URL, normalised: relative links resolve against it and id-less entries are
     // scoped by it, so it must not change with how the target was spelled.
     let url = response.url().to_owned();
+    let content_type = response.header("content-type");
     let body = response.bytes()?;
-    let parsed = tsunagi_rss_feed::parse(&body, &url).map_err(Error::bad_response)?;
+    let parsed = tsunagi_rss_feed::parse_response(&body, &url, content_type.as_deref())
+        .map_err(Error::bad_response)?;
+    // What the reader repaired (an unescaped `&`, a cut-off document): the items are kept, the
+    // operator told. The host caps log lines per call.
+    for warning in &parsed.warnings {
+        tsunagi_sdk::warn!("{url}: {warning}");
+    }
     Ok(
         PollResponse::items(parsed.items.into_iter().map(wit_item).collect())
             .etag(etag)
@@ -182,7 +189,10 @@ mod tests {
     fn a_page_that_is_no_feed_is_a_bad_response() {
         let err = outcome(request(None, None), response(200, &[], "<html>hi</html>")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BadResponse);
-        assert!(err.message().starts_with("malformed feed: "), "{err}");
+        assert_eq!(
+            err.message(),
+            "not a feed: an HTML page (root element <html>)"
+        );
     }
 
     #[test]

@@ -66,8 +66,10 @@ pub struct RssBenchArgs {
     /// Threads of the fake feed server's own runtime.
     #[arg(long, default_value_t = 1)]
     pub server_threads: usize,
+    /// The RSS component to measure; repeat it to measure several builds one after another in
+    /// the same run (say, the previous reader and this one), each against the same feeds.
     #[arg(long, default_value = DEFAULT_RSS_PLUGIN)]
-    pub plugin: PathBuf,
+    pub plugin: Vec<PathBuf>,
     /// Skip the native-parse reference.
     #[arg(long)]
     pub skip_native: bool,
@@ -117,12 +119,30 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
-    let plugin = std::fs::canonicalize(&args.plugin).with_context(|| {
-        format!(
-            "RSS plugin not found at {} — run scripts/build-plugins",
-            args.plugin.display()
-        )
-    })?;
+    let plugins = args
+        .plugin
+        .iter()
+        .map(|path| {
+            std::fs::canonicalize(path).with_context(|| {
+                format!(
+                    "RSS plugin not found at {} — run scripts/build-plugins",
+                    path.display()
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // One build: "wasm"; several: "wasm <file name>" each.
+    let label = |plugin: &std::path::Path| {
+        if plugins.len() == 1 {
+            "wasm".to_string()
+        } else {
+            let name = plugin
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            format!("wasm {name}")
+        }
+    };
+    let plugin = plugins[0].clone();
     let server = FeedServer::start_in_thread(
         FeedServerConfig {
             feeds: args.feeds,
@@ -147,33 +167,36 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
         .tempdir()?;
     let mut results = Vec::new();
 
-    // The wasm pipeline.
-    let config = bench_config(
-        &workdir.path().join("wasm"),
-        &plugin,
-        server.addr().port(),
-        &args,
-    )?;
-    let backend = crate::commands::open_backend(&config).await?;
-    let engine = Engine::new(&engine_settings(&config))?;
-    let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
-    let rankings = Arc::new(tsunagi::rankings::Rankings::new(
-        backend.clone(),
-        Arc::new(SystemClock),
-        &config,
-    ));
-    let connector = build_connector(
-        &engine,
-        &config,
-        "rss",
-        &config.connectors["rss"],
-        backend.clone(),
-        &resilience,
-        &rankings,
-    )
-    .await?;
-    let poller: Arc<dyn TargetPoller> = Arc::new(connector);
-    results.extend(pipeline_rounds("wasm", &config, backend, poller, &urls, &args).await?);
+    // The wasm pipeline, once per build.
+    for (index, wasm) in plugins.iter().enumerate() {
+        let config = bench_config(
+            &workdir.path().join(format!("wasm-{index}")),
+            wasm,
+            server.addr().port(),
+            &args,
+        )?;
+        let backend = crate::commands::open_backend(&config).await?;
+        let engine = Engine::new(&engine_settings(&config))?;
+        let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
+        let rankings = Arc::new(tsunagi::rankings::Rankings::new(
+            backend.clone(),
+            Arc::new(SystemClock),
+            &config,
+        ));
+        let connector = build_connector(
+            &engine,
+            &config,
+            "rss",
+            &config.connectors["rss"],
+            backend.clone(),
+            &resilience,
+            &rankings,
+        )
+        .await?;
+        let poller: Arc<dyn TargetPoller> = Arc::new(connector);
+        results
+            .extend(pipeline_rounds(&label(wasm), &config, backend, poller, &urls, &args).await?);
+    }
 
     if !args.skip_native {
         let config = bench_config(
@@ -191,6 +214,12 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
     }
 
     if !args.skip_fetch {
+        let config = bench_config(
+            &workdir.path().join("fetch"),
+            &plugin,
+            server.addr().port(),
+            &args,
+        )?;
         let client = rss_client(&config, args.concurrency)?;
         super::peak_rss::reset();
         results.push(fetch_only(client, &urls, args.concurrency).await);
@@ -220,12 +249,29 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
             .find(|m| m.name == name)
             .map(Measurement::rate)
     };
-    if let (Some(wasm), Some(native)) = (rate("wasm round 1"), rate("native parse round 1")) {
-        println!();
-        println!(
-            "wasm / native-parse, round 1: {:.0}%",
-            100.0 * wasm / native
-        );
+    println!();
+    let first = label(&plugins[0]);
+    for wasm in &plugins {
+        let name = label(wasm);
+        if let (Some(wasm), Some(native)) = (
+            rate(&format!("{name} round 1")),
+            rate("native parse round 1"),
+        ) {
+            println!(
+                "{name} / native-parse, round 1: {:.0}%",
+                100.0 * wasm / native
+            );
+        }
+        if name != first {
+            for round in ["round 1", "round 2"] {
+                if let (Some(this), Some(base)) = (
+                    rate(&format!("{name} {round}")),
+                    rate(&format!("{first} {round}")),
+                ) {
+                    println!("{name} / {first}, {round}: {:.2}×", this / base);
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -430,6 +476,7 @@ impl NativeRssPoller {
         };
         let new_etag = header("etag");
         let new_last_modified = header("last-modified");
+        let content_type = header("content-type");
         if response.status().as_u16() == 304 {
             return Ok(PollResult {
                 not_modified: true,
@@ -445,8 +492,8 @@ impl NativeRssPoller {
             .bytes()
             .await
             .map_err(|e| transient(e.to_string()))?;
-        let parsed =
-            tsunagi_rss_feed::parse(&body, url).map_err(|message| CallError::Connector {
+        let parsed = tsunagi_rss_feed::parse_response(&body, url, content_type.as_deref())
+            .map_err(|message| CallError::Connector {
                 kind: FailureKind::BadResponse,
                 message,
             })?;
