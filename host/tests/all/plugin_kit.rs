@@ -60,6 +60,15 @@ fn the_rss_connector_passes_its_cassette() {
     assert!(output.contains("7 passed, 0 failed"), "{output}");
 }
 
+/// How many cases a cassette declares, counted from its file rather than from any run.
+fn declared_cases(cassette: &std::path::Path) -> usize {
+    std::fs::read_to_string(cassette.join("cases.toml"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.trim() == "[[case]]")
+        .count()
+}
+
 /// The reader's fixture suite (one small feed per construct: every RSS version, Atom 0.3 and
 /// 1.0, JSON Feed, Dublin Core, dates, entities, encodings, `xml:base`, broken XML) through the
 /// component, as a cassette.
@@ -68,11 +77,7 @@ fn the_rss_connector_passes_the_feed_fixture_suite() {
     let cassette = workspace_root().join("plugins/rss-feed/fixtures");
     let (ok, output) = plugin_test(&plugin("rss"), &cassette, &[]);
     assert!(ok, "{output}");
-    let cases = std::fs::read_to_string(cassette.join("cases.toml"))
-        .unwrap()
-        .lines()
-        .filter(|line| line.trim() == "[[case]]")
-        .count();
+    let cases = declared_cases(&cassette);
     assert!(cases >= 200, "{cases} cases");
     assert_eq!(passed(&output), cases, "{output}");
 }
@@ -85,11 +90,7 @@ fn the_json_feed_twins_pass_the_same_cassette() {
     let (js_ok, js_output) = plugin_test(&plugin("jsonfeed_js"), &cassette, &[]);
     assert!(js_ok, "{js_output}");
     // Both pass every case the cassette declares (counted from the file, not from either run).
-    let cases = std::fs::read_to_string(cassette.join("cases.toml"))
-        .unwrap()
-        .lines()
-        .filter(|line| line.trim() == "[[case]]")
-        .count();
+    let cases = declared_cases(&cassette);
     assert!(cases >= 5, "the shared cassette has {cases} cases");
     let summary = format!("{cases} passed, 0 failed");
     assert_eq!(passed(&rust_output), cases, "{rust_output}");

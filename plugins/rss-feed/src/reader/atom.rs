@@ -4,11 +4,10 @@
 //! wrapping `div`); links resolve against `xml:base`; an entry without authors takes its
 //! source's, then the feed's (RFC 4287 §4.2.1).
 
-use super::common::{finish_id, push_unique, text};
-use super::dates;
+use super::common::{date, finish_id, first, push_unique, text};
 use super::media::{self, Media};
 use super::xml::{Node, Ns, resolve_url};
-use crate::{FeedItem, ParsedFeed, rfc3339};
+use crate::{FeedItem, ParsedFeed};
 use base64::Engine;
 
 pub fn read(root: &Node, source: &str, url: &str) -> ParsedFeed {
@@ -100,11 +99,12 @@ fn entry(node: &Node, atom: Ns, source: &str, url: &str, feed_authors: &[String]
                 "updated" => first(&mut updated, date(child)),
                 "modified" => first(&mut modified, date(child)),
                 "summary" if summary.is_none() => summary = text_construct(child, source),
-                "content" if content.is_none() => {
+                "content"
+                    if content.is_none()
                     // Out-of-line content (`src`) is not the entry's to carry.
-                    if child.attr("src").is_none() {
-                        content = text_construct(child, source);
-                    }
+                    && child.attr("src").is_none() =>
+                {
+                    content = text_construct(child, source);
                 }
                 "category" => push_unique(
                     &mut categories,
@@ -135,10 +135,10 @@ fn entry(node: &Node, atom: Ns, source: &str, url: &str, feed_authors: &[String]
     if authors.is_empty() {
         authors = dc_creators;
     }
-    if authors.is_empty() {
-        if let Some(source_element) = node.child(atom, "source") {
-            authors = self::authors(source_element, atom, source);
-        }
+    if authors.is_empty()
+        && let Some(source_element) = node.child(atom, "source")
+    {
+        authors = self::authors(source_element, atom, source);
     }
     if authors.is_empty() {
         authors = feed_authors.to_vec();
@@ -166,16 +166,6 @@ fn entry(node: &Node, atom: Ns, source: &str, url: &str, feed_authors: &[String]
     };
     finish_id(&mut item, id, url);
     item
-}
-
-fn first(slot: &mut Option<String>, value: Option<String>) {
-    if slot.is_none() {
-        *slot = value;
-    }
-}
-
-fn date(node: &Node) -> Option<String> {
-    dates::parse(&node.text).map(rfc3339)
 }
 
 /// An Atom text construct: `text` and `html` as their text, `xhtml` (and 0.3's `mode="xml"`)

@@ -10,10 +10,10 @@ pub fn parse(text: &str) -> Option<DateTime<Utc>> {
     if text.is_empty() || text.len() > 128 {
         return None;
     }
-    if text.as_bytes()[0].is_ascii_digit() {
-        if let Some(at) = w3cdtf(text) {
-            return Some(at);
-        }
+    if text.as_bytes()[0].is_ascii_digit()
+        && let Some(at) = w3cdtf(text)
+    {
+        return Some(at);
     }
     rfc822(text)
 }
@@ -157,7 +157,7 @@ pub fn rfc822(text: &str) -> Option<DateTime<Utc>> {
         tokens.remove(0);
     }
     // "01 May 2024", "May 01 2024", "1-May-2024".
-    if tokens.len() >= 1 && tokens[0].matches('-').count() == 2 {
+    if !tokens.is_empty() && tokens[0].matches('-').count() == 2 {
         let joined: Vec<&str> = tokens[0].split('-').collect();
         let rest = tokens.split_off(1);
         tokens = joined;

@@ -51,14 +51,14 @@ pub fn decode<'a>(body: &'a [u8], http_charset: Option<&str>) -> Decoded<'a> {
             None => warnings.push(format!("unknown HTTP charset {label:?} skipped")),
         }
     }
-    if chosen.is_none() {
-        if let Some(label) = declared_encoding(&body[bom_length..], utf16_family) {
-            match Encoding::for_label(label.as_bytes()) {
-                Some(encoding) if fits(encoding) => chosen = Some(encoding),
-                // `encoding="UTF-16"` read through UTF-16 bytes: the BOM or pattern says which.
-                Some(_) => {}
-                None => warnings.push(format!("unknown declared encoding {label:?} skipped")),
-            }
+    if chosen.is_none()
+        && let Some(label) = declared_encoding(&body[bom_length..], utf16_family)
+    {
+        match Encoding::for_label(label.as_bytes()) {
+            Some(encoding) if fits(encoding) => chosen = Some(encoding),
+            // `encoding="UTF-16"` read through UTF-16 bytes: the BOM or pattern says which.
+            Some(_) => {}
+            None => warnings.push(format!("unknown declared encoding {label:?} skipped")),
         }
     }
     let encoding = chosen.or(utf16_family).or(bom).unwrap_or(UTF_8);
@@ -67,8 +67,8 @@ pub fn decode<'a>(body: &'a [u8], http_charset: Option<&str>) -> Decoded<'a> {
         (Some(family), true) => family,
         _ => encoding,
     };
-    let bytes = match Encoding::for_bom(body) {
-        Some((bom_encoding, length)) if bom_encoding == encoding => &body[length..],
+    let bytes = match bom {
+        Some(bom_encoding) if bom_encoding == encoding => &body[bom_length..],
         _ => body,
     };
     let (text, malformed) = encoding.decode_without_bom_handling(bytes);

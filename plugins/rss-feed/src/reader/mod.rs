@@ -126,8 +126,21 @@ fn count_entries(node: &Node) -> usize {
 
 /// What the family readers share: text of elements, person names, ids, dedupe.
 pub(crate) mod common {
+    use super::dates;
     use super::xml::Node;
-    use crate::{FeedItem, legacy_id, scoped_id};
+    use crate::{FeedItem, legacy_id, rfc3339, scoped_id};
+
+    /// Keeps the first value an element gave: the first of several is the one feeds mean.
+    pub fn first(slot: &mut Option<String>, value: Option<String>) {
+        if slot.is_none() {
+            *slot = value;
+        }
+    }
+
+    /// An element's text as a date, RFC 3339 in UTC.
+    pub fn date(node: &Node) -> Option<String> {
+        dates::parse(&node.text).map(rfc3339)
+    }
 
     /// An element's text, trimmed; when it holds elements (HTML a feed forgot to escape), its
     /// content as written.
@@ -166,10 +179,10 @@ pub(crate) mod common {
     }
 
     pub fn push_unique(list: &mut Vec<String>, value: Option<String>) {
-        if let Some(value) = value {
-            if !list.contains(&value) {
-                list.push(value);
-            }
+        if let Some(value) = value
+            && !list.contains(&value)
+        {
+            list.push(value);
         }
     }
 

@@ -4,11 +4,10 @@
 //! `xhtml:body` for content, Atom links and dates, iTunes and Media RSS for authors, summaries,
 //! enclosures and thumbnails.
 
-use super::common::{finish_id, person, push_unique, text};
-use super::dates;
+use super::common::{date, finish_id, first, person, push_unique, text};
 use super::media::{self, Media};
 use super::xml::{Node, Ns, resolve_url};
-use crate::{FeedItem, ParsedFeed, rfc3339};
+use crate::{FeedItem, ParsedFeed};
 
 /// The core vocabulary, whichever version's namespace (or none) it comes in.
 fn core(node: &Node) -> bool {
@@ -63,14 +62,12 @@ fn item(node: &Node, source: &str, url: &str) -> FeedItem {
                     &mut found.link,
                     text(child, source).map(|l| resolve_url(&child.base, &l)),
                 ),
-                "guid" => {
-                    if found.guid.is_none() {
-                        found.guid = text(child, source);
-                        found.guid_is_permalink = child
-                            .attr("isPermaLink")
-                            .map(|v| v.trim().eq_ignore_ascii_case("true"));
-                        found.guid_base = Some(child.base.to_string());
-                    }
+                "guid" if found.guid.is_none() => {
+                    found.guid = text(child, source);
+                    found.guid_is_permalink = child
+                        .attr("isPermaLink")
+                        .map(|v| v.trim().eq_ignore_ascii_case("true"));
+                    found.guid_base = Some(child.base.to_string());
                 }
                 "description" => first(&mut found.description, text(child, source)),
                 "pubDate" | "pubdate" => first(&mut found.published, date(child)),
@@ -171,16 +168,6 @@ fn item(node: &Node, source: &str, url: &str) -> FeedItem {
         .filter(|about| !about.is_empty())
         .map(str::to_string);
     found.finish(rdf_about, media, url)
-}
-
-fn first(slot: &mut Option<String>, value: Option<String>) {
-    if slot.is_none() {
-        *slot = value;
-    }
-}
-
-fn date(node: &Node) -> Option<String> {
-    dates::parse(&node.text).map(rfc3339)
 }
 
 #[derive(Default)]

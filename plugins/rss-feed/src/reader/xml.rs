@@ -233,17 +233,17 @@ pub fn read(text: &str, url: &str) -> Result<Document, String> {
                 }
             }
             Event::Text(text_event) => {
-                if let Some(node) = stack.last_mut() {
-                    if skipped_depth == 0 {
-                        node.text.push_str(&text_event.xml10_content());
-                    }
+                if let Some(node) = stack.last_mut()
+                    && skipped_depth == 0
+                {
+                    node.text.push_str(&text_event.xml10_content());
                 }
             }
             Event::CData(cdata) => {
-                if let Some(node) = stack.last_mut() {
-                    if skipped_depth == 0 {
-                        node.text.push_str(&cdata.xml10_content());
-                    }
+                if let Some(node) = stack.last_mut()
+                    && skipped_depth == 0
+                {
+                    node.text.push_str(&cdata.xml10_content());
                 }
             }
             Event::GeneralRef(reference) => {
@@ -338,7 +338,7 @@ fn open(
             other => Ns::resolve(&other),
         };
         let raw = &attr.value;
-        let value = entities::unescape(&raw, declared)?;
+        let value = entities::unescape(raw, declared)?;
         let local = local.as_ref().to_string();
         if attr_ns == Ns::Xml && local == "base" {
             base = Rc::from(resolve_url(&base, value.trim()));
