@@ -12,11 +12,10 @@
 //! across generations. Responses carry `ETag: "{id}-{generation}"` and a Last-Modified equal to
 //! the newest item's date, and honour If-None-Match / If-Modified-Since with 304.
 //!
-//! Entry ids as feed-rs reports them ([`FeedServer::expected_item_ids`]):
+//! Entry ids as the RSS connector's reader reports them ([`FeedServer::expected_item_ids`]):
 //! `urn:tsunagi-fake:feed:{id}:item:{k}` from `<guid>` (RSS 2.0 and RSS 0.91, which gets a guid
-//! although 0.91 has none), `<id>` (Atom 1.0 and 0.3) and `"id"` (JSON Feed); for RSS 1.0
-//! feed-rs ignores `rdf:about` (which equals the link) and synthesises a hash of link + title,
-//! which we compute the same way. [`FeedServer::expected_item_links`] gives the links.
+//! although 0.91 has none), `<id>` (Atom 1.0 and 0.3) and `"id"` (JSON Feed); for RSS 1.0 the
+//! item's `rdf:about`, which equals the link. [`FeedServer::expected_item_links`] gives the links.
 //!
 //! The fake X API lives in [`x`] (its own server, [`x::XServer`]); the fake shop search APIs
 //! (Rakuten, Yahoo!) in [`shop`] ([`shop::ShopServer`]).
@@ -27,6 +26,7 @@
 
 mod accept;
 mod api;
+pub mod corpus;
 mod render;
 mod server;
 pub mod shop;
@@ -61,7 +61,7 @@ pub struct FeedServerConfig {
     pub hanging: Vec<u32>,
     /// Feed ids answering 500 with a small HTML body.
     pub failing: Vec<u32>,
-    /// Feed ids answering 200 with a broken body: XML cut at the last item and closed by a
+    /// Feed ids answering 200 with a broken body: XML cut before the first item and closed by a
     /// mismatched tag, JSON cut in half. No ETag or Last-Modified.
     pub malformed: Vec<u32>,
     /// If set, 200 and 304 answers carry `Cache-Control: max-age=N`.
@@ -326,8 +326,8 @@ impl FeedServer {
         }
     }
 
-    /// The ids feed-rs reports for the items feed `id` serves at the current generation,
-    /// newest first (see the module docs for RSS 1.0). Empty for ids outside `0..feeds`.
+    /// The ids the RSS connector reports for the items feed `id` serves at the current
+    /// generation, newest first (see the module docs for RSS 1.0). Empty for ids outside `0..feeds`.
     pub fn expected_item_ids(&self, id: u32) -> Vec<String> {
         let format = Self::feed_format(id);
         self.item_numbers(id)

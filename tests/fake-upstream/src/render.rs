@@ -13,8 +13,6 @@
 use std::fmt::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
-use siphasher::sip128::{Hasher128, SipHasher};
-
 use crate::FeedFormat;
 
 /// 2024-01-01T00:00:00Z: item `k` is published `k` hours after this.
@@ -63,26 +61,12 @@ pub(crate) fn item_link(base_url: &str, id: u32, k: u64) -> String {
     link
 }
 
-/// The id feed-rs reports for item `k` of feed `id` served in `format`.
-///
-/// feed-rs reads `<guid>` (RSS 2.0, 0.91), `<id>` (Atom) and `"id"` (JSON Feed). It ignores
-/// `rdf:about` in RSS 1.0 and synthesises the id as SipHash-2-4/128 (fixed keys) of the first
-/// link's href followed by the title (`feed_rs::parser::generate_id_from_link_and_title`, the
-/// same in feed-rs 2.x and 3.0); we compute the same value.
+/// The id tsunagi's reader reports for item `k` of feed `id` served in `format`: the feed's own
+/// id — `<guid>` (RSS 2.0, 0.91), `<id>` (Atom), `"id"` (JSON Feed) and `rdf:about` (RSS 1.0,
+/// which equals the link).
 pub(crate) fn item_id(format: FeedFormat, base_url: &str, id: u32, k: u64) -> String {
     match format {
-        FeedFormat::Rss10 => {
-            const KEY1: u64 = 0x5d78_4074_2887_2d60;
-            const KEY2: u64 = 0x90ee_ca4c_90a5_e228;
-            let link = item_link(base_url, id, k);
-            let mut title = String::new();
-            Title { id, k }.put(&mut title);
-            let mut hasher = SipHasher::new_with_keys(KEY1, KEY2);
-            std::hash::Hasher::write(&mut hasher, link.as_bytes());
-            std::hash::Hasher::write(&mut hasher, title.as_bytes());
-            let hash = hasher.finish128();
-            format!("{:x}{:x}", hash.h1, hash.h2)
-        }
+        FeedFormat::Rss10 => item_link(base_url, id, k),
         _ => item_urn(id, k),
     }
 }
@@ -106,8 +90,10 @@ pub(crate) fn render(format: FeedFormat, ctx: &FeedContext<'_>, out: &mut String
     };
 }
 
-/// Renders a deliberately broken body: for XML formats the feed is cut at its last item and
-/// ends in a mismatched closing tag; for JSON Feed it is cut in the middle of the document.
+/// Renders a deliberately broken body no reader can take items from: for XML formats the feed is
+/// cut before its first item and ends in a mismatched closing tag and an unterminated element;
+/// for JSON Feed it is cut in the middle of the document. (A feed cut after some items is read
+/// as far as it goes, so it would not be broken enough.)
 pub(crate) fn render_malformed(format: FeedFormat, ctx: &FeedContext<'_>) -> String {
     let mut out = String::new();
     render(format, ctx, &mut out);
@@ -124,12 +110,12 @@ pub(crate) fn render_malformed(format: FeedFormat, ctx: &FeedContext<'_>) -> Str
                 FeedFormat::Atom10 | FeedFormat::Atom03 => "<entry>",
                 _ => "<item",
             };
-            // Cut before the last item (or keep everything if there is none), then leave an
+            // Cut before the first item (or keep everything if there is none), then leave an
             // element closed by the wrong tag and the document unterminated.
-            if let Some(pos) = out.rfind(marker) {
+            if let Some(pos) = out.find(marker) {
                 out.truncate(pos);
             }
-            out.push_str("<item><title>Broken feed, truncated here</item>\n<link>http://");
+            out.push_str("<title>Broken feed, truncated here</item>\n<link>http://");
         }
     }
     out
@@ -594,14 +580,12 @@ fn atom10(ctx: &FeedContext<'_>, out: &mut String) -> fmt::Result {
 
 /// Atom 0.3 (`version="0.3"`, `tagline`, `issued`/`modified`, `mode="escaped"` content).
 ///
-/// Served WITHOUT the 0.3 namespace (`http://purl.org/atom/ns#`): feed-rs only recognises the
-/// Atom 1.0 namespace and would see no entries at all; un-namespaced, it parses the document as
-/// Atom. feed-rs does not read `issued`/`modified`, so these entries have no dates there.
+/// In the 0.3 namespace (`http://purl.org/atom/ns#`), as real 0.3 feeds are.
 fn atom03(ctx: &FeedContext<'_>, out: &mut String) -> fmt::Result {
     let FeedContext { base_url, id, .. } = *ctx;
     write!(
         out,
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed version=\"0.3\" xml:lang=\"en\">\n\
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed version=\"0.3\" xmlns=\"http://purl.org/atom/ns#\" xml:lang=\"en\">\n\
          <title>Fake feed {id}</title>\n\
          <link rel=\"alternate\" type=\"text/html\" href=\"{base_url}/feeds/{id}/\"/>\n\
          <tagline>Deterministic Atom 0.3 test feed {id} from tsunagi-fake-upstream</tagline>\n\

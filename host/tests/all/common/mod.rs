@@ -242,8 +242,8 @@ pub fn install(from: &Path, to: &Path) {
 
 /// The item ids the RSS connector stores for fake feed `id`, written from the connector's rule
 /// rather than by calling it: an id that is an absolute URI (the fake feeds' `urn:…`; a real
-/// feed's `https://…` or `tag:…`) is kept as it is; a bare guid (the fake RSS 1.0 feeds' hex
-/// hashes) is scoped by the feed URL as `{feed URL}#{guid}`.
+/// feed's `https://…` or `tag:…`) is kept as it is; a bare guid is scoped by the feed URL as
+/// `{feed URL}#{guid}`.
 pub fn rss_item_ids(server: &tsunagi_fake_upstream::FeedServer, id: u32) -> Vec<String> {
     let url = server.feed_url(id);
     server

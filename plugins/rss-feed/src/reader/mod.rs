@@ -28,10 +28,68 @@ pub use entities::MAX_EXPANSION;
 
 /// At most this many warnings are kept per document: enough to say what went wrong.
 const MAX_WARNINGS: usize = 16;
+/// Items kept per document; a feed is a window of recent entries, and one holding more is an
+/// archive dump or an attack.
+pub const MAX_ITEMS: usize = 5_000;
+/// A warning or error quotes the document; this many bytes of it are enough to recognise it.
+const MAX_MESSAGE: usize = 512;
 
 /// Reads one fetched document. `url` is the final URL (relative links resolve against it; id-less
 /// entries are scoped by it), `content_type` the response's header if it had one.
 pub fn read(body: &[u8], url: &str, content_type: Option<&str>) -> Result<ParsedFeed, String> {
+    let mut parsed = read_unclipped(body, url, content_type).map_err(clip)?;
+    keep_distinct_items(&mut parsed);
+    parsed.warnings = std::mem::take(&mut parsed.warnings)
+        .into_iter()
+        .map(clip)
+        .collect();
+    Ok(parsed)
+}
+
+/// The first item of each id, at most [`MAX_ITEMS`] of them; what was dropped is a warning.
+fn keep_distinct_items(parsed: &mut ParsedFeed) {
+    let mut seen = std::collections::HashSet::new();
+    let before = parsed.items.len();
+    parsed.items.retain(|item| seen.insert(item.id.clone()));
+    let mut dropped = Vec::new();
+    let repeated = before - parsed.items.len();
+    if repeated > 0 {
+        dropped.push(format!(
+            "{repeated} entries repeating an earlier entry's id skipped"
+        ));
+    }
+    if parsed.items.len() > MAX_ITEMS {
+        dropped.push(format!(
+            "{} entries beyond the first {MAX_ITEMS} ignored",
+            parsed.items.len() - MAX_ITEMS
+        ));
+        parsed.items.truncate(MAX_ITEMS);
+    }
+    // These say what was lost, so they stay even when the document's own warnings are many.
+    parsed
+        .warnings
+        .truncate(MAX_WARNINGS.saturating_sub(dropped.len()));
+    parsed.warnings.append(&mut dropped);
+}
+
+/// `message`, cut to [`MAX_MESSAGE`] bytes on a character boundary, marked when cut.
+fn clip(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+fn read_unclipped(
+    body: &[u8],
+    url: &str,
+    content_type: Option<&str>,
+) -> Result<ParsedFeed, String> {
     let decoded = decode::decode(body, content_type.and_then(charset_of));
     let mut warnings = decoded.warnings;
     let text = decoded.text.as_ref();

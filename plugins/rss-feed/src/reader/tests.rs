@@ -307,3 +307,38 @@ fn ids_the_earlier_reader_derived_stay_the_same() {
         "https://news.example.com/feed.xml#1803287d1d221edb29a29dd516a97749"
     );
 }
+
+#[test]
+fn entries_repeating_an_id_are_kept_once_and_a_flood_is_cut_at_the_cap() {
+    let repeated = "<rss><channel><item><guid>a</guid><title>first</title></item>\
+                    <item><guid>a</guid><title>second</title></item></channel></rss>";
+    let feed = parse(repeated.as_bytes(), URL).expect("read");
+    assert_eq!(feed.items.len(), 1);
+    assert_eq!(feed.items[0].title.as_deref(), Some("first"));
+    assert!(
+        feed.warnings
+            .iter()
+            .any(|w| w.contains("1 entries repeating")),
+        "{:?}",
+        feed.warnings
+    );
+
+    let cap = super::MAX_ITEMS;
+    let flood: String = (0..cap + 7)
+        .map(|n| format!("<item><guid>urn:n:{n}</guid></item>"))
+        .collect();
+    let feed = parse(
+        format!("<rss><channel>{flood}</channel></rss>").as_bytes(),
+        URL,
+    )
+    .expect("read");
+    assert_eq!(feed.items.len(), cap);
+    assert_eq!(feed.items[cap - 1].id, format!("urn:n:{}", cap - 1));
+    assert!(
+        feed.warnings
+            .iter()
+            .any(|w| w == &format!("7 entries beyond the first {cap} ignored")),
+        "{:?}",
+        feed.warnings
+    );
+}
