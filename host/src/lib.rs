@@ -23,6 +23,8 @@ pub mod config;
 pub mod credentials;
 pub mod egress;
 pub mod filter;
+pub mod inbound;
+pub mod listen;
 pub mod pipeline;
 pub mod rankings;
 pub mod redact;

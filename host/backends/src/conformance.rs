@@ -106,6 +106,7 @@ macro_rules! conformance_tests {
             job_lost_on_its_last_attempt_goes_dead,
             dead_jobs_keep_their_history_and_can_be_retried_or_dropped,
             dead_targets_are_never_claimed_and_can_be_revived_or_dropped,
+            pinged_targets_are_due_now_and_dead_or_parked_ones_stay_put,
             target_history_keeps_the_latest_failures_and_a_success_clears_it,
             queue_counts_count_each_state,
             list_items_filters_and_pages,
@@ -1793,6 +1794,96 @@ pub async fn dead_targets_are_never_claimed_and_can_be_revived_or_dropped(b: &dy
         .await
         .expect("claim");
     assert_eq!(claims.len(), 1, "a revived target is claimed again");
+}
+
+async fn due(b: &dyn Backend, connector: &str, now: Millis) -> u64 {
+    b.count_due(connector, now).await.expect("count_due")
+}
+
+pub async fn pinged_targets_are_due_now_and_dead_or_parked_ones_stay_put(b: &dyn Backend) {
+    let later = T0 + 3_600_000;
+    let site = "https://blog.example/alice/";
+    let targets: Vec<String> = [
+        "https://blog.example/alice/feed.xml",
+        "https://blog.example/alice/comments/feed",
+        "https://blog.example/alice-and-bob/feed",
+        "https://blog.example/bob/feed",
+        "https://blog.example/alice/dead",
+    ]
+    .map(String::from)
+    .to_vec();
+    b.add_targets("rss", &targets, later).await.expect("add");
+    b.add_targets("other", &targets[..1], later)
+        .await
+        .expect("add");
+    // The last one goes dead.
+    let dead = b
+        .claim_due("rss", "w1", later, LEASE, 10)
+        .await
+        .expect("claim");
+    for claim in dead {
+        let commit = if claim.target.target.ends_with("/dead") {
+            PollCommit::Failure {
+                error: "HTTP 410 Gone".into(),
+                next_run_at: later,
+                dead: true,
+            }
+        } else {
+            PollCommit::Failure {
+                error: "HTTP 500".into(),
+                next_run_at: later,
+                dead: false,
+            }
+        };
+        b.complete_poll(&claim, commit, T0).await.expect("commit");
+    }
+    assert_eq!(due(b, "rss", T0).await, 0);
+
+    // The feed itself, in both connectors that hold it.
+    assert_eq!(b.wake_target(&targets[0], T0).await.expect("wake"), 2);
+    assert_eq!((due(b, "rss", T0).await, due(b, "other", T0).await), (1, 1));
+    // A target already due earlier stays due from then.
+    assert_eq!(b.wake_target(&targets[0], T0 + 5).await.expect("wake"), 2);
+    let feed = b
+        .get_target("rss", &targets[0])
+        .await
+        .expect("get")
+        .expect("feed");
+    assert_eq!(feed.next_run_at, T0);
+    // Unknown and dead targets wake nothing.
+    assert_eq!(
+        b.wake_target("https://blog.example/nobody", T0)
+            .await
+            .expect("wake"),
+        0
+    );
+    assert_eq!(b.wake_target(&targets[4], T0).await.expect("wake"), 0);
+
+    // A site: only the targets under its path (in both connectors), never a neighbour sharing
+    // the prefix's text.
+    assert_eq!(
+        b.wake_targets_under(site, T0, 10).await.expect("wake site"),
+        3
+    );
+    assert_eq!(due(b, "rss", T0).await, 2);
+    let bob = b
+        .get_target("rss", &targets[3])
+        .await
+        .expect("get")
+        .expect("bob");
+    let neighbour = b
+        .get_target("rss", &targets[2])
+        .await
+        .expect("get")
+        .expect("neighbour");
+    assert_eq!((bob.next_run_at, neighbour.next_run_at), (later, later));
+    // At most `limit` of them.
+    assert_eq!(
+        b.wake_targets_under("https://blog.example/", T0, 3)
+            .await
+            .expect("wake host"),
+        3
+    );
 }
 
 pub async fn target_history_keeps_the_latest_failures_and_a_success_clears_it(b: &dyn Backend) {

@@ -319,6 +319,13 @@ pub trait TargetStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Target>>;
     async fn count_refused(&self, connector: &str) -> Result<u64>;
+    /// Makes every live target (of any connector; not dead, not parked) whose target is
+    /// exactly `target` due at `now`, or leaves it earlier if it already is: a ping saying the
+    /// feed changed. Answers how many matched.
+    async fn wake_target(&self, target: &str, now: Millis) -> Result<u64>;
+    /// The same for live targets starting with `prefix` (a site's URL ending in `/`), at most
+    /// `limit` of them, by id.
+    async fn wake_targets_under(&self, prefix: &str, now: Millis, limit: u32) -> Result<u64>;
 }
 
 /// Filter for listing stored items.

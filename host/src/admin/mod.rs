@@ -181,25 +181,14 @@ pub async fn serve(
         addr: listen.to_string(),
         source,
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(failed)?;
-    let addr = listener.local_addr().map_err(failed)?;
+    let (listener, addr) = crate::listen::bind(listen).await.map_err(failed)?;
     let shared = Arc::new(Shared {
         control: OnceLock::new(),
         draining: AtomicBool::new(false),
         access,
         loopback: addr.ip().is_loopback(),
     });
-    let app = router(shared.clone());
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!("admin listener failed: {error}");
-        }
-    });
+    let task = crate::listen::spawn(listener, router(shared.clone()), stop, "admin");
     tracing::info!(%addr, "admin listening");
     Ok(AdminServer { addr, shared, task })
 }

@@ -209,6 +209,11 @@ pub struct HostSettings {
     /// reach it.
     #[serde(default)]
     pub admin_hosts: Vec<String>,
+    /// The inbound listener for what the outside pushes (`weblogUpdates` pings at `POST /ping`
+    /// and `/RPC2`); none when absent. Apart from the admin port: pingers are strangers and get
+    /// nothing but that endpoint.
+    #[serde(default)]
+    pub inbound_listen: Option<String>,
     /// How long a claimed target or delivery job stays leased to this host before another may
     /// take it.
     #[serde(default = "default_lease", with = "humantime_serde")]
@@ -279,6 +284,7 @@ impl Default for HostSettings {
         Self {
             database: default_database(),
             admin_listen: None,
+            inbound_listen: None,
             admin_token: None,
             admin_hosts: Vec::new(),
             claim_lease: default_lease(),

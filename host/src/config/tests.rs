@@ -520,6 +520,22 @@ fn an_admin_token_that_cannot_be_read_is_a_config_error_that_never_shows_a_value
 }
 
 #[test]
+fn the_inbound_listener_is_an_address_apart_from_the_admin_port() {
+    assert!(parse("[host]\ninbound_listen = \"0.0.0.0:8080\"\n").is_ok());
+    let error = parse("[host]\ninbound_listen = \"everywhere\"\n").unwrap_err();
+    assert_eq!(
+        (error.field.as_str(), error.line),
+        ("host.inbound_listen", 2),
+        "{error}"
+    );
+    let error =
+        parse("[host]\nadmin_listen = \"127.0.0.1:7878\"\ninbound_listen = \"127.0.0.1:7878\"\n")
+            .unwrap_err();
+    assert_eq!(error.field, "host.inbound_listen", "{error}");
+    assert!(error.message.contains("port of its own"), "{error}");
+}
+
+#[test]
 fn instance_slots_must_cover_the_connectors() {
     let error = parse(&format!("[host]\ninstance_slots = 10\n{MINIMAL}")).unwrap_err();
     assert_eq!(error.field, "host.instance_slots", "{error}");

@@ -307,6 +307,24 @@ fn check_host(config: &Config, checks: &mut Checks) {
             Ok(_) => {}
         }
     }
+    if let Some(listen) = &host.inbound_listen {
+        match listen.parse::<std::net::SocketAddr>() {
+            Err(_) => checks.error(
+                "host.inbound_listen",
+                format!("{listen:?} is not an address like 0.0.0.0:8080"),
+            ),
+            Ok(addr) if host.admin_listen.as_deref().and_then(|a| a.parse().ok()) == Some(addr) => {
+                checks.error(
+                    "host.inbound_listen",
+                    format!(
+                        "{listen} is also host.admin_listen; the inbound listener needs a port \
+                         of its own, since pingers must not reach the admin API"
+                    ),
+                );
+            }
+            Ok(_) => {}
+        }
+    }
     for (index, name) in host.admin_hosts.iter().enumerate() {
         let valid = HOST_LENGTH.contains(&name.len())
             && name

@@ -62,6 +62,8 @@ pub enum TopologyError {
         #[source]
         source: SinkError,
     },
+    #[error(transparent)]
+    Inbound(#[from] crate::inbound::InboundError),
 }
 
 /// Why one connector could not be built: its plugin did not load (at the config field that
@@ -256,6 +258,8 @@ pub struct Topology {
     /// Set when [`Topology::shutdown`] begins.
     stopping: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Where the inbound listener (`host.inbound_listen`) listens, if it does.
+    inbound_addr: Option<std::net::SocketAddr>,
 }
 
 impl Topology {
@@ -332,6 +336,19 @@ impl Topology {
             }));
         }
 
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        // Bound before anything runs: a port in use fails the start with nothing left behind.
+        let inbound_addr = match &host.inbound_listen {
+            Some(listen) => {
+                let inbound =
+                    crate::inbound::serve(listen, backend.clone(), clock.clone(), stop.clone())
+                        .await?;
+                tasks.push(inbound.task);
+                Some(inbound.addr)
+            }
+            None => None,
+        };
         let pipelines = Arc::new(PipelineSet::new(PipelineContext {
             backend: backend.clone(),
             clock: clock.clone(),
@@ -364,10 +381,8 @@ impl Topology {
             .with_retention(retention.clone()),
         );
 
-        let stop = CancellationToken::new();
         // Probes run until the very end: breakers matter while in-flight calls drain too.
         resilience.start_probes(&stop);
-        let mut tasks = Vec::new();
         let watched = reloader.clone();
         let reload_on_change = move || -> futures::future::BoxFuture<'static, ()> {
             let reloader = watched.clone();
@@ -403,6 +418,7 @@ impl Topology {
             stop,
             stopping: std::sync::atomic::AtomicBool::new(false),
             tasks: Mutex::new(tasks),
+            inbound_addr,
         }))
     }
 
@@ -428,6 +444,11 @@ impl Topology {
     /// Hot swap of plugins and connector settings (also reachable through [`Control`]).
     pub fn reloader(&self) -> &Reloader {
         &self.reloader
+    }
+
+    /// Where the inbound listener listens (its port when `host.inbound_listen` asked for 0).
+    pub fn inbound_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inbound_addr
     }
 
     pub fn worker_id(&self) -> &str {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "admin",
     "topology",
+    "inbound",
     "pipeline",
     "sinks",
     "retention",
@@ -26,6 +27,7 @@ const LAYERS: &[&str] = &[
     "stats",
     "filter",
     "redact",
+    "listen",
     "clock",
     // Test support (`#[cfg(test)]`): a scriptable HTTP server on 127.0.0.1.
     "loopback",

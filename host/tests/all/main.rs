@@ -18,6 +18,7 @@ mod layers;
 mod no_code;
 mod plugin_kit;
 mod processes;
+mod push;
 mod rankings;
 mod resilience;
 mod retention;

@@ -27,6 +27,7 @@
 mod accept;
 mod api;
 pub mod corpus;
+pub mod pinger;
 mod render;
 mod server;
 pub mod shop;
@@ -68,6 +69,10 @@ pub struct FeedServerConfig {
     pub cache_control_max_age: Option<u32>,
     /// If set, RSS 2.0 feeds include `<ttl>N</ttl>`.
     pub ttl_minutes: Option<u32>,
+    /// If set, Atom 0.3 feeds are served without their namespace, as the previous reader
+    /// (feed-rs, which knows only Atom 1.0's) needs to see their entries: for measuring it side
+    /// by side with the current one on the same feeds. Default false.
+    pub atom03_without_namespace: bool,
     /// If set, 304 answers carry no ETag or Last-Modified (as many real servers answer), so a
     /// client must keep the validators that earned the 304 itself. Default false.
     pub bare_not_modified: bool,
@@ -98,6 +103,7 @@ impl Default for FeedServerConfig {
             ttl_minutes: None,
             bare_not_modified: false,
             record_conditionals: false,
+            atom03_without_namespace: false,
         }
     }
 }
@@ -386,6 +392,7 @@ fn build_shared(config: &FeedServerConfig, addr: SocketAddr) -> Shared {
             .cache_control_max_age
             .and_then(|age| HeaderValue::try_from(format!("max-age={age}")).ok()),
         ttl_minutes: config.ttl_minutes,
+        atom03_without_namespace: config.atom03_without_namespace,
         bare_not_modified: config.bare_not_modified,
         conditionals: config
             .record_conditionals

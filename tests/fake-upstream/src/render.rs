@@ -28,6 +28,8 @@ pub(crate) struct FeedContext<'a> {
     /// Bytes of filler added to each item's main content.
     pub pad: usize,
     pub ttl_minutes: Option<u32>,
+    /// Atom 0.3 without `xmlns` (see `FeedServerConfig::atom03_without_namespace`).
+    pub atom03_without_namespace: bool,
 }
 
 impl FeedContext<'_> {
@@ -580,12 +582,18 @@ fn atom10(ctx: &FeedContext<'_>, out: &mut String) -> fmt::Result {
 
 /// Atom 0.3 (`version="0.3"`, `tagline`, `issued`/`modified`, `mode="escaped"` content).
 ///
-/// In the 0.3 namespace (`http://purl.org/atom/ns#`), as real 0.3 feeds are.
+/// In the 0.3 namespace (`http://purl.org/atom/ns#`), as real 0.3 feeds are, unless the
+/// server is asked to leave it out.
 fn atom03(ctx: &FeedContext<'_>, out: &mut String) -> fmt::Result {
     let FeedContext { base_url, id, .. } = *ctx;
+    let namespace = if ctx.atom03_without_namespace {
+        ""
+    } else {
+        " xmlns=\"http://purl.org/atom/ns#\""
+    };
     write!(
         out,
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed version=\"0.3\" xmlns=\"http://purl.org/atom/ns#\" xml:lang=\"en\">\n\
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed version=\"0.3\"{namespace} xml:lang=\"en\">\n\
          <title>Fake feed {id}</title>\n\
          <link rel=\"alternate\" type=\"text/html\" href=\"{base_url}/feeds/{id}/\"/>\n\
          <tagline>Deterministic Atom 0.3 test feed {id} from tsunagi-fake-upstream</tagline>\n\

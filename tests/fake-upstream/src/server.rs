@@ -66,6 +66,7 @@ pub(crate) struct Shared {
     pub slow_delay: Duration,
     pub cache_control: Option<HeaderValue>,
     pub ttl_minutes: Option<u32>,
+    pub atom03_without_namespace: bool,
     /// 304s without validators.
     pub bare_not_modified: bool,
     /// Per feed, the conditional headers of each request, when recording.
@@ -91,6 +92,7 @@ impl Shared {
             items: self.items,
             pad: self.pads[format as usize],
             ttl_minutes: self.ttl_minutes,
+            atom03_without_namespace: self.atom03_without_namespace,
         }
     }
 }

@@ -50,15 +50,16 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 4_000;
 const PAGE_CACHE_KIB: u32 = 64 * 1024;
 /// The schema version this build writes (`PRAGMA user_version`): [`SCHEMA`] creates version 1,
 /// then each migration in [`MIGRATIONS`] moves it one version up.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 const SCHEMA: &str = include_str!("schema.sql");
-const MIGRATIONS: [(i64, &str); 6] = [
+const MIGRATIONS: [(i64, &str); 7] = [
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
     (4, include_str!("schema_v4.sql")),
     (5, include_str!("schema_v5.sql")),
     (6, include_str!("schema_v6.sql")),
     (7, include_str!("schema_v7.sql")),
+    (8, include_str!("schema_v8.sql")),
 ];
 
 /// SQL appending one failed attempt (`at`, `error`: SQL expressions) to the JSON history in

@@ -385,6 +385,42 @@ impl TargetStore for SqliteBackend {
         Ok(released)
     }
 
+    async fn wake_target(&self, target: &str, now: Millis) -> Result<u64> {
+        let woken = sqlx::query(
+            "UPDATE targets SET next_run_at = MIN(next_run_at, ?2) \
+             WHERE target = ?1 AND dead_at IS NULL AND refused_at IS NULL",
+        )
+        .bind(target)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("waking a pinged target"))?
+        .rows_affected();
+        Ok(woken)
+    }
+
+    async fn wake_targets_under(&self, prefix: &str, now: Millis, limit: u32) -> Result<u64> {
+        // A range on the target index: every string starting with `prefix` sorts at or after
+        // it and before `prefix` with its last byte raised by one (bytes compare as memcmp).
+        let Some(upper) = prefix_upper_bound(prefix) else {
+            return Ok(0);
+        };
+        let woken = sqlx::query(
+            "UPDATE targets SET next_run_at = MIN(next_run_at, ?3) WHERE id IN ( \
+               SELECT id FROM targets WHERE target >= ?1 AND target < ?2 \
+               AND dead_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT ?4)",
+        )
+        .bind(prefix)
+        .bind(upper)
+        .bind(now)
+        .bind(i64::from(limit))
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("waking a pinged site's targets"))?
+        .rows_affected();
+        Ok(woken)
+    }
+
     async fn list_refused_targets(
         &self,
         connector: Option<&str>,
@@ -437,4 +473,16 @@ impl TargetStore for SqliteBackend {
         tx.commit().await.map_err(db_error(CONTEXT))?;
         Ok(true)
     }
+}
+
+/// The least string greater than every string that starts with `prefix`, when `prefix` ends in
+/// an ASCII character below `~` (URL prefixes end in `/`); none otherwise.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let last = *prefix.as_bytes().last()?;
+    if !(b' '..b'~').contains(&last) {
+        return None;
+    }
+    let mut upper = prefix[..prefix.len() - 1].to_string();
+    upper.push(char::from(last + 1));
+    Some(upper)
 }

@@ -219,9 +219,18 @@ pub async fn rss_crawl(
     server: &tsunagi_fake_upstream::FeedServer,
     dir: &Path,
 ) -> (Config, Arc<dyn Backend>, ManualClock) {
+    rss_crawl_with(server, dir, "").await
+}
+
+/// [`rss_crawl`] with `host_extra` added to the `[host]` section.
+pub async fn rss_crawl_with(
+    server: &tsunagi_fake_upstream::FeedServer,
+    dir: &Path,
+    host_extra: &str,
+) -> (Config, Arc<dyn Backend>, ManualClock) {
     let config = write_config(
         dir,
-        &(host_section("") + &rss_connector(server.addr().port(), "")),
+        &(host_section(host_extra) + &rss_connector(server.addr().port(), "")),
     );
     let backend = open_backend(&config).await;
     let clock = ManualClock::starting_at(SystemClock.now_ms());

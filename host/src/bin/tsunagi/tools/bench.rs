@@ -70,6 +70,10 @@ pub struct RssBenchArgs {
     /// the same run (say, the previous reader and this one), each against the same feeds.
     #[arg(long, default_value = DEFAULT_RSS_PLUGIN)]
     pub plugin: Vec<PathBuf>,
+    /// Serve Atom 0.3 feeds without their namespace, so that a build with the previous reader
+    /// (feed-rs, which sees no entries in namespaced Atom 0.3) reads every feed too.
+    #[arg(long)]
+    pub atom03_without_namespace: bool,
     /// Skip the native-parse reference.
     #[arg(long)]
     pub skip_native: bool,
@@ -148,6 +152,7 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
             feeds: args.feeds,
             items_per_feed: args.items,
             target_feed_bytes: args.feed_bytes,
+            atom03_without_namespace: args.atom03_without_namespace,
             ..FeedServerConfig::default()
         },
         args.server_threads,
