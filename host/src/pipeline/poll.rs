@@ -12,7 +12,7 @@
 //! is *parked* (not claimed again until a reload changes the connector's egress rules). Neither
 //! counts an error, backs off or dead-letters.
 
-use super::slots::{drain, gather_slots, wait_or_stop};
+use super::slots::{Returns, drain, gather_slots, wait_or_stop};
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
 use crate::filter::{Dropped, ItemFilter};
@@ -139,6 +139,7 @@ impl PollPipeline {
         // One claim per freed slot would cost a write per poll; gather a quarter of the slots
         // (or whatever is free after a few milliseconds) and claim for all of them at once.
         let mut running = JoinSet::new();
+        let returns = Arc::new(Returns::default());
         loop {
             while running.try_join_next().is_some() {}
             if self.stats.paused(self.clock.now_ms()).is_some() {
@@ -187,7 +188,8 @@ impl PollPipeline {
                 if mode == RunMode::UntilIdle && running.is_empty() {
                     break;
                 }
-                if wait_or_stop(&stop, self.idle_poll, &mut running).await {
+                let idle = returns.wait(self.clock.now_ms(), self.idle_poll);
+                if wait_or_stop(&stop, idle, &mut running).await {
                     break;
                 }
                 continue;
@@ -198,7 +200,12 @@ impl PollPipeline {
                     let _ = self.backend.release(&claim, claim.target.next_run_at).await;
                     continue;
                 };
-                running.spawn(self.clone().execute(claim, slot, commit_slots.clone()));
+                running.spawn(self.clone().execute(
+                    claim,
+                    slot,
+                    commit_slots.clone(),
+                    returns.clone(),
+                ));
             }
         }
         drain(&self.connector, running, grace).await;
@@ -209,10 +216,12 @@ impl PollPipeline {
         claim: TargetClaim,
         slot: OwnedSemaphorePermit,
         commit_slots: Arc<Semaphore>,
+        returns: Arc<Returns>,
     ) {
         let started = std::time::Instant::now();
         self.stats.call_started();
-        self.poll_and_commit(&claim, slot, &commit_slots).await;
+        self.poll_and_commit(&claim, slot, &commit_slots, &returns)
+            .await;
         self.stats.call_finished();
         self.stats.record_latency(started.elapsed());
     }
@@ -222,6 +231,7 @@ impl PollPipeline {
         claim: &TargetClaim,
         slot: OwnedSemaphorePermit,
         commit_slots: &Semaphore,
+        returns: &Returns,
     ) {
         let target = &claim.target;
         // The URL as logs may show it; the request itself uses `target.target`.
@@ -268,6 +278,7 @@ impl PollPipeline {
             self.stats.poll_deferred();
             tracing::debug!(connector = %self.connector, target = %shown,
                 "deferred until {}", crate::clock::rfc3339(until));
+            returns.note(until.max(now));
             if let Err(error) = self.backend.release(claim, until.max(now)).await {
                 tracing::error!(connector = %self.connector, target = %shown,
                     "cannot put the deferred target back; it returns when its lease expires: {error}");

@@ -86,3 +86,59 @@ pub(super) async fn drain(connector: &str, mut running: JoinSet<()>, grace: Dura
         running.shutdown().await;
     }
 }
+
+/// When this pipeline's deferred targets come back, so that it looks for due work at that
+/// moment rather than at the next idle tick: a per-host budget's held slot is spent on time,
+/// not in a burst with the others that came due during the tick.
+#[derive(Default)]
+pub(super) struct Returns {
+    times: std::sync::Mutex<std::collections::BinaryHeap<std::cmp::Reverse<i64>>>,
+}
+
+/// Return times remembered at most; past it the latest are dropped (they wait for a tick).
+const MAX_RETURNS: usize = 10_000;
+
+impl Returns {
+    pub(super) fn note(&self, at: i64) {
+        let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
+        if times.len() < MAX_RETURNS {
+            times.push(std::cmp::Reverse(at));
+        }
+    }
+
+    /// How long to wait before looking again: until the next return after `now`, at most
+    /// `idle`. Returns already passed are forgotten.
+    pub(super) fn wait(&self, now: i64, idle: Duration) -> Duration {
+        let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
+        while times.peek().is_some_and(|next| next.0 <= now) {
+            times.pop();
+        }
+        match times.peek() {
+            Some(next) => idle.min(Duration::from_millis((next.0 - now).unsigned_abs())),
+            None => idle,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_return_shortens_the_idle_wait_and_passed_ones_are_forgotten() {
+        let returns = Returns::default();
+        let idle = Duration::from_secs(1);
+        assert_eq!(returns.wait(0, idle), idle);
+        returns.note(300);
+        returns.note(120);
+        returns.note(5_000);
+        assert_eq!(returns.wait(100, idle), Duration::from_millis(20));
+        assert_eq!(returns.wait(200, idle), Duration::from_millis(100));
+        assert_eq!(
+            returns.wait(300, idle),
+            idle,
+            "the next is beyond the idle wait"
+        );
+        assert_eq!(returns.wait(4_990, idle), Duration::from_millis(10));
+    }
+}

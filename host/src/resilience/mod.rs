@@ -6,6 +6,9 @@
 //!   the call fails with a typed "rate limited" error and the worker puts the target back for
 //!   when the budget has room, without counting a failure. Upstream signals (429, Retry-After,
 //!   `x-rate-limit-remaining: 0` with `x-rate-limit-reset`) push the budget's next slot out.
+//!   A per-host budget waits at most [`held::HOST_WAIT`] in the call: a later slot is held for
+//!   the target and the call deferred to it (see [`held`]), so one busy host's queue never
+//!   holds the workers other hosts' feeds need.
 //! - **Breakers** (`[breakers.*]`): one per upstream. An open breaker answers at once with a
 //!   typed error naming it, and the target is deferred likewise. Failures (transport errors,
 //!   timeouts, 5xx, 429) count when they happen; a success counts when the call ends, because
@@ -15,6 +18,7 @@
 //! State lives behind the backend's [`RateLimitStore`] and [`BreakerStore`]; the clock is
 //! injected.
 
+pub mod held;
 pub mod probes;
 
 use crate::clock::SharedClock;
@@ -91,6 +95,8 @@ pub struct Resilience {
     probe_tasks: Mutex<BTreeMap<String, CancellationToken>>,
     /// What each per-host budget made requests wait, by budget and host.
     host_waits: Mutex<BTreeMap<String, HashMap<String, HostWait>>>,
+    /// Per-host budget slots held for deferred calls.
+    held: held::HeldSlots,
 }
 
 /// The hosts a per-host budget keeps wait figures for; past it, the host that waited least
@@ -147,6 +153,7 @@ impl Resilience {
             probe_root: OnceLock::new(),
             probe_tasks: Mutex::new(BTreeMap::new()),
             host_waits: Mutex::new(BTreeMap::new()),
+            held: held::HeldSlots::default(),
         };
         resilience.declare(config)?;
         Ok(resilience)
@@ -350,7 +357,12 @@ impl Resilience {
         let mut go_at = self.clock.now_ms();
         for (name, spec) in specs {
             let key = budget_key(name, spec.scope, target, host);
-            let reserved = self.reserve_slot(name, &key, spec, max_wait).await;
+            let reserved = if spec.scope == BudgetScope::Host {
+                self.reserve_host_slot(name, &key, spec, target, max_wait)
+                    .await
+            } else {
+                self.reserve_slot(name, &key, spec, max_wait).await
+            };
             if spec.scope == BudgetScope::Host {
                 let waited = reserved
                     .as_ref()
@@ -432,6 +444,59 @@ impl Resilience {
         });
         hosts.truncate(HOSTS_SHOWN);
         hosts
+    }
+
+    /// A per-host budget's slot for `target`: its held slot if it has one, else the next slot
+    /// — waited for in the call if within [`held::HOST_WAIT`] (and `max_wait`), held for the
+    /// target with the call deferred to it if later.
+    async fn reserve_host_slot(
+        &self,
+        name: &str,
+        key: &str,
+        spec: &Budget,
+        target: &str,
+        max_wait: Duration,
+    ) -> Result<Millis, Deferral> {
+        let now = self.clock.now_ms();
+        let deferred = |retry_at| Deferral::RateLimited {
+            budget: name.to_string(),
+            retry_at,
+        };
+        // Without a burst, sends keep the steady spacing even when slots are spent late.
+        let spacing = if spec.quota.burst <= 1 {
+            (spec.quota.emission_interval_us() + 999) / 1000
+        } else {
+            0
+        };
+        let max_delay = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
+        let paced = |at: Millis| self.held.pace(key, at, spacing, now, max_delay);
+        match self.held.take(key, target, now) {
+            held::Held::Due(at) => return Ok(paced(at)),
+            held::Held::Early(at) => return Err(deferred(at)),
+            held::Held::Spent => {
+                return self
+                    .reserve_slot(name, key, spec, max_wait)
+                    .await
+                    .map(paced);
+            }
+            held::Held::None => {}
+        }
+        if !self.held.has_room(now) {
+            return self
+                .reserve_slot(name, key, spec, max_wait)
+                .await
+                .map(paced);
+        }
+        let at = self
+            .reserve_slot(name, key, spec, held::MAX_HOLD_AHEAD)
+            .await?;
+        let in_call = i64::try_from(max_wait.min(held::HOST_WAIT).as_millis()).unwrap_or(0);
+        if at - now <= in_call {
+            return Ok(paced(at));
+        }
+        // Taken either way: held, the target spends it when it comes back at `at`.
+        self.held.hold(key, target, at, now);
+        Err(deferred(at))
     }
 
     /// Reserves the budget's next slot within `max_wait`, and says when it is.
@@ -539,6 +604,10 @@ impl Resilience {
                 continue;
             }
             let key = budget_key(budget, spec.scope, target, host);
+            if spec.scope == BudgetScope::Host {
+                // Slots held before the push-back are slots the upstream will not take.
+                self.held.forget(&key);
+            }
             if let Err(error) = self.limiter.push_back(&key, &spec.quota, until).await {
                 tracing::error!(%budget, "cannot record the upstream's rate limit: {error}");
             }
@@ -673,6 +742,65 @@ mod tests {
             ],
             "each host's held-back requests, in /status"
         );
+    }
+
+    #[tokio::test]
+    async fn a_per_host_deferral_holds_its_slot_and_the_target_spends_it_when_back() {
+        let config = Config::parse(
+            "[budgets.hosts]\nrate = \"1/min\"\nper = \"host\"\n",
+            Path::new("t.toml"),
+        )
+        .expect("valid");
+        let start = 1_000_000;
+        let clock = ManualClock::starting_at(start);
+        let resilience = Resilience::in_process(&config, Arc::new(clock.clone())).unwrap();
+        let admit = |target: &'static str| {
+            let resilience = resilience.clone();
+            async move {
+                resilience
+                    .admit_to(
+                        &["hosts"],
+                        None,
+                        target,
+                        "blog.example",
+                        Duration::from_secs(10),
+                    )
+                    .await
+            }
+        };
+        assert!(admit("first").await.is_ok());
+        // A minute off: beyond the in-call wait, so held and deferred, not waited for.
+        let deferred = admit("second").await.expect_err("deferred");
+        assert!(
+            matches!(deferred, Deferral::RateLimited { retry_at, .. } if retry_at == start + 60_000),
+            "{deferred:?}"
+        );
+        let third = admit("third").await.expect_err("deferred");
+        assert!(
+            matches!(third, Deferral::RateLimited { retry_at, .. } if retry_at == start + 120_000),
+            "each deferral holds the next slot: {third:?}"
+        );
+        // Back early: deferred to its own slot again, nothing spent.
+        clock.advance(Duration::from_secs(30));
+        let early = admit("second").await.expect_err("early");
+        assert!(
+            matches!(early, Deferral::RateLimited { retry_at, .. } if retry_at == start + 60_000),
+            "{early:?}"
+        );
+        // At its slot: through, on the held slot, and the queue behind it is unchanged.
+        clock.advance(Duration::from_secs(30));
+        assert!(admit("second").await.is_ok());
+        let fourth = admit("fourth").await.expect_err("deferred");
+        assert!(
+            matches!(fourth, Deferral::RateLimited { retry_at, .. } if retry_at == start + 180_000),
+            "{fourth:?}"
+        );
+        // A 429 from the host forgets what was held: the third queues again behind it.
+        resilience
+            .upstream_limit_of(&["hosts"], "third", "blog.example", start + 600_000)
+            .await;
+        clock.advance(Duration::from_secs(60));
+        assert!(admit("third").await.is_err(), "its held slot is gone");
     }
 
     #[tokio::test]

@@ -479,3 +479,128 @@ async fn a_response_the_plugin_calls_bad_counts_against_the_breaker() {
     );
     server.shutdown().await;
 }
+
+/// One busy host (50 feeds on 127.0.0.2) and forty others (10 feeds each on 127.1.0.x, same
+/// port), a per-host budget of 10 requests a second, targets interleaved: the busy host never
+/// sees more than its budget, and its queue does not hold the workers the other hosts' feeds
+/// need — they are all fetched while most of the busy host's queue still waits. (The figures at
+/// full size, 5,000 and 50,000 feeds at 100/s, are `tsunagi bench hosts`'s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_host_is_held_to_its_budget_and_its_queue_does_not_delay_other_hosts() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
+    let feeds = |feeds, record_arrivals| FeedServerConfig {
+        feeds,
+        items_per_feed: 2,
+        target_feed_bytes: 1_000,
+        record_arrivals,
+        ..FeedServerConfig::default()
+    };
+    let busy = FeedServer::start_on(
+        feeds(50, true),
+        SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), 0)),
+    )
+    .await
+    .expect("busy host");
+    let port = busy.addr().port();
+    let mut others = Vec::new();
+    for n in 1..=40 {
+        let address = SocketAddr::from((Ipv4Addr::new(127, 1, 0, n), port));
+        others.push(
+            FeedServer::start_on(feeds(10, false), address)
+                .await
+                .expect("host"),
+        );
+    }
+    let mut urls = Vec::new();
+    let mut busy_urls = busy.feed_urls().into_iter();
+    for (i, url) in others.iter().flat_map(FeedServer::feed_urls).enumerate() {
+        urls.push(url);
+        if i % 8 == 0 {
+            urls.extend(busy_urls.next());
+        }
+    }
+    urls.extend(busy_urls);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &(host_section("")
+            + "[budgets.hosts]\nrate = \"10/s\"\nper = \"host\"\n"
+            + &format!(
+                r#"
+[connectors.rss]
+plugin = "{plugin}"
+role = "poller"
+concurrency = 32
+
+[connectors.rss.schedule]
+min_interval = "1h"
+
+[[connectors.rss.egress.allow]]
+scheme = "http"
+host = "*"
+port = {port}
+allow_internal = true
+budget = "hosts"
+"#,
+                plugin = plugin("rss").display()
+            )),
+    );
+    let backend = open_backend(&config).await;
+    backend
+        .add_targets("rss", &urls, SystemClock.now_ms())
+        .await
+        .unwrap();
+    let host =
+        start_host_with_clock(&config, backend, Arc::new(SystemClock), RunMode::Forever).await;
+    let others_fetched = || others.iter().map(|s| s.stats().requests).sum::<u64>();
+    let reached = tokio::time::timeout(Duration::from_secs(120), async {
+        while others_fetched() < 400 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "other hosts' feeds fetched: {}",
+        others_fetched()
+    );
+    let busy_when_others_done = busy.stats().requests;
+    let reached = tokio::time::timeout(Duration::from_secs(120), async {
+        while busy.stats().requests < 50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "busy host's feeds fetched: {}",
+        busy.stats().requests
+    );
+    let view = host.topology();
+    host.shutdown().await;
+
+    assert!(
+        busy_when_others_done <= 35,
+        "the other hosts' 400 feeds finished only after the busy host had served \
+         {busy_when_others_done} of its 50: its queue held the workers"
+    );
+    // Sends 100 ms apart put ten in a second and the eleventh at its very end: a millisecond
+    // of rounding or loopback jitter brings that one inside, never a twelfth.
+    let most = busy.most_requests_within(Duration::from_secs(1));
+    assert!(
+        most <= 11,
+        "the busy host saw {most} requests within one second"
+    );
+    let stats = connector_stats(&view, "rss");
+    assert_eq!((stats.polls_ok, stats.polls_failed), (450, 0), "{stats:?}");
+    assert!(
+        stats.polls_deferred >= 30,
+        "queued on held slots: {stats:?}"
+    );
+    for server in others {
+        server.shutdown().await;
+    }
+    busy.shutdown().await;
+}

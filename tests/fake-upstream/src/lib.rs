@@ -69,6 +69,10 @@ pub struct FeedServerConfig {
     pub cache_control_max_age: Option<u32>,
     /// If set, RSS 2.0 feeds include `<ttl>N</ttl>`.
     pub ttl_minutes: Option<u32>,
+    /// If set, the arrival time of every `/feeds/{id}` request is kept for
+    /// [`FeedServer::arrivals`] (a budget's test counts requests per second with it). Default
+    /// false.
+    pub record_arrivals: bool,
     /// If set, Atom 0.3 feeds are served without their namespace, as the previous reader
     /// (feed-rs, which knows only Atom 1.0's) needs to see their entries: for measuring it side
     /// by side with the current one on the same feeds. Default false.
@@ -104,6 +108,7 @@ impl Default for FeedServerConfig {
             bare_not_modified: false,
             record_conditionals: false,
             atom03_without_namespace: false,
+            record_arrivals: false,
         }
     }
 }
@@ -317,6 +322,32 @@ impl FeedServer {
             .unwrap_or_default()
     }
 
+    /// When each `/feeds/{id}` request arrived, in order (with `record_arrivals`; else empty).
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared
+            .arrivals
+            .as_ref()
+            .and_then(|log| log.lock().ok())
+            .map(|log| log.clone())
+            .unwrap_or_default()
+    }
+
+    /// The most requests that arrived within any `window` (with `record_arrivals`).
+    pub fn most_requests_within(&self, window: Duration) -> usize {
+        let mut arrivals = self.arrivals();
+        // Handlers on several threads push in nearly, not exactly, arrival order.
+        arrivals.sort_unstable();
+        let mut most = 0;
+        let mut start = 0;
+        for (end, at) in arrivals.iter().enumerate() {
+            while at.duration_since(arrivals[start]) >= window {
+                start += 1;
+            }
+            most = most.max(end + 1 - start);
+        }
+        most
+    }
+
     /// Stops accepting, releases hanging requests, and waits for the server to stop (at most
     /// about 5 s for connections that stay open; then they are aborted).
     pub async fn shutdown(mut self) {
@@ -397,6 +428,9 @@ fn build_shared(config: &FeedServerConfig, addr: SocketAddr) -> Shared {
         conditionals: config
             .record_conditionals
             .then(|| std::sync::Mutex::new((0..feeds).map(|_| Vec::new()).collect())),
+        arrivals: config
+            .record_arrivals
+            .then(|| std::sync::Mutex::new(Vec::new())),
         base_url: format!("http://{addr}"),
         pads: [0; 7],
         overheads: [0; 7],

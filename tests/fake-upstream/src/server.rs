@@ -80,6 +80,8 @@ pub(crate) struct Shared {
     pub generation: AtomicU64,
     pub counters: Counters,
     pub per_feed: Box<[AtomicU64]>,
+    /// Arrival times of feed requests, when recording.
+    pub arrivals: Option<std::sync::Mutex<Vec<std::time::Instant>>>,
     pub shutdown: watch::Sender<bool>,
 }
 
@@ -216,6 +218,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         return shared.error(StatusCode::NOT_FOUND, NOT_FOUND, head);
     };
     shared.per_feed[id as usize].fetch_add(1, Ordering::Relaxed);
+    if let Some(log) = &shared.arrivals
+        && let Ok(mut log) = log.lock()
+    {
+        log.push(std::time::Instant::now());
+    }
     if let Some(log) = &shared.conditionals {
         let text = |name| {
             req.headers()

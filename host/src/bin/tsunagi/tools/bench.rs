@@ -44,6 +44,9 @@ pub enum BenchCommand {
     /// Timeline polls/s for many linked X users against the fake X API, and peak memory.
     #[command(name = "x-read")]
     XRead(super::x_read_bench::XReadBenchArgs),
+    /// A per-host budget under a crowd: one busy host held to its rate while the feeds on
+    /// hundreds of other hosts go as fast as without it.
+    Hosts(super::hosts_bench::HostsBenchArgs),
     /// What the search fan-out adds over the slowest healthy shop, with and without a shop
     /// down, and cached searches per second.
     Search(super::search_bench::SearchBenchArgs),
@@ -119,6 +122,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Jobs(args) => super::jobs_bench::jobs(args).await,
         BenchCommand::XRead(args) => super::x_read_bench::x_read(args).await,
         BenchCommand::Search(args) => super::search_bench::search(args).await,
+        BenchCommand::Hosts(args) => super::hosts_bench::hosts(args).await,
     }
 }
 

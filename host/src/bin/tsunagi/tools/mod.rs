@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod demo;
+mod hosts_bench;
 mod jobs_bench;
 mod memory_bench;
 mod peak_rss;
