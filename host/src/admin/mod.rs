@@ -464,6 +464,7 @@ mod tests {
                 },
                 reloads: BTreeMap::new(),
                 storage: None,
+                inbound: None,
             })
         }
         async fn reload(&self, only: Option<&str>) -> ReloadReport {

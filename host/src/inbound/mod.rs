@@ -25,6 +25,7 @@ use axum::routing::post;
 use ping::{Ping, PingFault};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -57,10 +58,43 @@ pub struct InboundError {
 pub struct InboundServer {
     pub addr: SocketAddr,
     pub task: JoinHandle<()>,
+    pub counters: Arc<InboundCounters>,
+}
+
+/// What the listener received, for `/status`.
+#[derive(Debug, Default)]
+pub struct InboundCounters {
+    pings_accepted: AtomicU64,
+    pings_refused: AtomicU64,
+    feeds_woken: AtomicU64,
+}
+
+/// `/status`'s `inbound`.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct InboundStatus {
+    pub listen: String,
+    /// Pings that made at least one feed due.
+    pub pings_accepted: u64,
+    /// Pings answered with a fault (malformed, unknown method, nothing crawled there).
+    pub pings_refused: u64,
+    /// Targets the accepted pings made due.
+    pub feeds_woken: u64,
+}
+
+impl InboundCounters {
+    pub fn status(&self, addr: SocketAddr) -> InboundStatus {
+        InboundStatus {
+            listen: addr.to_string(),
+            pings_accepted: self.pings_accepted.load(Ordering::Relaxed),
+            pings_refused: self.pings_refused.load(Ordering::Relaxed),
+            feeds_woken: self.feeds_woken.load(Ordering::Relaxed),
+        }
+    }
 }
 
 struct Shared {
     backend: Arc<dyn Backend>,
+    counters: Arc<InboundCounters>,
     clock: SharedClock,
     slots: Semaphore,
     /// When each recently pinged URL was last made due.
@@ -79,8 +113,10 @@ pub async fn serve(
         source,
     };
     let (listener, addr) = crate::listen::bind(listen).await.map_err(failed)?;
+    let counters = Arc::new(InboundCounters::default());
     let shared = Arc::new(Shared {
         backend,
+        counters: counters.clone(),
         clock,
         slots: Semaphore::new(MAX_CONCURRENT),
         recent: Mutex::new(HashMap::new()),
@@ -92,7 +128,11 @@ pub async fn serve(
         .with_state(shared);
     let task = crate::listen::spawn(listener, app, stop, "inbound");
     tracing::info!(%addr, "inbound listening (pings at /ping and /RPC2)");
-    Ok(InboundServer { addr, task })
+    Ok(InboundServer {
+        addr,
+        task,
+        counters,
+    })
 }
 
 async fn receive_ping(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -102,6 +142,9 @@ async fn receive_ping(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
     let answer = match ping::parse(&body) {
         Ok(ping) => match wake(&shared, &ping).await {
             Ok(woken) => {
+                let counters = &shared.counters;
+                counters.pings_accepted.fetch_add(1, Ordering::Relaxed);
+                counters.feeds_woken.fetch_add(woken, Ordering::Relaxed);
                 tracing::info!(site = %crate::redact::url(&ping.site), woken,
                     "ping: feeds due now");
                 Ok(ping::success(&format!(
@@ -113,6 +156,10 @@ async fn receive_ping(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
         Err(fault) => Err(fault),
     };
     let text = answer.unwrap_or_else(|fault| {
+        shared
+            .counters
+            .pings_refused
+            .fetch_add(1, Ordering::Relaxed);
         tracing::info!("ping refused: {fault}");
         ping::fault(&fault)
     });

@@ -258,8 +258,8 @@ pub struct Topology {
     /// Set when [`Topology::shutdown`] begins.
     stopping: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Where the inbound listener (`host.inbound_listen`) listens, if it does.
-    inbound_addr: Option<std::net::SocketAddr>,
+    /// Where the inbound listener (`host.inbound_listen`) listens, if it does, and its counts.
+    inbound: Option<(std::net::SocketAddr, Arc<crate::inbound::InboundCounters>)>,
 }
 
 impl Topology {
@@ -339,13 +339,13 @@ impl Topology {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
         // Bound before anything runs: a port in use fails the start with nothing left behind.
-        let inbound_addr = match &host.inbound_listen {
+        let inbound = match &host.inbound_listen {
             Some(listen) => {
                 let inbound =
                     crate::inbound::serve(listen, backend.clone(), clock.clone(), stop.clone())
                         .await?;
                 tasks.push(inbound.task);
-                Some(inbound.addr)
+                Some((inbound.addr, inbound.counters))
             }
             None => None,
         };
@@ -418,7 +418,7 @@ impl Topology {
             stop,
             stopping: std::sync::atomic::AtomicBool::new(false),
             tasks: Mutex::new(tasks),
-            inbound_addr,
+            inbound,
         }))
     }
 
@@ -448,7 +448,7 @@ impl Topology {
 
     /// Where the inbound listener listens (its port when `host.inbound_listen` asked for 0).
     pub fn inbound_addr(&self) -> Option<std::net::SocketAddr> {
-        self.inbound_addr
+        self.inbound.as_ref().map(|(addr, _)| *addr)
     }
 
     pub fn worker_id(&self) -> &str {

@@ -31,6 +31,9 @@ pub struct StatusReport {
     /// Database size and rows per table as the last retention pass measured them (null until
     /// the first pass ends), and what that pass did.
     pub storage: Option<StorageStatus>,
+    /// The inbound listener's address and pings, when `host.inbound_listen` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<crate::inbound::InboundStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -170,6 +173,10 @@ impl Topology {
             resilience: self.resilience.status().await,
             reloads: self.reloader.last_reloads(),
             storage: self.retention.status(),
+            inbound: self
+                .inbound
+                .as_ref()
+                .map(|(addr, counters)| counters.status(*addr)),
         })
     }
 }

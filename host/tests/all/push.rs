@@ -122,6 +122,17 @@ async fn pings_make_a_known_feed_or_a_sites_feeds_due_and_unknown_ones_are_fault
     })
     .await;
     assert_eq!(server.requests_for(10), 2);
+    let status = view.status_report().await.expect("status");
+    let inbound = status.inbound.expect("the inbound listener in /status");
+    assert_eq!(
+        (
+            inbound.pings_accepted,
+            inbound.pings_refused,
+            inbound.feeds_woken
+        ),
+        (4, 4, 23),
+        "{inbound:?}"
+    );
     host.shutdown().await;
     server.shutdown().await;
 }
