@@ -42,6 +42,7 @@ pub const MAX_CONCURRENT: usize = 64;
 pub const MAX_SITE_TARGETS: u32 = 64;
 /// A URL pinged again within this is due when it has passed since the last ping.
 pub const PING_FLOOR: Duration = Duration::from_secs(60);
+const FLOOR_MS: Millis = PING_FLOOR.as_millis() as Millis;
 /// URLs remembered for [`PING_FLOOR`]; older entries are forgotten first when it is full.
 pub const MAX_REMEMBERED: usize = 10_000;
 
@@ -140,19 +141,13 @@ async fn receive_ping(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
         return (StatusCode::SERVICE_UNAVAILABLE, "too many pings at once\n").into_response();
     };
     let answer = match ping::parse(&body) {
-        Ok(ping) => match wake(&shared, &ping).await {
-            Ok(woken) => {
-                let counters = &shared.counters;
-                counters.pings_accepted.fetch_add(1, Ordering::Relaxed);
-                counters.feeds_woken.fetch_add(woken, Ordering::Relaxed);
-                tracing::info!(site = %crate::redact::url(&ping.site), woken,
-                    "ping: feeds due now");
-                Ok(ping::success(&format!(
-                    "Thanks for the ping: {woken} feed(s) due"
-                )))
-            }
-            Err(fault) => Err(fault),
-        },
+        Ok(ping) => wake(&shared, &ping).await.map(|woken| {
+            let counters = &shared.counters;
+            counters.pings_accepted.fetch_add(1, Ordering::Relaxed);
+            counters.feeds_woken.fetch_add(woken, Ordering::Relaxed);
+            tracing::info!(site = %crate::redact::url(&ping.site), woken, "ping: feeds due now");
+            ping::success(&format!("Thanks for the ping: {woken} feed(s) due"))
+        }),
         Err(fault) => Err(fault),
     };
     let text = answer.unwrap_or_else(|fault| {
@@ -201,20 +196,18 @@ impl Shared {
     /// Now, or [`PING_FLOOR`] after the time `key` was last made due.
     fn due_time(&self, key: &str) -> Millis {
         let now = self.clock.now_ms();
-        let floor = PING_FLOOR.as_millis() as Millis;
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         match recent.get(key) {
-            Some(at) => now.max(at + floor),
+            Some(at) => now.max(at + FLOOR_MS),
             None => now,
         }
     }
 
     fn remember(&self, key: String, due: Millis) {
         let now = self.clock.now_ms();
-        let floor = PING_FLOOR.as_millis() as Millis;
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() >= MAX_REMEMBERED && !recent.contains_key(&key) {
-            recent.retain(|_, at| *at + floor > now);
+            recent.retain(|_, at| *at + FLOOR_MS > now);
             if recent.len() >= MAX_REMEMBERED {
                 // Every entry is recent: the oldest half goes, so memory stays bounded.
                 let mut times: Vec<Millis> = recent.values().copied().collect();

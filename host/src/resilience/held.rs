@@ -152,12 +152,13 @@ impl HeldSlots {
         go
     }
 
-    pub fn count(&self) -> usize {
+    #[cfg(test)]
+    fn count(&self) -> usize {
         self.slots.lock().map(|slots| slots.len()).unwrap_or(0)
     }
 }
 
-pub fn wait_ms() -> Millis {
+fn wait_ms() -> Millis {
     HOST_WAIT.as_millis() as Millis
 }
 

@@ -70,7 +70,7 @@ pub struct FeedServerConfig {
     /// If set, RSS 2.0 feeds include `<ttl>N</ttl>`.
     pub ttl_minutes: Option<u32>,
     /// If set, the arrival time of every `/feeds/{id}` request is kept for
-    /// [`FeedServer::arrivals`] (a budget's test counts requests per second with it). Default
+    /// [`FeedServer::most_requests_within`] (a budget's test counts requests per second with it). Default
     /// false.
     pub record_arrivals: bool,
     /// If set, Atom 0.3 feeds are served without their namespace, as the previous reader
@@ -322,19 +322,15 @@ impl FeedServer {
             .unwrap_or_default()
     }
 
-    /// When each `/feeds/{id}` request arrived, in order (with `record_arrivals`; else empty).
-    pub fn arrivals(&self) -> Vec<std::time::Instant> {
-        self.shared
+    /// The most requests that arrived within any `window` (with `record_arrivals`).
+    pub fn most_requests_within(&self, window: Duration) -> usize {
+        let mut arrivals = self
+            .shared
             .arrivals
             .as_ref()
             .and_then(|log| log.lock().ok())
             .map(|log| log.clone())
-            .unwrap_or_default()
-    }
-
-    /// The most requests that arrived within any `window` (with `record_arrivals`).
-    pub fn most_requests_within(&self, window: Duration) -> usize {
-        let mut arrivals = self.arrivals();
+            .unwrap_or_default();
         // Handlers on several threads push in nearly, not exactly, arrival order.
         arrivals.sort_unstable();
         let mut most = 0;
