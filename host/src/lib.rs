@@ -4,7 +4,7 @@
 //! The modules form a one-way stack that follows the data path of a crawl (see
 //! `docs/ARCHITECTURE.md`); each uses only the ones listed after it:
 //!
-//! [`admin`] → [`topology`] → [`pipeline`] → [`sinks`] → [`retention`] → [`scheduler`] →
+//! [`admin`] → [`topology`] → [`inbound`] → [`pipeline`] → [`websub`] → [`sinks`] → [`retention`] → [`scheduler`] →
 //! [`cassette`] →
 //! [`runtime`] → [`egress`] → [`credentials`] → [`resilience`] → [`config`] → [`stats`] →
 //! [`redact`] →
@@ -35,6 +35,7 @@ pub mod scheduler;
 pub mod sinks;
 pub mod stats;
 pub mod topology;
+pub mod websub;
 
 pub use tsunagi_backends as backends;
 

@@ -130,6 +130,11 @@ macro_rules! conformance_tests {
             a_deferred_job_comes_back_without_counting_an_attempt,
             a_paused_queue_leases_nothing_until_resumed,
         );
+        // WebSub: subscriptions and their deliveries.
+        $crate::conformance_tests!(@backend $factory;
+            subscriptions_are_one_per_target_and_renewed_when_due,
+            deliveries_wait_in_order_within_their_caps_and_wake_their_target,
+        );
         // Credentials: the token store.
         $crate::conformance_tests!(@backend $factory;
             tokens_are_stored_replaced_listed_and_deleted_per_credential_and_subject,
@@ -1798,6 +1803,157 @@ pub async fn dead_targets_are_never_claimed_and_can_be_revived_or_dropped(b: &dy
 
 async fn due(b: &dyn Backend, connector: &str, now: Millis) -> u64 {
     b.count_due(connector, now).await.expect("count_due")
+}
+
+fn subscription(id: &str, target_id: i64, renew_at: Millis) -> crate::Subscription {
+    crate::Subscription {
+        id: id.to_string(),
+        connector: "rss".into(),
+        target_id,
+        hub: "https://hub.example/".into(),
+        topic: format!("https://blog.example/{target_id}/feed"),
+        secret: format!("secret-of-{id}"),
+        state: crate::SubscriptionState::Requested,
+        lease_until: None,
+        renew_at,
+        attempts: 1,
+        last_error: None,
+    }
+}
+
+async fn subscriptions_due(b: &dyn Backend, now: Millis) -> Vec<String> {
+    let due = b.subscriptions_due(now, 10).await.expect("due");
+    due.into_iter().map(|s| s.id).collect()
+}
+
+pub async fn subscriptions_are_one_per_target_and_renewed_when_due(b: &dyn Backend) {
+    use crate::SubscriptionState::{Active, Denied};
+    b.put_subscription(&subscription("a", 1, T0 + 10))
+        .await
+        .expect("put");
+    b.put_subscription(&subscription("b", 2, T0 + 20))
+        .await
+        .expect("put");
+    let a = b.subscription("a").await.expect("get").expect("a");
+    assert_eq!(a, subscription("a", 1, T0 + 10), "read back whole");
+    assert_eq!(
+        b.subscription_of("rss", 2).await.expect("of").map(|s| s.id),
+        Some("b".to_string())
+    );
+    assert_eq!(b.subscription_of("other", 2).await.expect("of"), None);
+    // Verified: active until its lease, renewed before.
+    let mut active = a.clone();
+    active.state = Active;
+    active.lease_until = Some(T0 + 1_000);
+    active.renew_at = T0 + 900;
+    active.attempts = 0;
+    b.put_subscription(&active).await.expect("update");
+    let due = subscriptions_due(b, T0 + 20).await;
+    assert_eq!(due, ["b"], "a renews later");
+    let due = subscriptions_due(b, T0 + 900).await;
+    assert_eq!(due, ["b", "a"], "earliest first");
+    assert_eq!(
+        b.subscriptions_due(T0 + 900, 1).await.expect("due").len(),
+        1
+    );
+    // A new subscription of the same target replaces the old one, id and all.
+    b.put_subscription(&subscription("c", 2, T0 + 5))
+        .await
+        .expect("replace");
+    assert_eq!(b.subscription("b").await.expect("get"), None);
+    // Denied ones are never due.
+    let mut denied = subscription("c", 2, T0);
+    denied.state = Denied;
+    denied.last_error = Some("x".repeat(crate::MAX_ERROR_BYTES * 2));
+    b.put_subscription(&denied).await.expect("deny");
+    let stored = b.subscription("c").await.expect("get").expect("c");
+    assert!(stored.last_error.expect("why").len() <= crate::MAX_ERROR_BYTES);
+    let due = subscriptions_due(b, T0 + 900).await;
+    assert_eq!(due, ["a"]);
+    let counts = b.count_subscriptions().await.expect("count");
+    assert_eq!((counts.requested, counts.active, counts.denied), (0, 1, 1));
+    assert!(b.delete_subscription("a").await.expect("delete"));
+    assert!(!b.delete_subscription("a").await.expect("delete again"));
+}
+
+pub async fn deliveries_wait_in_order_within_their_caps_and_wake_their_target(b: &dyn Backend) {
+    use crate::DeliveryRefusal::{StoreFull, TargetFull, TargetGone};
+    let later = T0 + 3_600_000;
+    let feeds = vec!["https://blog.example/1/feed".to_string()];
+    b.add_targets("rss", &feeds, later).await.expect("add");
+    let target = b
+        .get_target("rss", &feeds[0])
+        .await
+        .expect("get")
+        .expect("target");
+    b.put_subscription(&subscription("s", target.id, later))
+        .await
+        .expect("put");
+    let delivery = |body: &str, at: Millis| crate::PushDelivery {
+        id: 0,
+        subscription_id: "s".into(),
+        connector: "rss".into(),
+        target_id: target.id,
+        content_type: Some("application/atom+xml".into()),
+        body: body.as_bytes().to_vec(),
+        received_at: at,
+    };
+    assert_eq!(due(b, "rss", T0).await, 0);
+    let first = b
+        .add_delivery(&delivery("one", T0), 2, 1_000)
+        .await
+        .expect("add")
+        .expect("stored");
+    assert_eq!(
+        due(b, "rss", T0).await,
+        1,
+        "the delivery makes its target due"
+    );
+    b.add_delivery(&delivery("two", T0 + 1), 2, 1_000)
+        .await
+        .expect("add")
+        .expect("stored");
+    assert_eq!(
+        b.add_delivery(&delivery("three", T0 + 2), 2, 1_000)
+            .await
+            .expect("add"),
+        Err(TargetFull)
+    );
+    let next = b
+        .next_delivery("rss", target.id)
+        .await
+        .expect("next")
+        .expect("one");
+    assert_eq!((next.id, next.body.as_slice()), (first, &b"one"[..]));
+    assert_eq!(next.content_type.as_deref(), Some("application/atom+xml"));
+    assert!(b.delete_delivery(first).await.expect("delete"));
+    assert!(!b.delete_delivery(first).await.expect("delete again"));
+    let next = b.next_delivery("rss", target.id).await.expect("next");
+    assert_eq!(next.map(|d| d.body), Some(b"two".to_vec()));
+    assert_eq!(
+        b.add_delivery(&delivery(&"x".repeat(998), T0), 5, 1_000)
+            .await
+            .expect("add"),
+        Err(StoreFull),
+        "3 bytes wait already"
+    );
+    assert_eq!(
+        b.count_subscriptions()
+            .await
+            .expect("count")
+            .deliveries_waiting,
+        1
+    );
+    // Removing the target removes its subscription and deliveries; a late one is refused.
+    assert!(b.remove_target("rss", &feeds[0]).await.expect("remove"));
+    assert_eq!(b.subscription("s").await.expect("get"), None);
+    assert_eq!(b.next_delivery("rss", target.id).await.expect("next"), None);
+    assert_eq!(
+        b.add_delivery(&delivery("late", T0), 5, 1_000)
+            .await
+            .expect("add"),
+        Err(TargetGone)
+    );
 }
 
 pub async fn pinged_targets_are_due_now_and_dead_or_parked_ones_stay_put(b: &dyn Backend) {

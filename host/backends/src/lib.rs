@@ -5,7 +5,8 @@
 //! results), [`JobQueue`] (durable jobs with leases, retries and a dead-letter state),
 //! [`StateStore`] (connector key/value state) and [`RetentionStore`] (forgetting old items and
 //! finished jobs in small batches, and measuring the store), [`TokenStore`] (sealed credential
-//! tokens) and [`RankingStore`] (sorted sets of scores per board). [`Backend`] bundles them.
+//! tokens), [`RankingStore`] (sorted sets of scores per board) and [`SubscriptionStore`] (WebSub
+//! subscriptions and their deliveries). [`Backend`] bundles them.
 //!
 //! The embedded backend is SQLite ([`sqlite::SqliteBackend`]); scale-out backends (PostgreSQL,
 //! Redis) implement the same traits and pass the same [`conformance`] suite.
@@ -23,9 +24,15 @@ pub mod tokens;
 pub use tokens::{MAX_TOKEN_CIPHERTEXT, StoredToken, TokenStore};
 // Rankings: sorted sets of (member, score) per board.
 pub mod rankings;
+// WebSub: subscriptions and the updates hubs delivered.
+pub mod subscriptions;
 pub use rankings::{
     BoardSummary, MAX_BOARD_NAME_BYTES, MAX_MEMBER_BYTES, MAX_RANKING_LIST, RankingCap,
     RankingStore, Standing, TopAndAround, top_and_around,
+};
+pub use subscriptions::{
+    DeliveryRefusal, PushDelivery, Subscription, SubscriptionCounts, SubscriptionState,
+    SubscriptionStore,
 };
 
 use async_trait::async_trait;
@@ -763,7 +770,14 @@ pub trait RetentionStore: Send + Sync {
 
 /// Everything the host needs from storage.
 pub trait Backend:
-    TargetStore + ItemStore + JobQueue + StateStore + RetentionStore + TokenStore + RankingStore
+    TargetStore
+    + ItemStore
+    + JobQueue
+    + StateStore
+    + RetentionStore
+    + TokenStore
+    + RankingStore
+    + SubscriptionStore
 {
     /// A short name for logs and `/status` ("sqlite", "postgres", …).
     fn kind(&self) -> &'static str;

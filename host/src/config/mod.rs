@@ -214,6 +214,12 @@ pub struct HostSettings {
     /// nothing but that endpoint.
     #[serde(default)]
     pub inbound_listen: Option<String>,
+    /// The public URL at which hubs reach the inbound listener (`https://feeds.example.com`,
+    /// behind a proxy): WebSub callbacks are `{inbound_url}/websub/{id}`. Default
+    /// `http://{inbound_listen}` with the port it bound, which a listener on `0.0.0.0` cannot
+    /// use.
+    #[serde(default)]
+    pub inbound_url: Option<String>,
     /// How long a claimed target or delivery job stays leased to this host before another may
     /// take it.
     #[serde(default = "default_lease", with = "humantime_serde")]
@@ -285,6 +291,7 @@ impl Default for HostSettings {
             database: default_database(),
             admin_listen: None,
             inbound_listen: None,
+            inbound_url: None,
             admin_token: None,
             admin_hosts: Vec::new(),
             claim_lease: default_lease(),
@@ -423,6 +430,11 @@ pub struct ConnectorSettings {
     /// it stores and delivers; the X write connector skips posts whose origin is `"x"`.
     #[serde(default)]
     pub origin: Option<String>,
+    /// Subscribe with the WebSub hubs the plugin reports for its targets (a poller; needs
+    /// `host.inbound_listen`): a hub's updates arrive as they are published, and a subscribed
+    /// target is polled only at `schedule.max_interval`.
+    #[serde(default)]
+    pub websub: bool,
     /// `[connectors.NAME.jobs]`: where a handler's jobs come from.
     #[serde(default)]
     pub jobs: JobSettings,

@@ -536,6 +536,44 @@ fn the_inbound_listener_is_an_address_apart_from_the_admin_port() {
 }
 
 #[test]
+fn websub_needs_a_listener_hubs_can_call_back() {
+    let rss = "[connectors.rss]\nplugin = \"rss.wasm\"\nrole = \"poller\"\nwebsub = true\n";
+    let error = parse(rss).unwrap_err();
+    assert_eq!(
+        (error.field.as_str(), error.line),
+        ("connectors.rss.websub", 4),
+        "{error}"
+    );
+    assert!(error.message.contains("host.inbound_listen"), "{error}");
+    assert!(
+        parse(&format!(
+            "[host]\ninbound_listen = \"127.0.0.1:8080\"\n{rss}"
+        ))
+        .is_ok()
+    );
+    let error = parse(&format!("[host]\ninbound_listen = \"0.0.0.0:8080\"\n{rss}")).unwrap_err();
+    assert!(error.message.contains("host.inbound_url"), "{error}");
+    assert!(
+        parse(&format!(
+            "[host]\ninbound_listen = \"0.0.0.0:8080\"\ninbound_url = \"https://feeds.example.com\"\n{rss}"
+        ))
+        .is_ok()
+    );
+    let error =
+        parse("[host]\ninbound_listen = \"0.0.0.0:8080\"\ninbound_url = \"ftp://user:pw@x/?q\"\n")
+            .unwrap_err();
+    assert_eq!(
+        (error.field.as_str(), error.line),
+        ("host.inbound_url", 3),
+        "{error}"
+    );
+    assert!(
+        !error.message.contains("pw"),
+        "credentials are not echoed: {error}"
+    );
+}
+
+#[test]
 fn instance_slots_must_cover_the_connectors() {
     let error = parse(&format!("[host]\ninstance_slots = 10\n{MINIMAL}")).unwrap_err();
     assert_eq!(error.field, "host.instance_slots", "{error}");

@@ -6,7 +6,7 @@
 //! that sets it out of range; the section functions are the places to add to.
 
 use super::locate::SourceLocator;
-use super::{AllowRule, Config, ConfigError, ConnectorSettings, LimitSettings, SinkSettings};
+use super::{AllowRule, Config, ConfigError, ConnectorSettings, LimitSettings, Role, SinkSettings};
 use bytesize::ByteSize;
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -325,6 +325,27 @@ fn check_host(config: &Config, checks: &mut Checks) {
             Ok(_) => {}
         }
     }
+    if let Some(public) = &host.inbound_url {
+        let usable = url::Url::parse(public).ok().filter(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.query().is_none()
+                && url.username().is_empty()
+                && url.password().is_none()
+        });
+        if usable.is_none() {
+            checks.error(
+                "host.inbound_url",
+                format!(
+                    "{:?} is not an http(s) URL without query or credentials, like                      https://feeds.example.com",
+                    crate::redact::url(public)
+                ),
+            );
+        }
+        if host.inbound_listen.is_none() {
+            checks.error("host.inbound_url", "is set, but host.inbound_listen is not");
+        }
+    }
     for (index, name) in host.admin_hosts.iter().enumerate() {
         let valid = HOST_LENGTH.contains(&name.len())
             && name
@@ -509,6 +530,38 @@ fn check_connector(
         checks.duration(&at("pause_for"), pause, PAUSE_FOR);
     }
     // --- end xread ---
+    if connector.websub {
+        check_websub(config, &at("websub"), connector, checks);
+    }
+}
+
+/// `websub = true` needs a poller and an inbound listener that hubs can reach.
+fn check_websub(config: &Config, at: &str, connector: &ConnectorSettings, checks: &mut Checks) {
+    let host = &config.host;
+    if connector.role != Role::Poller {
+        checks.error(
+            at,
+            "WebSub pushes to pollers only; this connector is not one",
+        );
+    }
+    let Some(listen) = &host.inbound_listen else {
+        checks.error(
+            at,
+            "needs host.inbound_listen: hubs deliver to the inbound listener",
+        );
+        return;
+    };
+    let unspecified = listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|addr| addr.ip().is_unspecified());
+    if unspecified && host.inbound_url.is_none() {
+        checks.error(
+            at,
+            format!(
+                "host.inbound_listen {listen} is no address a hub can call back; set                  host.inbound_url to the public URL of the listener"
+            ),
+        );
+    }
 }
 
 /// A plugin's `config` values (a connector's, or a cassette's) are what its `config` import

@@ -19,6 +19,8 @@
 mod addresses;
 mod destination;
 mod policy;
+// WebSub: a delivered update answering the call's fetch of its target.
+mod pushed;
 // Credentials: signing requests, reaching token endpoints.
 mod signing;
 mod upstream;
@@ -26,6 +28,7 @@ mod upstream;
 pub use addresses::{AddressClass, GuardedResolver, InternalAddress, internal_reason};
 pub use destination::{Destination, DestinationError};
 pub use policy::{EgressPolicy, EgressRefusal, PolicyOwner};
+pub use pushed::PushedContent;
 pub use signing::GuardedTokenEndpoint;
 pub use upstream::{
     Network, OutboundRequest, Upstream, UpstreamError, UpstreamResponse, too_large,
@@ -110,6 +113,8 @@ pub struct ExchangeRecord {
     /// `…/problems/usage-capped`: what `pause_on_problem` matches. Read only from failure
     /// statuses with a small body; at most `config::MAX_PROBLEM_TYPE_BYTES`.
     pub problem_type: Option<String>,
+    /// Answered by a hub's delivery ([`PushedContent`]): nothing went out.
+    pub pushed: bool,
 }
 
 impl ExchangeRecord {
@@ -218,6 +223,8 @@ pub struct ConnectorEgress {
     /// wait must leave the request time to run).
     target: Arc<str>,
     deadline: Instant,
+    /// A hub's delivery for the current call, until its fetch of the target takes it.
+    pushed: Option<PushedContent>,
 }
 
 impl ConnectorEgress {
@@ -239,16 +246,34 @@ impl ConnectorEgress {
             log: ExchangeLog::default(),
             target: Arc::from(""),
             deadline: Instant::now(),
+            pushed: None,
         }
     }
 
-    /// Starts a fresh record for the next call and returns it.
-    pub fn begin_call(&mut self, target: &str, deadline: Instant) -> ExchangeLog {
+    /// Starts a fresh record for the next call and returns it. `pushed` answers the call's
+    /// first fetch of `target`.
+    pub fn begin_call(
+        &mut self,
+        target: &str,
+        deadline: Instant,
+        pushed: Option<PushedContent>,
+    ) -> ExchangeLog {
         self.log = ExchangeLog::default();
         self.requests_made = 0;
         self.target = Arc::from(target);
         self.deadline = deadline;
+        self.pushed = pushed;
         self.log.clone()
+    }
+
+    /// The pushed answer, if the delivery is for this request.
+    fn take_pushed(&mut self, request: &http::Request<WasiBody>) -> Option<PushedContent> {
+        if self.pushed.is_some()
+            && PushedContent::answers(&self.target, request.method(), request.uri())
+        {
+            return self.pushed.take();
+        }
+        None
     }
 
     /// Whether responses of this instance's requests are still held by the host (the plugin
@@ -311,6 +336,24 @@ impl WasiHttpHooks for ConnectorEgress {
         if self.requests_made > self.limits.requests_per_call {
             let refusal = self.over_requests_per_call(request.uri().to_string());
             return Box::new(async move { Err(refusal) });
+        }
+        if let Some(pushed) = self.take_pushed(&request) {
+            if let Ok(mut log) = self.log.lock() {
+                log.push(ExchangeRecord {
+                    url: redact::url(&request.uri().to_string()).into_owned(),
+                    status: Some(200),
+                    pushed: true,
+                    ..ExchangeRecord::default()
+                });
+            }
+            let response = pushed
+                .into_response()
+                .map_err(|e| HttpError::InternalError(Some(e.to_string())));
+            return Box::new(async move {
+                let io_done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                    Box::new(async { Ok(()) });
+                Ok((response?, io_done))
+            });
         }
         let exchange = self.exchange();
         Box::new(async move {

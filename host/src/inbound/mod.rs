@@ -10,18 +10,25 @@
 //!   at once, so a pinger cannot make us poll a feed faster than that. A ping naming nothing
 //!   we crawl, or a malformed call, answers an XML-RPC fault and changes nothing.
 //!
+//! - `GET` and `POST /websub/{id}`: a WebSub hub verifying a subscription we asked for, and
+//!   delivering an update ([`crate::websub::callback`]); the id is the subscription's
+//!   unguessable callback id. Delivery bodies are capped by the connector's
+//!   `limits.response_size` (413 beyond), read only once the id is known.
+//!
 //! Everything a stranger sends is bounded: bodies ([`MAX_BODY_BYTES`], 413 beyond), calls at
 //! once ([`MAX_CONCURRENT`], 503 beyond), the URLs remembered for the floor
 //! ([`MAX_REMEMBERED`]).
 
 pub mod ping;
+mod websub;
 
 use crate::clock::SharedClock;
+use crate::websub::WebSub;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use ping::{Ping, PingFault};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +67,8 @@ pub struct InboundServer {
     pub addr: SocketAddr,
     pub task: JoinHandle<()>,
     pub counters: Arc<InboundCounters>,
+    /// The WebSub service whose callbacks it answers.
+    pub websub: Arc<WebSub>,
 }
 
 /// What the listener received, for `/status`.
@@ -80,15 +89,18 @@ pub struct InboundStatus {
     pub pings_refused: u64,
     /// Targets the accepted pings made due.
     pub feeds_woken: u64,
+    /// WebSub subscriptions, deliveries and refusals.
+    pub websub: crate::websub::WebSubStatus,
 }
 
 impl InboundCounters {
-    pub fn status(&self, addr: SocketAddr) -> InboundStatus {
+    pub async fn status(&self, addr: SocketAddr, websub: &WebSub) -> InboundStatus {
         InboundStatus {
             listen: addr.to_string(),
             pings_accepted: self.pings_accepted.load(Ordering::Relaxed),
             pings_refused: self.pings_refused.load(Ordering::Relaxed),
             feeds_woken: self.feeds_woken.load(Ordering::Relaxed),
+            websub: websub.status().await,
         }
     }
 }
@@ -100,11 +112,14 @@ struct Shared {
     slots: Semaphore,
     /// When each recently pinged URL was last made due.
     recent: Mutex<HashMap<String, Millis>>,
+    websub: Arc<WebSub>,
 }
 
-/// Binds `listen` and serves until `stop` is cancelled.
+/// Binds `listen` and serves until `stop` is cancelled. Hubs are told to call back at
+/// `public_url` (`host.inbound_url`), else at the address bound.
 pub async fn serve(
     listen: &str,
+    public_url: Option<&str>,
     backend: Arc<dyn Backend>,
     clock: SharedClock,
     stop: CancellationToken,
@@ -114,6 +129,8 @@ pub async fn serve(
         source,
     };
     let (listener, addr) = crate::listen::bind(listen).await.map_err(failed)?;
+    let callback_base = public_url.map_or_else(|| format!("http://{addr}"), str::to_string);
+    let websub = WebSub::new(backend.clone(), clock.clone(), &callback_base);
     let counters = Arc::new(InboundCounters::default());
     let shared = Arc::new(Shared {
         backend,
@@ -121,18 +138,25 @@ pub async fn serve(
         clock,
         slots: Semaphore::new(MAX_CONCURRENT),
         recent: Mutex::new(HashMap::new()),
+        websub: websub.clone(),
     });
-    let app = axum::Router::new()
+    let pings = axum::Router::new()
         .route("/ping", post(receive_ping))
         .route("/RPC2", post(receive_ping))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(shared);
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // Deliveries are sized by their connector's cap, read by the handler itself.
+    let hubs = axum::Router::new()
+        .route("/websub/{id}", get(websub::verify).post(websub::deliver))
+        .layer(DefaultBodyLimit::disable());
+    let app = pings.merge(hubs).with_state(shared);
     let task = crate::listen::spawn(listener, app, stop, "inbound");
-    tracing::info!(%addr, "inbound listening (pings at /ping and /RPC2)");
+    tracing::info!(%addr, %callback_base,
+        "inbound listening (pings at /ping and /RPC2, WebSub callbacks at /websub/)");
     Ok(InboundServer {
         addr,
         task,
         counters,
+        websub,
     })
 }
 

@@ -506,6 +506,7 @@ mod tests {
             exchanges,
             elapsed: Duration::ZERO,
             log: LogTally::default(),
+            hubs: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@
 //! is *parked* (not claimed again until a reload changes the connector's egress rules). Neither
 //! counts an error, backs off or dead-letters.
 
-use super::slots::{Returns, drain, gather_slots, wait_or_stop};
+use super::slots::{Returns, drain, gather_slots, wait_or_stop, wait_or_stop_or_nudge};
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
 use crate::filter::{Dropped, ItemFilter};
@@ -22,6 +22,7 @@ use crate::runtime::{
 };
 use crate::scheduler::{PollPolicy, UpstreamHints, activity};
 use crate::stats::ConnectorStats;
+use crate::websub::ConnectorWebSub;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +106,8 @@ pub struct PollPipeline {
     pub pause: PausePolicy,
     /// The connector's `origin`, stamped on every item it stores.
     pub origin: Option<String>,
+    /// WebSub, when the connector has it on: deliveries to hand to calls, hubs to report.
+    pub websub: Option<ConnectorWebSub>,
 }
 
 /// Which problem types pause the connector, and for how long (none: until resumed).
@@ -189,7 +192,8 @@ impl PollPipeline {
                     break;
                 }
                 let idle = returns.wait(self.clock.now_ms(), self.idle_poll);
-                if wait_or_stop(&stop, idle, &mut running).await {
+                let nudge = self.websub.as_ref().map(ConnectorWebSub::nudge);
+                if wait_or_stop_or_nudge(&stop, idle, &mut running, nudge).await {
                     break;
                 }
                 continue;
@@ -236,16 +240,34 @@ impl PollPipeline {
         let target = &claim.target;
         // The URL as logs may show it; the request itself uses `target.target`.
         let shown = redact::url(&target.target);
+        let mut call = TargetCall::new(target.id, &target.target);
+        let delivery = match &self.websub {
+            Some(websub) => websub.waiting(target.id).await,
+            None => None,
+        };
+        call.pushed = delivery
+            .as_ref()
+            .map(|delivery| crate::egress::PushedContent {
+                content_type: delivery.content_type.clone(),
+                body: delivery.body.clone().into(),
+            });
         let outcome = self
             .poller
             .poll(
-                TargetCall::new(target.id, &target.target),
+                call,
                 target.etag.clone(),
                 target.last_modified.clone(),
                 target.cursor.clone(),
             )
             .await;
-        let hints = hints_from(&outcome.exchanges, outcome.result.as_ref().ok());
+        let mut hints = hints_from(&outcome.exchanges, outcome.result.as_ref().ok());
+        let pushed_read = outcome.exchanges.iter().any(|exchange| exchange.pushed);
+        if let Some(websub) = &self.websub {
+            if outcome.result.is_ok() && !outcome.hubs.is_empty() {
+                websub.discovered(target.id, outcome.hubs.clone());
+            }
+            hints.pushed = websub.subscribed(target.id).await;
+        }
         let now = self.clock.now_ms();
         if outcome.result.is_err()
             && let Some(refusal) = outcome.exchanges.iter().find_map(|e| e.refused.as_deref())
@@ -381,7 +403,15 @@ impl PollPipeline {
             return;
         };
         drop(slot);
-        match self.backend.complete_poll(claim, commit, now).await {
+        let committed = self.backend.complete_poll(claim, commit, now).await;
+        if let (Some(websub), Some(delivery), true) = (&self.websub, &delivery, pushed_read) {
+            // Read by the call, whatever it made of it: a delivery the connector cannot read
+            // must not come back forever (the failure is the target's, as a bad fetch is).
+            if committed.is_ok() {
+                websub.read(delivery, &target.target).await;
+            }
+        }
+        match committed {
             Ok(report) if report.lease_lost => {
                 tracing::warn!(connector = %self.connector, target = %shown,
                     "lease lost before the poll was committed; another worker owns the target now");
@@ -444,6 +474,7 @@ fn hints_from(exchanges: &[ExchangeRecord], result: Option<&PollResult>) -> Upst
         retry_after: exchanges.iter().filter_map(|e| e.retry_after).max(),
         max_age: exchanges.iter().rev().find_map(|e| e.max_age),
         feed_ttl: result.and_then(|r| r.refresh_after),
+        pushed: false,
     }
 }
 

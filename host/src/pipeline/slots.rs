@@ -70,6 +70,23 @@ pub(super) async fn wait_or_stop(
 
 /// After a stop: lets in-flight calls finish within `grace`, then abandons the rest (their
 /// leases expire and another worker takes them over).
+/// [`wait_or_stop`], also ending early when `nudge` is notified (a WebSub delivery made a
+/// target due).
+pub(super) async fn wait_or_stop_or_nudge(
+    stop: &CancellationToken,
+    idle: Duration,
+    running: &mut JoinSet<()>,
+    nudge: Option<&tokio::sync::Notify>,
+) -> bool {
+    let Some(nudge) = nudge else {
+        return wait_or_stop(stop, idle, running).await;
+    };
+    tokio::select! {
+        () = nudge.notified() => false,
+        stopped = wait_or_stop(stop, idle, running) => stopped,
+    }
+}
+
 pub(super) async fn drain(connector: &str, mut running: JoinSet<()>, grace: Duration) {
     if running.is_empty() {
         return;

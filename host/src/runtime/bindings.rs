@@ -25,6 +25,7 @@ macro_rules! role_world {
                     "tsunagi:connector/config": super::tsunagi::connector::config,
                     "tsunagi:connector/log": super::tsunagi::connector::log,
                     "tsunagi:connector/rankings": super::tsunagi::connector::rankings,
+                    "tsunagi:connector/websub": super::tsunagi::connector::websub,
                 },
             });
         }

@@ -72,6 +72,22 @@ pub struct TargetCall {
     /// Keys plus values of the target's state as it stands with this call's writes.
     state_bytes: usize,
     pub(super) log: LogTally,
+    /// A hub's delivery for this target, answering the call's fetch of it (WebSub).
+    pub pushed: Option<crate::egress::PushedContent>,
+    /// Hubs the plugin reported, at most [`MAX_HUBS_PER_CALL`].
+    pub(super) hubs: Vec<HubLink>,
+}
+
+/// Hubs one call may report; more are ignored.
+pub const MAX_HUBS_PER_CALL: usize = 4;
+/// A reported hub or topic URL longer than this is ignored.
+pub const MAX_HUB_URL_BYTES: usize = 2048;
+
+/// A WebSub hub the plugin found for the call's target: `hub` pushes updates of `topic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubLink {
+    pub hub: String,
+    pub topic: String,
 }
 
 impl TargetCall {
@@ -264,6 +280,10 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
         |s| s,
     )?;
     bindings::tsunagi::connector::rankings::add_to_linker::<InstanceState, HasSelf<InstanceState>>(
+        linker,
+        |s| s,
+    )?;
+    bindings::tsunagi::connector::websub::add_to_linker::<InstanceState, HasSelf<InstanceState>>(
         linker,
         |s| s,
     )?;
@@ -523,6 +543,20 @@ impl InstanceState {
 }
 
 impl bindings::tsunagi::connector::types::Host for InstanceState {}
+
+/// The `websub` import: noted for the caller, which subscribes if the connector has WebSub on.
+/// Past the caps the report is dropped, never an error: discovery is a hint.
+impl bindings::tsunagi::connector::websub::Host for InstanceState {
+    async fn discovered(&mut self, hub: String, topic: String) -> wasmtime::Result<()> {
+        let link = HubLink { hub, topic };
+        let fits = link.hub.len() <= MAX_HUB_URL_BYTES && link.topic.len() <= MAX_HUB_URL_BYTES;
+        let hubs = &mut self.call.hubs;
+        if fits && hubs.len() < MAX_HUBS_PER_CALL && !hubs.contains(&link) {
+            hubs.push(link);
+        }
+        Ok(())
+    }
+}
 
 /// The `rankings` import. A refusal (a ranking not listed, a member too long, a board at its
 /// cap) is the plugin's to handle, so it is an `Err` to the plugin, not a trap; a store that

@@ -14,7 +14,10 @@ mod pool;
 mod products;
 mod swap;
 
-pub use instance::{ConnectorServices, LogTally, RankingAccess, TargetCall};
+pub use instance::{
+    ConnectorServices, HubLink, LogTally, MAX_HUB_URL_BYTES, MAX_HUBS_PER_CALL, RankingAccess,
+    TargetCall,
+};
 pub use limits::{CallLimits, LimitExceeded};
 pub use pool::{
     CallError, CallReport, Earlier, FailureKind, HandleRequest, HandleResult, InstancePool,
@@ -104,7 +107,7 @@ pub fn read_plugin(path: &Path) -> Result<Vec<u8>, LoadError> {
 }
 
 /// The version of the `tsunagi:connector` WIT package this host implements.
-pub const WIT_VERSION: &str = "0.1.2";
+pub const WIT_VERSION: &str = "0.1.3";
 
 /// Whether a plugin built against WIT version `plugin` runs on a host implementing `host`, and
 /// if not, why. Semver: the same major version (for 0.x, the same minor), and not newer than
@@ -504,7 +507,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("tsunagi:connector@0.2.0") && error.contains("tsunagi:connector@0.1.2"),
+            error.contains("tsunagi:connector@0.2.0") && error.contains("tsunagi:connector@0.1.3"),
             "{error}"
         );
         // A compatible version passes the check and fails later, on what is really missing.

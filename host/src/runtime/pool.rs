@@ -10,7 +10,7 @@ use super::bindings::{
     PollRequest, PollResponse, ProductPage as WitProductPage, SearchRequest, SearchResponse,
     WitItem, WitProductQuery,
 };
-use super::instance::{ConnectorServices, InstanceState, LogTally, TargetCall};
+use super::instance::{ConnectorServices, HubLink, InstanceState, LogTally, TargetCall};
 use super::limits::{CallLimits, LimitExceeded, check_items, clip, is_transfer_cap};
 use super::products::{self, ProductPage, ProductQuery};
 use super::{EPOCH_TICK, Engine, Plugin, RolePre};
@@ -201,6 +201,8 @@ pub struct CallReport<T = PollResult> {
     pub elapsed: Duration,
     /// What became of the plugin's log lines.
     pub log: LogTally,
+    /// The WebSub hubs the plugin reported for the target (`websub.discovered`).
+    pub hubs: Vec<HubLink>,
 }
 
 impl<T> CallReport<T> {
@@ -212,6 +214,7 @@ impl<T> CallReport<T> {
             exchanges: self.exchanges,
             elapsed: self.elapsed,
             log: self.log,
+            hubs: self.hubs,
         }
     }
 }
@@ -408,7 +411,7 @@ impl InstancePool {
     /// it made and the state it wrote.
     async fn call(
         &self,
-        call: TargetCall,
+        mut call: TargetCall,
         request: RoleRequest,
         deadline: Option<Instant>,
     ) -> CallReport<RoleAnswer> {
@@ -438,6 +441,7 @@ impl InstancePool {
                     exchanges: Vec::new(),
                     elapsed: started.elapsed(),
                     log: LogTally::default(),
+                    hubs: Vec::new(),
                 };
             }
         };
@@ -448,13 +452,14 @@ impl InstancePool {
                 .saturating_duration_since(Instant::now())
                 .min(self.settings.call_timeout)
         });
+        let pushed = call.pushed.take();
         let data = instance.store.data_mut();
         data.call = call;
         data.limits.exceeded = false;
         data.host_failure = None;
         data.limit_exceeded = None;
         data.deadline = Instant::now() + timeout;
-        let exchange_log = data.egress.begin_call(&target, data.deadline);
+        let exchange_log = data.egress.begin_call(&target, data.deadline, pushed);
         instance.store.set_epoch_deadline(1);
 
         // The epoch callback stops a plugin that computes forever; this timeout stops one stuck
@@ -480,6 +485,7 @@ impl InstancePool {
             Ok(Err(trap)) => Err(self.classify_trap(&instance, &trap)),
         };
         let state_writes = std::mem::take(&mut instance.store.data_mut().call.writes);
+        let hubs = std::mem::take(&mut instance.store.data_mut().call.hubs);
         let log = instance.store.data().call.log;
         if log.cut > 0 || log.dropped > 0 {
             tracing::warn!(connector = %self.connector(), %target,
@@ -527,6 +533,7 @@ impl InstancePool {
             exchanges,
             elapsed: started.elapsed(),
             log,
+            hubs,
         }
     }
 

@@ -36,6 +36,9 @@ pub struct UpstreamHints {
     pub retry_after: Option<Duration>,
     pub max_age: Option<Duration>,
     pub feed_ttl: Option<Duration>,
+    /// A hub pushes the target's updates (an active WebSub subscription): polled only at
+    /// `max_interval`, as a safety net.
+    pub pushed: bool,
 }
 
 /// When a target runs next, and the interval that led there.
@@ -86,13 +89,17 @@ impl PollPolicy {
             Activity::Unknown => previous,
         }
         .clamp(min, max);
-        let floor = [hints.retry_after, hints.max_age, hints.feed_ttl]
-            .into_iter()
-            .flatten()
-            .map(ms)
-            .max()
-            .unwrap_or(0)
-            .min(max);
+        let floor = if hints.pushed {
+            max
+        } else {
+            [hints.retry_after, hints.max_age, hints.feed_ttl]
+                .into_iter()
+                .flatten()
+                .map(ms)
+                .max()
+                .unwrap_or(0)
+                .min(max)
+        };
         let wait = adapted.max(floor);
         NextRun {
             at: now

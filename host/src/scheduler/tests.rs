@@ -108,6 +108,22 @@ fn upstream_hints_set_a_floor_capped_by_max() {
 }
 
 #[test]
+fn a_pushed_target_is_polled_only_at_the_longest_interval() {
+    let p = policy();
+    let t = target(Some(MIN), 0);
+    let pushed = UpstreamHints {
+        pushed: true,
+        ..UpstreamHints::default()
+    };
+    let next = p.after_success(&t, Activity::Active, pushed, 0);
+    assert_eq!(next.at, MAX, "the safety net, however active the feed");
+    assert_eq!(
+        next.interval_ms, MIN,
+        "the adaptive interval is kept for later"
+    );
+}
+
+#[test]
 fn failures_back_off_exponentially_then_give_up() {
     let p = policy();
     let err = CallError::Connector {

@@ -241,6 +241,13 @@ fn signed_policy(
 }
 
 /// Everything that runs, and the way to stop it.
+/// The running inbound listener: its address, its ping counts, its WebSub service.
+struct Inbound {
+    addr: std::net::SocketAddr,
+    counters: Arc<crate::inbound::InboundCounters>,
+    websub: Arc<crate::websub::WebSub>,
+}
+
 pub struct Topology {
     worker_id: String,
     backend: Arc<dyn Backend>,
@@ -259,7 +266,7 @@ pub struct Topology {
     stopping: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Where the inbound listener (`host.inbound_listen`) listens, if it does, and its counts.
-    inbound: Option<(std::net::SocketAddr, Arc<crate::inbound::InboundCounters>)>,
+    inbound: Option<Inbound>,
 }
 
 impl Topology {
@@ -341,11 +348,21 @@ impl Topology {
         // Bound before anything runs: a port in use fails the start with nothing left behind.
         let inbound = match &host.inbound_listen {
             Some(listen) => {
-                let inbound =
-                    crate::inbound::serve(listen, backend.clone(), clock.clone(), stop.clone())
-                        .await?;
+                let inbound = crate::inbound::serve(
+                    listen,
+                    host.inbound_url.as_deref(),
+                    backend.clone(),
+                    clock.clone(),
+                    stop.clone(),
+                )
+                .await?;
                 tasks.push(inbound.task);
-                Some((inbound.addr, inbound.counters))
+                tasks.extend(inbound.websub.start(stop.clone()));
+                Some(Inbound {
+                    addr: inbound.addr,
+                    counters: inbound.counters,
+                    websub: inbound.websub,
+                })
             }
             None => None,
         };
@@ -357,6 +374,7 @@ impl Topology {
             mode: options.mode,
             sinks: config.sinks.clone(),
             search: config.search.clone(),
+            websub: inbound.as_ref().map(|inbound| inbound.websub.clone()),
         }));
         for handle in connectors.all() {
             if let Some(settings) = config.connectors.get(&handle.name) {
@@ -448,7 +466,7 @@ impl Topology {
 
     /// Where the inbound listener listens (its port when `host.inbound_listen` asked for 0).
     pub fn inbound_addr(&self) -> Option<std::net::SocketAddr> {
-        self.inbound.as_ref().map(|(addr, _)| *addr)
+        self.inbound.as_ref().map(|inbound| inbound.addr)
     }
 
     pub fn worker_id(&self) -> &str {

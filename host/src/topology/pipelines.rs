@@ -25,6 +25,8 @@ pub(super) struct PipelineContext {
     pub sinks: BTreeMap<String, SinkSettings>,
     /// `[search]` at start; reloads apply theirs.
     pub search: crate::config::SearchSettings,
+    /// The host's WebSub service, when the inbound listener runs.
+    pub websub: Option<Arc<crate::websub::WebSub>>,
 }
 
 /// The running pipelines, by connector.
@@ -150,13 +152,37 @@ impl PipelineSet {
                 pause_for: settings.pause_for,
             },
             origin: settings.origin.clone(),
+            websub: self.websub_of(&handle.name, settings),
         });
         tokio::spawn(pipeline.run(stop, context.mode, context.host.shutdown_grace))
     }
 
     /// Stops claiming for `name`; its in-flight calls finish (within the shutdown grace) in
     /// the background.
+    /// The connector's side of WebSub when it has `websub = true` (and the host a listener).
+    fn websub_of(
+        &self,
+        name: &str,
+        settings: &ConnectorSettings,
+    ) -> Option<crate::websub::ConnectorWebSub> {
+        let service = self.context.websub.as_ref()?;
+        if !settings.websub {
+            service.forget_connector(name);
+            return None;
+        }
+        // The hub is reached only where the connector itself may go.
+        let policy = crate::egress::EgressPolicy::new(name, settings.egress.allow.clone());
+        Some(service.connector(
+            name,
+            Arc::new(policy),
+            settings.limits.response_size.as_u64(),
+        ))
+    }
+
     pub fn stop(&self, name: &str) {
+        if let Some(websub) = &self.context.websub {
+            websub.forget_connector(name);
+        }
         self.forget_queue_of(name);
         self.searches.remove_shop(name);
         if let Some((stop, task)) = self.lock().remove(name) {

@@ -173,10 +173,10 @@ impl Topology {
             resilience: self.resilience.status().await,
             reloads: self.reloader.last_reloads(),
             storage: self.retention.status(),
-            inbound: self
-                .inbound
-                .as_ref()
-                .map(|(addr, counters)| counters.status(*addr)),
+            inbound: match &self.inbound {
+                Some(inbound) => Some(inbound.counters.status(inbound.addr, &inbound.websub).await),
+                None => None,
+            },
         })
     }
 }

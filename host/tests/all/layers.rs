@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "topology",
     "inbound",
     "pipeline",
+    "websub",
     "sinks",
     "retention",
     "scheduler",

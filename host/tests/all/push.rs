@@ -136,3 +136,240 @@ async fn pings_make_a_known_feed_or_a_sites_feeds_due_and_unknown_ones_are_fault
     host.shutdown().await;
     server.shutdown().await;
 }
+
+/// The RSS connector with WebSub on, allowed to reach the feeds and the hub, its deliveries
+/// capped at 256 KiB.
+fn websub_config(dir: &std::path::Path, feeds_port: u16, hub_port: u16) -> tsunagi::config::Config {
+    let text = format!(
+        r#"{host}
+[connectors.rss]
+plugin = "{plugin}"
+role = "poller"
+concurrency = 8
+websub = true
+
+[connectors.rss.schedule]
+min_interval = "10m"
+max_interval = "1h"
+
+[connectors.rss.limits]
+call_timeout = "20s"
+response_size = "256KiB"
+
+[[connectors.rss.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {feeds_port}
+
+[[connectors.rss.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {hub_port}
+"#,
+        host = host_section("inbound_listen = \"127.0.0.1:0\""),
+        plugin = plugin("rss").display()
+    );
+    write_config(dir, &text)
+}
+
+async fn items_of(backend: &dyn tsunagi::backends::Backend, target: &str) -> Vec<String> {
+    let query = tsunagi::backends::ItemQuery {
+        connector: Some("rss".into()),
+        target: Some(target.to_string()),
+        ..Default::default()
+    };
+    backend
+        .list_items(&query)
+        .await
+        .expect("items")
+        .into_iter()
+        .map(|stored| stored.item.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websub_subscribes_takes_signed_deliveries_at_once_and_renews_its_leases() {
+    use tsunagi_fake_upstream::hub::FakeHub;
+    let hub = FakeHub::start(100).await.unwrap();
+    // Feeds 0 (RSS 2.0) and 1 (Atom 1.0) name the hub; 2 and 3 (JSON Feed, RSS 1.0) do not.
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 4,
+        hub: Some(hub.url()),
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let hub_port: u16 = hub
+        .url()
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = websub_config(dir.path(), server.addr().port(), hub_port);
+    let backend = open_backend(&config).await;
+    let clock = tsunagi::clock::ManualClock::starting_at(tsunagi::clock::SystemClock.now_ms());
+    backend
+        .add_targets("rss", &server.feed_urls(), clock.now_ms())
+        .await
+        .unwrap();
+    let host = start_host(&config, backend.clone(), &clock, RunMode::Forever).await;
+    let view = host.topology();
+    let inbound = view.inbound_addr().expect("inbound listens");
+
+    // The first round finds the hubs; the host subscribes and passes the verification.
+    until("the first round", || {
+        connector_stats(&view, "rss").polls_ok == 4
+    })
+    .await;
+    assert!(
+        hub.until_verified(2, Duration::from_secs(30)).await,
+        "two verified subscriptions"
+    );
+    let subscriptions = hub.subscriptions();
+    let mut topics: Vec<&str> = subscriptions.iter().map(|s| s.topic.as_str()).collect();
+    topics.sort_unstable();
+    assert_eq!(topics, [server.feed_url(0), server.feed_url(1)]);
+    for subscription in &subscriptions {
+        let id = subscription
+            .callback
+            .strip_prefix(&format!("http://{inbound}/websub/"))
+            .expect("a callback on the inbound listener");
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        assert!(subscription.secret.len() >= 32, "a secret per subscription");
+    }
+    assert_ne!(subscriptions[0].secret, subscriptions[1].secret);
+
+    // A published update is stored at once, from the delivery, without a fetch.
+    server.publish_round();
+    let (content_type, body) = server.document(0);
+    let newest = server.expected_item_ids(0)[0].clone();
+    let fetched_before = server.requests_for(0);
+    assert!(
+        !items_of(backend.as_ref(), &server.feed_url(0))
+            .await
+            .contains(&newest)
+    );
+    let outcome = hub.publish(&server.feed_url(0), content_type, &body).await;
+    assert_eq!(outcome.len(), 1);
+    assert_eq!(outcome[0].status, 202, "accepted once stored");
+    let stored = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if items_of(backend.as_ref(), &server.feed_url(0))
+                .await
+                .contains(&newest)
+            {
+                return std::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the delivered item is stored");
+    let latency = stored.duration_since(outcome[0].answered_at);
+    println!("WebSub delivery to store: {latency:?}");
+    assert!(
+        latency < Duration::from_secs(1),
+        "delivery to store took {latency:?}"
+    );
+    assert_eq!(
+        server.requests_for(0),
+        fetched_before,
+        "nothing fetched: the delivery answered"
+    );
+    // Subscribed: the next poll is the safety net at max_interval.
+    until("the pushed poll committed", || {
+        connector_stats(&view, "rss").polls_ok == 5
+    })
+    .await;
+    let target = backend
+        .get_target("rss", &server.feed_url(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        target.next_run_at >= clock.now_ms() + 3_600_000,
+        "polled again only at max_interval"
+    );
+
+    // A forged signature stores nothing and wakes nothing.
+    server.publish_round();
+    let (content_type, body) = server.document(1);
+    let items_before = items_of(backend.as_ref(), &server.feed_url(1)).await;
+    let forged = hub
+        .publish_signed_with(&server.feed_url(1), content_type, &body, "not-the-secret")
+        .await;
+    assert_eq!(
+        forged[0].status, 202,
+        "acknowledged, so a forger learns nothing"
+    );
+    assert_eq!(backend.count_due("rss", clock.now_ms()).await.unwrap(), 0);
+    assert_eq!(
+        items_of(backend.as_ref(), &server.feed_url(1)).await,
+        items_before
+    );
+
+    // Strangers: an unknown id is gone; a wrong topic or an unsubscribe is not ours; a body
+    // over the connector's response_size is refused.
+    let http = reqwest::Client::new();
+    let unknown = format!("http://{inbound}/websub/{}", "0".repeat(32));
+    let status = http.post(&unknown).body("x").send().await.unwrap().status();
+    assert_eq!(status, 410);
+    let callback = &subscriptions[0].callback;
+    for query in [
+        "hub.mode=subscribe&hub.topic=http://elsewhere/&hub.challenge=c",
+        "hub.mode=unsubscribe&hub.topic=x&hub.challenge=c",
+    ] {
+        let status = http
+            .get(format!("{callback}?{query}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{query}");
+    }
+    let huge = "x".repeat(300 * 1024);
+    let signed = tsunagi_fake_upstream::hub::sign(&subscriptions[0].secret, huge.as_bytes());
+    let status = http
+        .post(callback)
+        .header("x-hub-signature", signed)
+        .body(huge)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 413);
+
+    // Nine tenths into the lease, both subscriptions are renewed (and verified again).
+    clock.advance(Duration::from_secs(91));
+    assert!(
+        hub.until_verified(4, Duration::from_secs(30)).await,
+        "renewed before expiry"
+    );
+    assert_eq!(hub.requests(), 4);
+
+    let status = view.status_report().await.expect("status");
+    let websub = status.inbound.expect("inbound").websub;
+    assert_eq!(
+        (
+            websub.subscriptions.active,
+            websub.deliveries,
+            websub.bad_signatures
+        ),
+        (2, 1, 1),
+        "{websub:?}"
+    );
+    assert_eq!(websub.refused_deliveries, 1, "the body over the cap");
+    let shown = serde_json::to_string(&websub).unwrap();
+    for subscription in &subscriptions {
+        assert!(
+            !shown.contains(&subscription.secret),
+            "no secret in /status"
+        );
+    }
+    host.shutdown().await;
+    server.shutdown().await;
+}

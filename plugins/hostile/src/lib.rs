@@ -38,7 +38,7 @@ wit_bindgen::generate!({
         package tsunagi:hostile;
 
         world hostile {
-            include tsunagi:connector/poller@0.1.2;
+            include tsunagi:connector/poller@0.1.3;
             /// Run by the host before this plugin serves; an error or a trap refuses the swap.
             export self-test: func() -> result<_, string>;
         }

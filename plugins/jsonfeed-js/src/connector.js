@@ -18,7 +18,7 @@
 //
 // Behaviour matches the Rust twin item for item: see README.md.
 
-import { log } from 'tsunagi:connector/log@0.1.2';
+import { log } from 'tsunagi:connector/log@0.1.3';
 
 const ACCEPT = 'application/feed+json, application/json;q=0.9, */*;q=0.5';
 const USER_AGENT = 'tsunagi-jsonfeed/0.1';

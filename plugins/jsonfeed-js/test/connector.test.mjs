@@ -13,7 +13,7 @@ globalThis.__tsunagiLog = (level, message) => logged.push([level, message]);
 const source = await readFile(new URL('../src/connector.js', import.meta.url), 'utf8');
 const patched =
   source.replace(
-    "import { log } from 'tsunagi:connector/log@0.1.2';",
+    "import { log } from 'tsunagi:connector/log@0.1.3';",
     'const log = (...args) => globalThis.__tsunagiLog(...args);',
   ) + '\nexport { serdeNumberText };\n';
 assert.notEqual(patched, source, 'the log import is where the test expects it');

@@ -27,7 +27,13 @@ impl Poller for RssConnector {
             get = get.header(name, value);
         }
         let response = get.send()?;
-        outcome(request, response)
+        let (polled, push) = outcome(request, response)?;
+        if let Some(topic) = &push.topic {
+            for hub in &push.hubs {
+                websub::discovered(hub, topic);
+            }
+        }
+        Ok(polled)
     }
 }
 
@@ -47,10 +53,11 @@ fn sendable_validator<'a>(name: &str, value: Option<&'a str>) -> Option<&'a str>
     }
 }
 
-/// What the final response (redirects already followed) means for the poll.
-fn outcome(request: PollRequest, response: Response) -> Result<PollResponse> {
+/// What the final response (redirects already followed) means for the poll, and the WebSub
+/// links it names.
+fn outcome(request: PollRequest, response: Response) -> Result<(PollResponse, websub::Links)> {
     match response.status() {
-        304 => Ok(not_modified(request, &response)),
+        304 => Ok((not_modified(request, &response), websub::Links::default())),
         200..=299 => fetched(response),
         status => Err(protocol::status_error(
             status,
@@ -69,14 +76,17 @@ fn not_modified(request: PollRequest, response: &Response) -> PollResponse {
     )
 }
 
-/// 2xx: read and parse the body; the validators are the response's own.
-fn fetched(response: Response) -> Result<PollResponse> {
+/// 2xx: read and parse the body; the validators are the response's own. WebSub links come from
+/// the `Link` header first, then the feed (as the recommendation orders them); the topic is the
+/// feed's `rel="self"`, else the URL it came from.
+fn fetched(response: Response) -> Result<(PollResponse, websub::Links)> {
     let etag = response.header("etag");
     let last_modified = response.header("last-modified");
     // The final URL, normalised: relative links resolve against it and id-less entries are
     // scoped by it, so it must not change with how the target was spelled.
     let url = response.url().to_owned();
     let content_type = response.header("content-type");
+    let mut push = websub::links_from_header(&response.header("link").unwrap_or_default());
     let body = response.bytes()?;
     let parsed = tsunagi_rss_feed::parse_response(&body, &url, content_type.as_deref())
         .map_err(Error::bad_response)?;
@@ -85,12 +95,20 @@ fn fetched(response: Response) -> Result<PollResponse> {
     for warning in &parsed.warnings {
         tsunagi_sdk::warn!("{url}: {warning}");
     }
-    Ok(
-        PollResponse::items(parsed.items.into_iter().map(wit_item).collect())
-            .etag(etag)
-            .last_modified(last_modified)
-            .refresh_after(parsed.refresh_after_seconds),
-    )
+    for hub in parsed.hubs {
+        if push.hubs.len() < websub::MAX_HUBS && !push.hubs.contains(&hub) {
+            push.hubs.push(hub);
+        }
+    }
+    push.topic = push
+        .topic
+        .or(parsed.self_link)
+        .or_else(|| (!push.hubs.is_empty()).then(|| url.clone()));
+    let polled = PollResponse::items(parsed.items.into_iter().map(wit_item).collect())
+        .etag(etag)
+        .last_modified(last_modified)
+        .refresh_after(parsed.refresh_after_seconds);
+    Ok((polled, push))
 }
 
 fn wit_item(item: FeedItem) -> Item {
@@ -135,7 +153,7 @@ mod tests {
     #[test]
     fn not_modified_keeps_the_request_validators() {
         let request = request(Some("\"v1\""), Some("Wed, 01 May 2024 12:00:00 GMT"));
-        let polled = outcome(request, response(304, &[], "")).unwrap();
+        let (polled, _) = outcome(request, response(304, &[], "")).unwrap();
         assert_eq!(
             polled,
             PollResponse {
@@ -150,7 +168,7 @@ mod tests {
     #[test]
     fn not_modified_takes_new_validators_from_the_response() {
         let request = request(Some("\"v1\""), Some("Wed, 01 May 2024 12:00:00 GMT"));
-        let polled = outcome(request, response(304, &[("etag", "\"v2\"")], "")).unwrap();
+        let (polled, _) = outcome(request, response(304, &[("etag", "\"v2\"")], "")).unwrap();
         assert_eq!(polled.etag.as_deref(), Some("\"v2\""));
         assert_eq!(
             polled.last_modified.as_deref(),
@@ -161,11 +179,12 @@ mod tests {
 
     #[test]
     fn a_feed_becomes_items_with_the_response_validators() {
-        let polled = outcome(
+        let (polled, push) = outcome(
             request(Some("\"old\""), None),
             response(200, &[("ETag", "\"v3\"")], RSS),
         )
         .unwrap();
+        assert_eq!(push, websub::Links::default(), "no hub, no topic");
         assert!(!polled.not_modified);
         assert_eq!(polled.etag.as_deref(), Some("\"v3\""));
         // The response had no Last-Modified: none, even though it is a fresh answer.
@@ -182,6 +201,24 @@ mod tests {
         assert_eq!(
             polled.items[1].link.as_deref(),
             Some("https://example.com/2")
+        );
+    }
+
+    #[test]
+    fn websub_links_come_from_the_link_header_then_the_feed() {
+        let atom = r#"<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>
+<link rel="hub" href="https://hub.example/"/><link rel="self" href="https://example.com/atom"/>
+<entry><id>urn:1</id><title>one</title></entry></feed>"#;
+        let (_, push) = outcome(request(None, None), response(200, &[], atom)).unwrap();
+        assert_eq!(push.hubs, ["https://hub.example/"]);
+        assert_eq!(push.topic.as_deref(), Some("https://example.com/atom"));
+        let header = [("link", "<https://first.example/hub>; rel=\"hub\"")];
+        let (_, push) = outcome(request(None, None), response(200, &header, RSS)).unwrap();
+        assert_eq!(push.hubs, ["https://first.example/hub"]);
+        assert_eq!(
+            push.topic.as_deref(),
+            Some(FEED_URL),
+            "no self link: the URL fetched"
         );
     }
 

@@ -19,8 +19,8 @@
 //! - [`Error`] / [`Result`]: a failure and how the host should treat it ([`ErrorKind`]);
 //! - [`http`]: a small blocking HTTP client over `wasi:http/outgoing-handler` (the host applies
 //!   its allowlist, rate limits, breakers and caps to every request);
-//! - [`state`], [`config`], [`log`] (plus the [`info!`]-style macros), [`rankings`]: the host's
-//!   services;
+//! - [`state`], [`config`], [`log`] (plus the [`info!`]-style macros), [`rankings`], [`websub`]:
+//!   the host's services;
 //! - [`json`]: serde_json with errors that say which upstream sent the bad document;
 //! - [`Item`]: what pollers and item searchers produce; [`Product`]: what shops produce;
 //! - [`prelude`]: the usual imports in one `use`.
@@ -120,6 +120,7 @@ pub mod log;
 pub mod prelude;
 pub mod rankings;
 pub mod state;
+pub mod websub;
 
 #[cfg(any(feature = "handler", doc))]
 pub mod handle;
@@ -165,8 +166,8 @@ pub mod __bindings {
             inline: r#"
                 package tsunagi:sdk;
                 world base {
-                    include tsunagi:connector/host-services@0.1.2;
-                    import tsunagi:connector/types@0.1.2;
+                    include tsunagi:connector/host-services@0.1.3;
+                    import tsunagi:connector/types@0.1.3;
                 }
             "#,
             path: "../../wit",
@@ -175,20 +176,20 @@ pub mod __bindings {
             generate_all,
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/types@0.1.2/item": [
+                "tsunagi:connector/types@0.1.3/item": [
                     #[derive(Default, ::serde::Serialize, ::serde::Deserialize)]
                     #[serde(default)]
                 ],
-                "tsunagi:connector/types@0.1.2/error-kind": [
+                "tsunagi:connector/types@0.1.3/error-kind": [
                     #[derive(Hash, ::serde::Serialize, ::serde::Deserialize)]
                     #[serde(rename_all = "kebab-case")]
                 ],
-                "tsunagi:connector/types@0.1.2/connector-error": [
+                "tsunagi:connector/types@0.1.3/connector-error": [
                     #[derive(::serde::Serialize, ::serde::Deserialize)]
                 ],
-                "tsunagi:connector/log@0.1.2/level": [#[derive(Hash)]],
-                "tsunagi:connector/state@0.1.2/scope": [#[derive(Hash)]],
-                "tsunagi:connector/rankings@0.1.2/period": [#[derive(Hash)]],
+                "tsunagi:connector/log@0.1.3/level": [#[derive(Hash)]],
+                "tsunagi:connector/state@0.1.3/scope": [#[derive(Hash)]],
+                "tsunagi:connector/rankings@0.1.3/period": [#[derive(Hash)]],
             },
         });
     }
@@ -200,16 +201,17 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/poller",
             with: {
-                "tsunagi:connector/types@0.1.2": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
-                "tsunagi:connector/rankings@0.1.2": crate::__bindings::base::tsunagi::connector::rankings,
+                "tsunagi:connector/types@0.1.3": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.3": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.3": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.3": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/rankings@0.1.3": crate::__bindings::base::tsunagi::connector::rankings,
+                "tsunagi:connector/websub@0.1.3": crate::__bindings::base::tsunagi::connector::websub,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/poll@0.1.2/poll-request": [#[derive(Default)]],
-                "tsunagi:connector/poll@0.1.2/poll-response": [#[derive(Default)]],
+                "tsunagi:connector/poll@0.1.3/poll-request": [#[derive(Default)]],
+                "tsunagi:connector/poll@0.1.3/poll-response": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_poller",
@@ -224,15 +226,16 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/handler",
             with: {
-                "tsunagi:connector/types@0.1.2": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
-                "tsunagi:connector/rankings@0.1.2": crate::__bindings::base::tsunagi::connector::rankings,
+                "tsunagi:connector/types@0.1.3": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.3": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.3": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.3": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/rankings@0.1.3": crate::__bindings::base::tsunagi::connector::rankings,
+                "tsunagi:connector/websub@0.1.3": crate::__bindings::base::tsunagi::connector::websub,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/jobs@0.1.2/job-done": [#[derive(Default)]],
+                "tsunagi:connector/jobs@0.1.3/job-done": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_handler",
@@ -247,16 +250,17 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/searcher",
             with: {
-                "tsunagi:connector/types@0.1.2": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
-                "tsunagi:connector/rankings@0.1.2": crate::__bindings::base::tsunagi::connector::rankings,
+                "tsunagi:connector/types@0.1.3": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.3": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.3": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.3": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/rankings@0.1.3": crate::__bindings::base::tsunagi::connector::rankings,
+                "tsunagi:connector/websub@0.1.3": crate::__bindings::base::tsunagi::connector::websub,
             },
             additional_derives: [PartialEq, Eq],
             additional_type_attributes: {
-                "tsunagi:connector/search@0.1.2/search-request": [#[derive(Default)]],
-                "tsunagi:connector/search@0.1.2/search-response": [#[derive(Default)]],
+                "tsunagi:connector/search@0.1.3/search-request": [#[derive(Default)]],
+                "tsunagi:connector/search@0.1.3/search-response": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_searcher",
@@ -271,16 +275,17 @@ pub mod __bindings {
             path: "../../wit",
             world: "tsunagi:connector/shop",
             with: {
-                "tsunagi:connector/types@0.1.2": crate::__bindings::base::tsunagi::connector::types,
-                "tsunagi:connector/state@0.1.2": crate::__bindings::base::tsunagi::connector::state,
-                "tsunagi:connector/config@0.1.2": crate::__bindings::base::tsunagi::connector::config,
-                "tsunagi:connector/log@0.1.2": crate::__bindings::base::tsunagi::connector::log,
-                "tsunagi:connector/rankings@0.1.2": crate::__bindings::base::tsunagi::connector::rankings,
+                "tsunagi:connector/types@0.1.3": crate::__bindings::base::tsunagi::connector::types,
+                "tsunagi:connector/state@0.1.3": crate::__bindings::base::tsunagi::connector::state,
+                "tsunagi:connector/config@0.1.3": crate::__bindings::base::tsunagi::connector::config,
+                "tsunagi:connector/log@0.1.3": crate::__bindings::base::tsunagi::connector::log,
+                "tsunagi:connector/rankings@0.1.3": crate::__bindings::base::tsunagi::connector::rankings,
+                "tsunagi:connector/websub@0.1.3": crate::__bindings::base::tsunagi::connector::websub,
             },
             additional_derives: [PartialEq],
             additional_type_attributes: {
-                "tsunagi:connector/products@0.1.2/product": [#[derive(Default)]],
-                "tsunagi:connector/products@0.1.2/product-page": [#[derive(Default)]],
+                "tsunagi:connector/products@0.1.3/product": [#[derive(Default)]],
+                "tsunagi:connector/products@0.1.3/product-page": [#[derive(Default)]],
             },
             pub_export_macro: true,
             export_macro_name: "__export_shop",

@@ -5,7 +5,7 @@
 //! functions in [`log`].
 
 pub use crate::{ConnectorError, Error, ErrorKind, IntoOptionalString, Item, Result};
-pub use crate::{config, http, json, log, state};
+pub use crate::{config, http, json, log, state, websub};
 
 #[cfg(any(feature = "handler", doc))]
 pub use crate::{Earlier, Handler, Job, JobOutcome, Outcome};

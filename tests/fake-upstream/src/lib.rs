@@ -27,6 +27,7 @@
 mod accept;
 mod api;
 pub mod corpus;
+pub mod hub;
 pub mod pinger;
 mod render;
 mod server;
@@ -77,6 +78,9 @@ pub struct FeedServerConfig {
     /// (feed-rs, which knows only Atom 1.0's) needs to see their entries: for measuring it side
     /// by side with the current one on the same feeds. Default false.
     pub atom03_without_namespace: bool,
+    /// If set, RSS 2.0 and Atom 1.0 feeds name this WebSub hub (`<link rel="hub">`; their
+    /// `rel="self"` is always there). Default none.
+    pub hub: Option<String>,
     /// If set, 304 answers carry no ETag or Last-Modified (as many real servers answer), so a
     /// client must keep the validators that earned the 304 itself. Default false.
     pub bare_not_modified: bool,
@@ -108,6 +112,7 @@ impl Default for FeedServerConfig {
             bare_not_modified: false,
             record_conditionals: false,
             atom03_without_namespace: false,
+            hub: None,
             record_arrivals: false,
         }
     }
@@ -368,6 +373,19 @@ impl FeedServer {
             .collect()
     }
 
+    /// Feed `id` as it is served now: its `Content-Type` and body (what a hub would push).
+    pub fn document(&self, id: u32) -> (&'static str, String) {
+        let format = Self::feed_format(id);
+        let generation = self.generation();
+        let mut body = String::new();
+        render::render(
+            format,
+            &self.shared.context(id, generation, format),
+            &mut body,
+        );
+        (format.content_type(), body)
+    }
+
     /// The links of the items feed `id` serves at the current generation, newest first.
     pub fn expected_item_links(&self, id: u32) -> Vec<String> {
         self.item_numbers(id)
@@ -420,6 +438,7 @@ fn build_shared(config: &FeedServerConfig, addr: SocketAddr) -> Shared {
             .and_then(|age| HeaderValue::try_from(format!("max-age={age}")).ok()),
         ttl_minutes: config.ttl_minutes,
         atom03_without_namespace: config.atom03_without_namespace,
+        hub: config.hub.clone(),
         bare_not_modified: config.bare_not_modified,
         conditionals: config
             .record_conditionals

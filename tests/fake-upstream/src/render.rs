@@ -30,6 +30,8 @@ pub(crate) struct FeedContext<'a> {
     pub ttl_minutes: Option<u32>,
     /// Atom 0.3 without `xmlns` (see `FeedServerConfig::atom03_without_namespace`).
     pub atom03_without_namespace: bool,
+    /// A WebSub hub the RSS 2.0 and Atom 1.0 feeds name (see `FeedServerConfig::hub`).
+    pub hub: Option<&'a str>,
 }
 
 impl FeedContext<'_> {
@@ -76,6 +78,18 @@ pub(crate) fn item_id(format: FeedFormat, base_url: &str, id: u32, k: u64) -> St
 /// A rough upper bound on a rendered body, to size the output buffer once.
 pub(crate) fn capacity_hint(overhead: usize, pad: usize, items: u32) -> usize {
     overhead + (pad + 64) * items as usize + 256
+}
+
+/// `<ELEMENT rel="hub" href="HUB"/>` and a line break, or nothing.
+struct HubLink<'a>(Option<&'a str>, &'a str);
+
+impl fmt::Display for HubLink<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(hub) => writeln!(f, "<{} rel=\"hub\" href=\"{hub}\"/>", self.1),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Renders the feed body for `format` into `out`.
@@ -398,12 +412,13 @@ fn rss20(ctx: &FeedContext<'_>, out: &mut String) -> fmt::Result {
         out,
         "<title>Fake feed {id}</title>\n\
          <atom:link href=\"{base_url}/feeds/{id}\" rel=\"self\" type=\"application/rss+xml\"/>\n\
-         <link>{base_url}/feeds/{id}/</link>\n\
+         {}<link>{base_url}/feeds/{id}/</link>\n\
          <description>Deterministic RSS 2.0 test feed {id} from tsunagi-fake-upstream</description>\n\
          <language>en-US</language>\n\
          <lastBuildDate>{updated}</lastBuildDate>\n\
          <pubDate>{updated}</pubDate>\n\
-         <generator>tsunagi-fake-upstream</generator>\n"
+         <generator>tsunagi-fake-upstream</generator>\n",
+        HubLink(ctx.hub, "atom:link")
     )?;
     if let Some(ttl) = ctx.ttl_minutes {
         writeln!(out, "<ttl>{ttl}</ttl>")?;
@@ -540,8 +555,9 @@ fn atom10(ctx: &FeedContext<'_>, out: &mut String) -> fmt::Result {
          <subtitle type=\"text\">Deterministic Atom 1.0 test feed {id} from tsunagi-fake-upstream</subtitle>\n\
          <link rel=\"alternate\" type=\"text/html\" href=\"{base_url}/feeds/{id}/\"/>\n\
          <link rel=\"self\" type=\"application/atom+xml\" href=\"{base_url}/feeds/{id}\"/>\n\
-         <id>urn:tsunagi-fake:feed:{id}</id>\n<updated>{}</updated>\n\
+         {}<id>urn:tsunagi-fake:feed:{id}</id>\n<updated>{}</updated>\n\
          <generator uri=\"https://example.invalid/tsunagi\" version=\"0.1\">tsunagi-fake-upstream</generator>\n",
+        HubLink(ctx.hub, "link"),
         Rfc3339(last_modified_unix(ctx.generation, ctx.items))
     )?;
     for k in ctx.item_numbers() {

@@ -67,6 +67,7 @@ pub(crate) struct Shared {
     pub cache_control: Option<HeaderValue>,
     pub ttl_minutes: Option<u32>,
     pub atom03_without_namespace: bool,
+    pub hub: Option<String>,
     /// 304s without validators.
     pub bare_not_modified: bool,
     /// Per feed, the conditional headers of each request, when recording.
@@ -95,6 +96,7 @@ impl Shared {
             pad: self.pads[format as usize],
             ttl_minutes: self.ttl_minutes,
             atom03_without_namespace: self.atom03_without_namespace,
+            hub: self.hub.as_deref(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The embedded backend: one SQLite file (WAL mode) holding targets, items, jobs, state,
-//! tokens and rankings.
+//! tokens, rankings and WebSub subscriptions.
 //!
 //! Several OS processes may share one file. Every write runs on this instance's single writer
 //! connection, inside `BEGIN IMMEDIATE` (or as one autocommit statement, which takes the write
@@ -21,6 +21,7 @@ mod jobs;
 mod rankings;
 mod retention;
 mod state;
+mod subscriptions;
 mod targets;
 mod tokens;
 
@@ -50,9 +51,9 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 4_000;
 const PAGE_CACHE_KIB: u32 = 64 * 1024;
 /// The schema version this build writes (`PRAGMA user_version`): [`SCHEMA`] creates version 1,
 /// then each migration in [`MIGRATIONS`] moves it one version up.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 const SCHEMA: &str = include_str!("schema.sql");
-const MIGRATIONS: [(i64, &str); 7] = [
+const MIGRATIONS: [(i64, &str); 8] = [
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
     (4, include_str!("schema_v4.sql")),
@@ -60,6 +61,7 @@ const MIGRATIONS: [(i64, &str); 7] = [
     (6, include_str!("schema_v6.sql")),
     (7, include_str!("schema_v7.sql")),
     (8, include_str!("schema_v8.sql")),
+    (9, include_str!("schema_v9.sql")),
 ];
 
 /// SQL appending one failed attempt (`at`, `error`: SQL expressions) to the JSON history in

@@ -172,12 +172,19 @@ impl TargetStore for SqliteBackend {
         let Some(id) = removed else {
             return Ok(false);
         };
-        sqlx::query("DELETE FROM state WHERE connector = ?1 AND scope_target_id = ?2")
-            .bind(connector)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error(CONTEXT))?;
+        for statement in [
+            "DELETE FROM state WHERE connector = ?1 AND scope_target_id = ?2",
+            // Its subscription goes too: the hub's next delivery answers 410 Gone.
+            "DELETE FROM websub_subscriptions WHERE connector = ?1 AND target_id = ?2",
+            "DELETE FROM websub_deliveries WHERE connector = ?1 AND target_id = ?2",
+        ] {
+            sqlx::query(statement)
+                .bind(connector)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error(CONTEXT))?;
+        }
         tx.commit().await.map_err(db_error(CONTEXT))?;
         Ok(true)
     }

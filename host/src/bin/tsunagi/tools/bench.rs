@@ -339,6 +339,7 @@ async fn pipeline_rounds(
             stats: stats.clone(),
             filters: Arc::new(tsunagi::filter::Filters::default()),
             origin: None,
+            websub: None,
             pause: Default::default(),
         });
         let started = Instant::now();
@@ -449,6 +450,7 @@ impl TargetPoller for NativeRssPoller {
             exchanges: Vec::new(),
             elapsed: started.elapsed(),
             log: Default::default(),
+            hubs: Vec::new(),
         }
     }
 }

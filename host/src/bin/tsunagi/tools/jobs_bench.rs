@@ -572,6 +572,7 @@ impl JobHandler for AnswersAtOnce {
             exchanges: Vec::new(),
             elapsed: Duration::ZERO,
             log: LogTally::default(),
+            hubs: Vec::new(),
         }
     }
 }
