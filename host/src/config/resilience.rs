@@ -5,8 +5,8 @@
 //! host sends on its own schedule to learn when a broken upstream has recovered.
 
 use super::validate::{
-    BREAKER_CALLS, BREAKER_WAIT, BUDGET_BURST, BUDGET_PERIOD, Checks, EXPECT_STATUSES,
-    HALF_OPEN_CALLS, HTTP_STATUS, PERCENT, SUCCESSES_TO_CLOSE, TIMEOUT,
+    BREAKER_CALLS, BREAKER_WAIT, BUDGET_BURST, BUDGET_IN_FLIGHT, BUDGET_PERIOD, Checks,
+    EXPECT_STATUSES, HALF_OPEN_CALLS, HTTP_STATUS, PERCENT, SUCCESSES_TO_CLOSE, TIMEOUT,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -28,6 +28,10 @@ pub struct BudgetSettings {
     /// one, and a 429 from it slows it alone).
     #[serde(default)]
     pub per: BudgetScope,
+    /// Requests under the budget (per its `per`: in all, per target, or per host) that may be
+    /// in flight at once, from the send until the response is read; none: no cap.
+    #[serde(default)]
+    pub in_flight: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -198,6 +202,9 @@ pub(super) fn validate(config: &super::Config, checks: &mut Checks) {
         let burst_ok = budget
             .burst
             .is_none_or(|burst| checks.count(&at("burst"), burst, BUDGET_BURST));
+        if let Some(in_flight) = budget.in_flight {
+            checks.count(&at("in_flight"), in_flight, BUDGET_IN_FLIGHT);
+        }
         match budget.quota() {
             Err(e) if burst_ok => checks.error(&at("rate"), e),
             Err(_) => {}

@@ -334,6 +334,11 @@ fn numbers_and_durations_are_held_to_their_ranges() {
             "between 1 and 100000",
         ),
         (
+            "[budgets.shop]\nrate = \"1/s\"\nper = \"host\"\nin_flight = 0\n",
+            "budgets.shop.in_flight",
+            "between 1 and 10000",
+        ),
+        (
             "[breakers.shop]\nwindow = \"1000000 calls\"\n",
             "breakers.shop.window",
             "between 1 and 10000",

@@ -49,6 +49,8 @@ pub const NAME_LENGTH: RangeInclusive<usize> = 1..=64;
 /// A DNS name is at most 253 characters.
 pub const HOST_LENGTH: RangeInclusive<usize> = 1..=253;
 pub const BUDGET_BURST: RangeInclusive<u32> = 1..=100_000;
+/// `in_flight` on a budget: requests out at once under one key.
+pub const BUDGET_IN_FLIGHT: RangeInclusive<u32> = 1..=10_000;
 pub const BUDGET_PERIOD: RangeInclusive<Duration> =
     MILLISECOND..=Duration::from_secs(30 * 24 * 3600);
 pub const BREAKER_CALLS: RangeInclusive<u32> = 1..=10_000;

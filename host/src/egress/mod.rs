@@ -449,22 +449,32 @@ impl Exchange {
         let limits = effective_limits(&self.limits, options);
         // Per-host budgets are keyed by it; the URL itself goes on to the send.
         let host = url.host_str().unwrap_or("").to_string();
-        let slots = self.take_slots(&limits).await?;
+        let mut slots = self.take_slots(&limits).await?;
         if !rule.budget.is_empty() || rule.breaker.is_some() {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             // Waiting for a slot must leave the request its own time.
             let max_wait = remaining.saturating_sub(limits.request_timeout.min(remaining / 2));
-            match self
+            // A place in flight first: a call deferred for want of one spends no rate slot.
+            let admitted = match self
                 .resilience
-                .admit_to(
-                    &rule.budget,
-                    rule.breaker.as_deref(),
-                    &self.target,
-                    &host,
-                    max_wait,
-                )
+                .enter_in_flight(&rule.budget, &self.target, &host, max_wait)
                 .await
             {
+                Ok(places) => {
+                    slots._in_flight = places;
+                    self.resilience
+                        .admit_to(
+                            &rule.budget,
+                            rule.breaker.as_deref(),
+                            &self.target,
+                            &host,
+                            max_wait,
+                        )
+                        .await
+                }
+                Err(deferral) => Err(deferral),
+            };
+            match admitted {
                 Ok(call) => record.breaker_call = call,
                 Err(deferral) => {
                     let message = deferral.to_string();
@@ -527,6 +537,7 @@ impl Exchange {
             Ok(Ok(slot)) => Ok(HeldSlots {
                 _call: call,
                 _connector: slot,
+                _in_flight: Vec::new(),
             }),
             _ => Err(UpstreamError::internal(format!(
                 "connector '{connector}': its calls kept {} requests in flight for {max_wait:?} \
@@ -633,6 +644,8 @@ async fn read_request_body(
 struct HeldSlots {
     _call: OwnedSemaphorePermit,
     _connector: OwnedSemaphorePermit,
+    /// Its places under budgets' `in_flight` caps.
+    _in_flight: Vec<OwnedSemaphorePermit>,
 }
 
 /// How much of a response body the plugin is handed at a time.

@@ -404,12 +404,13 @@ impl PollPipeline {
         };
         drop(slot);
         let committed = self.backend.complete_poll(claim, commit, now).await;
-        if let (Some(websub), Some(delivery), true) = (&self.websub, &delivery, pushed_read) {
+        if let Some(websub) = &self.websub
+            && committed.is_ok()
+        {
             // Read by the call, whatever it made of it: a delivery the connector cannot read
             // must not come back forever (the failure is the target's, as a bad fetch is).
-            if committed.is_ok() {
-                websub.read(delivery, &target.target).await;
-            }
+            let read = delivery.as_ref().filter(|_| pushed_read);
+            websub.after_poll(read, target.id, &target.target).await;
         }
         match committed {
             Ok(report) if report.lease_lost => {

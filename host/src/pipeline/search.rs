@@ -653,7 +653,7 @@ fn outcome(report: CallReport<ProductPage>, started: Instant) -> (ShopOutcome, V
         (Some(deferral @ Deferral::BreakerOpen { .. }), _) => {
             (ShopStatus::BreakerOpen, deferral.to_string())
         }
-        (Some(deferral @ Deferral::RateLimited { .. }), _) => {
+        (Some(deferral @ (Deferral::RateLimited { .. } | Deferral::InFlight { .. })), _) => {
             (ShopStatus::RateLimited, deferral.to_string())
         }
         (None, CallError::Timeout(_)) => (

@@ -9,6 +9,8 @@
 //!   A per-host budget waits at most [`held::HOST_WAIT`] in the call: a later slot is held for
 //!   the target and the call deferred to it (see [`held`]), so one busy host's queue never
 //!   holds the workers other hosts' feeds need.
+//! - **In flight** (`in_flight = N` on a budget): at most N of its requests out at once, per
+//!   its key; see [`in_flight`].
 //! - **Breakers** (`[breakers.*]`): one per upstream. An open breaker answers at once with a
 //!   typed error naming it, and the target is deferred likewise. Failures (transport errors,
 //!   timeouts, 5xx, 429) count when they happen; a success counts when the call ends, because
@@ -19,6 +21,7 @@
 //! injected.
 
 pub mod held;
+pub mod in_flight;
 pub mod probes;
 
 use crate::clock::SharedClock;
@@ -47,12 +50,20 @@ pub enum Deferral {
     RateLimited { budget: String, retry_at: Millis },
     #[error("circuit breaker \"{breaker}\" is open: the upstream is failing; retrying after {}", crate::clock::rfc3339(*retry_at))]
     BreakerOpen { breaker: String, retry_at: Millis },
+    #[error("busy: budget \"{budget}\" already has {in_flight} request(s) in flight (in_flight); retrying after {}", crate::clock::rfc3339(*retry_at))]
+    InFlight {
+        budget: String,
+        in_flight: u32,
+        retry_at: Millis,
+    },
 }
 
 impl Deferral {
     pub fn retry_at(&self) -> Millis {
         match self {
-            Self::RateLimited { retry_at, .. } | Self::BreakerOpen { retry_at, .. } => *retry_at,
+            Self::RateLimited { retry_at, .. }
+            | Self::BreakerOpen { retry_at, .. }
+            | Self::InFlight { retry_at, .. } => *retry_at,
         }
     }
 }
@@ -97,6 +108,8 @@ pub struct Resilience {
     host_waits: Mutex<BTreeMap<String, HashMap<String, HostWait>>>,
     /// Per-host budget slots held for deferred calls.
     held: held::HeldSlots,
+    /// Requests in flight per budget key, for budgets with `in_flight`.
+    in_flight: in_flight::InFlightGates,
 }
 
 /// The hosts a per-host budget keeps wait figures for; past it, the host that waited least
@@ -154,6 +167,7 @@ impl Resilience {
             probe_tasks: Mutex::new(BTreeMap::new()),
             host_waits: Mutex::new(BTreeMap::new()),
             held: held::HeldSlots::default(),
+            in_flight: in_flight::InFlightGates::default(),
         };
         resilience.declare(config)?;
         Ok(resilience)
@@ -384,6 +398,47 @@ impl Resilience {
             call.started_at = self.clock.now_ms();
         }
         Ok(call)
+    }
+
+    /// A place in every `in_flight` cap of `budgets` for a request to `host`, held until the
+    /// permits are dropped (the response is). A per-host cap waits at most
+    /// [`held::HOST_WAIT`], others up to `max_wait`; past it the call is deferred.
+    pub async fn enter_in_flight(
+        &self,
+        budgets: &[impl AsRef<str>],
+        target: &str,
+        host: &str,
+        max_wait: Duration,
+    ) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>, Deferral> {
+        let declared = self.declared.load_full();
+        let mut permits = Vec::new();
+        for name in budgets {
+            let name = name.as_ref();
+            let Some(spec) = declared.budgets.get(name) else {
+                continue;
+            };
+            let Some(limit) = spec.settings.in_flight else {
+                continue;
+            };
+            let wait = if spec.scope == BudgetScope::Host {
+                max_wait.min(held::HOST_WAIT)
+            } else {
+                max_wait
+            };
+            let key = budget_key(name, spec.scope, target, host);
+            match self.in_flight.enter(&key, limit, wait).await {
+                Some(permit) => permits.push(permit),
+                None => {
+                    let retry = Millis::try_from(in_flight::BUSY_RETRY.as_millis()).unwrap_or(0);
+                    return Err(Deferral::InFlight {
+                        budget: name.to_string(),
+                        in_flight: limit,
+                        retry_at: self.clock.now_ms().saturating_add(retry),
+                    });
+                }
+            }
+        }
+        Ok(permits)
     }
 
     fn acquire_permit(&self, breaker: Option<&str>) -> Result<Option<BreakerCall>, Deferral> {

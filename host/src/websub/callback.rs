@@ -225,6 +225,108 @@ impl WebSub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::egress::EgressPolicy;
+    use std::sync::{Arc, Mutex};
+
+    /// The log lines written while it is the default subscriber.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_signature_stores_nothing_and_is_logged_without_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn tsunagi_backends::Backend> = Arc::new(
+            tsunagi_backends::sqlite::SqliteBackend::open(
+                dir.path().join("t.db").to_str().unwrap(),
+            )
+            .await
+            .unwrap(),
+        );
+        let now = 1_700_000_000_000;
+        let feed = "http://127.0.0.1:9/feed".to_string();
+        backend
+            .add_targets("rss", std::slice::from_ref(&feed), now + 3_600_000)
+            .await
+            .unwrap();
+        let target = backend.get_target("rss", &feed).await.unwrap().unwrap();
+        let subscription = Subscription {
+            id: "ab".repeat(16),
+            connector: "rss".into(),
+            target_id: target.id,
+            hub: "http://127.0.0.1:9/hub".into(),
+            topic: feed.clone(),
+            secret: "the-subscription-secret".into(),
+            state: SubscriptionState::Active,
+            lease_until: Some(now + 60_000),
+            renew_at: now + 50_000,
+            attempts: 0,
+            last_error: None,
+        };
+        backend.put_subscription(&subscription).await.unwrap();
+        let websub = WebSub::new(
+            backend.clone(),
+            Arc::new(ManualClock::starting_at(now)),
+            "http://127.0.0.1:8080",
+        );
+        let _on = websub.connector("rss", Arc::new(EgressPolicy::new("rss", Vec::new())), 1024);
+
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let body = b"<feed/>".to_vec();
+        let forged = signature::sign_sha256(b"guess", &body);
+        let answer = websub
+            .deliver(
+                &subscription,
+                Some("application/atom+xml"),
+                Some(&forged),
+                Ok(body.clone()),
+            )
+            .await;
+        assert_eq!(answer.status, 202);
+        let counts = backend.count_subscriptions().await.unwrap();
+        assert_eq!(counts.deliveries_waiting, 0, "nothing stored");
+        assert_eq!(
+            backend.count_due("rss", now).await.unwrap(),
+            0,
+            "nothing woken"
+        );
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logged.contains("WebSub: a delivery was ignored, nothing stored")
+                && logged.contains("does not match"),
+            "{logged}"
+        );
+        assert!(!logged.contains("the-subscription-secret"), "{logged}");
+
+        // Signed right, it is stored and its target due; over the cap it is refused.
+        let signed = signature::sign_sha256(subscription.secret.as_bytes(), &body);
+        let answer = websub
+            .deliver(&subscription, None, Some(&signed), Ok(body))
+            .await;
+        assert_eq!(answer.status, 202);
+        assert_eq!(backend.count_due("rss", now).await.unwrap(), 1);
+        let answer = websub
+            .deliver(&subscription, None, Some(&signed), Err(2048))
+            .await;
+        assert_eq!(answer.status, 413);
+        assert_eq!(websub.max_body("rss"), 1024);
+    }
 
     #[test]
     fn only_our_ids_reach_the_store() {

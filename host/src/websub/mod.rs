@@ -232,16 +232,18 @@ impl ConnectorWebSub {
         }
     }
 
-    /// A call has read `delivery`: it is deleted, and if another waits the target stays due.
-    pub async fn read(&self, delivery: &PushDelivery, target: &str) {
+    /// After a poll of `target_id` was committed: the delivery the call read (if any) is
+    /// deleted, and if another waits — or one arrived while the poll ran, whose commit then
+    /// moved the target's next run — the target is due again at once.
+    pub async fn after_poll(&self, read: Option<&PushDelivery>, target_id: i64, target: &str) {
         let backend = &self.service.backend;
-        if let Err(error) = backend.delete_delivery(delivery.id).await {
+        if let Some(delivery) = read
+            && let Err(error) = backend.delete_delivery(delivery.id).await
+        {
             tracing::warn!(connector = %self.connector, target = %crate::redact::url(target),
                 "cannot delete a delivery that was read; it will be read again: {error}");
         }
-        if let Ok(Some(_)) = backend
-            .next_delivery(&self.connector, delivery.target_id)
-            .await
+        if let Ok(Some(_)) = backend.next_delivery(&self.connector, target_id).await
             && backend
                 .wake_target(target, self.service.now())
                 .await

@@ -604,3 +604,56 @@ budget = "hosts"
     }
     busy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_host_in_flight_cap_holds_however_many_workers_are_free() {
+    use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
+    // Every feed answers after 150 ms: sixteen workers would have sixteen requests out at once.
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 24,
+        items_per_feed: 2,
+        target_feed_bytes: 1_000,
+        slow: (0..24).collect(),
+        slow_delay: Duration::from_millis(150),
+        ..FeedServerConfig::default()
+    })
+    .await
+    .expect("feeds");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &(host_section("")
+            + "[budgets.hosts]\nrate = \"1000/s\"\nper = \"host\"\nin_flight = 3\n"
+            + &rss_connector(server.addr().port(), "")
+                .replace("concurrency = 32", "concurrency = 16")
+            + "budget = \"hosts\"\n"),
+    );
+    let backend = open_backend(&config).await;
+    backend
+        .add_targets("rss", &server.feed_urls(), SystemClock.now_ms())
+        .await
+        .unwrap();
+    let host =
+        start_host_with_clock(&config, backend, Arc::new(SystemClock), RunMode::Forever).await;
+    let view = host.topology();
+    let reached = tokio::time::timeout(Duration::from_secs(120), async {
+        while connector_stats(&view, "rss").polls_ok < 24 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let stats = connector_stats(&view, "rss");
+    host.shutdown().await;
+    assert!(reached.is_ok(), "every feed polled: {stats:?}");
+    let most = server.stats().most_in_flight;
+    assert_eq!(
+        most, 3,
+        "the host saw {most} requests at once; the cap is 3"
+    );
+    assert!(
+        stats.polls_deferred > 0,
+        "calls past the cap were deferred: {stats:?}"
+    );
+    assert_eq!(stats.polls_failed, 0, "{stats:?}");
+    server.shutdown().await;
+}

@@ -168,6 +168,8 @@ pub struct FeedStats {
     pub not_modified: u64,
     pub errors: u64,
     pub bytes_sent: u64,
+    /// The most requests that were being answered at once (a slow feed's delay included).
+    pub most_in_flight: u64,
 }
 
 /// How the server task runs, for shutdown to wait on.

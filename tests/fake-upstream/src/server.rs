@@ -43,6 +43,26 @@ pub(crate) struct Counters {
     not_modified: AtomicU64,
     errors: AtomicU64,
     bytes_sent: AtomicU64,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
+}
+
+/// Counts one request as in flight while it lives.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Counters) -> Self {
+        let now = counters.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        counters.most_in_flight.fetch_max(now, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Counters {
@@ -53,6 +73,7 @@ impl Counters {
             not_modified: self.not_modified.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            most_in_flight: self.most_in_flight.load(Ordering::Relaxed),
         }
     }
 }
@@ -209,6 +230,7 @@ const UNAVAILABLE: &str =
 /// Answers one request. Never panics on request input.
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::enter(&shared.counters);
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
         let mut resp = shared.error(StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED, head);

@@ -50,6 +50,8 @@ pub enum BenchCommand {
     /// What the search fan-out adds over the slowest healthy shop, with and without a shop
     /// down, and cached searches per second.
     Search(super::search_bench::SearchBenchArgs),
+    /// How soon a WebSub hub's update is in the store, from its delivery.
+    Websub(super::websub_bench::WebSubBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +125,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::XRead(args) => super::x_read_bench::x_read(args).await,
         BenchCommand::Search(args) => super::search_bench::search(args).await,
         BenchCommand::Hosts(args) => super::hosts_bench::hosts(args).await,
+        BenchCommand::Websub(args) => super::websub_bench::websub(args).await,
     }
 }
 

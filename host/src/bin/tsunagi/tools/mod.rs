@@ -13,4 +13,5 @@ mod retention_bench;
 mod search_bench;
 mod server_thread;
 mod swap_bench;
+mod websub_bench;
 mod x_read_bench;
