@@ -172,19 +172,7 @@ impl TargetStore for SqliteBackend {
         let Some(id) = removed else {
             return Ok(false);
         };
-        for statement in [
-            "DELETE FROM state WHERE connector = ?1 AND scope_target_id = ?2",
-            // Its subscription goes too: the hub's next delivery answers 410 Gone.
-            "DELETE FROM websub_subscriptions WHERE connector = ?1 AND target_id = ?2",
-            "DELETE FROM websub_deliveries WHERE connector = ?1 AND target_id = ?2",
-        ] {
-            sqlx::query(statement)
-                .bind(connector)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error(CONTEXT))?;
-        }
+        delete_rows_of(&mut tx, connector, id, CONTEXT).await?;
         tx.commit().await.map_err(db_error(CONTEXT))?;
         Ok(true)
     }
@@ -471,15 +459,33 @@ impl TargetStore for SqliteBackend {
         let Some(connector) = connector else {
             return Ok(false);
         };
-        sqlx::query("DELETE FROM state WHERE connector = ?1 AND scope_target_id = ?2")
-            .bind(&connector)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error(CONTEXT))?;
+        delete_rows_of(&mut tx, &connector, id, CONTEXT).await?;
         tx.commit().await.map_err(db_error(CONTEXT))?;
         Ok(true)
     }
+}
+
+/// What a deleted target leaves behind: its state, and its WebSub subscription and waiting
+/// deliveries (the hub's next delivery then answers 410 Gone).
+async fn delete_rows_of(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    connector: &str,
+    id: i64,
+    context: &'static str,
+) -> Result<()> {
+    for statement in [
+        "DELETE FROM state WHERE connector = ?1 AND scope_target_id = ?2",
+        "DELETE FROM websub_subscriptions WHERE connector = ?1 AND target_id = ?2",
+        "DELETE FROM websub_deliveries WHERE connector = ?1 AND target_id = ?2",
+    ] {
+        sqlx::query(statement)
+            .bind(connector)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error(context))?;
+    }
+    Ok(())
 }
 
 /// The least string greater than every string that starts with `prefix`, when `prefix` ends in
