@@ -357,7 +357,6 @@ impl Topology {
                 )
                 .await?;
                 tasks.push(inbound.task);
-                tasks.extend(inbound.websub.start(stop.clone()));
                 Some(Inbound {
                     addr: inbound.addr,
                     counters: inbound.counters,
@@ -380,6 +379,11 @@ impl Topology {
             if let Some(settings) = config.connectors.get(&handle.name) {
                 pipelines.start(&handle, settings);
             }
+        }
+        // After the pipelines: they turn WebSub on per connector, and the subscriber sets
+        // aside the renewals of connectors it does not know.
+        if let Some(inbound) = &inbound {
+            tasks.extend(inbound.websub.start(stop.clone()));
         }
         let retention = Arc::new(Retention::new(
             backend.clone(),

@@ -27,8 +27,9 @@ const MAX_HUB_ANSWER: usize = 4096;
 /// The first retry of a failed request; doubled per failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
-/// When the connector's WebSub is off, its due subscriptions are looked at again after this.
-const IDLE_RECHECK: Duration = Duration::from_secs(3600);
+/// When the connector's WebSub is off (or off for a moment, in a reload), its due
+/// subscriptions are looked at again after this, so they do not crowd out the others.
+const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(
     service: Arc<WebSub>,
