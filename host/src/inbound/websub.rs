@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 
 fn respond(answer: Answer) -> Response {
@@ -76,28 +76,19 @@ pub(super) async fn deliver(
     respond(answer)
 }
 
-/// The body, or `Err(bytes seen)` once it is past `cap` (a declared length past it is not
-/// read at all); `None` when the connection broke.
-async fn read_capped(
-    body: Body,
-    headers: &HeaderMap,
-    cap: usize,
-) -> Option<Result<Vec<u8>, usize>> {
+/// The body, or `Err(())` once it is past `cap` (a declared length past it is not read at
+/// all); `None` when the connection broke.
+async fn read_capped(body: Body, headers: &HeaderMap, cap: usize) -> Option<Result<Vec<u8>, ()>> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<usize>().ok());
-    if let Some(length) = declared.filter(|length| *length > cap) {
-        return Some(Err(length));
+    if declared.is_some_and(|length| length > cap) {
+        return Some(Err(()));
     }
-    let mut stream = body.into_data_stream();
-    let mut read = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.ok()?;
-        if read.len() + chunk.len() > cap {
-            return Some(Err(read.len() + chunk.len()));
-        }
-        read.extend_from_slice(&chunk);
+    match Limited::new(body, cap).collect().await {
+        Ok(collected) => Some(Ok(collected.to_bytes().to_vec())),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Some(Err(())),
+        Err(_) => None,
     }
-    Some(Ok(read))
 }

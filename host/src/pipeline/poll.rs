@@ -245,13 +245,12 @@ impl PollPipeline {
             Some(websub) => websub.waiting(target.id).await,
             None => None,
         };
-        call.pushed = delivery
-            .as_ref()
-            .map(|delivery| crate::egress::PushedContent {
-                content_type: delivery.content_type.clone(),
-                body: delivery.body.clone().into(),
-            });
-        let outcome = self
+        let delivery_id = delivery.as_ref().map(|delivery| delivery.id);
+        call.pushed = delivery.map(|delivery| crate::egress::PushedContent {
+            content_type: delivery.content_type,
+            body: delivery.body.into(),
+        });
+        let mut outcome = self
             .poller
             .poll(
                 call,
@@ -262,10 +261,14 @@ impl PollPipeline {
             .await;
         let mut hints = hints_from(&outcome.exchanges, outcome.result.as_ref().ok());
         let pushed_read = outcome.exchanges.iter().any(|exchange| exchange.pushed);
-        if let Some(websub) = &self.websub {
-            if outcome.result.is_ok() && !outcome.hubs.is_empty() {
-                websub.discovered(target.id, outcome.hubs.clone());
+        if let Some(websub) = &self.websub
+            && outcome.result.is_ok()
+        {
+            let hubs = std::mem::take(&mut outcome.hubs);
+            if !hubs.is_empty() {
+                websub.discovered(target.id, hubs);
             }
+            // Only a success's next run depends on it.
             hints.pushed = websub.subscribed(target.id).await;
         }
         let now = self.clock.now_ms();
@@ -409,7 +412,7 @@ impl PollPipeline {
         {
             // Read by the call, whatever it made of it: a delivery the connector cannot read
             // must not come back forever (the failure is the target's, as a bad fetch is).
-            let read = delivery.as_ref().filter(|_| pushed_read);
+            let read = delivery_id.filter(|_| pushed_read);
             websub.after_poll(read, target.id, &target.target).await;
         }
         match committed {

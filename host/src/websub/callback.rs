@@ -19,6 +19,14 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// 503 with `Retry-After: 60`: the store failed; the hub should try again.
+    fn unavailable() -> Self {
+        Self {
+            retry_after: Some(60),
+            ..Self::new(503, "try again later\n")
+        }
+    }
+
     /// 410 Gone: a delivery for an id we do not hold; the hub should stop.
     pub fn gone() -> Self {
         Self::new(410, "no such subscription\n")
@@ -39,16 +47,15 @@ fn well_formed(id: &str) -> bool {
 }
 
 impl WebSub {
-    async fn find(&self, id: &str) -> Result<Option<Subscription>, Answer> {
+    /// The subscription a callback id names (the listener sizes a delivery's body by it); an
+    /// answer for the hub when the store fails.
+    pub async fn callback_subscription(&self, id: &str) -> Result<Option<Subscription>, Answer> {
         if !well_formed(id) {
             return Ok(None);
         }
         self.backend.subscription(id).await.map_err(|error| {
             tracing::warn!("WebSub: cannot read a subscription: {error}");
-            Answer {
-                retry_after: Some(60),
-                ..Answer::new(503, "try again later\n")
-            }
+            Answer::unavailable()
         })
     }
 
@@ -60,7 +67,7 @@ impl WebSub {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.as_str())
         };
-        let subscription = match self.find(id).await {
+        let subscription = match self.callback_subscription(id).await {
             Ok(Some(subscription)) => subscription,
             Ok(None) => return Answer::new(404, "no such subscription\n"),
             Err(answer) => return answer,
@@ -110,10 +117,7 @@ impl WebSub {
         active.last_error = None;
         if let Err(error) = self.backend.put_subscription(&active).await {
             tracing::warn!(connector = %active.connector, "WebSub: cannot store a verification: {error}");
-            return Answer {
-                retry_after: Some(60),
-                ..Answer::new(503, "try again later\n")
-            };
+            return Answer::unavailable();
         }
         self.counters.verified.fetch_add(1, Ordering::Relaxed);
         tracing::info!(connector = %active.connector, hub = %shown_hub,
@@ -126,14 +130,14 @@ impl WebSub {
         self.registered(connector).map_or(0, |r| r.max_body)
     }
 
-    /// A hub's `POST` of an update. `body` is `Err(len)` when it was over
+    /// A hub's `POST` of an update. `body` is `Err(())` when it was over
     /// [`Self::max_body`] (the caller read no further).
     pub async fn deliver(
         &self,
         subscription: &Subscription,
         content_type: Option<&str>,
         signature_header: Option<&str>,
-        body: Result<Vec<u8>, usize>,
+        body: Result<Vec<u8>, ()>,
     ) -> Answer {
         let connector = subscription.connector.as_str();
         let refused = || {
@@ -208,17 +212,9 @@ impl WebSub {
             }
             Err(error) => {
                 tracing::warn!(%connector, "WebSub: cannot store a delivery: {error}");
-                Answer {
-                    retry_after: Some(60),
-                    ..Answer::new(503, "try again later\n")
-                }
+                Answer::unavailable()
             }
         }
-    }
-
-    /// The subscription a callback id names, for the listener to size the body it reads.
-    pub async fn callback_subscription(&self, id: &str) -> Result<Option<Subscription>, Answer> {
-        self.find(id).await
     }
 }
 
@@ -322,7 +318,7 @@ mod tests {
         assert_eq!(answer.status, 202);
         assert_eq!(backend.count_due("rss", now).await.unwrap(), 1);
         let answer = websub
-            .deliver(&subscription, None, Some(&signed), Err(2048))
+            .deliver(&subscription, None, Some(&signed), Err(()))
             .await;
         assert_eq!(answer.status, 413);
         assert_eq!(websub.max_body("rss"), 1024);

@@ -232,13 +232,13 @@ impl ConnectorWebSub {
         }
     }
 
-    /// After a poll of `target_id` was committed: the delivery the call read (if any) is
+    /// After a poll of `target_id` was committed: the delivery the call read (its id, if any) is
     /// deleted, and if another waits — or one arrived while the poll ran, whose commit then
     /// moved the target's next run — the target is due again at once.
-    pub async fn after_poll(&self, read: Option<&PushDelivery>, target_id: i64, target: &str) {
+    pub async fn after_poll(&self, read: Option<i64>, target_id: i64, target: &str) {
         let backend = &self.service.backend;
         if let Some(delivery) = read
-            && let Err(error) = backend.delete_delivery(delivery.id).await
+            && let Err(error) = backend.delete_delivery(delivery).await
         {
             tracing::warn!(connector = %self.connector, target = %crate::redact::url(target),
                 "cannot delete a delivery that was read; it will be read again: {error}");

@@ -108,14 +108,14 @@ pub async fn websub(mut args: WebSubBenchArgs) -> anyhow::Result<ExitCode> {
         let (content_type, body) = server.document(id);
         let newest = server.expected_item_ids(id)[0].clone();
         let topic = server.feed_url(id);
-        let sent = Instant::now();
         let outcome = hub.publish(&topic, content_type, &body).await;
-        anyhow::ensure!(
-            outcome.first().is_some_and(|o| o.status == 202),
-            "delivery {n} answered {:?}",
-            outcome.first().map(|o| o.status)
-        );
-        match stored_after(backend.as_ref(), &topic, &newest, sent).await? {
+        let Some(delivery) = outcome.first().filter(|o| o.status == 202) else {
+            anyhow::bail!(
+                "delivery {n} answered {:?}",
+                outcome.first().map(|o| o.status)
+            );
+        };
+        match stored_after(backend.as_ref(), &topic, &newest, delivery.sent_at).await? {
             Some(latency) => latencies.push(latency),
             None => lost += 1,
         }
