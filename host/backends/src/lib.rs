@@ -8,8 +8,9 @@
 //! tokens), [`RankingStore`] (sorted sets of scores per board) and [`SubscriptionStore`] (WebSub
 //! subscriptions and their deliveries). [`Backend`] bundles them.
 //!
-//! The embedded backend is SQLite ([`sqlite::SqliteBackend`]); scale-out backends (PostgreSQL,
-//! Redis) implement the same traits and pass the same [`conformance`] suite.
+//! The embedded backend is SQLite ([`sqlite::SqliteBackend`]); the scale-out one is PostgreSQL
+//! ([`postgres::PostgresBackend`]), shared by many hosts. Both implement the same traits and
+//! pass the same [`conformance`] suite.
 //!
 //! All times are milliseconds since the Unix epoch, passed in by the caller: the host owns the
 //! clock, so tests can state exact times instead of sleeping.
@@ -17,6 +18,7 @@
 pub mod breaker;
 pub mod conformance;
 pub mod coordination;
+pub mod postgres;
 pub mod ratelimit;
 pub mod sqlite;
 // Credentials: per-target tokens, sealed by the host.
@@ -783,15 +785,19 @@ pub trait Backend:
     fn kind(&self) -> &'static str;
 }
 
-/// Opens the backend a URL names: `sqlite://PATH` (created if missing) or a plain file path.
+/// Opens the backend a URL names: `postgres://…` (or `postgresql://…`), `sqlite://PATH`
+/// (created if missing) or a plain file path (SQLite).
 pub async fn open(url: &str) -> Result<Arc<dyn Backend>> {
-    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresBackend::open(url).await?));
+    }
     if url.contains("://") && !url.starts_with("sqlite://") {
         return Err(BackendError::Open {
-            url: url.to_string(),
-            reason: "unsupported scheme (this build supports sqlite://)".to_string(),
+            url: postgres::redact_url(url),
+            reason: "unsupported scheme (use sqlite://PATH or postgres://…)".to_string(),
         });
     }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
     Ok(Arc::new(sqlite::SqliteBackend::open(path).await?))
 }
 
