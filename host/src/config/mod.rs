@@ -192,7 +192,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSettings {
-    /// `sqlite://PATH` or a file path (relative to the config file).
+    /// `sqlite://PATH` or a file path (relative to the config file), or `postgres://…` for
+    /// the store many hosts share (a password in it is never shown; `PGPASSWORD` works too).
     #[serde(default = "default_database")]
     pub database: String,
     /// Admin HTTP listener (`/status`, `/healthz`, `/readyz`, the `/v1/...` actions); none when

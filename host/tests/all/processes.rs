@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::{Child, Command};
+use tsunagi::backends::postgres::testing::TestSchema;
 use tsunagi::backends::{Backend, ItemQuery};
 use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 
@@ -110,10 +111,25 @@ async fn wait_for_admin(admin_port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_host_processes_on_one_sqlite_file_fetch_every_target_exactly_once() {
-    let feeds = 1500;
+    hosts_on_one_store_fetch_every_target_exactly_once(2, 1500, "../shared.db").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_host_processes_on_one_postgres_database_fetch_every_target_exactly_once() {
+    let schema = TestSchema::create().await;
+    hosts_on_one_store_fetch_every_target_exactly_once(3, 3000, &schema.url()).await;
+}
+
+/// `hosts` host processes share the store `database` names: each of `feeds` feeds is fetched
+/// exactly once, every host does some of the work, and no item is stored twice.
+async fn hosts_on_one_store_fetch_every_target_exactly_once(
+    hosts: usize,
+    feeds: u32,
+    database: &str,
+) {
     let server = slow_feeds(feeds, Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
-    let ports = [free_port(), free_port()];
+    let ports: Vec<u16> = (0..hosts).map(|_| free_port()).collect();
     let mut configs = Vec::new();
     for (index, port) in ports.iter().enumerate() {
         let sub = dir.path().join(format!("host{index}"));
@@ -121,9 +137,11 @@ async fn two_host_processes_on_one_sqlite_file_fetch_every_target_exactly_once()
         let text = host_section(&format!(
             "admin_listen = \"127.0.0.1:{port}\"\nclaim_batch = 16"
         ))
-        .replace("database = \"test.db\"", "database = \"../shared.db\"")
-            + &rss_connector(server.addr().port(), "")
-                .replace("concurrency = 32", "concurrency = 8");
+        .replace(
+            "database = \"test.db\"",
+            &format!("database = \"{database}\""),
+        ) + &rss_connector(server.addr().port(), "")
+            .replace("concurrency = 32", "concurrency = 8");
         configs.push(write_config(&sub, &text));
     }
     let backend = open_backend(&configs[0]).await;
@@ -132,24 +150,27 @@ async fn two_host_processes_on_one_sqlite_file_fetch_every_target_exactly_once()
         .await
         .unwrap();
 
-    let mut hosts: Vec<Child> = configs.iter().map(|c| spawn_host(&c.source_path)).collect();
-    for port in ports {
-        wait_for_admin(port).await;
+    let mut children: Vec<Child> = configs.iter().map(|c| spawn_host(&c.source_path)).collect();
+    for port in &ports {
+        wait_for_admin(*port).await;
     }
     all_polled(&backend, "rss", feeds as usize).await;
-    let done = [jobs_done(ports[0]).await, jobs_done(ports[1]).await];
-    for host in &hosts {
-        signal(host, "TERM");
+    let mut done = Vec::new();
+    for port in &ports {
+        done.push(jobs_done(*port).await);
     }
-    for host in &mut hosts {
-        assert!(wait_exit(host).await.success(), "host exits 0 on SIGTERM");
+    for child in &children {
+        signal(child, "TERM");
+    }
+    for child in &mut children {
+        assert!(wait_exit(child).await.success(), "host exits 0 on SIGTERM");
     }
 
     for id in 0..feeds {
         assert_eq!(server.requests_for(id), 1, "feed {id} fetched exactly once");
     }
-    assert_eq!(done[0] + done[1], u64::from(feeds), "{done:?}");
-    assert!(done[0] > 0 && done[1] > 0, "both hosts worked: {done:?}");
+    assert_eq!(done.iter().sum::<u64>(), u64::from(feeds), "{done:?}");
+    assert!(done.iter().all(|d| *d > 0), "every host worked: {done:?}");
     assert_eq!(
         backend.count_items(Some("rss")).await.unwrap(),
         u64::from(feeds) * 10

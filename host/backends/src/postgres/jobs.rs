@@ -1,18 +1,170 @@
-//! [`JobQueue`] for PostgreSQL (not yet implemented).
-#![allow(unused_variables, unused_imports)]
+//! [`JobQueue`] for PostgreSQL: durable jobs with leases, retries and a dead-letter state,
+//! shared by every host of a cluster.
+//!
+//! A job is `queued` (waiting until `run_at`), `leased` (held by `lease_owner` through
+//! `lease_until`), `done` or `dead`. `lease_jobs` takes rows with `FOR UPDATE SKIP LOCKED` in
+//! the subselect of its `UPDATE`, so two hosts leasing one queue never take the same job and
+//! neither waits for the other. A lease that expired is taken over by the next `lease_jobs`;
+//! completions, failures, heartbeats and deferrals are guarded by (state, worker,
+//! lease_until), so a worker that lost its lease cannot finish a job someone else now holds,
+//! and a finished job is never rescued.
+//!
+//! Taking over an expired lease marks the job `earlier_unknown`: its worker may have acted
+//! before it died, so the next attempt is told to check first. A paused queue (a row in
+//! `paused_queues`) leases nothing. A done job keeps its outcome, not its payload.
 
-use super::PostgresBackend;
+use super::{
+    PostgresBackend, append_history, db_error, effective_limit, history_from_json, lease_deadline,
+    to_u32,
+};
 use crate::{
     BackendError, DeadJob, EarlierOutcome, Enqueued, JobFailure, JobLease, JobOutcome, JobQueue,
     JobRecord, Millis, NewJob, QueueCounts, Result,
 };
 use async_trait::async_trait;
+use sqlx::Row;
 use std::time::Duration;
+
+/// The `last_error` of a job that died because its last allowed attempt never reported back.
+const LOST_ON_LAST_ATTEMPT: &str = "lease expired on the last attempt (the worker stopped or hung)";
+
+/// How often `enqueue_job` tries again when its key's job vanished between the conflicting
+/// insert and the read of its id (purged or dropped meanwhile): the next insert then stores
+/// the job as new, so a second try all but always settles it.
+const ENQUEUE_TRIES: usize = 3;
+
+const INSERT_JOB: &str = "\
+INSERT INTO jobs (queue, payload, state, attempt, max_attempts, run_at, updated_at, kind,
+                  target, idempotency_key)
+VALUES ($1, $2, 'queued', 0, $3, $4, $4, $5, $6, $7)
+ON CONFLICT (queue, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id";
+
+/// A job whose final attempt was lost (its worker died mid-job) would otherwise be retried
+/// past max_attempts forever; it goes to the dead-letter state instead. Rows another host has
+/// locked are left to its own call (or the next one).
+const BURY_LOST: &str = concat!(
+    "UPDATE jobs SET state = 'dead', died_at = $2, updated_at = $2, last_error = $3, ",
+    "lease_owner = NULL, lease_until = NULL, history = ",
+    append_history!("history", "$2", "$3"),
+    " WHERE id IN (",
+    "SELECT id FROM jobs WHERE queue = $1 AND state = 'leased' AND lease_until < $2 ",
+    "AND attempt >= max_attempts ",
+    "AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = $1) ",
+    "FOR UPDATE SKIP LOCKED)"
+);
+
+/// Leases due jobs and takes over expired leases, earliest first. An expired lease on its last
+/// attempt is never taken over (even if `BURY_LOST` skipped it because it was locked); it waits
+/// for the next `BURY_LOST`. Taking over an expired lease marks the job: its worker may have
+/// acted before it stopped.
+const LEASE: &str = "\
+UPDATE jobs SET earlier_unknown = earlier_unknown OR state = 'leased', state = 'leased',
+    attempt = attempt + 1, lease_owner = $1, lease_until = $2, updated_at = $3
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE queue = $4
+      AND ((state = 'queued' AND run_at <= $3)
+           OR (state = 'leased' AND lease_until < $3 AND attempt < max_attempts))
+      AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = $4)
+    ORDER BY run_at, id
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, queue, payload, attempt, max_attempts, kind, target, earlier_unknown";
+
+/// The guard every completion, failure, heartbeat and deferral carries: the job is still
+/// leased to this worker with this deadline.
+macro_rules! held_by {
+    ($id:literal, $worker:literal, $until:literal) => {
+        concat!(
+            " WHERE id = ",
+            $id,
+            " AND state = 'leased' AND lease_owner = ",
+            $worker,
+            " AND lease_until = ",
+            $until
+        )
+    };
+}
+
+/// A done job is only counted, never read again: its payload (a delivery repeats every new
+/// item) is dropped so finished work does not grow the database.
+const FINISH: &str = concat!(
+    "UPDATE jobs SET state = 'done', payload = '', updated_at = $1, lease_owner = NULL, ",
+    "lease_until = NULL, earlier_unknown = FALSE, outcome = $5, outcome_reference = $6, ",
+    "outcome_detail = $7",
+    held_by!("$2", "$3", "$4")
+);
+
+const HEARTBEAT: &str = concat!(
+    "UPDATE jobs SET lease_until = $1, updated_at = $2",
+    held_by!("$3", "$4", "$5")
+);
+
+const DEFER: &str = concat!(
+    "UPDATE jobs SET state = 'queued', attempt = GREATEST(attempt - 1, 0), run_at = $1, ",
+    "updated_at = $2, lease_owner = NULL, lease_until = NULL",
+    held_by!("$3", "$4", "$5")
+);
+
+/// Retry only when asked to and attempts remain; otherwise the job dies. One statement decides
+/// both, using the stored attempt counts.
+const FAIL: &str = concat!(
+    "UPDATE jobs SET ",
+    "state = CASE WHEN $1::bigint IS NOT NULL AND attempt < max_attempts ",
+    "THEN 'queued' ELSE 'dead' END, ",
+    "died_at = CASE WHEN $1::bigint IS NOT NULL AND attempt < max_attempts ",
+    "THEN NULL ELSE $2 END, ",
+    "run_at = COALESCE($1, run_at), last_error = $3, updated_at = $2, ",
+    "lease_owner = NULL, lease_until = NULL, earlier_unknown = earlier_unknown OR $7, ",
+    "history = ",
+    append_history!("history", "$2", "$3"),
+    held_by!("$4", "$5", "$6")
+);
 
 #[async_trait]
 impl JobQueue for PostgresBackend {
     async fn enqueue_job(&self, job: NewJob) -> Result<Enqueued> {
-        unimplemented!("PostgreSQL JobQueue")
+        const CONTEXT: &str = "enqueueing a job";
+        if let Some(problem) = job.problem() {
+            return Err(BackendError::Refused(problem));
+        }
+        for _ in 0..ENQUEUE_TRIES {
+            // ON CONFLICT waits for a concurrent insert of the same key to commit (or roll
+            // back), so the read below, a statement of its own and so a fresh snapshot, sees
+            // the job that won.
+            let inserted: Option<i64> = sqlx::query_scalar(INSERT_JOB)
+                .bind(&job.queue)
+                .bind(&job.payload)
+                .bind(i64::from(job.max_attempts))
+                .bind(job.run_at)
+                .bind(&job.kind)
+                .bind(&job.target)
+                .bind(&job.idempotency_key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error(CONTEXT))?;
+            if let Some(id) = inserted {
+                return Ok(Enqueued::New(id));
+            }
+            let existing: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE queue = $1 AND idempotency_key = $2")
+                    .bind(&job.queue)
+                    .bind(&job.idempotency_key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_error(CONTEXT))?;
+            if let Some(id) = existing {
+                return Ok(Enqueued::Repeat(id));
+            }
+        }
+        Err(BackendError::Corrupt {
+            context: CONTEXT,
+            reason: format!(
+                "the job holding its idempotency key kept vanishing ({ENQUEUE_TRIES} tries)"
+            ),
+        })
     }
 
     async fn lease_jobs(
@@ -23,7 +175,59 @@ impl JobQueue for PostgresBackend {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<JobLease>> {
-        unimplemented!("PostgreSQL JobQueue")
+        const CONTEXT: &str = "leasing jobs";
+        let lease_until = lease_deadline(now, lease);
+        // Two statements, each atomic on its own: nothing is gained by holding the buried
+        // rows' locks until the lease commits.
+        sqlx::query(BURY_LOST)
+            .bind(queue)
+            .bind(now)
+            .bind(LOST_ON_LAST_ATTEMPT)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error(CONTEXT))?;
+        let rows = sqlx::query(LEASE)
+            .bind(worker)
+            .bind(lease_until)
+            .bind(now)
+            .bind(queue)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error(CONTEXT))?;
+
+        let read = db_error("reading a leased job");
+        let mut leases = rows
+            .iter()
+            .map(|row| {
+                let attempt = to_u32(row.try_get("attempt").map_err(read)?, "reading a job")?;
+                let unknown: bool = row.try_get("earlier_unknown").map_err(read)?;
+                Ok(JobLease {
+                    id: row.try_get("id").map_err(read)?,
+                    queue: row.try_get("queue").map_err(read)?,
+                    payload: row.try_get("payload").map_err(read)?,
+                    attempt,
+                    kind: row.try_get("kind").map_err(read)?,
+                    target: row.try_get("target").map_err(read)?,
+                    earlier: if unknown {
+                        EarlierOutcome::Unknown
+                    } else if attempt > 1 {
+                        EarlierOutcome::Failed
+                    } else {
+                        EarlierOutcome::None
+                    },
+                    max_attempts: to_u32(
+                        row.try_get("max_attempts").map_err(read)?,
+                        "reading a job",
+                    )?,
+                    worker: worker.to_string(),
+                    lease_until,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING yields rows in no particular order; hand them out oldest first.
+        leases.sort_by_key(|lease| lease.id);
+        Ok(leases)
     }
 
     async fn finish_job(
@@ -32,7 +236,28 @@ impl JobQueue for PostgresBackend {
         outcome: &JobOutcome,
         now: Millis,
     ) -> Result<bool> {
-        unimplemented!("PostgreSQL JobQueue")
+        let (name, reference, detail) = match outcome {
+            JobOutcome::Done { reference, detail } => {
+                ("done", reference.as_deref(), detail.as_deref())
+            }
+            JobOutcome::Skipped { reason } => ("skipped", None, Some(reason.as_str())),
+        };
+        // Outcome text comes from plugins: capped like errors.
+        let reference = reference.map(crate::cap_error);
+        let detail = detail.map(crate::cap_error);
+        let updated = sqlx::query(FINISH)
+            .bind(now)
+            .bind(lease.id)
+            .bind(&lease.worker)
+            .bind(lease.lease_until)
+            .bind(name)
+            .bind(reference.as_deref())
+            .bind(detail.as_deref())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("completing a job"))?
+            .rows_affected();
+        Ok(updated > 0)
     }
 
     async fn heartbeat_job(
@@ -41,23 +266,109 @@ impl JobQueue for PostgresBackend {
         now: Millis,
         lease_for: Duration,
     ) -> Result<bool> {
-        unimplemented!("PostgreSQL JobQueue")
+        let lease_until = lease_deadline(now, lease_for);
+        let updated = sqlx::query(HEARTBEAT)
+            .bind(lease_until)
+            .bind(now)
+            .bind(lease.id)
+            .bind(&lease.worker)
+            .bind(lease.lease_until)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("extending a job's lease"))?
+            .rows_affected();
+        if updated > 0 {
+            lease.lease_until = lease_until;
+        }
+        Ok(updated > 0)
     }
 
     async fn defer_job(&self, lease: &JobLease, run_at: Millis, now: Millis) -> Result<bool> {
-        unimplemented!("PostgreSQL JobQueue")
+        let updated = sqlx::query(DEFER)
+            .bind(run_at)
+            .bind(now)
+            .bind(lease.id)
+            .bind(&lease.worker)
+            .bind(lease.lease_until)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("deferring a job"))?
+            .rows_affected();
+        Ok(updated > 0)
     }
 
     async fn set_queue_paused(&self, queue: &str, paused: bool, now: Millis) -> Result<()> {
-        unimplemented!("PostgreSQL JobQueue")
+        const CONTEXT: &str = "pausing or resuming a queue";
+        if paused {
+            sqlx::query(
+                "INSERT INTO paused_queues (queue, paused_at) VALUES ($1, $2) \
+                 ON CONFLICT (queue) DO NOTHING",
+            )
+            .bind(queue)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error(CONTEXT))?;
+        } else {
+            sqlx::query("DELETE FROM paused_queues WHERE queue = $1")
+                .bind(queue)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error(CONTEXT))?;
+        }
+        Ok(())
     }
 
     async fn queue_paused(&self, queue: &str) -> Result<bool> {
-        unimplemented!("PostgreSQL JobQueue")
+        let paused: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM paused_queues WHERE queue = $1)")
+                .bind(queue)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error("reading whether a queue is paused"))?;
+        Ok(paused)
     }
 
     async fn job(&self, id: i64) -> Result<Option<JobRecord>> {
-        unimplemented!("PostgreSQL JobQueue")
+        let row = sqlx::query(
+            "SELECT id, queue, kind, target, state, attempt, earlier_unknown, outcome, \
+             outcome_reference, outcome_detail, last_error FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("reading a job"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let read = db_error("reading a job");
+        let outcome: Option<String> = row.try_get("outcome").map_err(read)?;
+        let reference: Option<String> = row.try_get("outcome_reference").map_err(read)?;
+        let detail: Option<String> = row.try_get("outcome_detail").map_err(read)?;
+        let outcome = match outcome.as_deref() {
+            None => None,
+            Some("done") => Some(JobOutcome::Done { reference, detail }),
+            Some("skipped") => Some(JobOutcome::Skipped {
+                reason: detail.unwrap_or_default(),
+            }),
+            Some(other) => {
+                return Err(BackendError::Corrupt {
+                    context: "reading a job",
+                    reason: format!("unknown job outcome {other:?}"),
+                });
+            }
+        };
+        Ok(Some(JobRecord {
+            id: row.try_get("id").map_err(read)?,
+            queue: row.try_get("queue").map_err(read)?,
+            kind: row.try_get("kind").map_err(read)?,
+            target: row.try_get("target").map_err(read)?,
+            state: row.try_get("state").map_err(read)?,
+            attempt: to_u32(row.try_get("attempt").map_err(read)?, "reading a job")?,
+            earlier_unknown: row.try_get("earlier_unknown").map_err(read)?,
+            outcome,
+            last_error: row.try_get("last_error").map_err(read)?,
+        }))
     }
 
     async fn record_failure(
@@ -66,22 +377,106 @@ impl JobQueue for PostgresBackend {
         failure: &JobFailure<'_>,
         now: Millis,
     ) -> Result<bool> {
-        unimplemented!("PostgreSQL JobQueue")
+        let JobFailure {
+            error,
+            retry_at,
+            outcome_unknown,
+        } = *failure;
+        // The error text comes from plugins and sinks' upstreams: capped.
+        let error = crate::cap_error(error);
+        let updated = sqlx::query(FAIL)
+            .bind(retry_at)
+            .bind(now)
+            .bind(error.as_ref())
+            .bind(lease.id)
+            .bind(&lease.worker)
+            .bind(lease.lease_until)
+            .bind(outcome_unknown)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("recording a failed job attempt"))?
+            .rows_affected();
+        Ok(updated > 0)
     }
 
     async fn queue_counts(&self, queue: &str) -> Result<QueueCounts> {
-        unimplemented!("PostgreSQL JobQueue")
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM jobs WHERE queue = $1 GROUP BY state")
+                .bind(queue)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error("counting jobs"))?;
+        let mut counts = QueueCounts::default();
+        for (state, count) in rows {
+            let count = count.unsigned_abs();
+            match state.as_str() {
+                "queued" => counts.queued = count,
+                "leased" => counts.leased = count,
+                "done" => counts.done = count,
+                "dead" => counts.dead = count,
+                other => {
+                    return Err(BackendError::Corrupt {
+                        context: "counting jobs",
+                        reason: format!("unknown job state {other:?}"),
+                    });
+                }
+            }
+        }
+        Ok(counts)
     }
 
     async fn list_dead(&self, queue: Option<&str>, limit: u32) -> Result<Vec<DeadJob>> {
-        unimplemented!("PostgreSQL JobQueue")
+        let rows = sqlx::query(
+            "SELECT id, queue, payload, attempt, last_error, died_at, history::text AS history \
+             FROM jobs WHERE state = 'dead' AND ($1::text IS NULL OR queue = $1) \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(queue)
+        .bind(effective_limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing dead jobs"))?;
+        let read = db_error("reading a dead job");
+        rows.iter()
+            .map(|row| {
+                let died_at: Option<Millis> = row.try_get("died_at").map_err(read)?;
+                Ok(DeadJob {
+                    id: row.try_get("id").map_err(read)?,
+                    queue: row.try_get("queue").map_err(read)?,
+                    payload: row.try_get("payload").map_err(read)?,
+                    attempts: to_u32(row.try_get("attempt").map_err(read)?, "reading a dead job")?,
+                    last_error: row.try_get("last_error").map_err(read)?,
+                    died_at: died_at.ok_or_else(|| BackendError::Corrupt {
+                        context: "reading a dead job",
+                        reason: "a dead job has no time of death".to_string(),
+                    })?,
+                    history: history_from_json(row.try_get("history").map_err(read)?)?,
+                })
+            })
+            .collect()
     }
 
     async fn retry_dead_job(&self, id: i64, now: Millis) -> Result<bool> {
-        unimplemented!("PostgreSQL JobQueue")
+        let updated = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempt = 0, run_at = $2, died_at = NULL, \
+             updated_at = $2 WHERE id = $1 AND state = 'dead'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("retrying a dead job"))?
+        .rows_affected();
+        Ok(updated > 0)
     }
 
     async fn drop_dead_job(&self, id: i64) -> Result<bool> {
-        unimplemented!("PostgreSQL JobQueue")
+        let deleted = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state = 'dead'")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("dropping a dead job"))?
+            .rows_affected();
+        Ok(deleted > 0)
     }
 }

@@ -19,6 +19,7 @@ mod retention;
 mod state;
 mod subscriptions;
 mod targets;
+pub mod testing;
 mod tokens;
 
 use crate::{Backend, BackendError, Millis, Result};
@@ -41,12 +42,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/postgres/migratio
 /// The advisory lock (`pg_advisory_xact_lock`) a transaction takes before inserting items, so
 /// item sequence numbers are handed out in commit order. An arbitrary constant: "tsunagi" in
 /// ASCII.
-#[allow(dead_code)]
 const ITEMS_LOCK: i64 = 0x0074_7375_6e61_6769;
 
 /// SQL appending one failed attempt (`at`, `error`: SQL expressions, e.g. `"$3"`) to the JSONB
 /// history in `column`, keeping the latest [`crate::MAX_HISTORY`] (10).
-#[allow(unused_macros)]
 macro_rules! append_history {
     ($column:literal, $at:literal, $error:literal) => {
         concat!(
@@ -64,11 +63,9 @@ macro_rules! append_history {
         )
     };
 }
-#[allow(unused_imports)]
 pub(crate) use append_history;
 
 /// Reads a stored history, selected as text (`history::text`); a missing one is empty.
-#[allow(dead_code)]
 fn history_from_json(json: Option<&str>) -> Result<Vec<crate::Attempt>> {
     json.map_or(Ok(Vec::new()), |text| {
         serde_json::from_str(text).map_err(|e| BackendError::Corrupt {
@@ -135,7 +132,6 @@ impl PostgresBackend {
     }
 
     /// Starts a transaction on a pooled connection.
-    #[allow(dead_code)]
     async fn begin(&self, context: &'static str) -> Result<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(db_error(context))
     }
@@ -210,14 +206,12 @@ fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> BackendError + Cop
 }
 
 /// `now + lease`, saturating instead of overflowing on absurd leases.
-#[allow(dead_code)]
 fn lease_deadline(now: Millis, lease: Duration) -> Millis {
     now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A limit of 0 means "a sensible default"; anything else is capped so one call cannot load an
 /// unbounded result set.
-#[allow(dead_code)]
 fn effective_limit(limit: u32) -> i64 {
     const DEFAULT: u32 = 1000;
     const MAX: u32 = 100_000;
@@ -226,7 +220,6 @@ fn effective_limit(limit: u32) -> i64 {
 
 /// Converts a stored integer to the `u32` the API uses, treating impossible values as
 /// corruption instead of panicking or wrapping.
-#[allow(dead_code)]
 fn to_u32(value: i64, context: &'static str) -> Result<u32> {
     u32::try_from(value).map_err(|_| BackendError::Corrupt {
         context,

@@ -1,10 +1,71 @@
-//! [`StateStore`] for PostgreSQL (not yet implemented).
-#![allow(unused_variables, unused_imports)]
+//! [`StateStore`] for PostgreSQL: connector key/value state in one table, where
+//! `scope_target_id = 0` is the connector scope (target ids start at 1).
+//!
+//! A capped put checks the scope's total and writes in one transaction holding an advisory
+//! lock on the scope, so puts from any number of hosts are serialised per scope and cannot
+//! together pass the cap; a poll commit's target-scoped writes take the same lock.
 
-use super::PostgresBackend;
+use super::{PostgresBackend, db_error};
 use crate::{Result, StatePut, StateScope, StateStore};
 use async_trait::async_trait;
-use std::time::Duration;
+use sqlx::PgConnection;
+
+/// The `scope_target_id` that stands for [`StateScope::Connector`].
+const CONNECTOR_SCOPE: i64 = 0;
+
+fn scope_id(scope: StateScope) -> i64 {
+    match scope {
+        StateScope::Connector => CONNECTOR_SCOPE,
+        StateScope::Target(id) => id,
+    }
+}
+
+/// Takes the transaction-scoped advisory lock of one scope's state (held until the
+/// transaction ends). The key is a 64-bit hash of the connector, seeded with the scope id and
+/// prefixed so it does not share keys with other advisory locks.
+pub(super) async fn lock_scope(
+    conn: &mut PgConnection,
+    connector: &str,
+    scope_target_id: i64,
+) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('tsunagi state ' || $1, $2))")
+        .bind(connector)
+        .bind(scope_target_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error("locking a scope of connector state"))?;
+    Ok(())
+}
+
+/// Sets (or with `None` deletes) one key. Shared with the poll commit, which applies a call's
+/// target-scoped writes inside its own transaction.
+pub(super) async fn write_state(
+    conn: &mut PgConnection,
+    connector: &str,
+    scope_target_id: i64,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    const CONTEXT: &str = "writing connector state";
+    let query = match value {
+        Some(value) => sqlx::query(
+            "INSERT INTO state (connector, scope_target_id, key, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (connector, scope_target_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(connector)
+        .bind(scope_target_id)
+        .bind(key)
+        .bind(value),
+        None => sqlx::query(
+            "DELETE FROM state WHERE connector = $1 AND scope_target_id = $2 AND key = $3",
+        )
+        .bind(connector)
+        .bind(scope_target_id)
+        .bind(key),
+    };
+    query.execute(&mut *conn).await.map_err(db_error(CONTEXT))?;
+    Ok(())
+}
 
 #[async_trait]
 impl StateStore for PostgresBackend {
@@ -16,7 +77,34 @@ impl StateStore for PostgresBackend {
         value: &str,
         max_total: u64,
     ) -> Result<StatePut> {
-        unimplemented!("PostgreSQL StateStore")
+        const CONTEXT: &str = "writing connector state within its limit";
+        let scope_target_id = scope_id(scope);
+        let max_total = i64::try_from(max_total).unwrap_or(i64::MAX);
+        let mut tx = self.begin(CONTEXT).await?;
+        // The lock comes before the sum: under READ COMMITTED the sum's statement then sees
+        // every put that held the lock before, committed.
+        lock_scope(&mut tx, connector, scope_target_id).await?;
+        // Lengths in bytes (`octet_length`), as the cap is.
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(octet_length(key) + octet_length(value)), 0)::bigint \
+             FROM state WHERE connector = $1 AND scope_target_id = $2 AND key <> $3",
+        )
+        .bind(connector)
+        .bind(scope_target_id)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error(CONTEXT))?;
+        let total =
+            others.saturating_add(i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX));
+        if total > max_total {
+            return Ok(StatePut::OverLimit {
+                total: u64::try_from(total).unwrap_or(u64::MAX),
+            });
+        }
+        write_state(&mut tx, connector, scope_target_id, key, Some(value)).await?;
+        tx.commit().await.map_err(db_error(CONTEXT))?;
+        Ok(StatePut::Stored)
     }
 
     async fn get_state(
@@ -25,7 +113,15 @@ impl StateStore for PostgresBackend {
         scope: StateScope,
         key: &str,
     ) -> Result<Option<String>> {
-        unimplemented!("PostgreSQL StateStore")
+        sqlx::query_scalar(
+            "SELECT value FROM state WHERE connector = $1 AND scope_target_id = $2 AND key = $3",
+        )
+        .bind(connector)
+        .bind(scope_id(scope))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("reading connector state"))
     }
 
     async fn set_state(
@@ -35,10 +131,24 @@ impl StateStore for PostgresBackend {
         key: &str,
         value: Option<&str>,
     ) -> Result<()> {
-        unimplemented!("PostgreSQL StateStore")
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(db_error("writing connector state"))?;
+        write_state(&mut conn, connector, scope_id(scope), key, value).await
     }
 
     async fn target_state(&self, connector: &str, target_id: i64) -> Result<Vec<(String, String)>> {
-        unimplemented!("PostgreSQL StateStore")
+        // COLLATE "C": keys in byte order, as SQLite orders them.
+        sqlx::query_as(
+            "SELECT key, value FROM state WHERE connector = $1 AND scope_target_id = $2 \
+             ORDER BY key COLLATE \"C\"",
+        )
+        .bind(connector)
+        .bind(target_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("reading a target's state"))
     }
 }

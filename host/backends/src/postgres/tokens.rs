@@ -1,23 +1,111 @@
-//! [`TokenStore`] for PostgreSQL (not yet implemented).
-#![allow(unused_variables, unused_imports)]
+//! [`TokenStore`] for PostgreSQL: one row per (credential, subject) in `tokens`, the secret
+//! part as the host sealed it (`nonce` and `ciphertext` as BYTEA). Each call is one
+//! autocommit statement, so it is durable before it answers and needs no lock of its own.
 
-use super::PostgresBackend;
+use super::{PostgresBackend, db_error, effective_limit};
 use crate::{BackendError, MAX_TOKEN_CIPHERTEXT, Result, StoredToken, TokenStore};
 use async_trait::async_trait;
-use std::time::Duration;
+
+type TokenRow = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    i64,
+);
+
+/// The columns, in [`TokenRow`] order (a macro, so the SQL stays a literal).
+macro_rules! columns {
+    () => {
+        "credential, subject, scopes, expires_at, needs_relink, key_id, nonce, ciphertext, \
+         updated_at"
+    };
+}
+
+fn from_row(row: TokenRow) -> Result<StoredToken> {
+    let (credential, subject, scopes, expires_at, needs_relink, key_id, nonce, ciphertext, at) =
+        row;
+    let scopes: Vec<String> = serde_json::from_str(&scopes).map_err(|e| BackendError::Corrupt {
+        context: "reading a token's scopes",
+        reason: e.to_string(),
+    })?;
+    Ok(StoredToken {
+        credential,
+        subject,
+        scopes,
+        expires_at,
+        needs_relink,
+        key_id,
+        nonce,
+        ciphertext,
+        updated_at: at,
+    })
+}
 
 #[async_trait]
 impl TokenStore for PostgresBackend {
     async fn put_token(&self, token: &StoredToken) -> Result<()> {
-        unimplemented!("PostgreSQL TokenStore")
+        if token.ciphertext.len() > MAX_TOKEN_CIPHERTEXT {
+            return Err(BackendError::Refused(format!(
+                "a sealed token of {} bytes is over the {MAX_TOKEN_CIPHERTEXT}-byte cap",
+                token.ciphertext.len()
+            )));
+        }
+        let scopes = serde_json::to_string(&token.scopes).map_err(|e| {
+            BackendError::Refused(format!("the token's scopes cannot be stored: {e}"))
+        })?;
+        // One statement: a concurrent put of the same key is serialized by the upsert, the
+        // later one winning whole.
+        sqlx::query(concat!(
+            "INSERT INTO tokens (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (credential, subject) DO UPDATE SET scopes = excluded.scopes, \
+             expires_at = excluded.expires_at, needs_relink = excluded.needs_relink, \
+             key_id = excluded.key_id, nonce = excluded.nonce, \
+             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at"
+        ))
+        .bind(&token.credential)
+        .bind(&token.subject)
+        .bind(scopes)
+        .bind(token.expires_at)
+        .bind(&token.needs_relink)
+        .bind(&token.key_id)
+        .bind(&token.nonce)
+        .bind(&token.ciphertext)
+        .bind(token.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("storing a token"))?;
+        Ok(())
     }
 
     async fn get_token(&self, credential: &str, subject: &str) -> Result<Option<StoredToken>> {
-        unimplemented!("PostgreSQL TokenStore")
+        let row: Option<TokenRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM tokens WHERE credential = $1 AND subject = $2"
+        ))
+        .bind(credential)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("reading a token"))?;
+        row.map(from_row).transpose()
     }
 
     async fn delete_token(&self, credential: &str, subject: &str) -> Result<bool> {
-        unimplemented!("PostgreSQL TokenStore")
+        let done = sqlx::query("DELETE FROM tokens WHERE credential = $1 AND subject = $2")
+            .bind(credential)
+            .bind(subject)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("deleting a token"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn list_token_subjects(
@@ -26,7 +114,16 @@ impl TokenStore for PostgresBackend {
         after: &str,
         limit: u32,
     ) -> Result<Vec<String>> {
-        unimplemented!("PostgreSQL TokenStore")
+        sqlx::query_scalar(
+            "SELECT subject FROM tokens WHERE credential = $1 AND subject > $2 \
+             ORDER BY subject LIMIT $3",
+        )
+        .bind(credential)
+        .bind(after)
+        .bind(effective_limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing token subjects"))
     }
 
     async fn list_tokens(
@@ -34,7 +131,21 @@ impl TokenStore for PostgresBackend {
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> Result<Vec<StoredToken>> {
-        unimplemented!("PostgreSQL TokenStore")
+        let (credential, subject) = after.unwrap_or(("", ""));
+        // A row comparison: a range of the primary key, in its order.
+        let rows: Vec<TokenRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM tokens WHERE (credential, subject) > ($1, $2) \
+             ORDER BY credential, subject LIMIT $3"
+        ))
+        .bind(credential)
+        .bind(subject)
+        .bind(effective_limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing tokens"))?;
+        rows.into_iter().map(from_row).collect()
     }
 
     async fn mark_token_relink(
@@ -43,6 +154,15 @@ impl TokenStore for PostgresBackend {
         subject: &str,
         reason: &str,
     ) -> Result<bool> {
-        unimplemented!("PostgreSQL TokenStore")
+        let done = sqlx::query(
+            "UPDATE tokens SET needs_relink = $3 WHERE credential = $1 AND subject = $2",
+        )
+        .bind(credential)
+        .bind(subject)
+        .bind(crate::cap_error(reason).as_ref())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("marking a token for relinking"))?;
+        Ok(done.rows_affected() > 0)
     }
 }

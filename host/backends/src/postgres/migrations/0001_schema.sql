@@ -31,8 +31,10 @@ CREATE TABLE targets (
     refused_reason TEXT,
     UNIQUE (connector, target)
 );
--- Serves claim_due / count_due: due targets of one connector, earliest first.
-CREATE INDEX targets_due ON targets (connector, next_run_at);
+-- Serves claim_due / count_due: due targets of one connector, earliest first. `id` is the
+-- claim's tie-break: with it the index yields the claim's order, where (connector,
+-- next_run_at) alone made each claim sort every due target (all of an import are due at once).
+CREATE INDEX targets_due ON targets (connector, next_run_at, id);
 -- Pings name a feed or a site: an exact match or a prefix range. text_pattern_ops so a
 -- `LIKE 'prefix%'` range uses it whatever the database's collation.
 CREATE INDEX targets_by_url ON targets (target text_pattern_ops);

@@ -118,7 +118,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         second.stats.not_modified,
         second.stats.polls()
     );
-    println!("  database: {}", config.database_url());
+    println!(
+        "  database: {}",
+        tsunagi::backends::postgres::redact_url(&config.database_url())
+    );
     if args.keep {
         let kept = workdir.keep();
         println!("  kept {}", kept.display());
