@@ -7,7 +7,7 @@
 //! [`admin`] → [`topology`] → [`inbound`] → [`pipeline`] → [`websub`] → [`sinks`] → [`retention`] → [`scheduler`] →
 //! [`cassette`] →
 //! [`runtime`] → [`egress`] → [`credentials`] → [`resilience`] → [`config`] → [`stats`] →
-//! [`redact`] →
+//! [`redact`] → [`outage`] →
 //! [`clock`] → backends
 //! (and, for unit tests only, `loopback`, a scriptable HTTP server).
 //!
@@ -25,6 +25,7 @@ pub mod egress;
 pub mod filter;
 pub mod inbound;
 pub mod listen;
+pub mod outage;
 pub mod pipeline;
 pub mod rankings;
 pub mod redact;

@@ -21,6 +21,8 @@ pub mod coordination;
 pub mod postgres;
 pub mod ratelimit;
 pub mod sqlite;
+// What the SQL backends share (crate-private).
+mod sql;
 // Credentials: per-target tokens, sealed by the host.
 pub mod tokens;
 pub use tokens::{MAX_TOKEN_CIPHERTEXT, StoredToken, TokenStore};
@@ -650,6 +652,20 @@ pub enum StatePut {
     OverLimit {
         total: u64,
     },
+}
+
+impl StatePut {
+    /// The refusal of a capped put of `key` = `value` into a scope whose other keys and values
+    /// hold `others` bytes, when the scope would then hold more than `max_total` bytes; `None`
+    /// when the put fits.
+    pub(crate) fn over_limit(others: i64, key: &str, value: &str, max_total: u64) -> Option<Self> {
+        let max_total = i64::try_from(max_total).unwrap_or(i64::MAX);
+        let total =
+            others.saturating_add(i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX));
+        (total > max_total).then(|| Self::OverLimit {
+            total: u64::try_from(total).unwrap_or(u64::MAX),
+        })
+    }
 }
 
 /// Durable key/value state of connectors.

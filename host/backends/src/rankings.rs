@@ -152,6 +152,12 @@ pub fn check_member(member: &str) -> Result<()> {
     check_name("member", member, MAX_MEMBER_BYTES)
 }
 
+/// Refuses a board name or member [`check_board`] or [`check_member`] refuses.
+pub(crate) fn check_board_and_member(board: &str, member: &str) -> Result<()> {
+    check_board(board)?;
+    check_member(member)
+}
+
 /// Refuses a board prefix over [`MAX_BOARD_NAME_BYTES`] (an empty one lists every board).
 pub fn check_board_prefix(prefix: &str) -> Result<()> {
     if prefix.len() > MAX_BOARD_NAME_BYTES {
@@ -219,6 +225,86 @@ pub fn ranked(rows: Vec<(String, i64)>, first_rank: u64, first_position: u64) ->
     standings
 }
 
+/// The smallest string greater than every string starting with `prefix` (UTF-8 byte order,
+/// the order boards are kept in, is code point order): its last character that can grow,
+/// grown by one, and what follows it dropped. `None` when every character is `char::MAX`
+/// (every name from `prefix` on starts with it).
+pub(crate) fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match u32::from(last) + 1 {
+            0xD800 => Some('\u{E000}'),
+            code => char::from_u32(code),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// `member`'s standing from its score and how many members of its board score higher.
+pub(crate) fn standing(member: &str, score: i64, higher: i64) -> Standing {
+    Standing {
+        member: member.to_string(),
+        score,
+        rank: higher.unsigned_abs().saturating_add(1),
+    }
+}
+
+/// [`RankingStore::rank_boards`]'s answer from rows of (board, members, updated_at).
+pub(crate) fn board_summaries(rows: Vec<(String, i64, Millis)>) -> Vec<BoardSummary> {
+    rows.into_iter()
+        .map(|(board, members, updated_at)| BoardSummary {
+            board,
+            members: members.unsigned_abs(),
+            updated_at,
+        })
+        .collect()
+}
+
+/// How many of the `k` neighbours one side of [`RankingStore::rank_around`] wants are still
+/// missing once `found` are read (from the member's tie).
+pub(crate) fn neighbours_missing(k: u32, found: usize) -> u32 {
+    k.saturating_sub(u32::try_from(found).unwrap_or(k))
+}
+
+/// The rows of a [`RankingStore::rank_around`] window in the board's order, given the rows
+/// `before` and `after` (member, score) of the member, nearest first; and the window's first
+/// row (the member itself when nothing is before it).
+pub(crate) fn around_window(
+    before: Vec<(String, i64)>,
+    member: &str,
+    score: i64,
+    mut after: Vec<(String, i64)>,
+) -> (Vec<(String, i64)>, (String, i64)) {
+    let mut rows = before;
+    rows.reverse();
+    rows.push((member.to_string(), score));
+    rows.append(&mut after);
+    let first = rows
+        .first()
+        .cloned()
+        .unwrap_or_else(|| (member.to_string(), score));
+    (rows, first)
+}
+
+/// Standings of a window's `rows`, its first row having `higher` members of the board score
+/// higher and `tied_before` tied with it stand before it.
+pub(crate) fn ranked_window(
+    rows: Vec<(String, i64)>,
+    higher: i64,
+    tied_before: i64,
+) -> Vec<Standing> {
+    let first_rank = higher.unsigned_abs().saturating_add(1);
+    ranked(
+        rows,
+        first_rank,
+        first_rank.saturating_add(tied_before.unsigned_abs()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +339,20 @@ mod tests {
             .map(|s| s.rank)
             .collect();
         assert_eq!(ranks, [2, 4]);
+    }
+
+    #[test]
+    fn a_prefix_successor_bounds_exactly_the_names_starting_with_it() {
+        assert_eq!(prefix_successor("").as_deref(), None);
+        assert_eq!(prefix_successor("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor("\u{10FFFF}").as_deref(), None);
+        let successor = prefix_successor("q:").expect("a successor");
+        for name in ["q:", "q:daily", "q:\u{10FFFF}\u{10FFFF}"] {
+            assert!(name < successor.as_str(), "{name}");
+        }
+        assert!("q;" >= successor.as_str());
     }
 
     #[test]

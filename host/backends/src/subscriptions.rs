@@ -95,6 +95,28 @@ pub enum DeliveryRefusal {
     TargetGone,
 }
 
+impl DeliveryRefusal {
+    /// Why a delivery of `body_bytes` is refused when its target has `waiting` deliveries and
+    /// every target's together hold `total_bytes`, under the caps of
+    /// [`SubscriptionStore::add_delivery`]; `None` when it fits.
+    pub(crate) fn over_caps(
+        waiting: i64,
+        total_bytes: i64,
+        body_bytes: usize,
+        max_per_target: u32,
+        max_total_bytes: u64,
+    ) -> Option<Self> {
+        if waiting >= i64::from(max_per_target) {
+            return Some(Self::TargetFull);
+        }
+        let size = i64::try_from(body_bytes).unwrap_or(i64::MAX);
+        if total_bytes.saturating_add(size) > i64::try_from(max_total_bytes).unwrap_or(i64::MAX) {
+            return Some(Self::StoreFull);
+        }
+        None
+    }
+}
+
 /// Subscriptions and their waiting deliveries.
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync {

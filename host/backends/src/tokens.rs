@@ -7,7 +7,7 @@
 //! the scopes the token grants, when it expires, whether it needs relinking — is kept in clear
 //! columns.
 
-use crate::{Millis, Result};
+use crate::{BackendError, Millis, Result};
 use async_trait::async_trait;
 
 /// One stored token, its secret part sealed.
@@ -34,6 +34,17 @@ pub struct StoredToken {
 /// The largest sealed secret a row takes (tokens are short; this bounds what a bad token file
 /// or token endpoint can make the store hold).
 pub const MAX_TOKEN_CIPHERTEXT: usize = 16 * 1024;
+
+/// Refuses a token whose sealed secret is over [`MAX_TOKEN_CIPHERTEXT`].
+pub(crate) fn check_token(token: &StoredToken) -> Result<()> {
+    if token.ciphertext.len() > MAX_TOKEN_CIPHERTEXT {
+        return Err(BackendError::Refused(format!(
+            "a sealed token of {} bytes is over the {MAX_TOKEN_CIPHERTEXT}-byte cap",
+            token.ciphertext.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Per-credential, per-subject tokens, their secret part sealed by the host.
 #[async_trait]

@@ -30,6 +30,7 @@ use super::poll::describe_failure;
 use super::slots::{drain, gather_slots, wait_or_stop};
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
+use crate::outage::StoreOutage;
 use crate::redact;
 use crate::runtime::{
     CallError, CallReport, Earlier, FailureKind, HandleRequest, HandleResult, SwappableConnector,
@@ -118,6 +119,13 @@ impl HandlePipeline {
     ) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
+        let mut outage = StoreOutage::new(
+            format!(
+                "connector '{}' leasing jobs of queue '{}'",
+                self.connector, self.queue
+            ),
+            self.idle_poll,
+        );
         loop {
             while running.try_join_next().is_some() {}
             let Some(mut free) =
@@ -136,12 +144,14 @@ impl HandlePipeline {
                 )
                 .await;
             let leases = match leased {
-                Ok(leases) => leases,
+                Ok(leases) => {
+                    outage.answered();
+                    leases
+                }
                 Err(error) => {
-                    tracing::error!(connector = %self.connector, queue = %self.queue,
-                        "cannot lease jobs: {error}");
+                    let wait = outage.failed(&error);
                     drop(free);
-                    if wait_or_stop(&stop, self.idle_poll, &mut running).await {
+                    if wait_or_stop(&stop, wait, &mut running).await {
                         break;
                     }
                     continue;

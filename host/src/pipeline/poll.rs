@@ -16,6 +16,7 @@ use super::slots::{Returns, drain, gather_slots, wait_or_stop, wait_or_stop_or_n
 use crate::clock::SharedClock;
 use crate::egress::ExchangeRecord;
 use crate::filter::{Dropped, ItemFilter};
+use crate::outage::StoreOutage;
 use crate::redact;
 use crate::runtime::{
     CallError, CallReport, InstancePool, PollResult, SwappableConnector, TargetCall,
@@ -143,6 +144,10 @@ impl PollPipeline {
         // (or whatever is free after a few milliseconds) and claim for all of them at once.
         let mut running = JoinSet::new();
         let returns = Arc::new(Returns::default());
+        let mut outage = StoreOutage::new(
+            format!("connector '{}' claiming due targets", self.connector),
+            self.idle_poll,
+        );
         loop {
             while running.try_join_next().is_some() {}
             if self.stats.paused(self.clock.now_ms()).is_some() {
@@ -176,11 +181,14 @@ impl PollPipeline {
                 )
                 .await;
             let claims = match claimed {
-                Ok(claims) => claims,
+                Ok(claims) => {
+                    outage.answered();
+                    claims
+                }
                 Err(error) => {
-                    tracing::error!(connector = %self.connector, "cannot claim due targets: {error}");
+                    let wait = outage.failed(&error);
                     drop(free);
-                    if wait_or_stop(&stop, self.idle_poll, &mut running).await {
+                    if wait_or_stop(&stop, wait, &mut running).await {
                         break;
                     }
                     continue;

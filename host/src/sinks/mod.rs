@@ -14,6 +14,7 @@
 use crate::clock::SharedClock;
 use crate::config::SinkSettings;
 use crate::egress::{Destination, PolicyOwner};
+use crate::outage::StoreOutage;
 use crate::redact;
 use crate::scheduler::RetryPolicy;
 use async_trait::async_trait;
@@ -156,23 +157,27 @@ pub struct SinkRunner {
 impl SinkRunner {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let queue = queue_name(&self.name);
+        let mut outage = StoreOutage::new(
+            format!("sink '{}' leasing deliveries", self.name),
+            self.idle_poll,
+        );
         while !stop.is_cancelled() {
             let now = self.clock.now_ms();
             let leased = self
                 .backend
                 .lease_jobs(&queue, &self.worker_id, now, self.lease, 16)
                 .await;
-            let jobs = match leased {
-                Ok(jobs) => jobs,
-                Err(error) => {
-                    tracing::error!(sink = %self.name, "cannot lease delivery jobs: {error}");
-                    Vec::new()
+            let (jobs, wait) = match leased {
+                Ok(jobs) => {
+                    outage.answered();
+                    (jobs, self.idle_poll)
                 }
+                Err(error) => (Vec::new(), outage.failed(&error)),
             };
             if jobs.is_empty() {
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    () = tokio::time::sleep(self.idle_poll) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
                 continue;
             }

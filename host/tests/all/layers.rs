@@ -29,6 +29,7 @@ const LAYERS: &[&str] = &[
     "filter",
     "redact",
     "listen",
+    "outage",
     "clock",
     // Test support (`#[cfg(test)]`): a scriptable HTTP server on 127.0.0.1.
     "loopback",

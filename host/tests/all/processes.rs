@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tsunagi::backends::postgres::testing::TestSchema;
 use tsunagi::backends::{Backend, ItemQuery};
+use tsunagi::config::Config;
+use tsunagi_fake_upstream::proxy::TcpProxy;
 use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tsunagi");
@@ -120,6 +122,128 @@ async fn three_host_processes_on_one_postgres_database_fetch_every_target_exactl
     hosts_on_one_store_fetch_every_target_exactly_once(3, 3000, &schema.url()).await;
 }
 
+/// PostgreSQL stops answering mid-crawl (every connection to it closed and new ones refused, as
+/// in a restart): the hosts pause and resume on their own; no target fails, nothing is lost
+/// and no item is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_ride_out_a_postgres_outage_without_failing_or_losing_anything() {
+    let feeds = 2000;
+    let server = slow_feeds(feeds, Duration::from_millis(20)).await;
+    let schema = TestSchema::create().await;
+    let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = TcpProxy::start(postgres).await.unwrap();
+    let through_proxy = schema
+        .url()
+        .replace("127.0.0.1:5432", &proxy.addr().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [free_port(), free_port()];
+    // A short lease: a poll whose commit the outage broke is claimed again soon after.
+    let configs = shared_store_configs(
+        dir.path(),
+        &ports,
+        &through_proxy,
+        server.addr().port(),
+        &|text| {
+            text.replace("claim_batch = 16", "claim_batch = 16\nclaim_lease = \"8s\"")
+                .replace("call_timeout = \"20s\"", "call_timeout = \"3s\"")
+        },
+    );
+    let backend: Arc<dyn Backend> = Arc::new(schema.open().await);
+    backend
+        .add_targets("rss", &server.feed_urls(), 0)
+        .await
+        .unwrap();
+    let mut children: Vec<Child> = configs.iter().map(|c| spawn_host(&c.source_path)).collect();
+    for port in ports {
+        wait_for_admin(port).await;
+    }
+    requested(&server, feeds / 4).await;
+
+    let before = proxy.connections();
+    proxy.cut();
+    // Both hosts noticed and tried to reconnect (and were refused) while the store was out.
+    let retried = tokio::time::timeout(Duration::from_secs(60), async {
+        while proxy.connections() < before + 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        retried.is_ok(),
+        "the hosts try to reconnect during the outage"
+    );
+    let during = server.stats().requests;
+    proxy.restore();
+
+    all_polled(&backend, "rss", feeds as usize).await;
+    assert!(
+        server.stats().requests > during,
+        "the crawl resumed after the outage"
+    );
+    for child in &mut children {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "a host exited during the outage"
+        );
+    }
+    for child in &children {
+        signal(child, "TERM");
+    }
+    for child in &mut children {
+        assert!(wait_exit(child).await.success(), "host exits 0 on SIGTERM");
+    }
+
+    // Paused, not failed: no target counts an error, none was given up on.
+    let targets = backend.list_targets(Some("rss"), 0, 100_000).await.unwrap();
+    let failed: Vec<_> = targets
+        .iter()
+        .filter(|t| t.error_count > 0 || t.dead_at.is_some())
+        .map(|t| (t.target.clone(), t.last_error.clone()))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "targets failed by the outage: {failed:?}"
+    );
+    for id in 0..feeds {
+        assert!(server.requests_for(id) >= 1, "feed {id} was fetched");
+    }
+    // Nothing lost, nothing twice: every feed's ten items stored once.
+    assert_eq!(
+        backend.count_items(Some("rss")).await.unwrap(),
+        u64::from(feeds) * 10
+    );
+    server.shutdown().await;
+}
+
+/// One config per admin port in `ports`, each in a directory of its own under `dir`, all on
+/// the store `database` names, with an RSS connector of 8 slots on the feed server at
+/// `feed_port`; `tweak` edits each file's text before it is written.
+fn shared_store_configs(
+    dir: &Path,
+    ports: &[u16],
+    database: &str,
+    feed_port: u16,
+    tweak: &dyn Fn(String) -> String,
+) -> Vec<Config> {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(index, port)| {
+            let sub = dir.join(format!("host{index}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            let text = host_section(&format!(
+                "admin_listen = \"127.0.0.1:{port}\"\nclaim_batch = 16"
+            ))
+            .replace(
+                "database = \"test.db\"",
+                &format!("database = \"{database}\""),
+            ) + &rss_connector(feed_port, "")
+                .replace("concurrency = 32", "concurrency = 8");
+            write_config(&sub, &tweak(text))
+        })
+        .collect()
+}
+
 /// `hosts` host processes share the store `database` names: each of `feeds` feeds is fetched
 /// exactly once, every host does some of the work, and no item is stored twice.
 async fn hosts_on_one_store_fetch_every_target_exactly_once(
@@ -130,20 +254,13 @@ async fn hosts_on_one_store_fetch_every_target_exactly_once(
     let server = slow_feeds(feeds, Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..hosts).map(|_| free_port()).collect();
-    let mut configs = Vec::new();
-    for (index, port) in ports.iter().enumerate() {
-        let sub = dir.path().join(format!("host{index}"));
-        std::fs::create_dir_all(&sub).unwrap();
-        let text = host_section(&format!(
-            "admin_listen = \"127.0.0.1:{port}\"\nclaim_batch = 16"
-        ))
-        .replace(
-            "database = \"test.db\"",
-            &format!("database = \"{database}\""),
-        ) + &rss_connector(server.addr().port(), "")
-            .replace("concurrency = 32", "concurrency = 8");
-        configs.push(write_config(&sub, &text));
-    }
+    let configs = shared_store_configs(
+        dir.path(),
+        &ports,
+        database,
+        server.addr().port(),
+        &|text| text,
+    );
     let backend = open_backend(&configs[0]).await;
     backend
         .add_targets("rss", &server.feed_urls(), 0)

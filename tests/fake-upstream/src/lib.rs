@@ -29,6 +29,7 @@ mod api;
 pub mod corpus;
 pub mod hub;
 pub mod pinger;
+pub mod proxy;
 mod render;
 mod server;
 pub mod shop;

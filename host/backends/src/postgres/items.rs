@@ -1,49 +1,17 @@
 //! [`ItemStore`] for PostgreSQL: reading the deduplicated items that poll commits stored.
 
-use super::{PostgresBackend, db_error, effective_limit};
-use crate::{BackendError, ItemQuery, ItemStore, Result, StoredItem};
+use super::PostgresBackend;
+use crate::sql::{db_error, list_items_query, stored_item_from_row};
+use crate::{ItemQuery, ItemStore, Result, StoredItem};
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
-
-fn stored_item_from_row(row: &PgRow) -> Result<StoredItem> {
-    let read = db_error("reading an item row");
-    let seq: i64 = row.try_get("seq").map_err(read)?;
-    let data: &str = row.try_get("data").map_err(read)?;
-    let item = serde_json::from_str(data).map_err(|e| BackendError::Corrupt {
-        context: "decoding a stored item",
-        reason: format!("item seq {seq}: {e}"),
-    })?;
-    Ok(StoredItem {
-        seq,
-        connector: row.try_get("connector").map_err(read)?,
-        target: row.try_get("target").map_err(read)?,
-        fetched_at: row.try_get("fetched_at").map_err(read)?,
-        item,
-    })
-}
+use sqlx::Postgres;
 
 #[async_trait]
 impl ItemStore for PostgresBackend {
     async fn list_items(&self, query: &ItemQuery) -> Result<Vec<StoredItem>> {
         // Only the filters in use go into the SQL, so each of the 8 statement shapes gets a
         // plan for its filters (seq for paging, (target, seq) for one feed).
-        let mut sql = QueryBuilder::<Postgres>::new(
-            "SELECT seq, connector, target, fetched_at, data FROM items WHERE seq > ",
-        );
-        sql.push_bind(query.after_seq);
-        if let Some(connector) = &query.connector {
-            sql.push(" AND connector = ").push_bind(connector.as_str());
-        }
-        if let Some(target) = &query.target {
-            sql.push(" AND target = ").push_bind(target.as_str());
-        }
-        if let Some(since) = query.fetched_since {
-            sql.push(" AND fetched_at >= ").push_bind(since);
-        }
-        sql.push(" ORDER BY seq LIMIT ")
-            .push_bind(effective_limit(query.limit));
-        let rows = sql
+        let rows = list_items_query::<Postgres>(query)
             .build()
             .fetch_all(&self.pool)
             .await

@@ -22,7 +22,8 @@ mod targets;
 pub mod testing;
 mod tokens;
 
-use crate::{Backend, BackendError, Millis, Result};
+use crate::sql::db_error;
+use crate::{Backend, BackendError, Result};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use std::str::FromStr;
@@ -64,16 +65,6 @@ macro_rules! append_history {
     };
 }
 pub(crate) use append_history;
-
-/// Reads a stored history, selected as text (`history::text`); a missing one is empty.
-fn history_from_json(json: Option<&str>) -> Result<Vec<crate::Attempt>> {
-    json.map_or(Ok(Vec::new()), |text| {
-        serde_json::from_str(text).map_err(|e| BackendError::Corrupt {
-            context: "reading an attempt history",
-            reason: e.to_string(),
-        })
-    })
-}
 
 /// The PostgreSQL backend: a connection pool on one database (and schema). Cheap to share
 /// behind an `Arc`; open one per process.
@@ -198,33 +189,6 @@ fn open_error(url: &str, doing: &str, error: &dyn std::fmt::Display) -> BackendE
         url: url.to_string(),
         reason: format!("{doing}: {error}"),
     }
-}
-
-/// Maps a sqlx error to [`BackendError::Database`] naming what was being done.
-fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> BackendError + Copy {
-    move |source| BackendError::Database { context, source }
-}
-
-/// `now + lease`, saturating instead of overflowing on absurd leases.
-fn lease_deadline(now: Millis, lease: Duration) -> Millis {
-    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A limit of 0 means "a sensible default"; anything else is capped so one call cannot load an
-/// unbounded result set.
-fn effective_limit(limit: u32) -> i64 {
-    const DEFAULT: u32 = 1000;
-    const MAX: u32 = 100_000;
-    i64::from(if limit == 0 { DEFAULT } else { limit.min(MAX) })
-}
-
-/// Converts a stored integer to the `u32` the API uses, treating impossible values as
-/// corruption instead of panicking or wrapping.
-fn to_u32(value: i64, context: &'static str) -> Result<u32> {
-    u32::try_from(value).map_err(|_| BackendError::Corrupt {
-        context,
-        reason: format!("{value} is not a valid count"),
-    })
 }
 
 #[cfg(test)]

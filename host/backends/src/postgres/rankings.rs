@@ -11,10 +11,13 @@
 //! takes the board's advisory lock before counting, so two instances adding new members at
 //! once cannot together pass the cap.
 
-use super::{PostgresBackend, db_error};
+use super::PostgresBackend;
 use crate::rankings::{
-    around_reach, board_full, check_board, check_board_prefix, check_member, ranked, top_limit,
+    around_reach, around_window, board_full, board_summaries, check_board, check_board_and_member,
+    check_board_prefix, neighbours_missing, prefix_successor, ranked, ranked_window, standing,
+    top_limit,
 };
+use crate::sql::{count, db_error};
 use crate::{
     BackendError, BoardSummary, MAX_RETENTION_BATCH, Millis, RankingCap, RankingStore, Result,
     Standing,
@@ -112,10 +115,6 @@ DELETE FROM rankings WHERE board = $1 AND member IN (
     SELECT member FROM rankings WHERE board = $1 LIMIT $2
 )";
 
-fn count(value: i64) -> u64 {
-    value.unsigned_abs()
-}
-
 /// PostgreSQL text cannot hold NUL: a name with one is refused (as over-long ones are) rather
 /// than failing as a database error.
 fn check_no_nul(what: &str, value: &str) -> Result<()> {
@@ -128,29 +127,9 @@ fn check_no_nul(what: &str, value: &str) -> Result<()> {
 }
 
 fn check_names(board: &str, member: &str) -> Result<()> {
-    check_board(board)?;
-    check_member(member)?;
+    check_board_and_member(board, member)?;
     check_no_nul("board name", board)?;
     check_no_nul("member", member)
-}
-
-/// The smallest string greater than every string starting with `prefix` (UTF-8 byte order,
-/// which `COLLATE "C"` uses, is code point order): its last character that can grow, grown by
-/// one, and what follows it dropped. `None` when every character is `char::MAX` (every name
-/// from `prefix` on starts with it).
-fn prefix_successor(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match u32::from(last) + 1 {
-            0xD800 => Some('\u{E000}'),
-            code => char::from_u32(code),
-        };
-        if let Some(next) = next {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
 }
 
 /// Rows of `sql` (member, score) for `board` and up to `limit` nearest neighbours of
@@ -318,11 +297,7 @@ impl RankingStore for PostgresBackend {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error("reading a member's rank"))?;
-        Ok(row.map(|(score, higher)| Standing {
-            member: member.to_string(),
-            score,
-            rank: count(higher).saturating_add(1),
-        }))
+        Ok(row.map(|(score, higher)| standing(member, score, higher)))
     }
 
     async fn rank_top(&self, board: &str, n: u32) -> Result<Vec<Standing>> {
@@ -364,21 +339,13 @@ impl RankingStore for PostgresBackend {
         };
 
         let mut before = neighbours(&mut tx, TIE_BEFORE, board, score, Some(member), k).await?;
-        let missing = k.saturating_sub(u32::try_from(before.len()).unwrap_or(k));
+        let missing = neighbours_missing(k, before.len());
         before.extend(neighbours(&mut tx, HIGHER_NEAREST, board, score, None, missing).await?);
         let mut after = neighbours(&mut tx, TIE_AFTER, board, score, Some(member), k).await?;
-        let missing = k.saturating_sub(u32::try_from(after.len()).unwrap_or(k));
+        let missing = neighbours_missing(k, after.len());
         after.extend(neighbours(&mut tx, LOWER_NEAREST, board, score, None, missing).await?);
 
-        let mut rows = before;
-        rows.reverse();
-        rows.push((member.to_string(), score));
-        rows.append(&mut after);
-        // The window's first row (the member itself when nothing is before it).
-        let (first_member, first_score) = rows
-            .first()
-            .cloned()
-            .unwrap_or_else(|| (member.to_string(), score));
+        let (rows, (first_member, first_score)) = around_window(before, member, score, after);
         let (higher, tied_before): (i64, i64) = sqlx::query_as(BEFORE_COUNTS)
             .bind(board)
             .bind(first_score)
@@ -387,12 +354,7 @@ impl RankingStore for PostgresBackend {
             .await
             .map_err(db_error(CONTEXT))?;
         tx.commit().await.map_err(db_error(CONTEXT))?;
-        let first_rank = count(higher).saturating_add(1);
-        Ok(ranked(
-            rows,
-            first_rank,
-            first_rank.saturating_add(count(tied_before)),
-        ))
+        Ok(ranked_window(rows, higher, tied_before))
     }
 
     async fn rank_count(&self, board: &str) -> Result<u64> {
@@ -418,14 +380,7 @@ impl RankingStore for PostgresBackend {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error("listing boards"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(board, members, updated_at)| BoardSummary {
-                board,
-                members: count(members),
-                updated_at,
-            })
-            .collect())
+        Ok(board_summaries(rows))
     }
 
     async fn rank_drop(&self, board: &str) -> Result<u64> {
@@ -445,19 +400,5 @@ impl RankingStore for PostgresBackend {
                 return Ok(dropped);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_prefix_successor_bounds_exactly_the_names_starting_with_it() {
-        assert_eq!(prefix_successor("").as_deref(), None);
-        assert_eq!(prefix_successor("ab").as_deref(), Some("ac"));
-        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
-        assert_eq!(prefix_successor("\u{10FFFF}").as_deref(), None);
     }
 }

@@ -8,12 +8,11 @@
 //! interleave, so a delivery a commit enqueues is seen before its items could be forgotten,
 //! and an item being forgotten cannot be stored as new by a commit that checked
 //! `forgotten_items` too early. That lock is held for one batch only (at most
-//! [`MAX_RETENTION_BATCH`] items), the bound on how long retention can hold a commit back.
+//! [`crate::MAX_RETENTION_BATCH`] items), the bound on how long retention can hold a commit back.
 
-use super::{ITEMS_LOCK, PostgresBackend, db_error};
-use crate::{
-    ForgetReport, ItemPosition, MAX_RETENTION_BATCH, Millis, Result, RetentionStore, StorageStats,
-};
+use super::{ITEMS_LOCK, PostgresBackend};
+use crate::sql::{batch_limit, count, db_error, forget_report, rows_per_table, unheld};
+use crate::{ForgetReport, ItemPosition, Millis, Result, RetentionStore, StorageStats};
 use async_trait::async_trait;
 
 /// The connector's oldest items before a position (`fetched_at`, `seq`), in storage order.
@@ -82,20 +81,11 @@ const TABLES_BYTES: &str = "\
 SELECT COALESCE(SUM(pg_total_relation_size(to_regclass(name))), 0)::bigint
 FROM UNNEST($1::text[]) AS name";
 
-/// The tables `/status` reports rows of, in the order `COUNT_ROWS` counts them.
-const TABLES: [&str; 5] = ["targets", "items", "forgotten_items", "jobs", "state"];
+/// The rows of each of [`crate::sql::COUNTED_TABLES`], in its order.
 const COUNT_ROWS: &str = "\
 SELECT (SELECT COUNT(*) FROM targets), (SELECT COUNT(*) FROM items),
        (SELECT COUNT(*) FROM forgotten_items), (SELECT COUNT(*) FROM jobs),
        (SELECT COUNT(*) FROM state)";
-
-fn batch_limit(limit: u32) -> i64 {
-    i64::from(limit.clamp(1, MAX_RETENTION_BATCH))
-}
-
-fn count(value: i64) -> u64 {
-    value.unsigned_abs()
-}
 
 #[async_trait]
 impl RetentionStore for PostgresBackend {
@@ -154,11 +144,7 @@ impl RetentionStore for PostgresBackend {
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_error(CONTEXT))?;
-        let doomed: Vec<i64> = oldest
-            .iter()
-            .copied()
-            .filter(|seq| held_from.is_none_or(|held| *seq < held))
-            .collect();
+        let doomed = unheld(&oldest, held_from);
         if !doomed.is_empty() {
             sqlx::query(FORGET)
                 .bind(&doomed)
@@ -168,13 +154,7 @@ impl RetentionStore for PostgresBackend {
                 .map_err(db_error("forgetting old items: remembering their ids"))?;
         }
         tx.commit().await.map_err(db_error(CONTEXT))?;
-        let examined = oldest.len() as u64;
-        let forgotten = doomed.len() as u64;
-        Ok(ForgetReport {
-            examined,
-            forgotten,
-            held: examined - forgotten,
-        })
+        Ok(forget_report(&oldest, &doomed))
     }
 
     async fn purge_forgotten_ids(&self, seen_before: Millis, limit: u32) -> Result<u64> {
@@ -207,12 +187,7 @@ impl RetentionStore for PostgresBackend {
             .fetch_one(&self.pool)
             .await
             .map_err(db_error(CONTEXT))?;
-        let (targets, items, forgotten, jobs, state) = counts;
-        let rows = TABLES
-            .into_iter()
-            .zip([targets, items, forgotten, jobs, state])
-            .map(|(table, rows)| (table.to_string(), count(rows)))
-            .collect();
+        let rows = rows_per_table(counts);
         // Space VACUUM freed inside the tables is not measurable without an extension
         // (pgstattuple); the write-ahead log is the server's, shared by every database.
         Ok(StorageStats {

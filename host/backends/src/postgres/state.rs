@@ -5,20 +5,11 @@
 //! lock on the scope, so puts from any number of hosts are serialised per scope and cannot
 //! together pass the cap; a poll commit's target-scoped writes take the same lock.
 
-use super::{PostgresBackend, db_error};
+use super::PostgresBackend;
+use crate::sql::{db_error, scope_id};
 use crate::{Result, StatePut, StateScope, StateStore};
 use async_trait::async_trait;
 use sqlx::PgConnection;
-
-/// The `scope_target_id` that stands for [`StateScope::Connector`].
-const CONNECTOR_SCOPE: i64 = 0;
-
-fn scope_id(scope: StateScope) -> i64 {
-    match scope {
-        StateScope::Connector => CONNECTOR_SCOPE,
-        StateScope::Target(id) => id,
-    }
-}
 
 /// Takes the transaction-scoped advisory lock of one scope's state (held until the
 /// transaction ends). The key is a 64-bit hash of the connector, seeded with the scope id and
@@ -79,7 +70,6 @@ impl StateStore for PostgresBackend {
     ) -> Result<StatePut> {
         const CONTEXT: &str = "writing connector state within its limit";
         let scope_target_id = scope_id(scope);
-        let max_total = i64::try_from(max_total).unwrap_or(i64::MAX);
         let mut tx = self.begin(CONTEXT).await?;
         // The lock comes before the sum: under READ COMMITTED the sum's statement then sees
         // every put that held the lock before, committed.
@@ -95,12 +85,8 @@ impl StateStore for PostgresBackend {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error(CONTEXT))?;
-        let total =
-            others.saturating_add(i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX));
-        if total > max_total {
-            return Ok(StatePut::OverLimit {
-                total: u64::try_from(total).unwrap_or(u64::MAX),
-            });
+        if let Some(over) = StatePut::over_limit(others, key, value, max_total) {
+            return Ok(over);
         }
         write_state(&mut tx, connector, scope_target_id, key, Some(value)).await?;
         tx.commit().await.map_err(db_error(CONTEXT))?;

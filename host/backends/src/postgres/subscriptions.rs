@@ -6,14 +6,16 @@
 //! subscription's replacement locks its (connector, target), so two hosts replacing one at once
 //! cannot both insert.
 
-use super::{PostgresBackend, db_error, effective_limit, to_u32};
+use super::PostgresBackend;
+use crate::sql::{
+    db_error, delivery_from_row, effective_limit, subscription_columns as columns,
+    subscription_counts, subscription_from_row as from_row,
+};
 use crate::{
-    BackendError, DeliveryRefusal, Millis, PushDelivery, Result, Subscription, SubscriptionCounts,
-    SubscriptionState, SubscriptionStore,
+    DeliveryRefusal, Millis, PushDelivery, Result, Subscription, SubscriptionCounts,
+    SubscriptionStore,
 };
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 /// The advisory lock (`pg_advisory_xact_lock`) a delivery takes before checking the caps: the
 /// count and bytes it checks are the ones it writes against. An arbitrary constant: "websub"
@@ -23,48 +25,6 @@ const DELIVERIES_LOCK: i64 = 0x0000_7765_6273_7562;
 /// Serializes the writes of one (connector, target)'s subscription (transaction-scoped).
 const LOCK_TARGET_SUBSCRIPTION: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended('websub:' || $1 || ':' || $2::text, 0))";
-
-/// The columns, in [`from_row`]'s order (a macro, so the SQL stays a literal).
-macro_rules! columns {
-    () => {
-        "id, connector, target_id, hub, topic, secret, state, lease_until, renew_at, attempts, \
-         last_error"
-    };
-}
-
-fn from_row(row: &PgRow) -> Result<Subscription> {
-    let read = db_error("reading a subscription");
-    let state: String = row.try_get(6).map_err(read)?;
-    Ok(Subscription {
-        id: row.try_get(0).map_err(read)?,
-        connector: row.try_get(1).map_err(read)?,
-        target_id: row.try_get(2).map_err(read)?,
-        hub: row.try_get(3).map_err(read)?,
-        topic: row.try_get(4).map_err(read)?,
-        secret: row.try_get(5).map_err(read)?,
-        state: SubscriptionState::parse(&state).ok_or_else(|| BackendError::Corrupt {
-            context: "reading a subscription's state",
-            reason: format!("unknown state {state:?}"),
-        })?,
-        lease_until: row.try_get(7).map_err(read)?,
-        renew_at: row.try_get(8).map_err(read)?,
-        attempts: to_u32(row.try_get(9).map_err(read)?, "a subscription's attempts")?,
-        last_error: row.try_get(10).map_err(read)?,
-    })
-}
-
-fn delivery_from_row(row: &PgRow) -> Result<PushDelivery> {
-    let read = db_error("reading a delivery");
-    Ok(PushDelivery {
-        id: row.try_get(0).map_err(read)?,
-        subscription_id: row.try_get(1).map_err(read)?,
-        connector: row.try_get(2).map_err(read)?,
-        target_id: row.try_get(3).map_err(read)?,
-        content_type: row.try_get(4).map_err(read)?,
-        body: row.try_get(5).map_err(read)?,
-        received_at: row.try_get(6).map_err(read)?,
-    })
-}
 
 #[async_trait]
 impl SubscriptionStore for PostgresBackend {
@@ -189,7 +149,6 @@ impl SubscriptionStore for PostgresBackend {
     }
 
     async fn count_subscriptions(&self) -> Result<SubscriptionCounts> {
-        let read = db_error("counting subscriptions");
         let row = sqlx::query(
             "SELECT \
                (SELECT COUNT(*) FROM websub_subscriptions WHERE state = 'requested'), \
@@ -199,17 +158,8 @@ impl SubscriptionStore for PostgresBackend {
         )
         .fetch_one(&self.pool)
         .await
-        .map_err(read)?;
-        let count = |index: usize| -> Result<u64> {
-            let value: i64 = row.try_get(index).map_err(read)?;
-            Ok(u64::try_from(value).unwrap_or(0))
-        };
-        Ok(SubscriptionCounts {
-            requested: count(0)?,
-            active: count(1)?,
-            denied: count(2)?,
-            deliveries_waiting: count(3)?,
-        })
+        .map_err(db_error("counting subscriptions"))?;
+        subscription_counts(&row)
     }
 
     async fn add_delivery(
@@ -237,14 +187,15 @@ impl SubscriptionStore for PostgresBackend {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error(CONTEXT))?;
-        if waiting >= i64::from(max_per_target) {
+        if let Some(refusal) = DeliveryRefusal::over_caps(
+            waiting,
+            total,
+            delivery.body.len(),
+            max_per_target,
+            max_total_bytes,
+        ) {
             tx.rollback().await.map_err(db_error(CONTEXT))?;
-            return Ok(Err(DeliveryRefusal::TargetFull));
-        }
-        let size = i64::try_from(delivery.body.len()).unwrap_or(i64::MAX);
-        if total.saturating_add(size) > i64::try_from(max_total_bytes).unwrap_or(i64::MAX) {
-            tx.rollback().await.map_err(db_error(CONTEXT))?;
-            return Ok(Err(DeliveryRefusal::StoreFull));
+            return Ok(Err(refusal));
         }
         // Makes the target due, and locks its row until commit: a removal waits for this
         // delivery, or came first and the target is gone.

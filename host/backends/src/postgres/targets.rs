@@ -7,22 +7,20 @@
 //! repeated commit of the same claim finds the lease gone and writes nothing.
 
 use super::state::{lock_scope, write_state};
-use super::{
-    ITEMS_LOCK, PostgresBackend, append_history, db_error, effective_limit, history_from_json,
-    lease_deadline, to_u32,
+use super::{ITEMS_LOCK, PostgresBackend, append_history};
+use crate::sql::{
+    NewItem, REFRESH_AFTER_MS, db_error, effective_limit, lease_deadline, target_from_row, to_json,
 };
 use crate::{
     AddReport, BackendError, CommitReport, Item, Millis, PollCommit, Result, Target, TargetClaim,
     TargetStore,
 };
 use async_trait::async_trait;
-use serde::Serialize;
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// The columns [`target_from_row`] reads, as a literal so it can be spliced into static SQL.
+/// The columns [`target_from_row`] reads, in its order, as a literal so it can be spliced into static SQL.
 /// The history is read as text: sqlx's JSONB decoding would need serde_json's `Value` first.
 macro_rules! target_columns {
     () => {
@@ -38,33 +36,6 @@ const TARGET_INSERT_CHUNK: usize = 10_000;
 
 /// `next_run_at` of a dead or parked target: never due.
 const NEVER: Millis = i64::MAX;
-
-/// See [`crate::FORGOTTEN_SEEN_REFRESH`].
-const REFRESH_AFTER_MS: i64 = crate::FORGOTTEN_SEEN_REFRESH.as_millis() as i64;
-
-fn target_from_row(row: &PgRow) -> Result<Target> {
-    let read = db_error("reading a target row");
-    Ok(Target {
-        id: row.try_get("id").map_err(read)?,
-        connector: row.try_get("connector").map_err(read)?,
-        target: row.try_get("target").map_err(read)?,
-        next_run_at: row.try_get("next_run_at").map_err(read)?,
-        etag: row.try_get("etag").map_err(read)?,
-        last_modified: row.try_get("last_modified").map_err(read)?,
-        cursor: row.try_get("cursor").map_err(read)?,
-        error_count: to_u32(
-            row.try_get("error_count").map_err(read)?,
-            "reading a target's error count",
-        )?,
-        last_error: row.try_get("last_error").map_err(read)?,
-        last_polled_at: row.try_get("last_polled_at").map_err(read)?,
-        interval_ms: row.try_get("interval_ms").map_err(read)?,
-        dead_at: row.try_get("dead_at").map_err(read)?,
-        history: history_from_json(row.try_get("history").map_err(read)?)?,
-        refused_at: row.try_get("refused_at").map_err(read)?,
-        refused_reason: row.try_get("refused_reason").map_err(read)?,
-    })
-}
 
 impl PostgresBackend {
     /// Runs a page query over targets: `$1` the connector or NULL, `$2` the id to start after,
@@ -137,25 +108,6 @@ INSERT INTO jobs (queue, payload, state, attempt, max_attempts, run_at, updated_
                   item_connector, first_item_seq)
 SELECT d.queue, $3, 'queued', 0, d.max_attempts, $4, $4, $5, $6
 FROM UNNEST($1::text[], $2::bigint[]) AS d(queue, max_attempts)";
-
-/// An item that was new, serialised exactly like [`crate::StoredItem`] (which a delivery
-/// payload is an array of) without copying the item.
-#[derive(Serialize)]
-struct NewItem<'a> {
-    seq: i64,
-    connector: &'a str,
-    target: &'a str,
-    fetched_at: Millis,
-    #[serde(flatten)]
-    item: &'a Item,
-}
-
-fn to_json<T: Serialize + ?Sized>(value: &T, context: &'static str) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| BackendError::Corrupt {
-        context,
-        reason: e.to_string(),
-    })
-}
 
 /// Stores a successful poll's items and enqueues its deliveries, inside the commit's
 /// transaction (the target's guarded update already passed). Answers how many were new.

@@ -1,5 +1,5 @@
-//! A fresh schema per test on a shared PostgreSQL server, for this crate's conformance run and
-//! the host's end-to-end tests: each test gets empty tables of its own, and the schema is
+//! A fresh schema per test on a shared PostgreSQL server, for this crate's conformance run, the
+//! host's end-to-end tests and the benchmarks: each test gets empty tables of its own, and the schema is
 //! dropped when the test ends, passed or failed.
 
 use super::PostgresBackend;
@@ -28,13 +28,18 @@ impl TestSchema {
     /// Creates an empty schema on [`test_server`]. Panics, naming the server, when it is not
     /// reachable: a test must fail rather than skip.
     pub async fn create() -> Self {
+        Self::create_on(&test_server()).await
+    }
+
+    /// Creates an empty schema on `server` (a benchmark's scratch space).
+    pub async fn create_on(server: &str) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "tsunagi_test_{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let server = test_server();
+        let server = server.to_string();
         let mut admin = connect(&server).await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"

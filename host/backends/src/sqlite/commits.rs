@@ -24,7 +24,8 @@
 //! are large (a plugin returning the most items its limits allow) so makes batches no longer
 //! than that, and the others' small commits do not queue behind a run of its large ones.
 
-use super::{append_history, db_error, is_locked, state::write_state};
+use super::{append_history, is_locked, state::write_state};
+use crate::sql::{NewItem, REFRESH_AFTER_MS, db_error, to_json};
 use crate::{BackendError, CommitReport, Item, Millis, PollCommit, Result, TargetClaim};
 use serde::Serialize;
 use sqlx::SqlitePool;
@@ -39,8 +40,6 @@ const MAX_BATCH_ITEMS: usize = 10_000;
 /// commits wait too (its first commit goes in whatever its size).
 const MAX_CONNECTOR_BATCH_BYTES: usize = 4 << 20;
 const CONTEXT: &str = "committing polls";
-/// See [`crate::FORGOTTEN_SEEN_REFRESH`].
-const REFRESH_AFTER_MS: i64 = crate::FORGOTTEN_SEEN_REFRESH.as_millis() as i64;
 
 /// Guarded update of every target of a batch. A row of `v` belongs to one request; only rows
 /// whose lease still matches are updated (`HELD_TARGETS` names them). Success rows (`ok`) store
@@ -429,18 +428,6 @@ struct ItemRow<'a> {
     item: &'a Item,
 }
 
-/// An item that was new, serialised exactly like [`crate::StoredItem`] (which a delivery
-/// payload is an array of) without copying the item.
-#[derive(Serialize)]
-struct NewItem<'a> {
-    seq: i64,
-    connector: &'a str,
-    target: &'a str,
-    fetched_at: Millis,
-    #[serde(flatten)]
-    item: &'a Item,
-}
-
 /// A row of `INSERT_JOBS`.
 #[derive(Serialize)]
 struct JobRow<'a> {
@@ -450,13 +437,6 @@ struct JobRow<'a> {
     now: Millis,
     item_connector: &'a str,
     first_item_seq: i64,
-}
-
-fn to_json<T: Serialize>(value: &T, context: &'static str) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| BackendError::Corrupt {
-        context,
-        reason: e.to_string(),
-    })
 }
 
 /// Writes `works` in one transaction and reports on each, in order.

@@ -1,49 +1,17 @@
 //! [`ItemStore`] for SQLite: reading the deduplicated items that poll commits stored.
 
-use super::{SqliteBackend, db_error, effective_limit};
-use crate::{BackendError, ItemQuery, ItemStore, Result, StoredItem};
+use super::SqliteBackend;
+use crate::sql::{db_error, list_items_query, stored_item_from_row};
+use crate::{ItemQuery, ItemStore, Result, StoredItem};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
-
-fn stored_item_from_row(row: &SqliteRow) -> Result<StoredItem> {
-    let read = db_error("reading an item row");
-    let seq: i64 = row.try_get("seq").map_err(read)?;
-    let data: &str = row.try_get("data").map_err(read)?;
-    let item = serde_json::from_str(data).map_err(|e| BackendError::Corrupt {
-        context: "decoding a stored item",
-        reason: format!("item seq {seq}: {e}"),
-    })?;
-    Ok(StoredItem {
-        seq,
-        connector: row.try_get("connector").map_err(read)?,
-        target: row.try_get("target").map_err(read)?,
-        fetched_at: row.try_get("fetched_at").map_err(read)?,
-        item,
-    })
-}
+use sqlx::Sqlite;
 
 #[async_trait]
 impl ItemStore for SqliteBackend {
     async fn list_items(&self, query: &ItemQuery) -> Result<Vec<StoredItem>> {
         // Only the filters in use go into the SQL, so SQLite can pick the matching index
         // (seq for paging, (target, seq) for one feed). At most 8 statement shapes get cached.
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "SELECT seq, connector, target, fetched_at, data FROM items WHERE seq > ",
-        );
-        sql.push_bind(query.after_seq);
-        if let Some(connector) = &query.connector {
-            sql.push(" AND connector = ").push_bind(connector.as_str());
-        }
-        if let Some(target) = &query.target {
-            sql.push(" AND target = ").push_bind(target.as_str());
-        }
-        if let Some(since) = query.fetched_since {
-            sql.push(" AND fetched_at >= ").push_bind(since);
-        }
-        sql.push(" ORDER BY seq LIMIT ")
-            .push_bind(effective_limit(query.limit));
-        let rows = sql
+        let rows = list_items_query::<Sqlite>(query)
             .build()
             .fetch_all(&self.reader)
             .await

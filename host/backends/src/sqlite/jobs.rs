@@ -10,16 +10,16 @@
 //! before it died, so the next attempt is told to check first. A paused queue (a row in
 //! `paused_queues`) leases nothing. A done job keeps its outcome, not its payload.
 
-use super::{
-    SqliteBackend, append_history, db_error, effective_limit, history_from_json, lease_deadline,
-    to_u32,
+use super::{SqliteBackend, append_history};
+use crate::sql::{
+    db_error, dead_job_from_row, effective_limit, job_lease_from_row, job_record_from_row,
+    lease_deadline, outcome_columns, queue_counts,
 };
 use crate::{
-    BackendError, DeadJob, EarlierOutcome, Enqueued, JobFailure, JobLease, JobOutcome, JobQueue,
-    JobRecord, Millis, NewJob, QueueCounts, Result,
+    BackendError, DeadJob, Enqueued, JobFailure, JobLease, JobOutcome, JobQueue, JobRecord, Millis,
+    NewJob, QueueCounts, Result,
 };
 use async_trait::async_trait;
-use sqlx::Row;
 use std::time::Duration;
 
 /// The `last_error` of a job that died because its last allowed attempt never reported back.
@@ -120,34 +120,9 @@ impl JobQueue for SqliteBackend {
         .map_err(db_error(CONTEXT))?;
         tx.commit().await.map_err(db_error(CONTEXT))?;
 
-        let read = db_error("reading a leased job");
         let mut leases = rows
             .iter()
-            .map(|row| {
-                let attempt = to_u32(row.try_get("attempt").map_err(read)?, "reading a job")?;
-                let unknown: bool = row.try_get("earlier_unknown").map_err(read)?;
-                Ok(JobLease {
-                    id: row.try_get("id").map_err(read)?,
-                    queue: row.try_get("queue").map_err(read)?,
-                    payload: row.try_get("payload").map_err(read)?,
-                    attempt,
-                    kind: row.try_get("kind").map_err(read)?,
-                    target: row.try_get("target").map_err(read)?,
-                    earlier: if unknown {
-                        EarlierOutcome::Unknown
-                    } else if attempt > 1 {
-                        EarlierOutcome::Failed
-                    } else {
-                        EarlierOutcome::None
-                    },
-                    max_attempts: to_u32(
-                        row.try_get("max_attempts").map_err(read)?,
-                        "reading a job",
-                    )?,
-                    worker: worker.to_string(),
-                    lease_until,
-                })
-            })
+            .map(|row| job_lease_from_row(row, worker, lease_until))
             .collect::<Result<Vec<_>>>()?;
         // RETURNING yields rows in no particular order; hand them out oldest first.
         leases.sort_by_key(|lease| lease.id);
@@ -160,15 +135,7 @@ impl JobQueue for SqliteBackend {
         outcome: &JobOutcome,
         now: Millis,
     ) -> Result<bool> {
-        let (name, reference, detail) = match outcome {
-            JobOutcome::Done { reference, detail } => {
-                ("done", reference.as_deref(), detail.as_deref())
-            }
-            JobOutcome::Skipped { reason } => ("skipped", None, Some(reason.as_str())),
-        };
-        // Outcome text comes from plugins: capped like errors.
-        let reference = reference.map(crate::cap_error);
-        let detail = detail.map(crate::cap_error);
+        let (name, reference, detail) = outcome_columns(outcome);
         let updated = sqlx::query(
             // A done job is only counted, never read again: drop its payload (a delivery
             // repeats every new item) so finished work does not grow the database.
@@ -270,37 +237,7 @@ impl JobQueue for SqliteBackend {
         .fetch_optional(&self.reader)
         .await
         .map_err(db_error("reading a job"))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let read = db_error("reading a job");
-        let outcome: Option<String> = row.try_get("outcome").map_err(read)?;
-        let reference: Option<String> = row.try_get("outcome_reference").map_err(read)?;
-        let detail: Option<String> = row.try_get("outcome_detail").map_err(read)?;
-        let outcome = match outcome.as_deref() {
-            None => None,
-            Some("done") => Some(JobOutcome::Done { reference, detail }),
-            Some("skipped") => Some(JobOutcome::Skipped {
-                reason: detail.unwrap_or_default(),
-            }),
-            Some(other) => {
-                return Err(BackendError::Corrupt {
-                    context: "reading a job",
-                    reason: format!("unknown job outcome {other:?}"),
-                });
-            }
-        };
-        Ok(Some(JobRecord {
-            id: row.try_get("id").map_err(read)?,
-            queue: row.try_get("queue").map_err(read)?,
-            kind: row.try_get("kind").map_err(read)?,
-            target: row.try_get("target").map_err(read)?,
-            state: row.try_get("state").map_err(read)?,
-            attempt: to_u32(row.try_get("attempt").map_err(read)?, "reading a job")?,
-            earlier_unknown: row.try_get("earlier_unknown").map_err(read)?,
-            outcome,
-            last_error: row.try_get("last_error").map_err(read)?,
-        }))
+        row.as_ref().map(job_record_from_row).transpose()
     }
 
     async fn record_failure(
@@ -351,23 +288,7 @@ impl JobQueue for SqliteBackend {
                 .fetch_all(&self.reader)
                 .await
                 .map_err(db_error("counting jobs"))?;
-        let mut counts = QueueCounts::default();
-        for (state, count) in rows {
-            let count = count.unsigned_abs();
-            match state.as_str() {
-                "queued" => counts.queued = count,
-                "leased" => counts.leased = count,
-                "done" => counts.done = count,
-                "dead" => counts.dead = count,
-                other => {
-                    return Err(crate::BackendError::Corrupt {
-                        context: "counting jobs",
-                        reason: format!("unknown job state {other:?}"),
-                    });
-                }
-            }
-        }
-        Ok(counts)
+        queue_counts(rows)
     }
 
     async fn list_dead(&self, queue: Option<&str>, limit: u32) -> Result<Vec<DeadJob>> {
@@ -380,24 +301,7 @@ impl JobQueue for SqliteBackend {
         .fetch_all(&self.reader)
         .await
         .map_err(db_error("listing dead jobs"))?;
-        let read = db_error("reading a dead job");
-        rows.iter()
-            .map(|row| {
-                let died_at: Option<Millis> = row.try_get("died_at").map_err(read)?;
-                Ok(DeadJob {
-                    id: row.try_get("id").map_err(read)?,
-                    queue: row.try_get("queue").map_err(read)?,
-                    payload: row.try_get("payload").map_err(read)?,
-                    attempts: to_u32(row.try_get("attempt").map_err(read)?, "reading a dead job")?,
-                    last_error: row.try_get("last_error").map_err(read)?,
-                    died_at: died_at.ok_or_else(|| crate::BackendError::Corrupt {
-                        context: "reading a dead job",
-                        reason: "a dead job has no time of death".to_string(),
-                    })?,
-                    history: history_from_json(row.try_get("history").map_err(read)?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(dead_job_from_row).collect()
     }
 
     async fn retry_dead_job(&self, id: i64, now: Millis) -> Result<bool> {

@@ -25,7 +25,8 @@ mod subscriptions;
 mod targets;
 mod tokens;
 
-use crate::{Backend, BackendError, Millis, Result};
+use crate::sql::db_error;
+use crate::{Backend, BackendError, Result};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -84,16 +85,6 @@ macro_rules! append_history {
     };
 }
 pub(crate) use append_history;
-
-/// Reads a stored JSON history; a missing one is empty.
-fn history_from_json(json: Option<&str>) -> Result<Vec<crate::Attempt>> {
-    json.map_or(Ok(Vec::new()), |text| {
-        serde_json::from_str(text).map_err(|e| BackendError::Corrupt {
-            context: "reading an attempt history",
-            reason: e.to_string(),
-        })
-    })
-}
 
 /// The SQLite backend. Cheap to share behind an `Arc`; open one per process (or several on the
 /// same file: they coordinate through SQLite's locks exactly like separate processes do).
@@ -272,33 +263,6 @@ fn open_error(path: &str, doing: &str, error: sqlx::Error) -> BackendError {
         url: path.to_string(),
         reason: format!("{doing}: {error}"),
     }
-}
-
-/// Maps a sqlx error to [`BackendError::Database`] naming what was being done.
-fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> BackendError + Copy {
-    move |source| BackendError::Database { context, source }
-}
-
-/// `now + lease`, saturating instead of overflowing on absurd leases.
-fn lease_deadline(now: Millis, lease: Duration) -> Millis {
-    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A limit of 0 means "a sensible default"; anything else is capped so one call cannot load an
-/// unbounded result set.
-fn effective_limit(limit: u32) -> i64 {
-    const DEFAULT: u32 = 1000;
-    const MAX: u32 = 100_000;
-    i64::from(if limit == 0 { DEFAULT } else { limit.min(MAX) })
-}
-
-/// Converts a stored integer to the `u32` the API uses, treating impossible values as
-/// corruption instead of panicking or wrapping.
-fn to_u32(value: i64, context: &'static str) -> Result<u32> {
-    u32::try_from(value).map_err(|_| BackendError::Corrupt {
-        context,
-        reason: format!("{value} is not a valid count"),
-    })
 }
 
 /// The query plan SQLite makes for `sql`, one detail line per step: tests check statements

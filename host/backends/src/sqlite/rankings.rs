@@ -8,10 +8,13 @@
 //! inside `BEGIN IMMEDIATE`: the cap counted is the cap written against, in this process or
 //! another.
 
-use super::{SqliteBackend, db_error};
+use super::SqliteBackend;
 use crate::rankings::{
-    around_reach, board_full, check_board, check_board_prefix, check_member, ranked, top_limit,
+    around_reach, around_window, board_full, board_summaries, check_board, check_board_and_member,
+    check_board_prefix, neighbours_missing, prefix_successor, ranked, ranked_window, standing,
+    top_limit,
 };
+use crate::sql::{count, db_error};
 use crate::{
     BoardSummary, MAX_RETENTION_BATCH, Millis, RankingCap, RankingStore, Result, Standing,
 };
@@ -71,28 +74,6 @@ DELETE FROM rankings WHERE board = ?1 AND member IN (
     SELECT member FROM rankings WHERE board = ?1 LIMIT ?2
 )";
 
-fn count(value: i64) -> u64 {
-    value.unsigned_abs()
-}
-
-/// The smallest string greater than every string starting with `prefix` (UTF-8 order is code
-/// point order): its last character that can grow, grown by one, and what follows it dropped.
-/// `None` when every character is `char::MAX` (every name from `prefix` on starts with it).
-fn prefix_successor(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match u32::from(last) + 1 {
-            0xD800 => Some('\u{E000}'),
-            code => char::from_u32(code),
-        };
-        if let Some(next) = next {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
-}
-
 /// Rows of `sql` (member, score) for `board` and up to `limit` nearest neighbours of
 /// (`score`, `member`); `member` is bound only for the queries of a tie (`?3`), `limit` last.
 async fn neighbours(
@@ -131,8 +112,7 @@ impl SqliteBackend {
         context: &'static str,
         new_score: impl FnOnce(Option<i64>) -> i64 + Send,
     ) -> Result<i64> {
-        check_board(board)?;
-        check_member(member)?;
+        check_board_and_member(board, member)?;
         let mut tx = self.begin_write(context).await?;
         let old: Option<i64> = sqlx::query_scalar(SCORE_OF)
             .bind(board)
@@ -195,8 +175,7 @@ impl RankingStore for SqliteBackend {
     }
 
     async fn rank_remove(&self, board: &str, member: &str) -> Result<bool> {
-        check_board(board)?;
-        check_member(member)?;
+        check_board_and_member(board, member)?;
         let done = sqlx::query("DELETE FROM rankings WHERE board = ?1 AND member = ?2")
             .bind(board)
             .bind(member)
@@ -207,19 +186,14 @@ impl RankingStore for SqliteBackend {
     }
 
     async fn rank_of(&self, board: &str, member: &str) -> Result<Option<Standing>> {
-        check_board(board)?;
-        check_member(member)?;
+        check_board_and_member(board, member)?;
         let row: Option<(i64, i64)> = sqlx::query_as(STANDING)
             .bind(board)
             .bind(member)
             .fetch_optional(&self.reader)
             .await
             .map_err(db_error("reading a member's rank"))?;
-        Ok(row.map(|(score, higher)| Standing {
-            member: member.to_string(),
-            score,
-            rank: count(higher).saturating_add(1),
-        }))
+        Ok(row.map(|(score, higher)| standing(member, score, higher)))
     }
 
     async fn rank_top(&self, board: &str, n: u32) -> Result<Vec<Standing>> {
@@ -240,8 +214,7 @@ impl RankingStore for SqliteBackend {
 
     async fn rank_around(&self, board: &str, member: &str, k: u32) -> Result<Vec<Standing>> {
         const CONTEXT: &str = "reading the members around one";
-        check_board(board)?;
-        check_member(member)?;
+        check_board_and_member(board, member)?;
         let k = around_reach(k);
         let mut tx = self.reader.begin().await.map_err(db_error(CONTEXT))?;
         let score: Option<i64> = sqlx::query_scalar(SCORE_OF)
@@ -256,21 +229,13 @@ impl RankingStore for SqliteBackend {
         };
 
         let mut before = neighbours(&mut tx, TIE_BEFORE, board, score, Some(member), k).await?;
-        let missing = k.saturating_sub(u32::try_from(before.len()).unwrap_or(k));
+        let missing = neighbours_missing(k, before.len());
         before.extend(neighbours(&mut tx, HIGHER_NEAREST, board, score, None, missing).await?);
         let mut after = neighbours(&mut tx, TIE_AFTER, board, score, Some(member), k).await?;
-        let missing = k.saturating_sub(u32::try_from(after.len()).unwrap_or(k));
+        let missing = neighbours_missing(k, after.len());
         after.extend(neighbours(&mut tx, LOWER_NEAREST, board, score, None, missing).await?);
 
-        let mut rows = before;
-        rows.reverse();
-        rows.push((member.to_string(), score));
-        rows.append(&mut after);
-        // The window's first row (the member itself when nothing is before it).
-        let (first_member, first_score) = rows
-            .first()
-            .cloned()
-            .unwrap_or_else(|| (member.to_string(), score));
+        let (rows, (first_member, first_score)) = around_window(before, member, score, after);
         let (higher, tied_before): (i64, i64) = sqlx::query_as(BEFORE_COUNTS)
             .bind(board)
             .bind(first_score)
@@ -279,12 +244,7 @@ impl RankingStore for SqliteBackend {
             .await
             .map_err(db_error(CONTEXT))?;
         tx.commit().await.map_err(db_error(CONTEXT))?;
-        let first_rank = count(higher).saturating_add(1);
-        Ok(ranked(
-            rows,
-            first_rank,
-            first_rank.saturating_add(count(tied_before)),
-        ))
+        Ok(ranked_window(rows, higher, tied_before))
     }
 
     async fn rank_count(&self, board: &str) -> Result<u64> {
@@ -308,14 +268,7 @@ impl RankingStore for SqliteBackend {
             .fetch_all(&self.reader)
             .await
             .map_err(db_error("listing boards"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(board, members, updated_at)| BoardSummary {
-                board,
-                members: count(members),
-                updated_at,
-            })
-            .collect())
+        Ok(board_summaries(rows))
     }
 
     async fn rank_drop(&self, board: &str) -> Result<u64> {
@@ -394,19 +347,5 @@ mod tests {
                 assert!(!line.contains("TEMP B-TREE"), "{line:?} for {sql}");
             }
         }
-    }
-
-    #[test]
-    fn a_prefix_successor_bounds_exactly_the_names_starting_with_it() {
-        assert_eq!(prefix_successor("").as_deref(), None);
-        assert_eq!(prefix_successor("ab").as_deref(), Some("ac"));
-        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
-        assert_eq!(prefix_successor("\u{10FFFF}").as_deref(), None);
-        let successor = prefix_successor("q:").expect("a successor");
-        for name in ["q:", "q:daily", "q:\u{10FFFF}\u{10FFFF}"] {
-            assert!(name < successor.as_str(), "{name}");
-        }
-        assert!("q;" >= successor.as_str());
     }
 }

@@ -7,10 +7,10 @@
 //! served in arrival order before the caller's next batch. That is the bound on how long
 //! retention can stall a claim: one batch.
 
-use super::{SqliteBackend, db_error};
+use super::SqliteBackend;
+use crate::sql::{batch_limit, count, db_error, forget_report, rows_per_table, unheld};
 use crate::{
-    BackendError, ForgetReport, ItemPosition, MAX_RETENTION_BATCH, Millis, Result, RetentionStore,
-    StorageStats,
+    BackendError, ForgetReport, ItemPosition, Millis, Result, RetentionStore, StorageStats,
 };
 use async_trait::async_trait;
 
@@ -55,20 +55,11 @@ const NEWEST_START: &str = "\
 SELECT fetched_at, seq FROM items WHERE connector = ?1
 ORDER BY fetched_at DESC, seq DESC LIMIT 1 OFFSET ?2";
 
-/// The tables `/status` reports rows of, in the order `COUNT_ROWS` counts them.
-const TABLES: [&str; 5] = ["targets", "items", "forgotten_items", "jobs", "state"];
+/// The rows of each of [`crate::sql::COUNTED_TABLES`], in its order.
 const COUNT_ROWS: &str = "\
 SELECT (SELECT COUNT(*) FROM targets), (SELECT COUNT(*) FROM items),
        (SELECT COUNT(*) FROM forgotten_items), (SELECT COUNT(*) FROM jobs),
        (SELECT COUNT(*) FROM state)";
-
-fn batch_limit(limit: u32) -> i64 {
-    i64::from(limit.clamp(1, MAX_RETENTION_BATCH))
-}
-
-fn count(value: i64) -> u64 {
-    value.unsigned_abs()
-}
 
 #[async_trait]
 impl RetentionStore for SqliteBackend {
@@ -123,11 +114,7 @@ impl RetentionStore for SqliteBackend {
                 context: CONTEXT,
                 reason: e.to_string(),
             })?;
-        let doomed: Vec<i64> = oldest
-            .iter()
-            .copied()
-            .filter(|seq| held_from.is_none_or(|held| *seq < held))
-            .collect();
+        let doomed = unheld(&oldest, held_from);
         if !doomed.is_empty() {
             let doomed_json =
                 serde_json::to_string(&doomed).map_err(|e| BackendError::Corrupt {
@@ -147,13 +134,7 @@ impl RetentionStore for SqliteBackend {
                 .map_err(db_error(CONTEXT))?;
         }
         tx.commit().await.map_err(db_error(CONTEXT))?;
-        let examined = oldest.len() as u64;
-        let forgotten = doomed.len() as u64;
-        Ok(ForgetReport {
-            examined,
-            forgotten,
-            held: examined - forgotten,
-        })
+        Ok(forget_report(&oldest, &doomed))
     }
 
     async fn purge_forgotten_ids(&self, seen_before: Millis, limit: u32) -> Result<u64> {
@@ -189,12 +170,7 @@ impl RetentionStore for SqliteBackend {
             .fetch_one(&self.reader)
             .await
             .map_err(db_error(CONTEXT))?;
-        let (targets, items, forgotten, jobs, state) = counts;
-        let rows = TABLES
-            .into_iter()
-            .zip([targets, items, forgotten, jobs, state])
-            .map(|(table, rows)| (table.to_string(), count(rows)))
-            .collect();
+        let rows = rows_per_table(counts);
         // No WAL file (never written, or checkpointed and removed) is an empty log.
         let wal_bytes = tokio::fs::metadata(format!("{}-wal", self.path))
             .await
@@ -215,6 +191,7 @@ mod tests {
 
     use super::*;
 
+    use crate::sql::COUNTED_TABLES as TABLES;
     use crate::sqlite::query_plan as plan;
 
     #[tokio::test]

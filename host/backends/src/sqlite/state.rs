@@ -1,20 +1,11 @@
 //! [`StateStore`] for SQLite: connector key/value state in one table, where
 //! `scope_target_id = 0` is the connector scope (target ids start at 1).
 
-use super::{SqliteBackend, db_error};
+use super::SqliteBackend;
+use crate::sql::{db_error, scope_id};
 use crate::{Result, StatePut, StateScope, StateStore};
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
-
-/// The `scope_target_id` that stands for [`StateScope::Connector`].
-const CONNECTOR_SCOPE: i64 = 0;
-
-fn scope_id(scope: StateScope) -> i64 {
-    match scope {
-        StateScope::Connector => CONNECTOR_SCOPE,
-        StateScope::Target(id) => id,
-    }
-}
 
 /// Sets (or with `None` deletes) one key. Shared with the poll commit, which applies a call's
 /// target-scoped writes inside its own transaction.
@@ -58,7 +49,6 @@ impl StateStore for SqliteBackend {
     ) -> Result<StatePut> {
         const CONTEXT: &str = "writing connector state within its limit";
         let scope_target_id = scope_id(scope);
-        let max_total = i64::try_from(max_total).unwrap_or(i64::MAX);
         // One write transaction, holding the write lock from its first statement: the sum it
         // checks is the sum it writes into, in this process or another. Lengths are in bytes
         // (`CAST … AS BLOB`), as the cap is.
@@ -73,12 +63,8 @@ impl StateStore for SqliteBackend {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error(CONTEXT))?;
-        let total =
-            others.saturating_add(i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX));
-        if total > max_total {
-            return Ok(StatePut::OverLimit {
-                total: u64::try_from(total).unwrap_or(u64::MAX),
-            });
+        if let Some(over) = StatePut::over_limit(others, key, value, max_total) {
+            return Ok(over);
         }
         write_state(&mut tx, connector, scope_target_id, key, Some(value)).await?;
         tx.commit().await.map_err(db_error(CONTEXT))?;

@@ -1,55 +1,15 @@
 //! [`SubscriptionStore`] for SQLite: `websub_subscriptions` and `websub_deliveries` (schema v9).
 
-use super::{SqliteBackend, db_error, effective_limit, to_u32};
+use super::SqliteBackend;
+use crate::sql::{
+    db_error, delivery_from_row, effective_limit, subscription_columns as columns,
+    subscription_counts, subscription_from_row as from_row,
+};
 use crate::{
-    BackendError, DeliveryRefusal, Millis, PushDelivery, Result, Subscription, SubscriptionCounts,
-    SubscriptionState, SubscriptionStore,
+    DeliveryRefusal, Millis, PushDelivery, Result, Subscription, SubscriptionCounts,
+    SubscriptionStore,
 };
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
-
-/// The columns, in [`from_row`]'s order (a macro, so the SQL stays a literal).
-macro_rules! columns {
-    () => {
-        "id, connector, target_id, hub, topic, secret, state, lease_until, renew_at, attempts, \
-         last_error"
-    };
-}
-
-fn from_row(row: &SqliteRow) -> Result<Subscription> {
-    let read = db_error("reading a subscription");
-    let state: String = row.try_get(6).map_err(read)?;
-    Ok(Subscription {
-        id: row.try_get(0).map_err(read)?,
-        connector: row.try_get(1).map_err(read)?,
-        target_id: row.try_get(2).map_err(read)?,
-        hub: row.try_get(3).map_err(read)?,
-        topic: row.try_get(4).map_err(read)?,
-        secret: row.try_get(5).map_err(read)?,
-        state: SubscriptionState::parse(&state).ok_or_else(|| BackendError::Corrupt {
-            context: "reading a subscription's state",
-            reason: format!("unknown state {state:?}"),
-        })?,
-        lease_until: row.try_get(7).map_err(read)?,
-        renew_at: row.try_get(8).map_err(read)?,
-        attempts: to_u32(row.try_get(9).map_err(read)?, "a subscription's attempts")?,
-        last_error: row.try_get(10).map_err(read)?,
-    })
-}
-
-fn delivery_from_row(row: &SqliteRow) -> Result<PushDelivery> {
-    let read = db_error("reading a delivery");
-    Ok(PushDelivery {
-        id: row.try_get(0).map_err(read)?,
-        subscription_id: row.try_get(1).map_err(read)?,
-        connector: row.try_get(2).map_err(read)?,
-        target_id: row.try_get(3).map_err(read)?,
-        content_type: row.try_get(4).map_err(read)?,
-        body: row.try_get(5).map_err(read)?,
-        received_at: row.try_get(6).map_err(read)?,
-    })
-}
 
 #[async_trait]
 impl SubscriptionStore for SqliteBackend {
@@ -167,7 +127,6 @@ impl SubscriptionStore for SqliteBackend {
     }
 
     async fn count_subscriptions(&self) -> Result<SubscriptionCounts> {
-        let read = db_error("counting subscriptions");
         let row = sqlx::query(
             "SELECT \
                (SELECT COUNT(*) FROM websub_subscriptions WHERE state = 'requested'), \
@@ -177,17 +136,8 @@ impl SubscriptionStore for SqliteBackend {
         )
         .fetch_one(&self.reader)
         .await
-        .map_err(read)?;
-        let count = |index: usize| -> Result<u64> {
-            let value: i64 = row.try_get(index).map_err(read)?;
-            Ok(u64::try_from(value).unwrap_or(0))
-        };
-        Ok(SubscriptionCounts {
-            requested: count(0)?,
-            active: count(1)?,
-            denied: count(2)?,
-            deliveries_waiting: count(3)?,
-        })
+        .map_err(db_error("counting subscriptions"))?;
+        subscription_counts(&row)
     }
 
     async fn add_delivery(
@@ -208,12 +158,14 @@ impl SubscriptionStore for SqliteBackend {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error(CONTEXT))?;
-        if waiting >= i64::from(max_per_target) {
-            return Ok(Err(DeliveryRefusal::TargetFull));
-        }
-        let size = i64::try_from(delivery.body.len()).unwrap_or(i64::MAX);
-        if total.saturating_add(size) > i64::try_from(max_total_bytes).unwrap_or(i64::MAX) {
-            return Ok(Err(DeliveryRefusal::StoreFull));
+        if let Some(refusal) = DeliveryRefusal::over_caps(
+            waiting,
+            total,
+            delivery.body.len(),
+            max_per_target,
+            max_total_bytes,
+        ) {
+            return Ok(Err(refusal));
         }
         let woken = sqlx::query(
             "UPDATE targets SET next_run_at = MIN(next_run_at, ?3) \

@@ -1,17 +1,17 @@
 //! [`TargetStore`] for SQLite: the target table and leased claims. Poll commits are handed to
 //! the group committer in `commits`.
 
-use super::{SqliteBackend, db_error, effective_limit, history_from_json, lease_deadline, to_u32};
+use super::SqliteBackend;
+use crate::sql::{db_error, effective_limit, lease_deadline, target_from_row, to_u32};
 use crate::{
     AddReport, Attempt, BackendError, CommitReport, Millis, PollCommit, Result, Target,
     TargetClaim, TargetStore,
 };
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 use std::time::Duration;
 
-/// The columns [`target_from_row`] reads, as a literal so it can be spliced into static SQL.
+/// The columns [`target_from_row`] reads, in its order, as a literal so it can be spliced into static SQL.
 macro_rules! target_columns {
     () => {
         "id, connector, target, next_run_at, etag, last_modified, cursor, error_count, \
@@ -22,30 +22,6 @@ macro_rules! target_columns {
 /// Rows per `INSERT` when importing targets: 3 parameters each stays far below SQLite's limit
 /// of 32,766 bound parameters while making statement overhead negligible.
 const TARGET_INSERT_CHUNK: usize = 5_000;
-
-pub(super) fn target_from_row(row: &SqliteRow) -> Result<Target> {
-    let read = db_error("reading a target row");
-    Ok(Target {
-        id: row.try_get("id").map_err(read)?,
-        connector: row.try_get("connector").map_err(read)?,
-        target: row.try_get("target").map_err(read)?,
-        next_run_at: row.try_get("next_run_at").map_err(read)?,
-        etag: row.try_get("etag").map_err(read)?,
-        last_modified: row.try_get("last_modified").map_err(read)?,
-        cursor: row.try_get("cursor").map_err(read)?,
-        error_count: to_u32(
-            row.try_get("error_count").map_err(read)?,
-            "reading a target's error count",
-        )?,
-        last_error: row.try_get("last_error").map_err(read)?,
-        last_polled_at: row.try_get("last_polled_at").map_err(read)?,
-        interval_ms: row.try_get("interval_ms").map_err(read)?,
-        dead_at: row.try_get("dead_at").map_err(read)?,
-        history: history_from_json(row.try_get("history").map_err(read)?)?,
-        refused_at: row.try_get("refused_at").map_err(read)?,
-        refused_reason: row.try_get("refused_reason").map_err(read)?,
-    })
-}
 
 /// A target as [`target_columns!`] lists it, in one JSON array.
 type TargetTuple = (

@@ -1,63 +1,21 @@
 //! [`TokenStore`] for SQLite: one row per (credential, subject) in `tokens` (schema v6), the
 //! secret part as the host sealed it.
 
-use super::{SqliteBackend, db_error, effective_limit};
-use crate::{BackendError, MAX_TOKEN_CIPHERTEXT, Result, StoredToken, TokenStore};
+use super::SqliteBackend;
+use crate::sql::{
+    TokenRow, db_error, effective_limit, scopes_to_json, token_columns as columns,
+    token_from_row as from_row,
+};
+use crate::tokens::check_token;
+use crate::{Result, StoredToken, TokenStore};
 use async_trait::async_trait;
 use sqlx::Row;
-
-type TokenRow = (
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    String,
-    Vec<u8>,
-    Vec<u8>,
-    i64,
-);
-
-/// The columns, in [`TokenRow`] order (a macro, so the SQL stays a literal).
-macro_rules! columns {
-    () => {
-        "credential, subject, scopes, expires_at, needs_relink, key_id, nonce, ciphertext, \
-         updated_at"
-    };
-}
-
-fn from_row(row: TokenRow) -> Result<StoredToken> {
-    let (credential, subject, scopes, expires_at, needs_relink, key_id, nonce, ciphertext, at) =
-        row;
-    let scopes: Vec<String> = serde_json::from_str(&scopes).map_err(|e| BackendError::Corrupt {
-        context: "reading a token's scopes",
-        reason: e.to_string(),
-    })?;
-    Ok(StoredToken {
-        credential,
-        subject,
-        scopes,
-        expires_at,
-        needs_relink,
-        key_id,
-        nonce,
-        ciphertext,
-        updated_at: at,
-    })
-}
 
 #[async_trait]
 impl TokenStore for SqliteBackend {
     async fn put_token(&self, token: &StoredToken) -> Result<()> {
-        if token.ciphertext.len() > MAX_TOKEN_CIPHERTEXT {
-            return Err(BackendError::Refused(format!(
-                "a sealed token of {} bytes is over the {MAX_TOKEN_CIPHERTEXT}-byte cap",
-                token.ciphertext.len()
-            )));
-        }
-        let scopes = serde_json::to_string(&token.scopes).map_err(|e| {
-            BackendError::Refused(format!("the token's scopes cannot be stored: {e}"))
-        })?;
+        check_token(token)?;
+        let scopes = scopes_to_json(&token.scopes)?;
         // One autocommit statement on the writer: durable (WAL) before it answers.
         sqlx::query(concat!(
             "INSERT INTO tokens (",

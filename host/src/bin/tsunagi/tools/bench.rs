@@ -85,6 +85,11 @@ pub struct RssBenchArgs {
     /// Skip the fetch-only reference.
     #[arg(long)]
     pub skip_fetch: bool,
+    /// Also run the (first) build's rounds on this PostgreSQL server, in a scratch schema
+    /// dropped afterwards, after the same rounds on SQLite: e.g.
+    /// `postgres://postgres@127.0.0.1:5432/test`.
+    #[arg(long)]
+    pub postgres: Option<String>,
 }
 
 /// The HTTP client the `rss` connector of `config` would get: same limits, same allowlist.
@@ -188,26 +193,24 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
             &args,
         )?;
         let backend = crate::commands::open_backend(&config).await?;
-        let engine = Engine::new(&engine_settings(&config))?;
-        let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
-        let rankings = Arc::new(tsunagi::rankings::Rankings::new(
-            backend.clone(),
-            Arc::new(SystemClock),
-            &config,
-        ));
-        let connector = build_connector(
-            &engine,
-            &config,
-            "rss",
-            &config.connectors["rss"],
-            backend.clone(),
-            &resilience,
-            &rankings,
-        )
-        .await?;
-        let poller: Arc<dyn TargetPoller> = Arc::new(connector);
+        let poller = wasm_poller(&config, &backend).await?;
         results
             .extend(pipeline_rounds(&label(wasm), &config, backend, poller, &urls, &args).await?);
+    }
+
+    if let Some(server_url) = &args.postgres {
+        let schema = tsunagi::backends::postgres::testing::TestSchema::create_on(server_url).await;
+        let mut config = bench_config(
+            &workdir.path().join("postgres"),
+            &plugin,
+            server.addr().port(),
+            &args,
+        )?;
+        config.host.database = schema.url();
+        let backend = crate::commands::open_backend(&config).await?;
+        let poller = wasm_poller(&config, &backend).await?;
+        let name = format!("{} on postgres", label(&plugin));
+        results.extend(pipeline_rounds(&name, &config, backend, poller, &urls, &args).await?);
     }
 
     if !args.skip_native {
@@ -285,7 +288,42 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if args.postgres.is_some() {
+        for round in ["round 1", "round 2"] {
+            if let (Some(postgres), Some(sqlite)) = (
+                rate(&format!("{first} on postgres {round}")),
+                rate(&format!("{first} {round}")),
+            ) {
+                println!("postgres / sqlite, {round}: {:.2}×", postgres / sqlite);
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `rss` connector of `config` as a real host builds it, on `backend`.
+async fn wasm_poller(
+    config: &Config,
+    backend: &Arc<dyn Backend>,
+) -> anyhow::Result<Arc<dyn TargetPoller>> {
+    let engine = Engine::new(&engine_settings(config))?;
+    let resilience = Resilience::in_process(config, Arc::new(SystemClock))?;
+    let rankings = Arc::new(tsunagi::rankings::Rankings::new(
+        backend.clone(),
+        Arc::new(SystemClock),
+        config,
+    ));
+    let connector = build_connector(
+        &engine,
+        config,
+        "rss",
+        &config.connectors["rss"],
+        backend.clone(),
+        &resilience,
+        &rankings,
+    )
+    .await?;
+    Ok(Arc::new(connector))
 }
 
 fn bench_config(
