@@ -130,11 +130,18 @@ async fn hosts_ride_out_a_postgres_outage_without_failing_or_losing_anything() {
     let feeds = 2000;
     let server = slow_feeds(feeds, Duration::from_millis(20)).await;
     let schema = TestSchema::create().await;
-    let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let postgres: SocketAddr = tokio::net::lookup_host(schema.address())
+        .await
+        .unwrap()
+        .next()
+        .expect("the test server has an address");
     let proxy = TcpProxy::start(postgres).await.unwrap();
-    let through_proxy = schema
-        .url()
-        .replace("127.0.0.1:5432", &proxy.addr().to_string());
+    let through_proxy = schema.url_via(&proxy.addr().to_string());
+    assert_ne!(
+        through_proxy,
+        schema.url(),
+        "the hosts go through the proxy"
+    );
     let dir = tempfile::tempdir().unwrap();
     let ports = [free_port(), free_port()];
     // A short lease: a poll whose commit the outage broke is claimed again soon after.

@@ -68,6 +68,17 @@ impl TestSchema {
         )
     }
 
+    /// The server's `host:port`, as its URL names it (for a test that puts a proxy in front).
+    pub fn address(&self) -> String {
+        let options = self.options();
+        format!("{}:{}", options.get_host(), options.get_port())
+    }
+
+    /// [`Self::url`] with the server reached at `address` instead (a proxy in front of it).
+    pub fn url_via(&self, address: &str) -> String {
+        self.url().replacen(&self.address(), address, 1)
+    }
+
     /// Connect options naming the schema.
     pub fn options(&self) -> PgConnectOptions {
         PgConnectOptions::from_str(&self.server)
