@@ -6,7 +6,7 @@
 //!
 //! [`admin`] → [`topology`] → [`inbound`] → [`pipeline`] → [`websub`] → [`sinks`] → [`retention`] → [`scheduler`] →
 //! [`cassette`] →
-//! [`runtime`] → [`egress`] → [`credentials`] → [`resilience`] → [`config`] → [`stats`] →
+//! [`runtime`] → [`egress`] → [`credentials`] → [`resilience`] → [`stores`] → [`config`] → [`stats`] →
 //! [`redact`] → [`outage`] →
 //! [`clock`] → backends
 //! (and, for unit tests only, `loopback`, a scriptable HTTP server).
@@ -35,6 +35,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod sinks;
 pub mod stats;
+pub mod stores;
 pub mod topology;
 pub mod websub;
 

@@ -14,12 +14,14 @@
 //!
 //! [`conformance_tests!`]: crate::conformance_tests
 
+use crate::coordination::{BudgetFill, RateLimitStore};
+use crate::ratelimit::{Quota, Reservation};
 use crate::{
     AddReport, Attempt, Backend, BackendError, Delivery, ForgetReport, Item, ItemPosition,
     ItemQuery, JobLease, MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob,
     PollCommit, QueueCounts, StatePut, StateScope, StoredItem, StoredToken, TargetClaim,
 };
-use crate::{BoardSummary, RankingCap, Standing, TopAndAround, top_and_around};
+use crate::{BoardSummary, RankingCap, RankingStore, Standing, TopAndAround, top_and_around};
 use crate::{
     EarlierOutcome, Enqueued, JobFailure, JobOutcome, MAX_IDEMPOTENCY_KEY_BYTES,
     MAX_JOB_PAYLOAD_BYTES,
@@ -37,25 +39,30 @@ pub const T0: Millis = 1_700_000_000_000;
 pub const LEASE: Duration = Duration::from_secs(60);
 const LEASE_MS: Millis = 60_000;
 
+/// A future that opens a store instance.
+pub type StoreFuture<S> = Pin<Box<dyn Future<Output = Arc<S>> + Send>>;
 /// A future that opens a backend instance.
-pub type BackendFuture = Pin<Box<dyn Future<Output = Arc<dyn Backend>> + Send>>;
+pub type BackendFuture = StoreFuture<dyn Backend>;
 
 /// A fresh, empty store for one case: a backend instance, a way to open a second, independent
 /// instance on the same store (as another process would), and whatever must stay alive while
 /// the case runs (a temporary directory, a container handle, …).
-pub struct TestStore {
-    pub backend: Arc<dyn Backend>,
-    reopen: Box<dyn Fn() -> BackendFuture + Send + Sync>,
+///
+/// `S` is what is under test: a whole [`Backend`] by default, or one trait of it for a store
+/// that offers only some ([`RankingStore`] and [`RateLimitStore`] in Redis).
+pub struct TestStore<S: ?Sized = dyn Backend> {
+    pub backend: Arc<S>,
+    reopen: Box<dyn Fn() -> StoreFuture<S> + Send + Sync>,
     /// Dropped last (fields drop in declaration order), after every backend handle above.
     keep_alive: Vec<Box<dyn Any + Send + Sync>>,
 }
 
-impl TestStore {
+impl<S: ?Sized + Send + Sync + 'static> TestStore<S> {
     /// `reopen` must open a new instance with its own connections on the same store; for
     /// SQLite that is `SqliteBackend::open` on the same file again.
     pub fn new(
-        backend: Arc<dyn Backend>,
-        reopen: impl Fn() -> BackendFuture + Send + Sync + 'static,
+        backend: Arc<S>,
+        reopen: impl Fn() -> StoreFuture<S> + Send + Sync + 'static,
     ) -> Self {
         Self {
             backend,
@@ -71,8 +78,23 @@ impl TestStore {
     }
 
     /// A second, independent instance on the same store.
-    pub async fn reopen(&self) -> Arc<dyn Backend> {
+    pub async fn reopen(&self) -> Arc<S> {
         (self.reopen)().await
+    }
+}
+
+impl TestStore {
+    /// The same store seen as its [`RankingStore`] only.
+    pub fn rankings(self) -> TestStore<dyn RankingStore> {
+        let reopen = self.reopen;
+        TestStore {
+            backend: self.backend,
+            reopen: Box::new(move || -> StoreFuture<dyn RankingStore> {
+                let opening = reopen();
+                Box::pin(async move { opening.await as Arc<dyn RankingStore> })
+            }),
+            keep_alive: self.keep_alive,
+        }
     }
 }
 
@@ -141,18 +163,7 @@ macro_rules! conformance_tests {
             a_token_marked_for_relinking_keeps_its_reason_and_an_oversized_one_is_refused,
         );
         // Rankings: sorted sets per board.
-        $crate::conformance_tests!(@backend $factory;
-            ranks_are_shared_in_a_tie_and_the_tie_is_in_member_order,
-            around_me_takes_k_either_side_by_position_splitting_ties,
-            around_me_at_rank_1_has_nothing_before_and_a_huge_k_is_clamped,
-            an_absent_member_has_no_rank_and_nothing_around,
-            top_and_around_leaves_out_members_already_in_the_top,
-            rank_add_creates_increments_and_saturates,
-            a_full_board_refuses_new_members_but_updates_existing_ones,
-            names_and_members_over_their_caps_are_refused_and_not_echoed,
-            rank_remove_takes_one_member_out_and_ranks_close_up,
-            boards_are_listed_by_prefix_and_dropped_whole,
-        );
+        $crate::ranking_conformance_tests!(|| async { ($factory)().await.rankings() });
         $crate::conformance_tests!(@store $factory;
             concurrent_claims_in_one_instance_never_overlap,
             concurrent_claims_from_two_instances_never_overlap,
@@ -160,8 +171,6 @@ macro_rules! conformance_tests {
             concurrent_commits_store_each_new_item_once,
             concurrent_commits_of_one_claim_succeed_once,
             concurrent_capped_state_puts_from_two_instances_never_pass_the_cap,
-            concurrent_rank_adds_on_one_member_sum_exactly,
-            concurrent_new_members_from_two_instances_never_pass_the_cap,
         );
     };
     (@backend $factory:expr; $($case:ident),+ $(,)?) => {$(
@@ -176,6 +185,65 @@ macro_rules! conformance_tests {
         async fn $case() {
             let store: $crate::conformance::TestStore = ($factory)().await;
             $crate::conformance::$case(&store).await;
+        }
+    )+};
+}
+
+/// Expands to one `#[tokio::test]` per case of the [`RankingStore`] part of the suite, for a
+/// store that offers rankings (every [`Backend`]; Redis on its own). `$factory` produces a
+/// fresh, empty `TestStore<dyn RankingStore>`.
+#[macro_export]
+macro_rules! ranking_conformance_tests {
+    ($factory:expr) => {
+        $crate::ranking_conformance_tests!(@one $factory; |store| &*store.backend;
+            ranks_are_shared_in_a_tie_and_the_tie_is_in_member_order,
+            around_me_takes_k_either_side_by_position_splitting_ties,
+            around_me_at_rank_1_has_nothing_before_and_a_huge_k_is_clamped,
+            an_absent_member_has_no_rank_and_nothing_around,
+            top_and_around_leaves_out_members_already_in_the_top,
+            rank_add_creates_increments_and_saturates,
+            a_full_board_refuses_new_members_but_updates_existing_ones,
+            names_and_members_over_their_caps_are_refused_and_not_echoed,
+            rank_remove_takes_one_member_out_and_ranks_close_up,
+            boards_are_listed_by_prefix_and_dropped_whole,
+        );
+        $crate::ranking_conformance_tests!(@one $factory; |store| &store;
+            concurrent_rank_adds_on_one_member_sum_exactly,
+            concurrent_new_members_from_two_instances_never_pass_the_cap,
+        );
+    };
+    (@one $factory:expr; |$store:ident| $arg:expr; $($case:ident),+ $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let $store: $crate::conformance::TestStore<dyn $crate::RankingStore> =
+                ($factory)().await;
+            $crate::conformance::$case($arg).await;
+        }
+    )+};
+}
+
+/// Expands to one `#[tokio::test]` per case of the [`RateLimitStore`] part of the suite (the
+/// in-process budgets, Redis). `$factory` produces a fresh, empty
+/// `TestStore<dyn RateLimitStore>` whose instances share one clock: the caller's.
+#[macro_export]
+macro_rules! budget_conformance_tests {
+    ($factory:expr) => {
+        $crate::budget_conformance_tests!(@one $factory; |store| &*store.backend;
+            budgets_are_kept_per_key_and_deny_without_booking,
+            reservations_queue_one_emission_interval_apart,
+            a_push_back_drains_the_budget_until_then_and_never_pulls_it_earlier,
+            the_fill_shows_the_burst_left_and_the_next_free_slot,
+        );
+        $crate::budget_conformance_tests!(@one $factory; |store| &store;
+            concurrent_reservations_from_two_instances_never_pass_the_quota,
+        );
+    };
+    (@one $factory:expr; |$store:ident| $arg:expr; $($case:ident),+ $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let $store: $crate::conformance::TestStore<dyn $crate::coordination::RateLimitStore> =
+                ($factory)().await;
+            $crate::conformance::$case($arg).await;
         }
     )+};
 }
@@ -3267,7 +3335,7 @@ fn members_of(standings: &[Standing]) -> Vec<&str> {
 }
 
 /// Sets each (member, score), in the order given, at `T0 + index`.
-async fn seed_board(b: &dyn Backend, board: &str, scores: &[(&str, i64)]) {
+async fn seed_board(b: &dyn RankingStore, board: &str, scores: &[(&str, i64)]) {
     for (at, &(member, score)) in (T0..).zip(scores) {
         b.rank_set(board, member, score, ROOMY, at)
             .await
@@ -3277,7 +3345,7 @@ async fn seed_board(b: &dyn Backend, board: &str, scores: &[(&str, i64)]) {
 
 /// Ann 30; a four-way tie at 20 (bytewise: "Zoe" sorts before "bob"); eve 10; fay 0. Seeded
 /// out of order, so order comes from the store.
-async fn seed_tied_board(b: &dyn Backend, board: &str) {
+async fn seed_tied_board(b: &dyn RankingStore, board: &str) {
     seed_board(
         b,
         board,
@@ -3306,7 +3374,7 @@ fn assert_refused(result: Result<impl std::fmt::Debug, BackendError>, needles: &
     }
 }
 
-pub async fn ranks_are_shared_in_a_tie_and_the_tie_is_in_member_order(b: &dyn Backend) {
+pub async fn ranks_are_shared_in_a_tie_and_the_tie_is_in_member_order(b: &dyn RankingStore) {
     seed_tied_board(b, "q").await;
     assert_eq!(
         b.rank_top("q", 10).await.expect("top"),
@@ -3349,7 +3417,7 @@ pub async fn ranks_are_shared_in_a_tie_and_the_tie_is_in_member_order(b: &dyn Ba
     );
 }
 
-pub async fn around_me_takes_k_either_side_by_position_splitting_ties(b: &dyn Backend) {
+pub async fn around_me_takes_k_either_side_by_position_splitting_ties(b: &dyn RankingStore) {
     seed_tied_board(b, "q").await;
     assert_eq!(
         b.rank_around("q", "cat", 1).await.expect("around"),
@@ -3399,7 +3467,7 @@ pub async fn around_me_takes_k_either_side_by_position_splitting_ties(b: &dyn Ba
     );
 }
 
-pub async fn around_me_at_rank_1_has_nothing_before_and_a_huge_k_is_clamped(b: &dyn Backend) {
+pub async fn around_me_at_rank_1_has_nothing_before_and_a_huge_k_is_clamped(b: &dyn RankingStore) {
     seed_tied_board(b, "q").await;
     assert_eq!(
         b.rank_around("q", "ann", 2).await.expect("around"),
@@ -3432,7 +3500,7 @@ pub async fn around_me_at_rank_1_has_nothing_before_and_a_huge_k_is_clamped(b: &
     assert_eq!(around.last().map(|s| s.member.as_str()), Some("m00999"));
 }
 
-pub async fn an_absent_member_has_no_rank_and_nothing_around(b: &dyn Backend) {
+pub async fn an_absent_member_has_no_rank_and_nothing_around(b: &dyn RankingStore) {
     seed_tied_board(b, "q").await;
     assert_eq!(b.rank_of("q", "zed").await.expect("rank_of"), None);
     assert_eq!(
@@ -3461,7 +3529,7 @@ pub async fn an_absent_member_has_no_rank_and_nothing_around(b: &dyn Backend) {
     );
 }
 
-pub async fn top_and_around_leaves_out_members_already_in_the_top(b: &dyn Backend) {
+pub async fn top_and_around_leaves_out_members_already_in_the_top(b: &dyn RankingStore) {
     let scores: Vec<(String, i64)> = (0..10).map(|n| (format!("m{n}"), 100 - n * 10)).collect();
     let scores: Vec<(&str, i64)> = scores.iter().map(|(m, s)| (m.as_str(), *s)).collect();
     seed_board(b, "q", &scores).await;
@@ -3503,7 +3571,7 @@ pub async fn top_and_around_leaves_out_members_already_in_the_top(b: &dyn Backen
     assert_eq!(page.me, Some(standings(&[("m0", 100, 1)]).remove(0)));
 }
 
-pub async fn rank_add_creates_increments_and_saturates(b: &dyn Backend) {
+pub async fn rank_add_creates_increments_and_saturates(b: &dyn RankingStore) {
     assert_eq!(b.rank_add("q", "a", 5, ROOMY, T0).await.expect("add"), 5);
     assert_eq!(b.rank_add("q", "a", 3, ROOMY, T0).await.expect("add"), 8);
     assert_eq!(b.rank_add("q", "a", -10, ROOMY, T0).await.expect("add"), -2);
@@ -3549,7 +3617,7 @@ pub async fn rank_add_creates_increments_and_saturates(b: &dyn Backend) {
     );
 }
 
-pub async fn a_full_board_refuses_new_members_but_updates_existing_ones(b: &dyn Backend) {
+pub async fn a_full_board_refuses_new_members_but_updates_existing_ones(b: &dyn RankingStore) {
     let cap = RankingCap { max_members: 3 };
     for member in ["a", "b", "c"] {
         b.rank_add("search-queries:daily:2026-12-02", member, 1, cap, T0)
@@ -3585,7 +3653,7 @@ pub async fn a_full_board_refuses_new_members_but_updates_existing_ones(b: &dyn 
     assert_eq!(b.rank_count(board).await.expect("count"), 3);
 }
 
-pub async fn names_and_members_over_their_caps_are_refused_and_not_echoed(b: &dyn Backend) {
+pub async fn names_and_members_over_their_caps_are_refused_and_not_echoed(b: &dyn RankingStore) {
     let long_board = "B".repeat(crate::MAX_BOARD_NAME_BYTES + 1);
     let long_member = "M".repeat(crate::MAX_MEMBER_BYTES + 1);
     let board_needles = ["201", "200"];
@@ -3658,7 +3726,7 @@ pub async fn names_and_members_over_their_caps_are_refused_and_not_echoed(b: &dy
     );
 }
 
-pub async fn rank_remove_takes_one_member_out_and_ranks_close_up(b: &dyn Backend) {
+pub async fn rank_remove_takes_one_member_out_and_ranks_close_up(b: &dyn RankingStore) {
     seed_tied_board(b, "q").await;
     seed_tied_board(b, "other").await;
     assert!(b.rank_remove("q", "ann").await.expect("remove"));
@@ -3683,7 +3751,7 @@ pub async fn rank_remove_takes_one_member_out_and_ranks_close_up(b: &dyn Backend
     );
 }
 
-pub async fn boards_are_listed_by_prefix_and_dropped_whole(b: &dyn Backend) {
+pub async fn boards_are_listed_by_prefix_and_dropped_whole(b: &dyn RankingStore) {
     b.rank_add("q:daily:2026-12-01", "a", 1, ROOMY, T0 + 1)
         .await
         .expect("add");
@@ -3759,7 +3827,7 @@ pub async fn boards_are_listed_by_prefix_and_dropped_whole(b: &dyn Backend) {
     assert_eq!(b.rank_count("q:weekly:2026-W49").await.expect("count"), 1);
 }
 
-pub async fn concurrent_rank_adds_on_one_member_sum_exactly(store: &TestStore) {
+pub async fn concurrent_rank_adds_on_one_member_sum_exactly(store: &TestStore<dyn RankingStore>) {
     let first = store.backend.clone();
     let second = store.reopen().await;
     // 8 tasks, half on each instance, each adding its own delta 50 times, under a cap of one
@@ -3790,7 +3858,9 @@ pub async fn concurrent_rank_adds_on_one_member_sum_exactly(store: &TestStore) {
     assert_eq!(first.rank_count("q").await.expect("count"), 1);
 }
 
-pub async fn concurrent_new_members_from_two_instances_never_pass_the_cap(store: &TestStore) {
+pub async fn concurrent_new_members_from_two_instances_never_pass_the_cap(
+    store: &TestStore<dyn RankingStore>,
+) {
     let first = store.backend.clone();
     let second = store.reopen().await;
     let cap = RankingCap { max_members: 5 };
@@ -3813,4 +3883,187 @@ pub async fn concurrent_new_members_from_two_instances_never_pass_the_cap(store:
     assert_eq!(added, 5);
     assert_eq!(first.rank_count("q").await.expect("count"), 5);
     assert_eq!(first.rank_top("q", 100).await.expect("top").len(), 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate-limit budgets: GCRA wherever its state lives.
+
+fn quota(rate: &str, burst: u32) -> Quota {
+    Quota::parse(rate, Some(burst)).expect("a valid quota")
+}
+
+pub async fn budgets_are_kept_per_key_and_deny_without_booking(b: &dyn RateLimitStore) {
+    let one_per_second = quota("1/s", 1);
+    assert_eq!(
+        b.reserve("shop", &one_per_second, T0, 0)
+            .await
+            .expect("reserve"),
+        Reservation::Granted {
+            at: T0,
+            waited_ms: 0
+        }
+    );
+    // Denied, and nothing booked: asking again at the same instant says the same.
+    for _ in 0..3 {
+        assert_eq!(
+            b.reserve("shop", &one_per_second, T0 + 10, 0)
+                .await
+                .expect("reserve"),
+            Reservation::Denied {
+                retry_at: T0 + 1000
+            }
+        );
+    }
+    assert!(
+        b.reserve("shop:target-2", &one_per_second, T0 + 10, 0)
+            .await
+            .expect("reserve")
+            .is_granted(),
+        "another key has its own budget"
+    );
+    assert!(
+        b.reserve("shop", &one_per_second, T0 + 1000, 0)
+            .await
+            .expect("reserve")
+            .is_granted(),
+        "one emission interval later the slot is free"
+    );
+}
+
+pub async fn reservations_queue_one_emission_interval_apart(b: &dyn RateLimitStore) {
+    // 3/s: T = 333 334 µs, rounded up to whole milliseconds for the caller.
+    let three_per_second = quota("3/s", 1);
+    let mut slots = Vec::new();
+    for _ in 0..4 {
+        match b
+            .reserve("api", &three_per_second, T0, 2_000)
+            .await
+            .expect("reserve")
+        {
+            Reservation::Granted { at, waited_ms } => {
+                assert_eq!(waited_ms, at - T0);
+                slots.push(at - T0);
+            }
+            denied => panic!("within the accepted wait: {denied:?}"),
+        }
+    }
+    assert_eq!(slots, [0, 334, 667, 1001]);
+    // The next slot (1 333 ms away) is past a 1 s wait: denied, nothing booked.
+    assert_eq!(
+        b.reserve("api", &three_per_second, T0, 1_000)
+            .await
+            .expect("reserve"),
+        Reservation::Denied {
+            retry_at: T0 + 1334
+        }
+    );
+}
+
+pub async fn a_push_back_drains_the_budget_until_then_and_never_pulls_it_earlier(
+    b: &dyn RateLimitStore,
+) {
+    let ten_per_second = quota("10/s", 5);
+    b.push_back("x", &ten_per_second, T0, T0 + 5_000)
+        .await
+        .expect("push back");
+    assert_eq!(
+        b.reserve("x", &ten_per_second, T0 + 10, 0)
+            .await
+            .expect("reserve"),
+        Reservation::Denied {
+            retry_at: T0 + 5_000
+        }
+    );
+    // A shorter Retry-After later does not undo the longer one.
+    b.push_back("x", &ten_per_second, T0 + 20, T0 + 1_000)
+        .await
+        .expect("push back");
+    let fill = b.fill("x", &ten_per_second, T0 + 20).await.expect("fill");
+    assert_eq!((fill.available, fill.next_free_at), (0, T0 + 5_000));
+    // At `until` exactly one request passes; the burst refills at the steady rate after it.
+    assert!(
+        b.reserve("x", &ten_per_second, T0 + 5_000, 0)
+            .await
+            .expect("reserve")
+            .is_granted()
+    );
+    assert!(
+        !b.reserve("x", &ten_per_second, T0 + 5_000, 0)
+            .await
+            .expect("reserve")
+            .is_granted()
+    );
+}
+
+pub async fn the_fill_shows_the_burst_left_and_the_next_free_slot(b: &dyn RateLimitStore) {
+    let five_per_second = quota("5/s", 3);
+    assert_eq!(
+        b.fill("idle", &five_per_second, T0).await.expect("fill"),
+        BudgetFill {
+            available: 3,
+            burst: 3,
+            next_free_at: T0
+        },
+        "an unused budget is full"
+    );
+    for _ in 0..3 {
+        assert!(
+            b.reserve("idle", &five_per_second, T0, 0)
+                .await
+                .expect("reserve")
+                .is_granted()
+        );
+    }
+    assert_eq!(
+        b.fill("idle", &five_per_second, T0).await.expect("fill"),
+        BudgetFill {
+            available: 0,
+            burst: 3,
+            next_free_at: T0 + 200
+        }
+    );
+    assert_eq!(
+        b.fill("idle", &five_per_second, T0 + 400)
+            .await
+            .expect("fill")
+            .available,
+        2,
+        "two emission intervals refill two requests"
+    );
+}
+
+pub async fn concurrent_reservations_from_two_instances_never_pass_the_quota(
+    store: &TestStore<dyn RateLimitStore>,
+) {
+    let first = store.backend.clone();
+    let second = store.reopen().await;
+    // 10/s with a burst of 4, 64 callers at one instant on two instances: exactly the burst
+    // passes at once, and the queue of those willing to wait 1 s holds 10 more.
+    let budget = quota("10/s", 4);
+    let calls = (0..64).map(|n| {
+        let limiter = if n % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tokio::spawn(async move {
+            let max_wait = if n < 32 { 0 } else { 1_000 };
+            limiter.reserve("shared", &budget, T0, max_wait).await
+        })
+    });
+    let mut slots = Vec::new();
+    for call in calls {
+        if let Reservation::Granted { at, .. } = call.await.expect("task").expect("reserve") {
+            slots.push(at - T0);
+        }
+    }
+    slots.sort_unstable();
+    // Whoever came first, the burst passes at once and every later slot is its own, one
+    // T = 100 ms after the other, up to the 1 s the waiting callers accept.
+    assert_eq!(
+        slots,
+        [
+            0, 0, 0, 0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000
+        ]
+    );
 }

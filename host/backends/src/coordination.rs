@@ -41,8 +41,9 @@ pub trait RateLimitStore: Send + Sync {
         now: Millis,
         max_wait_ms: i64,
     ) -> Result<Reservation>;
-    /// The upstream said "nothing before `until`" (429, Retry-After, x-rate-limit-reset).
-    async fn push_back(&self, key: &str, quota: &Quota, until: Millis) -> Result<()>;
+    /// The upstream said "nothing before `until`" (429, Retry-After, x-rate-limit-reset), at
+    /// `now` (so a store on another clock can place `until` on its own).
+    async fn push_back(&self, key: &str, quota: &Quota, now: Millis, until: Millis) -> Result<()>;
     async fn fill(&self, key: &str, quota: &Quota, now: Millis) -> Result<BudgetFill>;
 }
 
@@ -106,7 +107,7 @@ impl RateLimitStore for InProcessCoordination {
         Ok(self.with_budget(key, |state| state.reserve(quota, now, max_wait_ms)))
     }
 
-    async fn push_back(&self, key: &str, quota: &Quota, until: Millis) -> Result<()> {
+    async fn push_back(&self, key: &str, quota: &Quota, _now: Millis, until: Millis) -> Result<()> {
         self.with_budget(key, |state| state.push_back(quota, until));
         Ok(())
     }
@@ -167,6 +168,20 @@ impl BreakerStore for InProcessCoordination {
 mod tests {
     use super::*;
     use crate::breaker::Window;
+    use crate::conformance::{StoreFuture, TestStore};
+    use std::sync::Arc;
+
+    /// In-process budgets: a "second instance" is the same memory (one host).
+    async fn in_process() -> TestStore<dyn RateLimitStore> {
+        let store: Arc<dyn RateLimitStore> = Arc::new(InProcessCoordination::new());
+        let again = store.clone();
+        TestStore::new(store, move || -> StoreFuture<dyn RateLimitStore> {
+            let store = again.clone();
+            Box::pin(async move { store })
+        })
+    }
+
+    crate::budget_conformance_tests!(in_process);
 
     #[tokio::test]
     async fn budgets_are_shared_by_key() {
@@ -178,7 +193,7 @@ mod tests {
         assert_eq!(second, Reservation::Denied { retry_at: 1000 });
         let other = store.reserve("shop:target-2", &quota, 10, 0).await.unwrap();
         assert!(other.is_granted(), "another key has its own budget");
-        store.push_back("shop", &quota, 5000).await.unwrap();
+        store.push_back("shop", &quota, 10, 5000).await.unwrap();
         let fill = store.fill("shop", &quota, 1000).await.unwrap();
         assert_eq!((fill.available, fill.next_free_at), (0, 5000));
     }

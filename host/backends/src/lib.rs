@@ -10,7 +10,9 @@
 //!
 //! The embedded backend is SQLite ([`sqlite::SqliteBackend`]); the scale-out one is PostgreSQL
 //! ([`postgres::PostgresBackend`]), shared by many hosts. Both implement the same traits and
-//! pass the same [`conformance`] suite.
+//! pass the same [`conformance`] suite. Redis ([`redis`]) serves what hosts share beside it —
+//! rate-limit budgets ([`coordination::RateLimitStore`]) and rankings — and passes the suite's
+//! parts for those traits.
 //!
 //! All times are milliseconds since the Unix epoch, passed in by the caller: the host owns the
 //! clock, so tests can state exact times instead of sleeping.
@@ -20,6 +22,7 @@ pub mod conformance;
 pub mod coordination;
 pub mod postgres;
 pub mod ratelimit;
+pub mod redis;
 pub mod sqlite;
 // What the SQL backends share (crate-private).
 mod sql;
@@ -56,6 +59,12 @@ pub enum BackendError {
         context: &'static str,
         #[source]
         source: sqlx::Error,
+    },
+    #[error("Redis error while {context}: {source}")]
+    Redis {
+        context: &'static str,
+        #[source]
+        source: ::redis::RedisError,
     },
     #[error("could not open backend {url}: {reason}")]
     Open { url: String, reason: String },

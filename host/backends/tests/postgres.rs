@@ -18,7 +18,7 @@ async fn postgres_store() -> TestStore {
         let schema = again.clone();
         Box::pin(async move { Arc::new(schema.open().await) as Arc<dyn Backend> })
     };
-    TestStore::new(Arc::new(backend), reopen).keep_alive(schema)
+    TestStore::new(Arc::new(backend) as Arc<dyn Backend>, reopen).keep_alive(schema)
 }
 
 tsunagi_backends::conformance_tests!(postgres_store);

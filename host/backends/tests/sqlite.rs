@@ -24,7 +24,7 @@ async fn sqlite_store() -> TestStore {
             Arc::new(second) as Arc<dyn Backend>
         })
     };
-    TestStore::new(Arc::new(backend), reopen).keep_alive(dir)
+    TestStore::new(Arc::new(backend) as Arc<dyn Backend>, reopen).keep_alive(dir)
 }
 
 tsunagi_backends::conformance_tests!(sqlite_store);

@@ -8,6 +8,7 @@
 //! - `validate` and `resilience`: the checks, and the ranges they hold values to.
 
 // Credentials the host holds: `[credentials.*]`, `host.token_key`.
+pub mod backends;
 mod credentials;
 mod declarative;
 mod dropin;
@@ -178,6 +179,9 @@ pub struct Config {
     /// `[rankings.NAME]`: rankings kept per period, for plugins and the API.
     #[serde(default)]
     pub rankings: BTreeMap<String, RankingSettings>,
+    /// `[backends]`: stores beside `host.database` (Redis for budgets, rankings).
+    #[serde(default)]
+    pub backends: backends::BackendSettings,
     /// Directory of the config file; relative paths in it are resolved against this.
     #[serde(skip)]
     pub base_dir: PathBuf,

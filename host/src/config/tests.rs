@@ -864,3 +864,26 @@ fn event_topics_are_for_handlers_and_rankings_must_be_declared() {
         (2, "rankings.q.time_zone")
     );
 }
+
+#[test]
+fn backends_name_redis_urls_and_anything_else_is_located_without_its_password() {
+    let config = parse(&format!(
+        "{MINIMAL}\n[backends]\nbudgets = \"redis://127.0.0.1:6379/0?prefix=shop\"\n"
+    ))
+    .expect("a Redis URL is taken");
+    assert_eq!(
+        config.backends.budgets.as_deref(),
+        Some("redis://127.0.0.1:6379/0?prefix=shop")
+    );
+    assert_eq!(config.backends.rankings, None);
+    let errors = all_errors(
+        "[backends]\nbudgets = \"redis://h/0\"\nrankings = \"postgres://u:hunter2@db/x\"\nqueue = \"redis://h\"\n",
+    );
+    let fields: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(fields, [(3, "backends.rankings"), (4, "backends.queue")]);
+    assert!(errors[0].message.contains("not a Redis URL"), "{errors:?}");
+    assert!(
+        errors.iter().all(|e| !e.to_string().contains("hunter2")),
+        "{errors:?}"
+    );
+}

@@ -223,6 +223,7 @@ pub(super) fn validate(config: &Config, checks: &mut Checks) {
     super::search::validate(config, checks);
     super::declarative::validate(config, checks);
     super::rankings::validate(config, checks);
+    super::backends::validate(config, checks);
 }
 
 /// `[connectors.NAME.jobs]`: a valid queue name, only on handlers, and no two connectors

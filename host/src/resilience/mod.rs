@@ -643,6 +643,7 @@ impl Resilience {
         host: &str,
         until: Millis,
     ) {
+        let now = self.clock.now_ms();
         let declared = self.declared.load_full();
         let specs: Vec<(&str, &Budget)> = budgets
             .iter()
@@ -663,7 +664,7 @@ impl Resilience {
                 // Slots held before the push-back are slots the upstream will not take.
                 self.held.forget(&key);
             }
-            if let Err(error) = self.limiter.push_back(&key, &spec.quota, until).await {
+            if let Err(error) = self.limiter.push_back(&key, &spec.quota, now, until).await {
                 tracing::error!(%budget, "cannot record the upstream's rate limit: {error}");
             }
         }

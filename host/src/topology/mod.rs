@@ -64,6 +64,8 @@ pub enum TopologyError {
     },
     #[error(transparent)]
     Inbound(#[from] crate::inbound::InboundError),
+    #[error(transparent)]
+    Stores(#[from] crate::stores::StoreError),
 }
 
 /// Why one connector could not be built: its plugin did not load (at the config field that
@@ -282,9 +284,18 @@ impl Topology {
             at: config.locate("host"),
             source,
         })?;
-        let resilience = Resilience::in_process(&config, clock.clone())?;
+        let stores = crate::stores::Stores::open(&config, backend.clone()).await?;
+        for (concern, store) in &stores.serving {
+            tracing::info!(concern, store = %store, "store");
+        }
+        let resilience = Arc::new(Resilience::from_config(
+            &config,
+            clock.clone(),
+            stores.budgets.clone(),
+            stores.breakers.clone(),
+        )?);
         let rankings = Arc::new(crate::rankings::Rankings::new(
-            backend.clone(),
+            stores.rankings.clone(),
             clock.clone(),
             &config,
         ));
@@ -452,6 +463,11 @@ impl Topology {
     /// Budgets and breakers, shared by every connector.
     pub fn resilience(&self) -> &Arc<Resilience> {
         &self.resilience
+    }
+
+    /// The host's rankings, in whichever store `[backends]` gave them.
+    pub fn rankings(&self) -> &Arc<crate::rankings::Rankings> {
+        &self.rankings
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {

@@ -79,6 +79,11 @@ pub enum ReloadError {
     },
     #[error("there is no previous version")]
     NoPreviousVersion,
+    #[error(
+        "{0}: changed; which store serves budgets and rankings is fixed when the host starts \
+         (running work is not moved between stores): restart the host to apply it"
+    )]
+    Backends(crate::config::FieldLocation),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,6 +157,8 @@ pub struct Reloader {
     pins: Mutex<BTreeMap<String, Pin>>,
     last: Mutex<BTreeMap<String, ConnectorReload>>,
     one_at_a_time: tokio::sync::Mutex<()>,
+    /// `[backends]` as the host started with it: stores are not swapped under running work.
+    backends: crate::config::backends::BackendSettings,
 }
 
 impl Reloader {
@@ -191,6 +198,7 @@ impl Reloader {
             pins: Mutex::new(BTreeMap::new()),
             last: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
+            backends: config.backends.clone(),
         }
     }
 
@@ -213,6 +221,9 @@ impl Reloader {
             Ok(config) => config,
             Err(error) => return ReloadReport::refused_whole(&ReloadError::Config(error)),
         };
+        if config.backends != self.backends {
+            return ReloadReport::refused_whole(&ReloadError::Backends(config.locate("backends")));
+        }
         // Budgets and breakers first: a connector's new allow rules may name new ones.
         let protections = match self.resilience.apply(&config) {
             Ok(changes) => changes,

@@ -24,6 +24,7 @@ mod resilience;
 mod retention;
 mod search;
 mod status_and_sinks;
+mod stores;
 mod walkthrough;
 mod x_read;
 mod x_write;

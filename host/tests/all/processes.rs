@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 use tsunagi::backends::postgres::testing::TestSchema;
+use tsunagi::backends::redis::testing::TestPrefix;
 use tsunagi::backends::{Backend, ItemQuery};
 use tsunagi::config::Config;
 use tsunagi_fake_upstream::proxy::TcpProxy;
@@ -120,6 +121,44 @@ async fn two_host_processes_on_one_sqlite_file_fetch_every_target_exactly_once()
 async fn three_host_processes_on_one_postgres_database_fetch_every_target_exactly_once() {
     let schema = TestSchema::create().await;
     hosts_on_one_store_fetch_every_target_exactly_once(3, 3000, &schema.url()).await;
+}
+
+/// Three hosts on one PostgreSQL database keep one 5 requests/s budget in Redis: the fake
+/// upstream never sees more than that in any second, though each host alone would send 5/s
+/// (15/s together, were budgets kept per host), and every feed is still fetched exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_keep_one_redis_budget_at_the_upstream() {
+    let feeds = 40;
+    let server = FeedServer::start(FeedServerConfig {
+        feeds,
+        record_arrivals: true,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let schema = TestSchema::create().await;
+    let redis = TestPrefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let feed_port = server.addr().port();
+    let budgets = format!(
+        "\n[budgets.feeds]\nrate = \"5/s\"\n\n[backends]\nbudgets = \"{}\"\n",
+        redis.url()
+    );
+    let configs = shared_store_configs(dir.path(), &ports, &schema.url(), feed_port, &|text| {
+        let allow = format!("port = {feed_port}\n");
+        assert!(text.contains(&allow), "the allow rule names the feed port");
+        text.replace(&allow, &format!("{allow}budget = \"feeds\"\n")) + &budgets
+    });
+    crawl_once_on_shared_store(&server, &configs, &ports, feeds).await;
+    // GCRA at 5/s with a burst of 1 spaces requests 200 ms apart on Redis's clock; a window of
+    // one second holds 5 of them, 6 with the jitter of three processes' connections.
+    let most = server.most_requests_within(Duration::from_secs(1));
+    assert!(
+        most <= 6,
+        "{most} requests reached the upstream within one second"
+    );
+    server.shutdown().await;
 }
 
 /// PostgreSQL stops answering mid-crawl (every connection to it closed and new ones refused, as
@@ -251,6 +290,41 @@ fn shared_store_configs(
         .collect()
 }
 
+/// Seeds `server`'s feeds, runs one host per config (admin on `ports`) until every feed is
+/// polled, stops them with SIGTERM and checks each feed was fetched exactly once. Answers the
+/// store and the jobs each host did.
+async fn crawl_once_on_shared_store(
+    server: &FeedServer,
+    configs: &[Config],
+    ports: &[u16],
+    feeds: u32,
+) -> (Arc<dyn Backend>, Vec<u64>) {
+    let backend = open_backend(&configs[0]).await;
+    backend
+        .add_targets("rss", &server.feed_urls(), 0)
+        .await
+        .unwrap();
+    let mut children: Vec<Child> = configs.iter().map(|c| spawn_host(&c.source_path)).collect();
+    for port in ports {
+        wait_for_admin(*port).await;
+    }
+    all_polled(&backend, "rss", feeds as usize).await;
+    let mut done = Vec::new();
+    for port in ports {
+        done.push(jobs_done(*port).await);
+    }
+    for child in &children {
+        signal(child, "TERM");
+    }
+    for child in &mut children {
+        assert!(wait_exit(child).await.success(), "host exits 0 on SIGTERM");
+    }
+    for id in 0..feeds {
+        assert_eq!(server.requests_for(id), 1, "feed {id} fetched exactly once");
+    }
+    (backend, done)
+}
+
 /// `hosts` host processes share the store `database` names: each of `feeds` feeds is fetched
 /// exactly once, every host does some of the work, and no item is stored twice.
 async fn hosts_on_one_store_fetch_every_target_exactly_once(
@@ -268,31 +342,7 @@ async fn hosts_on_one_store_fetch_every_target_exactly_once(
         server.addr().port(),
         &|text| text,
     );
-    let backend = open_backend(&configs[0]).await;
-    backend
-        .add_targets("rss", &server.feed_urls(), 0)
-        .await
-        .unwrap();
-
-    let mut children: Vec<Child> = configs.iter().map(|c| spawn_host(&c.source_path)).collect();
-    for port in &ports {
-        wait_for_admin(*port).await;
-    }
-    all_polled(&backend, "rss", feeds as usize).await;
-    let mut done = Vec::new();
-    for port in &ports {
-        done.push(jobs_done(*port).await);
-    }
-    for child in &children {
-        signal(child, "TERM");
-    }
-    for child in &mut children {
-        assert!(wait_exit(child).await.success(), "host exits 0 on SIGTERM");
-    }
-
-    for id in 0..feeds {
-        assert_eq!(server.requests_for(id), 1, "feed {id} fetched exactly once");
-    }
+    let (backend, done) = crawl_once_on_shared_store(&server, &configs, &ports, feeds).await;
     assert_eq!(done.iter().sum::<u64>(), u64::from(feeds), "{done:?}");
     assert!(done.iter().all(|d| *d > 0), "every host worked: {done:?}");
     assert_eq!(

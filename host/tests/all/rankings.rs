@@ -8,6 +8,9 @@
 use crate::common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
+use tsunagi::backends::redis::rankings::RedisRankings;
+use tsunagi::backends::redis::testing::TestPrefix;
+use tsunagi::backends::{Backend, RankingStore};
 use tsunagi::clock::{Clock, ManualClock};
 use tsunagi::pipeline::RunMode;
 use tsunagi_fake_upstream::shop::{ShopApi, ShopServer, ShopServerConfig};
@@ -37,6 +40,36 @@ fn s(member: &str, score: i64, rank: u64) -> (String, i64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_popularity_is_ranked_per_period_and_read_in_every_shape() {
+    let backend = search_popularity_ranked("").await;
+    let boards = backend.rank_boards("search-queries:").await.unwrap();
+    assert_eq!(boards.len(), 5, "two days, two weeks, all time: {boards:?}");
+}
+
+/// The same, with `[backends] rankings` in Redis: every board is there (where every host of a
+/// cluster counts into it), none in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_popularity_is_ranked_in_redis_when_backends_say_so() {
+    let redis = TestPrefix::new();
+    let backend =
+        search_popularity_ranked(&format!("\n[backends]\nrankings = \"{}\"\n", redis.url())).await;
+    assert_eq!(backend.rank_boards("").await.unwrap(), []);
+    let in_redis = RedisRankings::new(redis.open().await);
+    let boards = in_redis.rank_boards("search-queries:").await.unwrap();
+    assert_eq!(boards.len(), 5, "{boards:?}");
+    let all_time = in_redis
+        .rank_top("search-queries:all-time", 10)
+        .await
+        .unwrap();
+    assert_eq!(all_time.len(), 5, "{all_time:?}");
+    assert_eq!(
+        (all_time[0].member.as_str(), all_time[0].score),
+        ("green tea", 3)
+    );
+}
+
+/// Runs the search-popularity walk through on a host whose config ends in `extra`; answers the
+/// host's database.
+async fn search_popularity_ranked(extra: &str) -> std::sync::Arc<dyn Backend> {
     let shop = ShopServer::start(ShopServerConfig::new(ShopApi::Rakuten, "app-SECRET-r"))
         .await
         .unwrap();
@@ -72,11 +105,12 @@ credential = "r"
             plugin = plugin("rakuten").display(),
             search = shop.search_url(),
             port = shop.addr().port(),
-        );
+        )
+        + extra;
     let config = write_config(dir.path(), &text);
     let backend = open_backend(&config).await;
     let clock = ManualClock::starting_at(SUNDAY_LATE_TOKYO);
-    let host = start_host(&config, backend, &clock, RunMode::Forever).await;
+    let host = start_host(&config, backend.clone(), &clock, RunMode::Forever).await;
     let base = format!("http://{}", host.admin_addr().unwrap());
     let client = reqwest::Client::new();
     let get = |path: String| {
@@ -193,6 +227,7 @@ credential = "r"
     let (status, body) = get("/v1/rankings/nope".to_string()).await;
     assert_eq!(status, 404, "{body}");
     host.shutdown().await;
+    backend
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,7 +170,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `message` with the password of `url` (if it appears) hidden.
-fn redact_error(message: &str, url: &str) -> String {
+pub(crate) fn redact_error(message: &str, url: &str) -> String {
     let password = url
         .split_once("://")
         .and_then(|(_, rest)| rest.split(['/', '?']).next())

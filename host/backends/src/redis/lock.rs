@@ -1,0 +1,64 @@
+//! A lock across hosts in Redis, for work that must happen once in a cluster at a time (an
+//! OAuth refresh: two hosts refreshing one token at once would each rotate the refresh token
+//! and one of them would store a dead one).
+//!
+//! `SET key holder NX PX ttl` takes it; a compare-and-delete script gives it back only if the
+//! holder still holds it, so a holder that outlived its TTL never frees a lock someone else has
+//! taken since. The TTL bounds how long a crashed holder blocks the others.
+
+use super::RedisStore;
+use crate::Result;
+use redis::Script;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
+
+/// Named locks with a time to live.
+#[derive(Debug, Clone)]
+pub struct RedisLock {
+    store: RedisStore,
+}
+
+impl RedisLock {
+    pub fn new(store: RedisStore) -> Self {
+        Self { store }
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.store.key(&format!("lock:{name}"))
+    }
+
+    /// Takes `name` for `holder` (unique per attempt) for at most `ttl`; false when someone
+    /// else holds it.
+    pub async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = self.store.connection();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.key(name))
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut connection)
+            .await
+            .map_err(super::redis_error("taking a lock"))?;
+        Ok(taken.is_some())
+    }
+
+    /// Gives `name` back if `holder` still holds it; false when it had expired (and perhaps
+    /// been taken by someone else, whose lock stays).
+    pub async fn unlock(&self, name: &str, holder: &str) -> Result<bool> {
+        let key = self.key(name);
+        let released: i64 = self
+            .store
+            .run("giving a lock back", &RELEASE_SCRIPT, &[&key], &[&holder])
+            .await?;
+        Ok(released == 1)
+    }
+}

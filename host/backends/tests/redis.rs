@@ -1,0 +1,161 @@
+//! Runs the parts of the conformance suite Redis offers — rankings and rate-limit budgets —
+//! each case under a key prefix of its own on the server `TSUNAGI_TEST_REDIS` names (default:
+//! the local one `scripts/services` starts), plus Redis-specific checks: budgets on Redis's
+//! own clock, the cross-host lock.
+//!
+//! The server must be up: a case fails, naming the URL, rather than skipping.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tsunagi_backends::RankingStore;
+use tsunagi_backends::conformance::{StoreFuture, TestStore};
+use tsunagi_backends::coordination::RateLimitStore;
+use tsunagi_backends::ratelimit::{Quota, Reservation};
+use tsunagi_backends::redis::budgets::RedisBudgets;
+use tsunagi_backends::redis::lock::RedisLock;
+use tsunagi_backends::redis::rankings::RedisRankings;
+use tsunagi_backends::redis::testing::TestPrefix;
+
+async fn redis_rankings() -> TestStore<dyn RankingStore> {
+    let prefix = Arc::new(TestPrefix::new());
+    let rankings = Arc::new(RedisRankings::new(prefix.open().await));
+    let again = prefix.clone();
+    let reopen = move || -> StoreFuture<dyn RankingStore> {
+        let prefix = again.clone();
+        Box::pin(async move {
+            Arc::new(RedisRankings::new(prefix.open().await)) as Arc<dyn RankingStore>
+        })
+    };
+    TestStore::new(rankings as Arc<dyn RankingStore>, reopen).keep_alive(prefix)
+}
+
+async fn redis_budgets() -> TestStore<dyn RateLimitStore> {
+    let prefix = Arc::new(TestPrefix::new());
+    let budgets = Arc::new(RedisBudgets::on_caller_clock(prefix.open().await));
+    let again = prefix.clone();
+    let reopen = move || -> StoreFuture<dyn RateLimitStore> {
+        let prefix = again.clone();
+        Box::pin(async move {
+            Arc::new(RedisBudgets::on_caller_clock(prefix.open().await)) as Arc<dyn RateLimitStore>
+        })
+    };
+    TestStore::new(budgets as Arc<dyn RateLimitStore>, reopen).keep_alive(prefix)
+}
+
+tsunagi_backends::ranking_conformance_tests!(redis_rankings);
+tsunagi_backends::budget_conformance_tests!(redis_budgets);
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since.as_millis()).expect("in range")
+}
+
+/// Two hosts whose clocks are an hour apart share one budget on Redis's clock: the second
+/// host's request is denied for the rest of the emission interval, told on its own clock.
+#[tokio::test]
+async fn hosts_with_skewed_clocks_share_one_budget_on_the_servers_clock() {
+    let prefix = TestPrefix::new();
+    let host_a = RedisBudgets::new(prefix.open().await);
+    let host_b = RedisBudgets::new(prefix.open().await);
+    let one_per_minute = Quota::parse("1/min", Some(1)).expect("quota");
+    let a_now = now_ms();
+    let b_now = a_now + 3_600_000;
+    assert!(
+        host_a
+            .reserve("x", &one_per_minute, a_now, 0)
+            .await
+            .expect("reserve")
+            .is_granted()
+    );
+    match host_b
+        .reserve("x", &one_per_minute, b_now, 0)
+        .await
+        .expect("reserve")
+    {
+        Reservation::Denied { retry_at } => {
+            let wait = retry_at - b_now;
+            // The slot is a minute after A's booking on the server, less what has passed.
+            assert!(
+                (50_000..=60_000).contains(&wait),
+                "B waits {wait} ms on its own clock"
+            );
+        }
+        granted => panic!("an hour's skew must not let B through: {granted:?}"),
+    }
+    // A push-back is placed on the server's clock the same way: 30 s from B's now.
+    host_b
+        .push_back("y", &one_per_minute, b_now, b_now + 30_000)
+        .await
+        .expect("push back");
+    let fill = host_a
+        .fill("y", &one_per_minute, a_now)
+        .await
+        .expect("fill");
+    let wait = fill.next_free_at - a_now;
+    assert!((25_000..=30_001).contains(&wait), "A sees {wait} ms");
+    // The budget's key expires once the budget is full again.
+    let mut connection = redis::Client::open(prefix.url().split('?').next().unwrap())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:budget:x", prefix.prefix()))
+        .query_async(&mut connection)
+        .await
+        .expect("pttl");
+    assert!((1..=60_000).contains(&ttl), "ttl {ttl}");
+}
+
+/// The lock is held by one holder at a time, only its holder gives it back, and a crashed
+/// holder's lock expires.
+#[tokio::test]
+async fn the_cross_host_lock_has_one_holder_and_expires() {
+    let prefix = TestPrefix::new();
+    let host_a = RedisLock::new(prefix.open().await);
+    let host_b = RedisLock::new(prefix.open().await);
+    assert!(
+        host_a
+            .try_lock("refresh", "a-1", Duration::from_secs(30))
+            .await
+            .expect("lock")
+    );
+    assert!(
+        !host_b
+            .try_lock("refresh", "b-1", Duration::from_secs(30))
+            .await
+            .expect("lock")
+    );
+    assert!(
+        !host_b.unlock("refresh", "b-1").await.expect("unlock"),
+        "not B's to give"
+    );
+    assert!(host_a.unlock("refresh", "a-1").await.expect("unlock"));
+    assert!(
+        host_b
+            .try_lock("refresh", "b-2", Duration::from_millis(50))
+            .await
+            .expect("lock")
+    );
+    // B "crashes": its lock expires by itself (awaited by polling the server, not by a sleep
+    // standing in for it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !host_a
+        .try_lock("refresh", "a-2", Duration::from_secs(30))
+        .await
+        .expect("lock")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired lock was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !host_b.unlock("refresh", "b-2").await.expect("unlock"),
+        "B's lock is long gone"
+    );
+    assert!(host_a.unlock("refresh", "a-2").await.expect("unlock"));
+}

@@ -1,0 +1,57 @@
+//! `[backends]`: which store serves which concern, when hosts share more than the database
+//! (`host.database` holds targets, items, the queue, state and tokens). Checked here with the
+//! rest of the file; opened once when the host starts (see `crate::stores`).
+//!
+//! ```toml
+//! [backends]
+//! budgets = "redis://127.0.0.1:6379/0"   # one rate limit for every host
+//! rankings = "redis://127.0.0.1:6379/0"  # rankings every host counts into
+//! ```
+
+use super::Config;
+use super::validate::Checks;
+use serde::Deserialize;
+
+/// `[backends]`. An absent field keeps the concern where a single host keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// Rate-limit budgets: `redis://…` shares them across hosts (on Redis's clock); absent,
+    /// each host keeps its own in memory.
+    pub budgets: Option<String>,
+    /// Rankings: `redis://…` (sorted sets); absent, `host.database`.
+    pub rankings: Option<String>,
+}
+
+impl BackendSettings {
+    /// Each concern set here, with its field name.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("backends.budgets", self.budgets.as_deref()),
+            ("backends.rankings", self.rankings.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(field, url)| url.map(|url| (field, url)))
+    }
+}
+
+/// Whether `url` names a Redis server.
+pub fn is_redis(url: &str) -> bool {
+    url.starts_with("redis://") || url.starts_with("rediss://")
+}
+
+pub(super) fn validate(config: &Config, checks: &mut Checks) {
+    for (field, url) in config.backends.named() {
+        if !is_redis(url) {
+            checks.error(
+                field,
+                format!(
+                    "{} is not a Redis URL; this concern lives in Redis \
+                     (redis://HOST:PORT/DB, optionally ?prefix=NAME) or, unset, where one host \
+                     keeps it",
+                    tsunagi_backends::postgres::redact_url(url)
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Which store serves each concern beside `host.database`, as `[backends]` says: rate-limit
+//! budgets in this process or in Redis (shared by every host, on Redis's clock), rankings in
+//! the database or in Redis. Opened once when the host starts; a reload that changes
+//! `[backends]` is refused (a store is not swapped under running work).
+
+use crate::config::backends::BackendSettings;
+use crate::config::{Config, FieldLocation};
+use std::sync::Arc;
+use tsunagi_backends::coordination::{BreakerStore, InProcessCoordination, RateLimitStore};
+use tsunagi_backends::redis::RedisStore;
+use tsunagi_backends::redis::budgets::RedisBudgets;
+use tsunagi_backends::redis::rankings::RedisRankings;
+use tsunagi_backends::{Backend, BackendError, RankingStore};
+
+/// A store of `[backends]` that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{at}: {source}")]
+pub struct StoreError {
+    pub at: FieldLocation,
+    #[source]
+    pub source: BackendError,
+}
+
+/// The stores a host's budgets, breakers and rankings live in.
+#[derive(Clone)]
+pub struct Stores {
+    pub budgets: Arc<dyn RateLimitStore>,
+    /// Breakers decide locally, on every backend: each host judges the upstream from what it
+    /// sees itself.
+    pub breakers: Arc<dyn BreakerStore>,
+    pub rankings: Arc<dyn RankingStore>,
+    /// What serves each concern, for logs and `/status` (URLs without passwords).
+    pub serving: Vec<(&'static str, String)>,
+    /// The settings these were opened from (a reload must not change them).
+    pub settings: BackendSettings,
+}
+
+impl Stores {
+    /// One host's stores: budgets and breakers in memory, rankings in `backend`.
+    pub fn local(backend: Arc<dyn Backend>) -> Self {
+        let memory = Arc::new(InProcessCoordination::new());
+        Self {
+            budgets: memory.clone(),
+            breakers: memory,
+            serving: vec![
+                ("budgets", "memory".to_string()),
+                ("rankings", backend.kind().to_string()),
+            ],
+            rankings: backend,
+            settings: BackendSettings::default(),
+        }
+    }
+
+    /// The stores `config`'s `[backends]` names, `backend` serving what it leaves out. One
+    /// Redis connection per distinct URL.
+    pub async fn open(config: &Config, backend: Arc<dyn Backend>) -> Result<Self, StoreError> {
+        let mut stores = Self::local(backend);
+        let settings = &config.backends;
+        let mut opened: Vec<(String, RedisStore)> = Vec::new();
+        let mut redis = async |field: &str, url: &str| -> Result<RedisStore, StoreError> {
+            if let Some((_, store)) = opened.iter().find(|(seen, _)| seen == url) {
+                return Ok(store.clone());
+            }
+            let store = RedisStore::open(url).await.map_err(|source| StoreError {
+                at: config.locate(field),
+                source,
+            })?;
+            opened.push((url.to_string(), store.clone()));
+            Ok(store)
+        };
+        if let Some(url) = &settings.budgets {
+            let store = redis("backends.budgets", url).await?;
+            stores.serving[0].1 = format!("redis {}", store.shown_url());
+            stores.budgets = Arc::new(RedisBudgets::new(store));
+        }
+        if let Some(url) = &settings.rankings {
+            let store = redis("backends.rankings", url).await?;
+            stores.serving[1].1 = format!("redis {}", store.shown_url());
+            stores.rankings = Arc::new(RedisRankings::new(store));
+        }
+        stores.settings = settings.clone();
+        Ok(stores)
+    }
+}

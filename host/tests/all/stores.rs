@@ -1,0 +1,67 @@
+//! `[backends]` end to end: a store it names that cannot be reached stops the start at its
+//! field, and a reload that would move a concern to another store is refused while the host
+//! keeps serving from the one it started with. (Redis serving budgets across hosts is in
+//! `processes`; rankings in Redis in `rankings`.)
+
+use crate::common::*;
+use tsunagi::backends::RankingStore;
+use tsunagi::backends::redis::rankings::RedisRankings;
+use tsunagi::backends::redis::testing::TestPrefix;
+use tsunagi::clock::ManualClock;
+use tsunagi::pipeline::RunMode;
+use tsunagi::topology::{Topology, TopologyOptions};
+
+#[tokio::test]
+async fn an_unreachable_backends_store_stops_the_start_at_its_field_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9 of loopback.
+    let config = write_config(
+        dir.path(),
+        &(host_section("")
+            + "\n[rankings.q]\n\n[backends]\nrankings = \"redis://:hunter2@127.0.0.1:9/0\"\n"),
+    );
+    let backend = open_backend(&config).await;
+    let error = match Topology::start(config, backend, TopologyOptions::default()).await {
+        Ok(_) => panic!("a host must not start without the store its config names"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("tsunagi.toml:"), "{error}");
+    assert!(error.contains("backends.rankings"), "{error}");
+    assert!(error.contains("127.0.0.1:9"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_moves_a_store_is_refused_and_the_host_keeps_its_own() {
+    let redis = TestPrefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let base = host_section("admin_listen = \"127.0.0.1:0\"") + "\n[rankings.q]\n";
+    let backends = format!("\n[backends]\nrankings = \"{}\"\n", redis.url());
+    let config = write_config(dir.path(), &(base.clone() + &backends));
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(1_796_569_140_000);
+    let host = start_host(&config, backend.clone(), &clock, RunMode::Forever).await;
+    let view = host.topology();
+    view.rankings().add("q", "tea", 2).await.unwrap();
+
+    std::fs::write(dir.path().join("tsunagi.toml"), base).unwrap();
+    let report = view.reloader().reload(None).await;
+    assert!(!report.ok, "{report:?}");
+    let error = report.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("backends") && error.contains("restart"),
+        "{error}"
+    );
+
+    // Still counting into Redis, not the database.
+    view.rankings().add("q", "tea", 3).await.unwrap();
+    let in_redis = RedisRankings::new(redis.open().await);
+    let top = in_redis.rank_top("q:all-time", 5).await.unwrap();
+    assert_eq!(
+        (top[0].member.as_str(), top[0].score),
+        ("tea", 5),
+        "{top:?}"
+    );
+    assert_eq!(backend.rank_boards("").await.unwrap(), []);
+    host.shutdown().await;
+}
