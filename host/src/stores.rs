@@ -1,14 +1,17 @@
 //! Which store serves each concern beside `host.database`, as `[backends]` says: rate-limit
 //! budgets in this process or in Redis (shared by every host, on Redis's clock), rankings in
-//! the database or in Redis. Opened once when the host starts; a reload that changes
+//! the database or in Redis, the cluster's lock for OAuth refreshes in Redis. Opened once when the host starts; a reload that changes
 //! `[backends]` is refused (a store is not swapped under running work).
 
 use crate::config::backends::BackendSettings;
 use crate::config::{Config, FieldLocation};
 use std::sync::Arc;
-use tsunagi_backends::coordination::{BreakerStore, InProcessCoordination, RateLimitStore};
+use tsunagi_backends::coordination::{
+    BreakerStore, ClusterLock, InProcessCoordination, RateLimitStore,
+};
 use tsunagi_backends::redis::RedisStore;
 use tsunagi_backends::redis::budgets::RedisBudgets;
+use tsunagi_backends::redis::lock::RedisLock;
 use tsunagi_backends::redis::rankings::RedisRankings;
 use tsunagi_backends::{Backend, BackendError, RankingStore};
 
@@ -29,6 +32,8 @@ pub struct Stores {
     /// sees itself.
     pub breakers: Arc<dyn BreakerStore>,
     pub rankings: Arc<dyn RankingStore>,
+    /// The lock hosts refresh OAuth tokens under (none: each host refreshes on its own).
+    pub cluster_lock: Option<Arc<dyn ClusterLock>>,
     /// What serves each concern, for logs and `/status` (URLs without passwords).
     pub serving: Vec<(&'static str, String)>,
     /// The settings these were opened from (a reload must not change them).
@@ -45,8 +50,10 @@ impl Stores {
             serving: vec![
                 ("budgets", "memory".to_string()),
                 ("rankings", backend.kind().to_string()),
+                ("cluster", "this host alone".to_string()),
             ],
             rankings: backend,
+            cluster_lock: None,
             settings: BackendSettings::default(),
         }
     }
@@ -77,6 +84,11 @@ impl Stores {
             let store = redis("backends.rankings", url).await?;
             stores.serving[1].1 = format!("redis {}", store.shown_url());
             stores.rankings = Arc::new(RedisRankings::new(store));
+        }
+        if let Some(url) = &settings.cluster {
+            let store = redis("backends.cluster", url).await?;
+            stores.serving[2].1 = format!("redis {}", store.shown_url());
+            stores.cluster_lock = Some(Arc::new(RedisLock::new(store)));
         }
         stores.settings = settings.clone();
         Ok(stores)

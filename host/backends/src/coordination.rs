@@ -64,6 +64,19 @@ pub trait BreakerStore: Send + Sync {
     fn snapshots(&self, now: Millis) -> BTreeMap<String, BreakerSnapshot>;
 }
 
+/// A lock across hosts, for work that must happen once in a cluster at a time (an OAuth
+/// refresh rotating a token every host uses). Only a shared store offers one: in one process,
+/// a mutex does.
+#[async_trait]
+pub trait ClusterLock: Send + Sync {
+    /// Takes `name` for `holder` (unique per attempt) for at most `ttl`; false when someone
+    /// else holds it.
+    async fn try_lock(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
+    /// Gives `name` back if `holder` still holds it; false when it had expired (and perhaps
+    /// been taken by someone else, whose lock stays).
+    async fn unlock(&self, name: &str, holder: &str) -> Result<bool>;
+}
+
 /// Budgets and breakers in this process's memory.
 #[derive(Debug, Default)]
 pub struct InProcessCoordination {

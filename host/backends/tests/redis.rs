@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tsunagi_backends::RankingStore;
 use tsunagi_backends::conformance::{StoreFuture, TestStore};
-use tsunagi_backends::coordination::RateLimitStore;
+use tsunagi_backends::coordination::{ClusterLock, RateLimitStore};
 use tsunagi_backends::ratelimit::{Quota, Reservation};
 use tsunagi_backends::redis::budgets::RedisBudgets;
 use tsunagi_backends::redis::lock::RedisLock;

@@ -6,6 +6,7 @@
 //! [backends]
 //! budgets = "redis://127.0.0.1:6379/0"   # one rate limit for every host
 //! rankings = "redis://127.0.0.1:6379/0"  # rankings every host counts into
+//! cluster = "redis://127.0.0.1:6379/0"   # one OAuth refresh per token in the cluster
 //! ```
 
 use super::Config;
@@ -21,6 +22,9 @@ pub struct BackendSettings {
     pub budgets: Option<String>,
     /// Rankings: `redis://…` (sorted sets); absent, `host.database`.
     pub rankings: Option<String>,
+    /// What hosts coordinate through: `redis://…`. Today, the lock that makes one OAuth
+    /// refresh per token in the whole cluster; absent, one per host.
+    pub cluster: Option<String>,
 }
 
 impl BackendSettings {
@@ -29,6 +33,7 @@ impl BackendSettings {
         [
             ("backends.budgets", self.budgets.as_deref()),
             ("backends.rankings", self.rankings.as_deref()),
+            ("backends.cluster", self.cluster.as_deref()),
         ]
         .into_iter()
         .filter_map(|(field, url)| url.map(|url| (field, url)))

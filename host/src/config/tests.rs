@@ -877,10 +877,17 @@ fn backends_name_redis_urls_and_anything_else_is_located_without_its_password() 
     );
     assert_eq!(config.backends.rankings, None);
     let errors = all_errors(
-        "[backends]\nbudgets = \"redis://h/0\"\nrankings = \"postgres://u:hunter2@db/x\"\nqueue = \"redis://h\"\n",
+        "[backends]\nbudgets = \"redis://h/0\"\nrankings = \"postgres://u:hunter2@db/x\"\nqueue = \"redis://h\"\ncluster = \"nats://h\"\n",
     );
     let fields: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();
-    assert_eq!(fields, [(3, "backends.rankings"), (4, "backends.queue")]);
+    assert_eq!(
+        fields,
+        [
+            (3, "backends.rankings"),
+            (4, "backends.queue"),
+            (5, "backends.cluster")
+        ]
+    );
     assert!(errors[0].message.contains("not a Redis URL"), "{errors:?}");
     assert!(
         errors.iter().all(|e| !e.to_string().contains("hunter2")),

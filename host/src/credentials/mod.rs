@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tsunagi_backends::TokenStore;
+use tsunagi_backends::coordination::ClusterLock;
 
 /// Why a credential could not decorate a request. Names the credential and the target
 /// (redacted), never a secret.
@@ -146,32 +147,49 @@ enum Kind {
     },
 }
 
-/// Locks for refreshes in flight, per (credential, subject), shared by every [`Credentials`]
-/// of the process: a hot reload builds new ones while calls on the old version still run.
-type FlightKey = (String, String);
-static FLIGHTS: LazyLock<std::sync::Mutex<HashMap<FlightKey, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Default::default);
+/// One lock per (credential, subject).
+type FlightLocks = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
 
-fn flight(credential: &str, subject: &str) -> Arc<tokio::sync::Mutex<()>> {
-    let mut flights = FLIGHTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    flights
-        .entry((credential.to_string(), subject.to_string()))
-        .or_default()
-        .clone()
+/// Locks for refreshes in flight, per (credential, subject).
+#[derive(Default)]
+struct Flights {
+    locks: std::sync::Mutex<FlightLocks>,
 }
 
-/// Forgets the lock of a finished flight nobody else holds or waits for (clones are made
-/// under the map's lock, so a count of two is the map's and ours).
-fn land(credential: &str, subject: &str, lock: Arc<tokio::sync::Mutex<()>>) {
-    let mut flights = FLIGHTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if Arc::strong_count(&lock) == 2 {
-        flights.remove(&(credential.to_string(), subject.to_string()));
+/// The process's flights, shared by every [`Credentials`]: a hot reload builds new ones while
+/// calls on the old version still run.
+static PROCESS_FLIGHTS: LazyLock<Arc<Flights>> = LazyLock::new(Default::default);
+
+impl Flights {
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, FlightLocks> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn flight(&self, credential: &str, subject: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.lock_map()
+            .entry((credential.to_string(), subject.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets the lock of a finished flight nobody else holds or waits for (clones are made
+    /// under the map's lock, so a count of two is the map's and ours).
+    fn land(&self, credential: &str, subject: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut flights = self.lock_map();
+        if Arc::strong_count(&lock) == 2 {
+            flights.remove(&(credential.to_string(), subject.to_string()));
+        }
     }
 }
+
+/// How long a host may hold the cluster's lock on one refresh: past it (a host that died
+/// mid-refresh) another host refreshes.
+const CLUSTER_REFRESH_TTL: Duration = Duration::from_secs(30);
+/// Waiting for another host's refresh: first pause, doubling up to the longest.
+const CLUSTER_WAIT_FIRST: Duration = Duration::from_millis(20);
+const CLUSTER_WAIT_LONGEST: Duration = Duration::from_millis(500);
 
 /// Makes OAuth 1.0a nonces: 32 random letters and digits.
 pub fn random_nonce() -> String {
@@ -191,6 +209,9 @@ pub struct Credentials {
     clock: SharedClock,
     endpoint: Option<Arc<dyn TokenEndpoint>>,
     nonce: Box<dyn Fn() -> String + Send + Sync>,
+    flights: Arc<Flights>,
+    /// Hosts sharing the token store refresh one at a time through it (`[backends] cluster`).
+    cluster_lock: Option<Arc<dyn ClusterLock>>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -284,7 +305,24 @@ impl Credentials {
             clock,
             endpoint: None,
             nonce: Box::new(random_nonce),
+            flights: PROCESS_FLIGHTS.clone(),
+            cluster_lock: None,
         })
+    }
+
+    /// Refreshes one at a time across every host taking `lock` (hosts sharing the token
+    /// store): two hosts rotating one refresh token at once would leave one of them with a
+    /// refresh token the endpoint no longer takes.
+    pub fn with_cluster_lock(mut self, lock: Option<Arc<dyn ClusterLock>>) -> Self {
+        self.cluster_lock = lock;
+        self
+    }
+
+    /// Its own flights, as a credentials object of another process has (tests of hosts).
+    #[cfg(test)]
+    pub(crate) fn in_another_process(mut self) -> Self {
+        self.flights = Arc::default();
+        self
     }
 
     /// Where OAuth 2.0 refreshes are sent.
@@ -397,20 +435,87 @@ impl Credentials {
         if !self.due_for_refresh(&token, settings) {
             return access_token(credential, target, &token);
         }
-        let lock = flight(credential, target);
+        let lock = self.flights.flight(credential, target);
         let outcome = {
             let _held = lock.lock().await;
-            // Whoever held the lock before may have refreshed: the store has the truth.
-            let token = self.linked(credential, scope, target).await?;
-            if self.due_for_refresh(&token, settings) {
-                self.refresh_or_keep(credential, settings, target, token)
-                    .await
-            } else {
-                Ok(token)
-            }
+            self.refresh_once_in_cluster(credential, settings, scope, target)
+                .await
         };
-        land(credential, target, lock);
+        self.flights.land(credential, target, lock);
         access_token(credential, target, &outcome?)
+    }
+
+    /// Under this process's flight: refreshes unless whoever held it before already did (the
+    /// store has the truth), and with a cluster lock, only while holding it, waiting for
+    /// another host's refresh to land in the store instead of making a second one.
+    async fn refresh_once_in_cluster(
+        &self,
+        credential: &str,
+        settings: &OAuth2Settings,
+        scope: Scope,
+        target: &str,
+    ) -> Result<LinkedToken, CredentialError> {
+        let Some(cluster) = &self.cluster_lock else {
+            let token = self.linked(credential, scope, target).await?;
+            if !self.due_for_refresh(&token, settings) {
+                return Ok(token);
+            }
+            return self
+                .refresh_or_keep(credential, settings, target, token)
+                .await;
+        };
+        let name = format!("oauth2-refresh:{credential}:{target}");
+        let holder = format!("{}-{}", std::process::id(), random_nonce());
+        let give_up = tokio::time::Instant::now() + CLUSTER_REFRESH_TTL;
+        let mut pause = CLUSTER_WAIT_FIRST;
+        loop {
+            let token = self.linked(credential, scope, target).await?;
+            if !self.due_for_refresh(&token, settings) {
+                return Ok(token);
+            }
+            match cluster.try_lock(&name, &holder, CLUSTER_REFRESH_TTL).await {
+                Ok(true) => {
+                    // The host before may have stored its refresh just now.
+                    let token = self.linked(credential, scope, target).await?;
+                    let outcome = if self.due_for_refresh(&token, settings) {
+                        self.refresh_or_keep(credential, settings, target, token)
+                            .await
+                    } else {
+                        Ok(token)
+                    };
+                    if let Err(error) = cluster.unlock(&name, &holder).await {
+                        tracing::warn!(credential, target = %redact::url(target),
+                            "cannot give the cluster's refresh lock back (it expires by itself): {error}");
+                    }
+                    return outcome;
+                }
+                Ok(false) if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(CLUSTER_WAIT_LONGEST);
+                }
+                Ok(false) => {
+                    // Other hosts kept the lock all this time: a second refresh could rotate
+                    // the token under them, so keep the current one while it lasts.
+                    if token.expires_at.is_some_and(|at| at > self.clock.now_ms()) {
+                        return Ok(token);
+                    }
+                    return Err(CredentialError::Refresh {
+                        credential: credential.to_string(),
+                        target: redact::url(target).into_owned(),
+                        reason: format!(
+                            "another host held the refresh for over {CLUSTER_REFRESH_TTL:?}"
+                        ),
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(credential, target = %redact::url(target),
+                        "the cluster's refresh lock cannot be reached; refreshing on this host alone: {error}");
+                    return self
+                        .refresh_or_keep(credential, settings, target, token)
+                        .await;
+                }
+            }
+        }
     }
 
     fn due_for_refresh(&self, token: &LinkedToken, settings: &OAuth2Settings) -> bool {

@@ -533,6 +533,28 @@ impl TokenEndpoint for PlainEndpoint {
     }
 }
 
+/// `calls` requests for user `u-1` at once, spread over `hosts` in turn: each is sent with
+/// `access_token`.
+async fn all_send_bearer(hosts: &[Arc<Credentials>], calls: usize, access_token: &str) {
+    let calls: Vec<_> = (0..calls)
+        .map(|n| {
+            let credentials = hosts[n % hosts.len()].clone();
+            tokio::spawn(async move {
+                let mut request = request("GET", "https://api.example/me");
+                credentials
+                    .decorate("users", Scope::Read, "u-1", &mut request)
+                    .await
+                    .map(|()| header(&request, "authorization").map(str::to_string))
+            })
+        })
+        .collect();
+    let expected = format!("Bearer {access_token}");
+    for call in calls {
+        let sent = call.await.expect("task").expect("decorated");
+        assert_eq!(sent.as_deref(), Some(expected.as_str()));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_near_expiry_refresh_once_store_the_rotated_pair_first_and_relink_on_invalid_grant()
  {
@@ -569,22 +591,7 @@ async fn concurrent_calls_near_expiry_refresh_once_store_the_rotated_pair_first_
 
     // Within refresh_before (5m) of expiry: 50 calls at once, one refresh.
     world.clock.advance(Duration::from_secs(301));
-    let calls: Vec<_> = (0..50)
-        .map(|_| {
-            let credentials = credentials.clone();
-            tokio::spawn(async move {
-                let mut request = request("GET", "https://api.example/me");
-                credentials
-                    .decorate("users", Scope::Read, "u-1", &mut request)
-                    .await
-                    .map(|()| header(&request, "authorization").map(str::to_string))
-            })
-        })
-        .collect();
-    for call in calls {
-        let sent = call.await.expect("task").expect("decorated");
-        assert_eq!(sent.as_deref(), Some("Bearer access-SECRET-1"));
-    }
+    all_send_bearer(std::slice::from_ref(&credentials), 50, "access-SECRET-1").await;
     assert_eq!(
         endpoint.refreshes.load(Ordering::SeqCst),
         1,
@@ -663,4 +670,47 @@ async fn concurrent_calls_near_expiry_refresh_once_store_the_rotated_pair_first_
             );
         }
     }
+}
+
+/// Three hosts (each with its own flights, as separate processes have) share one token store
+/// and a cluster lock in Redis: 60 calls near expiry, spread over them, make one refresh, and
+/// every call gets the rotated token. Without the lock each host would refresh, and all but
+/// the first would send a refresh token the endpoint had already rotated away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hosts_sharing_a_token_store_refresh_once_through_the_cluster_lock() {
+    use tsunagi_backends::redis::lock::RedisLock;
+    use tsunagi_backends::redis::testing::TestPrefix;
+    let world = World::new().await;
+    let endpoint = RotatingEndpoint::default();
+    *endpoint.current_refresh.lock().unwrap() = "refresh-SECRET-0".to_string();
+    let token_url = start_token_endpoint(endpoint.clone()).await;
+    let config = world.config(KEYS_A, &token_url);
+    let plain: Arc<dyn TokenEndpoint> = Arc::new(PlainEndpoint(reqwest::Client::new()));
+    let redis = TestPrefix::new();
+    let mut hosts = Vec::new();
+    for _ in 0..3 {
+        let lock: Arc<dyn ClusterLock> = Arc::new(RedisLock::new(redis.open().await));
+        hosts.push(Arc::new(
+            world
+                .credentials(&config)
+                .with_token_endpoint(plain.clone())
+                .in_another_process()
+                .with_cluster_lock(Some(lock)),
+        ));
+    }
+    hosts[0]
+        .link(
+            "users",
+            "u-1",
+            br#"{"access_token": "access-SECRET-0", "refresh_token": "refresh-SECRET-0", "expires_in": 600, "scopes": ["read"]}"#,
+        )
+        .await
+        .expect("linked");
+    world.clock.advance(Duration::from_secs(301));
+    all_send_bearer(&hosts, 60, "access-SECRET-1").await;
+    assert_eq!(
+        endpoint.refreshes.load(Ordering::SeqCst),
+        1,
+        "one refresh for the cluster"
+    );
 }

@@ -157,6 +157,37 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
     }
 }
 
+/// What the host lends every connector it builds.
+#[derive(Clone)]
+pub struct HostParts {
+    pub backend: Arc<dyn Backend>,
+    pub resilience: Arc<Resilience>,
+    pub rankings: Arc<crate::rankings::Rankings>,
+    /// Hosts sharing the token store refresh one at a time through it (`[backends] cluster`).
+    pub cluster_lock: Option<Arc<dyn tsunagi_backends::coordination::ClusterLock>>,
+}
+
+impl HostParts {
+    /// A host on its own (`tsunagi poll`, benchmarks): budgets and breakers in memory,
+    /// rankings in `backend`, no cluster.
+    pub fn alone(
+        config: &Config,
+        backend: Arc<dyn Backend>,
+        clock: SharedClock,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            resilience: Resilience::in_process(config, clock.clone())?,
+            rankings: Arc::new(crate::rankings::Rankings::new(
+                backend.clone(),
+                clock,
+                config,
+            )),
+            backend,
+            cluster_lock: None,
+        })
+    }
+}
+
 /// Compiles and validates one connector's plugin and builds its instance pool, with the
 /// network its allowlist permits and the host's `rankings` (those it lists). Errors name the
 /// config field that points at the plugin.
@@ -165,10 +196,15 @@ pub async fn build_connector(
     config: &Config,
     name: &str,
     settings: &ConnectorSettings,
-    backend: Arc<dyn Backend>,
-    resilience: &Arc<Resilience>,
-    rankings: &Arc<crate::rankings::Rankings>,
+    host: &HostParts,
 ) -> Result<InstancePool, BuildError> {
+    let HostParts {
+        backend,
+        resilience,
+        rankings,
+        cluster_lock,
+    } = host;
+    let backend = backend.clone();
     let path = config.resolve(&settings.plugin);
     let plugin = engine
         .load_blocking(path, settings.role)
@@ -183,6 +219,7 @@ pub async fn build_connector(
         settings,
         backend.clone(),
         resilience,
+        cluster_lock.clone(),
     )?);
     let services = Arc::new(ConnectorServices {
         connector: name.to_string(),
@@ -220,6 +257,7 @@ fn signed_policy(
     settings: &ConnectorSettings,
     backend: Arc<dyn Backend>,
     resilience: &Arc<Resilience>,
+    cluster_lock: Option<Arc<dyn tsunagi_backends::coordination::ClusterLock>>,
 ) -> Result<EgressPolicy, BuildError> {
     let policy = EgressPolicy::new(name, settings.egress.allow.clone());
     if settings
@@ -238,7 +276,8 @@ fn signed_policy(
             })?
             .with_token_endpoint(Arc::new(crate::egress::GuardedTokenEndpoint::new(
                 settings.limits.request_timeout,
-            )));
+            )))
+            .with_cluster_lock(cluster_lock);
     Ok(policy.with_signer(Arc::new(credentials)))
 }
 
@@ -299,18 +338,15 @@ impl Topology {
             clock.clone(),
             &config,
         ));
+        let parts = HostParts {
+            backend: backend.clone(),
+            resilience: resilience.clone(),
+            rankings: rankings.clone(),
+            cluster_lock: stores.cluster_lock.clone(),
+        };
         let connectors = Arc::new(ConnectorSet::default());
         for (name, settings) in &config.connectors {
-            let pool = build_connector(
-                &engine,
-                &config,
-                name,
-                settings,
-                backend.clone(),
-                &resilience,
-                &rankings,
-            )
-            .await?;
+            let pool = build_connector(&engine, &config, name, settings, &parts).await?;
             tracing::info!(connector = %name, plugin = %pool.plugin().path.display(),
                 sha256 = %pool.plugin().sha256, "connector loaded");
             connectors.insert(Arc::new(ConnectorHandle::new(
@@ -405,9 +441,7 @@ impl Topology {
             Reloader::new(
                 &config,
                 engine,
-                backend.clone(),
-                resilience.clone(),
-                rankings.clone(),
+                parts,
                 connectors.clone(),
                 pipelines.clone(),
             )

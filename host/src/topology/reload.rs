@@ -144,6 +144,8 @@ struct SettingsHistory {
 pub struct Reloader {
     config_path: PathBuf,
     engine: Arc<Engine>,
+    /// What new versions of connectors are built with.
+    parts: super::HostParts,
     backend: Arc<dyn Backend>,
     resilience: Arc<Resilience>,
     /// Takes each valid config's retention rules; none in tests of the reloader alone.
@@ -165,12 +167,13 @@ impl Reloader {
     pub(super) fn new(
         config: &Config,
         engine: Arc<Engine>,
-        backend: Arc<dyn Backend>,
-        resilience: Arc<Resilience>,
-        rankings: Arc<crate::rankings::Rankings>,
+        parts: super::HostParts,
         connectors: Arc<ConnectorSet>,
         pipelines: Arc<PipelineSet>,
     ) -> Self {
+        let backend = parts.backend.clone();
+        let resilience = parts.resilience.clone();
+        let rankings = parts.rankings.clone();
         // The clock budgets and breakers run on is the reloader's too.
         let clock = resilience.clock().clone();
         let settings = config
@@ -187,6 +190,7 @@ impl Reloader {
         Self {
             config_path: config.source_path.clone(),
             engine,
+            parts,
             backend,
             resilience,
             retention: None,
@@ -409,16 +413,7 @@ impl Reloader {
         name: &str,
         settings: &ConnectorSettings,
     ) -> Result<InstancePool, ReloadError> {
-        let candidate = build_connector(
-            &self.engine,
-            config,
-            name,
-            settings,
-            self.backend.clone(),
-            &self.resilience,
-            &self.rankings,
-        )
-        .await?;
+        let candidate = build_connector(&self.engine, config, name, settings, &self.parts).await?;
         candidate
             .self_test()
             .await

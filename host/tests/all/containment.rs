@@ -564,25 +564,12 @@ async fn pool_of(config: &tsunagi::config::Config, name: &str) -> tsunagi::runti
     let backend = open_backend(config).await;
     let engine =
         tsunagi::runtime::Engine::new(&tsunagi::topology::engine_settings(config)).unwrap();
-    let resilience =
-        tsunagi::resilience::Resilience::in_process(config, std::sync::Arc::new(SystemClock))
+    let parts =
+        tsunagi::topology::HostParts::alone(config, backend, std::sync::Arc::new(SystemClock))
             .unwrap();
-    let rankings = std::sync::Arc::new(tsunagi::rankings::Rankings::new(
-        backend.clone(),
-        std::sync::Arc::new(SystemClock),
-        config,
-    ));
-    tsunagi::topology::build_connector(
-        &engine,
-        config,
-        name,
-        &config.connectors[name],
-        backend,
-        &resilience,
-        &rankings,
-    )
-    .await
-    .unwrap()
+    tsunagi::topology::build_connector(&engine, config, name, &config.connectors[name], &parts)
+        .await
+        .unwrap()
 }
 
 /// The host reads a plugin's request body under `request_size` and stops there: an oversized

@@ -8,6 +8,8 @@
 
 use super::RedisStore;
 use crate::Result;
+use crate::coordination::ClusterLock;
+use async_trait::async_trait;
 use redis::Script;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -33,10 +35,11 @@ impl RedisLock {
     fn key(&self, name: &str) -> String {
         self.store.key(&format!("lock:{name}"))
     }
+}
 
-    /// Takes `name` for `holder` (unique per attempt) for at most `ttl`; false when someone
-    /// else holds it.
-    pub async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+#[async_trait]
+impl ClusterLock for RedisLock {
+    async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut connection = self.store.connection();
         let taken: Option<String> = redis::cmd("SET")
@@ -51,9 +54,7 @@ impl RedisLock {
         Ok(taken.is_some())
     }
 
-    /// Gives `name` back if `holder` still holds it; false when it had expired (and perhaps
-    /// been taken by someone else, whose lock stays).
-    pub async fn unlock(&self, name: &str, holder: &str) -> Result<bool> {
+    async fn unlock(&self, name: &str, holder: &str) -> Result<bool> {
         let key = self.key(name);
         let released: i64 = self
             .store

@@ -6,9 +6,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tsunagi::clock::SystemClock;
-use tsunagi::resilience::Resilience;
 use tsunagi::runtime::{Engine, TargetCall};
-use tsunagi::topology::{build_connector, engine_settings};
+use tsunagi::topology::{HostParts, build_connector, engine_settings};
 
 #[derive(Debug, clap::Args)]
 pub struct PollArgs {
@@ -33,22 +32,8 @@ pub async fn poll(args: PollArgs) -> anyhow::Result<ExitCode> {
     ))
     .await?;
     let engine = Engine::new(&engine_settings(&config))?;
-    let resilience = Resilience::in_process(&config, Arc::new(SystemClock))?;
-    let rankings = Arc::new(tsunagi::rankings::Rankings::new(
-        backend.clone(),
-        Arc::new(SystemClock),
-        &config,
-    ));
-    let connector = build_connector(
-        &engine,
-        &config,
-        &args.connector,
-        settings,
-        backend,
-        &resilience,
-        &rankings,
-    )
-    .await?;
+    let parts = HostParts::alone(&config, backend, Arc::new(SystemClock))?;
+    let connector = build_connector(&engine, &config, &args.connector, settings, &parts).await?;
     let outcome = connector
         .poll(TargetCall::detached(&args.target), None, None, None)
         .await;

@@ -21,11 +21,10 @@ use tsunagi::clock::{Clock, ManualClock, SystemClock};
 use tsunagi::config::Config;
 use tsunagi::egress::{EgressLimits, EgressPolicy, Network};
 use tsunagi::pipeline::{PollPipeline, RunMode, TargetPoller};
-use tsunagi::resilience::Resilience;
 use tsunagi::runtime::{CallError, CallReport, Engine, FailureKind, PollResult, TargetCall};
 use tsunagi::scheduler::PollPolicy;
 use tsunagi::stats::{ConnectorStats, StatsSnapshot};
-use tsunagi::topology::{build_connector, engine_settings};
+use tsunagi::topology::{HostParts, build_connector, engine_settings};
 use tsunagi_backends::{Backend, Item};
 use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 
@@ -307,22 +306,9 @@ async fn wasm_poller(
     backend: &Arc<dyn Backend>,
 ) -> anyhow::Result<Arc<dyn TargetPoller>> {
     let engine = Engine::new(&engine_settings(config))?;
-    let resilience = Resilience::in_process(config, Arc::new(SystemClock))?;
-    let rankings = Arc::new(tsunagi::rankings::Rankings::new(
-        backend.clone(),
-        Arc::new(SystemClock),
-        config,
-    ));
-    let connector = build_connector(
-        &engine,
-        config,
-        "rss",
-        &config.connectors["rss"],
-        backend.clone(),
-        &resilience,
-        &rankings,
-    )
-    .await?;
+    let parts = HostParts::alone(config, backend.clone(), Arc::new(SystemClock))?;
+    let connector =
+        build_connector(&engine, config, "rss", &config.connectors["rss"], &parts).await?;
     Ok(Arc::new(connector))
 }
 
