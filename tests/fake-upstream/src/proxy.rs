@@ -6,7 +6,10 @@
 //!   server restarts (its sessions end, its transactions roll back) — until
 //!   [`TcpProxy::restore`];
 //! - [`TcpProxy::blackhole`]: connections stay open but nothing passes in either direction, as
-//!   when a proxy or firewall silently drops a connection's traffic — until `restore`.
+//!   when a proxy or firewall silently drops a connection's traffic — until `restore`;
+//! - [`TcpProxy::silence_open`]: the connections open now pass nothing ever again, while new
+//!   ones pass (a NAT entry that expired under a long-lived connection): only a client that
+//!   notices and connects again hears anything.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +35,8 @@ pub struct TcpProxy {
     addr: SocketAddr,
     mode: watch::Sender<(ProxyMode, u64)>,
     connections: Arc<AtomicU64>,
+    /// Connections numbered below this pass nothing.
+    silenced_below: Arc<AtomicU64>,
     acceptor: JoinHandle<()>,
 }
 
@@ -47,18 +52,25 @@ impl TcpProxy {
         // the proxy passes again before the connection notices.
         let (mode, watcher) = watch::channel((ProxyMode::Pass, 0));
         let connections = Arc::new(AtomicU64::new(0));
+        let silenced_below = Arc::new(AtomicU64::new(0));
         let counted = connections.clone();
+        let silenced = silenced_below.clone();
         let acceptor = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::Relaxed);
+                let number = counted.fetch_add(1, Ordering::SeqCst);
                 let watcher = watcher.clone();
-                tokio::spawn(serve(client, upstream, watcher));
+                let silence = Silence {
+                    number,
+                    below: silenced.clone(),
+                };
+                tokio::spawn(serve(client, upstream, watcher, silence));
             }
         });
         Ok(Self {
             addr,
             mode,
             connections,
+            silenced_below,
             acceptor,
         })
     }
@@ -87,6 +99,14 @@ impl TcpProxy {
         self.set(ProxyMode::Blackhole);
     }
 
+    /// Drops every byte of the connections open now, for good; later ones pass.
+    pub fn silence_open(&self) {
+        self.silenced_below
+            .store(self.connections.load(Ordering::SeqCst), Ordering::SeqCst);
+        // Wakes the copy loops, so each checks whether it is silenced.
+        self.mode.send_modify(|(_, generation)| *generation += 1);
+    }
+
     /// Passes traffic again (connections cut meanwhile stay closed).
     pub fn restore(&self) {
         self.set(ProxyMode::Pass);
@@ -108,10 +128,23 @@ impl Drop for TcpProxy {
     }
 }
 
+/// A connection's number, and the number below which connections are silenced.
+struct Silence {
+    number: u64,
+    below: Arc<AtomicU64>,
+}
+
+impl Silence {
+    fn silenced(&self) -> bool {
+        self.number < self.below.load(Ordering::SeqCst)
+    }
+}
+
 async fn serve(
     client: TcpStream,
     upstream: SocketAddr,
     mut watcher: watch::Receiver<(ProxyMode, u64)>,
+    silence: Silence,
 ) {
     let mode = watcher.borrow_and_update().0;
     if mode == ProxyMode::Cut {
@@ -128,7 +161,7 @@ async fn serve(
     let mut up = [0u8; BUFFER];
     let mut down = [0u8; BUFFER];
     loop {
-        let passing = watcher.borrow().0 == ProxyMode::Pass;
+        let passing = watcher.borrow().0 == ProxyMode::Pass && !silence.silenced();
         tokio::select! {
             changed = watcher.changed() => {
                 if changed.is_err() || watcher.borrow().0 == ProxyMode::Cut {
@@ -228,5 +261,22 @@ mod tests {
         proxy.restore();
         // The connection still works; what was sent into the hole is gone.
         assert_eq!(round_trip(&mut open, b"2").await.unwrap(), b"2");
+    }
+
+    #[tokio::test]
+    async fn silenced_connections_pass_nothing_for_good_and_new_ones_pass() {
+        let proxy = TcpProxy::start(echo().await).await.unwrap();
+        let mut old = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut old, b"1").await.unwrap(), b"1");
+
+        proxy.silence_open();
+        old.write_all(b"lost").await.unwrap();
+        let mut byte = [0u8; 1];
+        let silent =
+            tokio::time::timeout(std::time::Duration::from_millis(200), old.read(&mut byte)).await;
+        assert!(silent.is_err(), "the old connection hears nothing");
+        let mut new = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut new, b"2").await.unwrap(), b"2");
+        assert_eq!(proxy.mode(), ProxyMode::Pass);
     }
 }

@@ -1,7 +1,8 @@
 //! The Redis backend: the stores hosts share where Redis does the job better than SQL —
 //! rate-limit budgets ([`budgets::RedisBudgets`], a GCRA in one Lua script on Redis's own
 //! clock) and rankings ([`rankings::RedisRankings`], on sorted sets) — plus the cross-host
-//! single-flight lock ([`lock::RedisLock`]).
+//! single-flight lock ([`lock::RedisLock`]) and announcements on Pub/Sub with a watchdog
+//! ([`bus::RedisBus`]).
 //!
 //! One [`RedisStore`] is one multiplexed connection that reconnects by itself with backoff (the
 //! `redis` crate's connection manager); every key it writes starts with its prefix, so several
@@ -12,6 +13,7 @@
 //! other; scripts are sent by hash and loaded again after a server restart.
 
 pub mod budgets;
+pub mod bus;
 pub mod lock;
 pub mod rankings;
 pub mod testing;
@@ -36,6 +38,7 @@ pub const DEFAULT_PREFIX: &str = "tsunagi";
 /// A connection to one Redis server under one key prefix.
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     connection: ConnectionManager,
     prefix: String,
     /// The URL without its password, for messages.
@@ -76,7 +79,7 @@ impl RedisStore {
             .set_number_of_retries(3);
         let connection = tokio::time::timeout(
             CONNECT_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client.clone(), config),
         )
         .await
         .map_err(|_| BackendError::Open {
@@ -88,6 +91,7 @@ impl RedisStore {
             reason: reason(error),
         })?;
         Ok(Self {
+            client,
             connection,
             prefix,
             shown_url,
@@ -107,6 +111,11 @@ impl RedisStore {
     /// `prefix:part`, the name of one of this store's keys.
     pub(crate) fn key(&self, part: &str) -> String {
         format!("{}:{part}", self.prefix)
+    }
+
+    /// The client, for connections of their own (a Pub/Sub subscriber).
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
     }
 
     /// A handle on the shared connection (cheap: connections are multiplexed).
