@@ -169,19 +169,18 @@ async fn a_silenced_subscriber_reconnects_within_its_watchdog_and_hears_again() 
     use tsunagi_backends::redis::bus::RedisBus;
     use tsunagi_fake_upstream::proxy::TcpProxy;
     let prefix = TestPrefix::new();
-    let server = prefix.url();
-    let address = server
-        .strip_prefix("redis://")
-        .and_then(|rest| rest.split('/').next())
-        .expect("the test server's URL is redis://HOST:PORT/…")
-        .to_string();
-    let upstream = tokio::net::lookup_host(&address)
+    let upstream = tokio::net::lookup_host(prefix.address())
         .await
         .expect("resolves")
         .next()
         .expect("an address");
     let proxy = TcpProxy::start(upstream).await.expect("proxy");
-    let through_proxy = server.replacen(&address, &proxy.addr().to_string(), 1);
+    let through_proxy = prefix.url_via(&proxy.addr().to_string());
+    assert_ne!(
+        through_proxy,
+        prefix.url(),
+        "the subscriber goes through the proxy"
+    );
     let listener = RedisBus::new(RedisStore::open(&through_proxy).await.expect("open"));
     let publisher = RedisBus::new(prefix.open().await);
     let watchdog = Duration::from_millis(600);
@@ -235,7 +234,7 @@ async fn a_silenced_subscriber_reconnects_within_its_watchdog_and_hears_again() 
     let long = "x".repeat(tsunagi_backends::redis::bus::MAX_MESSAGE_BYTES + 1);
     assert!(publisher.publish("plugins", &long).await.is_err());
     // … and one published around the cap is dropped by the subscriber, which goes on.
-    let mut raw = redis::Client::open(server.split('?').next().expect("a URL"))
+    let mut raw = redis::Client::open(format!("redis://{}/", prefix.address()))
         .expect("client")
         .get_multiplexed_async_connection()
         .await

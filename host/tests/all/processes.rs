@@ -166,34 +166,62 @@ async fn three_hosts_keep_one_redis_budget_at_the_upstream() {
 /// and no item is stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_ride_out_a_postgres_outage_without_failing_or_losing_anything() {
+    hosts_ride_out_an_outage_of(Outage::Postgres).await;
+}
+
+/// The same for the Redis their shared budget lives in: with the budget unanswerable, calls
+/// are deferred (never sent unmetered, never failed) until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_ride_out_a_redis_outage_without_failing_or_losing_anything() {
+    hosts_ride_out_an_outage_of(Outage::Redis).await;
+}
+
+/// Which shared store goes away.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outage {
+    Postgres,
+    Redis,
+}
+
+/// Two hosts crawl on PostgreSQL with a budget in Redis; `store` is put behind a proxy and cut
+/// once a quarter of the feeds are fetched, until the hosts have tried to reconnect.
+async fn hosts_ride_out_an_outage_of(store: Outage) {
     let feeds = 2000;
     let server = slow_feeds(feeds, Duration::from_millis(20)).await;
     let schema = TestSchema::create().await;
-    let postgres: SocketAddr = tokio::net::lookup_host(schema.address())
+    let redis = TestPrefix::new();
+    let behind = match store {
+        Outage::Postgres => schema.address(),
+        Outage::Redis => redis.address(),
+    };
+    let server_address: SocketAddr = tokio::net::lookup_host(&behind)
         .await
         .unwrap()
         .next()
         .expect("the test server has an address");
-    let proxy = TcpProxy::start(postgres).await.unwrap();
-    let through_proxy = schema.url_via(&proxy.addr().to_string());
-    assert_ne!(
-        through_proxy,
-        schema.url(),
+    let proxy = TcpProxy::start(server_address).await.unwrap();
+    let via = proxy.addr().to_string();
+    let (database, budgets) = match store {
+        Outage::Postgres => (schema.url_via(&via), redis.url()),
+        Outage::Redis => (schema.url(), redis.url_via(&via)),
+    };
+    assert!(
+        database.contains(&via) || budgets.contains(&via),
         "the hosts go through the proxy"
     );
     let dir = tempfile::tempdir().unwrap();
     let ports = [free_port(), free_port()];
+    let feed_port = server.addr().port();
     // A short lease: a poll whose commit the outage broke is claimed again soon after.
-    let configs = shared_store_configs(
-        dir.path(),
-        &ports,
-        &through_proxy,
-        server.addr().port(),
-        &|text| {
-            text.replace("claim_batch = 16", "claim_batch = 16\nclaim_lease = \"8s\"")
-                .replace("call_timeout = \"20s\"", "call_timeout = \"3s\"")
-        },
-    );
+    let configs = shared_store_configs(dir.path(), &ports, &database, feed_port, &|text| {
+        let allow = format!("port = {feed_port}\n");
+        text.replace("claim_batch = 16", "claim_batch = 16\nclaim_lease = \"8s\"")
+            .replace("call_timeout = \"20s\"", "call_timeout = \"3s\"")
+            .replace(&allow, &format!("{allow}budget = \"feeds\"\n"))
+            + &format!(
+                "\n[budgets.feeds]\nrate = \"5000/s\"\n\n[backends]\nbudgets = \"{budgets}\"\n"
+            )
+    });
     let backend: Arc<dyn Backend> = Arc::new(schema.open().await);
     backend
         .add_targets("rss", &server.feed_urls(), 0)

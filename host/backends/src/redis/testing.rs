@@ -46,6 +46,24 @@ impl TestPrefix {
         format!("{}{separator}prefix={}", self.server, self.prefix)
     }
 
+    /// The server's `host:port`.
+    pub fn address(&self) -> String {
+        let rest = self
+            .server
+            .split_once("://")
+            .map_or(self.server.as_str(), |(_, rest)| rest);
+        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+        authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host)
+            .to_string()
+    }
+
+    /// [`Self::url`] with the server reached at `address` instead (a proxy in front of it).
+    pub fn url_via(&self, address: &str) -> String {
+        self.url().replacen(&self.address(), address, 1)
+    }
+
     /// A new connection under this prefix (each call its own, as another host's). Panics,
     /// naming the server, when it is not reachable: a test must fail rather than skip.
     pub async fn open(&self) -> RedisStore {
