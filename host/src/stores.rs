@@ -1,13 +1,13 @@
 //! Which store serves each concern beside `host.database`, as `[backends]` says: rate-limit
 //! budgets in this process or in Redis (shared by every host, on Redis's clock), rankings in
-//! the database or in Redis, the cluster's lock for OAuth refreshes in Redis. Opened once when the host starts; a reload that changes
+//! the database or in Redis, the cluster's lock for OAuth refreshes and its shared health probes in Redis. Opened once when the host starts; a reload that changes
 //! `[backends]` is refused (a store is not swapped under running work).
 
 use crate::config::backends::BackendSettings;
 use crate::config::{Config, FieldLocation};
 use std::sync::Arc;
 use tsunagi_backends::coordination::{
-    BreakerStore, ClusterLock, InProcessCoordination, RateLimitStore,
+    BreakerStore, ClusterLock, InProcessCoordination, ProbeBoard, RateLimitStore,
 };
 use tsunagi_backends::redis::RedisStore;
 use tsunagi_backends::redis::budgets::RedisBudgets;
@@ -34,6 +34,8 @@ pub struct Stores {
     pub rankings: Arc<dyn RankingStore>,
     /// The lock hosts refresh OAuth tokens under (none: each host refreshes on its own).
     pub cluster_lock: Option<Arc<dyn ClusterLock>>,
+    /// Where hosts share health probes (none: each host probes every interval).
+    pub probe_board: Option<Arc<dyn ProbeBoard>>,
     /// What serves each concern, for logs and `/status` (URLs without passwords).
     pub serving: Vec<(&'static str, String)>,
     /// The settings these were opened from (a reload must not change them).
@@ -54,6 +56,7 @@ impl Stores {
             ],
             rankings: backend,
             cluster_lock: None,
+            probe_board: None,
             settings: BackendSettings::default(),
         }
     }
@@ -88,7 +91,9 @@ impl Stores {
         if let Some(url) = &settings.cluster {
             let store = redis("backends.cluster", url).await?;
             stores.serving[2].1 = format!("redis {}", store.shown_url());
-            stores.cluster_lock = Some(Arc::new(RedisLock::new(store)));
+            let lock = Arc::new(RedisLock::new(store));
+            stores.cluster_lock = Some(lock.clone());
+            stores.probe_board = Some(lock);
         }
         stores.settings = settings.clone();
         Ok(stores)

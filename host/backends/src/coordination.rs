@@ -77,6 +77,33 @@ pub trait ClusterLock: Send + Sync {
     async fn unlock(&self, name: &str, holder: &str) -> Result<bool>;
 }
 
+/// One probe result as hosts share it: its number in the breaker's sequence, and whether the
+/// upstream answered healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedProbe {
+    pub seq: u64,
+    pub ok: bool,
+}
+
+/// Health probes shared across hosts: one host probes a breaker's upstream per interval (so N
+/// hosts do not probe it N times), and every host records the result into its own breaker
+/// (breakers still decide locally).
+#[async_trait]
+pub trait ProbeBoard: Send + Sync {
+    /// Whether `holder` runs `breaker`'s probe now: the first to ask in each `interval` across
+    /// hosts does.
+    async fn take_probe_turn(
+        &self,
+        breaker: &str,
+        holder: &str,
+        interval: std::time::Duration,
+    ) -> Result<bool>;
+    /// Shares a probe's result; answers its number.
+    async fn share_probe(&self, breaker: &str, ok: bool) -> Result<u64>;
+    /// The latest result shared, if any.
+    async fn latest_probe(&self, breaker: &str) -> Result<Option<SharedProbe>>;
+}
+
 /// Budgets and breakers in this process's memory.
 #[derive(Debug, Default)]
 pub struct InProcessCoordination {

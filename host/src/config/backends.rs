@@ -22,8 +22,9 @@ pub struct BackendSettings {
     pub budgets: Option<String>,
     /// Rankings: `redis://…` (sorted sets); absent, `host.database`.
     pub rankings: Option<String>,
-    /// What hosts coordinate through: `redis://…`. Today, the lock that makes one OAuth
-    /// refresh per token in the whole cluster; absent, one per host.
+    /// What hosts coordinate through: `redis://…`. The lock that makes one OAuth refresh per
+    /// token in the whole cluster, and health probes taken in turns (one host probes an
+    /// upstream per interval, every host records the result); absent, each host alone.
     pub cluster: Option<String>,
 }
 

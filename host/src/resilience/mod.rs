@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tsunagi_backends::Millis;
 use tsunagi_backends::breaker::{BreakerSnapshot, BreakerState, CallOutcome, CallPermit};
 use tsunagi_backends::coordination::{
-    BreakerStore, BudgetFill, InProcessCoordination, RateLimitStore,
+    BreakerStore, BudgetFill, InProcessCoordination, ProbeBoard, RateLimitStore,
 };
 use tsunagi_backends::ratelimit::{Quota, Reservation};
 
@@ -101,6 +101,8 @@ pub struct Resilience {
     declared: ArcSwap<Declared>,
     limiter: Arc<dyn RateLimitStore>,
     breakers: Arc<dyn BreakerStore>,
+    /// Where hosts share probes (`[backends] cluster`); none: this host probes every interval.
+    probe_board: Option<Arc<dyn ProbeBoard>>,
     /// Running probe tasks by breaker, under the root token set when the host starts them.
     probe_root: OnceLock<CancellationToken>,
     probe_tasks: Mutex<BTreeMap<String, CancellationToken>>,
@@ -163,6 +165,7 @@ impl Resilience {
             declared: ArcSwap::from_pointee(Declared::default()),
             limiter,
             breakers,
+            probe_board: None,
             probe_root: OnceLock::new(),
             probe_tasks: Mutex::new(BTreeMap::new()),
             host_waits: Mutex::new(BTreeMap::new()),
@@ -171,6 +174,17 @@ impl Resilience {
         };
         resilience.declare(config)?;
         Ok(resilience)
+    }
+
+    /// Shares health probes through `board`: one host of the cluster probes a breaker's
+    /// upstream per interval, and every host records what it found.
+    pub fn with_probe_board(mut self, board: Option<Arc<dyn ProbeBoard>>) -> Self {
+        self.probe_board = board;
+        self
+    }
+
+    pub(crate) fn probe_board(&self) -> Option<&Arc<dyn ProbeBoard>> {
+        self.probe_board.as_ref()
     }
 
     /// Takes the budgets and breakers of a reloaded config. A budget or breaker whose own
@@ -922,6 +936,68 @@ interval = "5s"
             resilience.settle(&mut call, true);
         }
         assert_eq!(resilience.breaker_state("shop"), Some(BreakerState::Open));
+    }
+
+    /// Two hosts share a probe board in Redis: their open breakers both close on probes, yet
+    /// the upstream is probed once per interval, not once per host, and every probe it saw
+    /// was shared.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hosts_sharing_a_probe_board_probe_once_per_interval_and_both_close() {
+        use crate::loopback::{Answer, Server};
+        use tsunagi_backends::redis::lock::RedisLock;
+        use tsunagi_backends::redis::testing::TestPrefix;
+        let server = Server::start(Answer::new(200, &[], b"ok")).await;
+        let text = CONFIG
+            .replace("http://127.0.0.1:9/health", &server.url("/health"))
+            .replace("interval = \"5s\"", "interval = \"100ms\"");
+        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let clock = ManualClock::starting_at(1_000_000);
+        let redis = TestPrefix::new();
+        let mut hosts = Vec::new();
+        for _ in 0..2 {
+            let memory = Arc::new(InProcessCoordination::new());
+            let board: Arc<dyn ProbeBoard> = Arc::new(RedisLock::new(redis.open().await));
+            let host =
+                Resilience::from_config(&config, Arc::new(clock.clone()), memory.clone(), memory)
+                    .unwrap()
+                    .with_probe_board(Some(board));
+            let host = Arc::new(host);
+            open_the_shop_breaker(&host).await;
+            hosts.push(host);
+        }
+        let stop = CancellationToken::new();
+        let started = std::time::Instant::now();
+        for host in &hosts {
+            host.start_probes(&stop);
+        }
+        let board = RedisLock::new(redis.open().await);
+        let shared = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let closed = hosts
+                    .iter()
+                    .all(|host| host.breaker_state("shop") == Some(BreakerState::Closed));
+                let latest = board.latest_probe("shop").await.unwrap();
+                if let Some(latest) = latest.filter(|latest| closed && latest.seq >= 10) {
+                    return latest.seq;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("both breakers close and ten probes are shared");
+        stop.cancel();
+        let intervals = started.elapsed().as_millis() / 100;
+        let probes = server.requests().len() as u64;
+        // Each probe sent was shared (one more may have been in flight at the stop) …
+        assert!(
+            (shared..=shared + 2).contains(&probes),
+            "{probes} probes, {shared} shared"
+        );
+        // … and one host probed per interval: two hosts probing alone would send twice this.
+        assert!(
+            u128::from(probes) <= intervals + 2,
+            "{probes} probes in {intervals} intervals"
+        );
     }
 
     #[tokio::test]

@@ -3,11 +3,17 @@
 //! While a breaker with a probe is open, only probe results close it, so no user's request is
 //! the one that finds out whether a broken upstream is back. Probes run whatever the breaker's
 //! state, so `/status` always shows how the upstream last answered.
+//!
+//! With a probe board (`[backends] cluster`), hosts take turns: the first host to ask in each
+//! interval probes and shares the result; the others record the latest shared result they
+//! have not seen, so an upstream is probed once per interval however many hosts there are.
+//! When the board cannot be reached, the host probes on its own.
 
 use super::Resilience;
 use crate::config::ProbeSettings;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tsunagi_backends::coordination::ProbeBoard;
 
 /// Starts the probe of `breaker`; it ends when `stop` fires (a reload that changes or removes
 /// the breaker, or shutdown).
@@ -42,6 +48,8 @@ async fn run_probe(
     client: reqwest::Client,
     stop: CancellationToken,
 ) {
+    let holder = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+    let mut seen: Option<u64> = None;
     let mut ticks = tokio::time::interval(settings.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -49,7 +57,24 @@ async fn run_probe(
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let verdict = probe_once(&client, &settings).await;
+        let verdict = match resilience.probe_board() {
+            None => probe_once(&client, &settings).await,
+            Some(board) => {
+                match shared_turn(board.as_ref(), &breaker, &holder, &settings, &mut seen).await {
+                    Turn::Mine => {
+                        let verdict = probe_once(&client, &settings).await;
+                        match board.share_probe(&breaker, verdict.is_ok()).await {
+                            Ok(seq) => seen = Some(seq),
+                            Err(error) => tracing::warn!(%breaker,
+                                "cannot share the probe's result: {error}"),
+                        }
+                        verdict
+                    }
+                    Turn::Shared(ok) => shared_verdict(ok),
+                    Turn::NothingNew => continue,
+                }
+            }
+        };
         let before = resilience.breaker_state(&breaker);
         resilience.record_probe(&breaker, verdict.is_ok());
         let after = resilience.breaker_state(&breaker);
@@ -61,6 +86,54 @@ async fn run_probe(
                 "probe {}", describe(&verdict)),
             (Ok(()), false) => {}
         }
+    }
+}
+
+/// What a host does with its tick when hosts share probes.
+enum Turn {
+    /// Probe, then share.
+    Mine,
+    /// Record a result another host shared.
+    Shared(bool),
+    /// Another host probes and has shared nothing new yet.
+    NothingNew,
+}
+
+async fn shared_turn(
+    board: &dyn ProbeBoard,
+    breaker: &str,
+    holder: &str,
+    settings: &ProbeSettings,
+    seen: &mut Option<u64>,
+) -> Turn {
+    match board
+        .take_probe_turn(breaker, holder, settings.interval)
+        .await
+    {
+        Ok(true) => Turn::Mine,
+        Ok(false) => match board.latest_probe(breaker).await {
+            Ok(Some(shared)) if Some(shared.seq) != *seen => {
+                *seen = Some(shared.seq);
+                Turn::Shared(shared.ok)
+            }
+            Ok(_) => Turn::NothingNew,
+            Err(error) => {
+                tracing::warn!(%breaker, "cannot read the shared probe result; probing here: {error}");
+                Turn::Mine
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%breaker, "the probe board cannot be reached; probing here: {error}");
+            Turn::Mine
+        }
+    }
+}
+
+fn shared_verdict(ok: bool) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err("failed on another host".to_string())
     }
 }
 

@@ -327,12 +327,15 @@ impl Topology {
         for (concern, store) in &stores.serving {
             tracing::info!(concern, store = %store, "store");
         }
-        let resilience = Arc::new(Resilience::from_config(
-            &config,
-            clock.clone(),
-            stores.budgets.clone(),
-            stores.breakers.clone(),
-        )?);
+        let resilience = Arc::new(
+            Resilience::from_config(
+                &config,
+                clock.clone(),
+                stores.budgets.clone(),
+                stores.breakers.clone(),
+            )?
+            .with_probe_board(stores.probe_board.clone()),
+        );
         let rankings = Arc::new(crate::rankings::Rankings::new(
             stores.rankings.clone(),
             clock.clone(),

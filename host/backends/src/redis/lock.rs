@@ -5,10 +5,14 @@
 //! `SET key holder NX PX ttl` takes it; a compare-and-delete script gives it back only if the
 //! holder still holds it, so a holder that outlived its TTL never frees a lock someone else has
 //! taken since. The TTL bounds how long a crashed holder blocks the others.
+//!
+//! The same store shares health probes ([`ProbeBoard`]): a probe's turn is such a lock, left to
+//! expire after one interval, so one host per interval probes; its result is a numbered entry
+//! every host reads.
 
 use super::RedisStore;
 use crate::Result;
-use crate::coordination::ClusterLock;
+use crate::coordination::{ClusterLock, ProbeBoard, SharedProbe};
 use async_trait::async_trait;
 use redis::Script;
 use std::sync::LazyLock;
@@ -20,6 +24,15 @@ return 0
 "#;
 
 static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
+
+/// KEYS: the breaker's result hash. ARGV: '1' or '0'. Answers the result's number.
+const SHARE: &str = r#"
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], 'ok', ARGV[1])
+return seq
+"#;
+
+static SHARE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SHARE));
 
 /// Named locks with a time to live.
 #[derive(Debug, Clone)]
@@ -61,5 +74,41 @@ impl ClusterLock for RedisLock {
             .run("giving a lock back", &RELEASE_SCRIPT, &[&key], &[&holder])
             .await?;
         Ok(released == 1)
+    }
+}
+
+#[async_trait]
+impl ProbeBoard for RedisLock {
+    async fn take_probe_turn(
+        &self,
+        breaker: &str,
+        holder: &str,
+        interval: Duration,
+    ) -> Result<bool> {
+        self.try_lock(&format!("probe-turn:{breaker}"), holder, interval)
+            .await
+    }
+
+    async fn share_probe(&self, breaker: &str, ok: bool) -> Result<u64> {
+        let key = self.store.key(&format!("probe:{breaker}"));
+        let flag = if ok { "1" } else { "0" };
+        self.store
+            .run("sharing a probe result", &SHARE_SCRIPT, &[&key], &[&flag])
+            .await
+    }
+
+    async fn latest_probe(&self, breaker: &str) -> Result<Option<SharedProbe>> {
+        let mut connection = self.store.connection();
+        let (seq, ok): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.store.key(&format!("probe:{breaker}")))
+            .arg("seq")
+            .arg("ok")
+            .query_async(&mut connection)
+            .await
+            .map_err(super::redis_error("reading a shared probe result"))?;
+        Ok(seq.map(|seq| SharedProbe {
+            seq,
+            ok: ok.as_deref() == Some("1"),
+        }))
     }
 }
