@@ -6,7 +6,7 @@
 //!
 //! [`admin`] → [`topology`] → [`inbound`] → [`pipeline`] → [`websub`] → [`sinks`] → [`retention`] → [`scheduler`] →
 //! [`cassette`] →
-//! [`runtime`] → [`egress`] → [`credentials`] → [`resilience`] → [`stores`] → [`config`] → [`stats`] →
+//! [`runtime`] → [`egress`] → [`credentials`] → [`resilience`] → [`membership`] → [`stores`] → [`config`] → [`stats`] →
 //! [`redact`] → [`outage`] →
 //! [`clock`] → backends
 //! (and, for unit tests only, `loopback`, a scriptable HTTP server).
@@ -25,6 +25,7 @@ pub mod egress;
 pub mod filter;
 pub mod inbound;
 pub mod listen;
+pub mod membership;
 pub mod outage;
 pub mod pipeline;
 pub mod rankings;

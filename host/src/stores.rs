@@ -12,6 +12,7 @@ use tsunagi_backends::coordination::{
 use tsunagi_backends::redis::RedisStore;
 use tsunagi_backends::redis::budgets::RedisBudgets;
 use tsunagi_backends::redis::lock::RedisLock;
+use tsunagi_backends::redis::members::RedisMembers;
 use tsunagi_backends::redis::rankings::RedisRankings;
 use tsunagi_backends::{Backend, BackendError, RankingStore};
 
@@ -36,6 +37,8 @@ pub struct Stores {
     pub cluster_lock: Option<Arc<dyn ClusterLock>>,
     /// Where hosts share health probes (none: each host probes every interval).
     pub probe_board: Option<Arc<dyn ProbeBoard>>,
+    /// The cluster's membership list (none: a host on its own).
+    pub members: Option<RedisMembers>,
     /// What serves each concern, for logs and `/status` (URLs without passwords).
     pub serving: Vec<(&'static str, String)>,
     /// The settings these were opened from (a reload must not change them).
@@ -57,6 +60,7 @@ impl Stores {
             rankings: backend,
             cluster_lock: None,
             probe_board: None,
+            members: None,
             settings: BackendSettings::default(),
         }
     }
@@ -91,6 +95,7 @@ impl Stores {
         if let Some(url) = &settings.cluster {
             let store = redis("backends.cluster", url).await?;
             stores.serving[2].1 = format!("redis {}", store.shown_url());
+            stores.members = Some(RedisMembers::new(store.clone()));
             let lock = Arc::new(RedisLock::new(store));
             stores.cluster_lock = Some(lock.clone());
             stores.probe_board = Some(lock);

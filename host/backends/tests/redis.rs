@@ -263,3 +263,45 @@ async fn a_silenced_subscriber_reconnects_within_its_watchdog_and_hears_again() 
     assert_eq!(next.as_deref(), Some("rss@3"));
     assert_eq!(health.dropped(), 1);
 }
+
+/// Members are listed while their heartbeat lives; one that leaves is gone at once, one that
+/// stops beating is gone after its time to live; an oversized card is refused.
+#[tokio::test]
+async fn members_live_by_their_heartbeat() {
+    use tsunagi_backends::redis::members::{MAX_CARD_BYTES, RedisMembers};
+    let prefix = TestPrefix::new();
+    let a = RedisMembers::new(prefix.open().await);
+    let b = RedisMembers::new(prefix.open().await);
+    a.heartbeat("host-a", "{\"a\":1}", Duration::from_secs(30))
+        .await
+        .expect("beat");
+    b.heartbeat("host-b", "{\"b\":1}", Duration::from_millis(100))
+        .await
+        .expect("beat");
+    assert_eq!(
+        a.members().await.expect("members"),
+        [
+            ("host-a".to_string(), "{\"a\":1}".to_string()),
+            ("host-b".to_string(), "{\"b\":1}".to_string())
+        ]
+    );
+    // B stops beating: its card expires (awaited by polling the server).
+    let gone = tokio::time::timeout(Duration::from_secs(5), async {
+        while a.members().await.expect("members").len() != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "a silent member leaves after its time to live"
+    );
+    a.leave("host-a").await.expect("leave");
+    assert_eq!(a.members().await.expect("members"), []);
+    let card = "x".repeat(MAX_CARD_BYTES + 1);
+    assert!(
+        a.heartbeat("host-a", &card, Duration::from_secs(1))
+            .await
+            .is_err()
+    );
+}

@@ -465,6 +465,7 @@ mod tests {
                 reloads: BTreeMap::new(),
                 storage: None,
                 inbound: None,
+                cluster: None,
             })
         }
         async fn reload(&self, only: Option<&str>) -> ReloadReport {

@@ -308,6 +308,17 @@ pub struct Topology {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Where the inbound listener (`host.inbound_listen`) listens, if it does, and its counts.
     inbound: Option<Inbound>,
+    /// This host's card in the cluster (`[backends] cluster`).
+    membership: Option<Arc<crate::membership::Membership>>,
+}
+
+/// The plugin (sha256) each running connector serves.
+fn plugins_running(connectors: &ConnectorSet) -> std::collections::BTreeMap<String, String> {
+    connectors
+        .all()
+        .into_iter()
+        .map(|handle| (handle.name.clone(), handle.sha256()))
+        .collect()
 }
 
 impl Topology {
@@ -474,6 +485,21 @@ impl Topology {
             tasks.push(tokio::spawn(runner.run(stop.clone())));
         }
         tasks.push(tokio::spawn(retention.clone().run(stop.clone())));
+        let membership = stores.members.clone().map(|members| {
+            Arc::new(crate::membership::Membership::new(
+                members,
+                &options.worker_id,
+                clock.clone(),
+            ))
+        });
+        if let Some(membership) = &membership {
+            let running = connectors.clone();
+            tasks.push(
+                membership
+                    .clone()
+                    .spawn(move || plugins_running(&running), stop.clone()),
+            );
+        }
         Ok(Arc::new(Topology {
             worker_id: options.worker_id,
             started_at: clock.now_ms(),
@@ -489,6 +515,7 @@ impl Topology {
             stopping: std::sync::atomic::AtomicBool::new(false),
             tasks: Mutex::new(tasks),
             inbound,
+            membership,
         }))
     }
 

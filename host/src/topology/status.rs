@@ -34,6 +34,10 @@ pub struct StatusReport {
     /// The inbound listener's address and pings, when `host.inbound_listen` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbound: Option<crate::inbound::InboundStatus>,
+    /// Every live host of the cluster (`[backends] cluster`) and how its plugins differ from
+    /// this host's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::membership::ClusterStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -175,6 +179,14 @@ impl Topology {
             storage: self.retention.status(),
             inbound: match &self.inbound {
                 Some(inbound) => Some(inbound.counters.status(inbound.addr, &inbound.websub).await),
+                None => None,
+            },
+            cluster: match &self.membership {
+                Some(membership) => Some(
+                    membership
+                        .status(&super::plugins_running(&self.connectors))
+                        .await,
+                ),
                 None => None,
             },
         })

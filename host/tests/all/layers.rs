@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "egress",
     "credentials",
     "resilience",
+    "membership",
     "stores",
     "config",
     "stats",

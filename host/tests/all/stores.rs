@@ -65,3 +65,76 @@ async fn a_reload_that_moves_a_store_is_refused_and_the_host_keeps_its_own() {
     assert_eq!(backend.rank_boards("").await.unwrap(), []);
     host.shutdown().await;
 }
+
+/// Two hosts with `[backends] cluster` list each other in `/status` with the plugin each
+/// connector runs (and which of them differ from this host's); one that stops leaves the list
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_hosts_list_each_other_with_their_plugins_and_leave_when_they_stop() {
+    let redis = TestPrefix::new();
+    let cluster = format!("\n[backends]\ncluster = \"{}\"\n", redis.url());
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let config_a = write_config(
+        dir_a.path(),
+        &(host_section("") + &rss_connector(9, "") + &cluster),
+    );
+    let config_b = write_config(dir_b.path(), &(host_section("") + &cluster));
+    let clock = ManualClock::starting_at(1_796_569_140_000);
+    let a = start_host(
+        &config_a,
+        open_backend(&config_a).await,
+        &clock,
+        RunMode::Forever,
+    )
+    .await;
+    let b = start_host(
+        &config_b,
+        open_backend(&config_b).await,
+        &clock,
+        RunMode::Forever,
+    )
+    .await;
+    let (view_a, view_b) = (a.topology(), b.topology());
+    let cluster_of = |view: std::sync::Arc<Topology>| async move {
+        view.status_report()
+            .await
+            .unwrap()
+            .cluster
+            .expect("a cluster section")
+    };
+    let both = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let status = cluster_of(view_a.clone()).await;
+            if status.hosts.len() == 2 {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("both hosts listed");
+    assert_eq!(both.error, None);
+    let me = both.hosts.iter().find(|h| h.this_host).expect("this host");
+    let other = both.hosts.iter().find(|h| !h.this_host).expect("the other");
+    assert_eq!(me.card.worker_id, view_a.worker_id());
+    assert_eq!(other.card.worker_id, view_b.worker_id());
+    let rss = view_a.connectors().get("rss").expect("rss runs").sha256();
+    assert_eq!(me.card.plugins.get("rss"), Some(&rss));
+    assert!(me.differs_from_this_host.is_empty(), "{me:?}");
+    assert_eq!(other.differs_from_this_host, ["rss"], "B runs no rss");
+
+    b.shutdown().await;
+    let hosts: Vec<String> = cluster_of(view_a.clone())
+        .await
+        .hosts
+        .into_iter()
+        .map(|h| h.card.worker_id)
+        .collect();
+    assert_eq!(
+        hosts,
+        [view_a.worker_id().to_string()],
+        "B left when it stopped"
+    );
+    a.shutdown().await;
+}

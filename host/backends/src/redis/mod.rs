@@ -2,7 +2,7 @@
 //! rate-limit budgets ([`budgets::RedisBudgets`], a GCRA in one Lua script on Redis's own
 //! clock) and rankings ([`rankings::RedisRankings`], on sorted sets) — plus the cross-host
 //! single-flight lock ([`lock::RedisLock`]) and announcements on Pub/Sub with a watchdog
-//! ([`bus::RedisBus`]).
+//! ([`bus::RedisBus`]), and the cluster's membership ([`members::RedisMembers`]).
 //!
 //! One [`RedisStore`] is one multiplexed connection that reconnects by itself with backoff (the
 //! `redis` crate's connection manager); every key it writes starts with its prefix, so several
@@ -15,6 +15,7 @@
 pub mod budgets;
 pub mod bus;
 pub mod lock;
+pub mod members;
 pub mod rankings;
 pub mod testing;
 
