@@ -10,40 +10,13 @@
 //!
 //! `cargo run --release -p tsunagi-backends --example throughput [feeds] [jobs] [workers] [runs]`
 
+mod support;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tsunagi_backends::postgres::testing::{TestSchema, test_server};
-use tsunagi_backends::sqlite::SqliteBackend;
-use tsunagi_backends::{Backend, Delivery, Item, NewJob, PollCommit};
-
-const T0: i64 = 1_700_000_000_000;
-const LEASE: Duration = Duration::from_secs(600);
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// A fresh store and whatever keeps it alive.
-struct Fresh {
-    backend: Arc<dyn Backend>,
-    _keep: Box<dyn std::any::Any>,
-}
-
-async fn fresh(kind: &str) -> Result<Fresh, Error> {
-    if kind == "sqlite" {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("bench.db");
-        let backend = SqliteBackend::open(path.to_str().ok_or("non-UTF-8 path")?).await?;
-        return Ok(Fresh {
-            backend: Arc::new(backend),
-            _keep: Box::new(dir),
-        });
-    }
-    let schema = TestSchema::create_on(&test_server()).await;
-    let backend = schema.open().await;
-    Ok(Fresh {
-        backend: Arc::new(backend),
-        _keep: Box::new(schema),
-    })
-}
+use std::time::Instant;
+use support::{Error, LEASE, T0, enqueue_jobs, fresh, median, process_jobs};
+use tsunagi_backends::postgres::testing::test_server;
+use tsunagi_backends::{Backend, Delivery, Item, PollCommit};
 
 /// Polls per second committing `feeds` polls with `workers` workers.
 async fn polls(backend: Arc<dyn Backend>, feeds: usize, workers: usize) -> Result<f64, Error> {
@@ -107,59 +80,9 @@ async fn polls(backend: Arc<dyn Backend>, feeds: usize, workers: usize) -> Resul
 
 /// Jobs per second: enqueueing `jobs` no-op jobs, then leasing and completing them all.
 async fn jobs(backend: Arc<dyn Backend>, jobs: usize, workers: usize) -> Result<(f64, f64), Error> {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..workers {
-        let backend = backend.clone();
-        let share = jobs / workers + usize::from(worker < jobs % workers);
-        tasks.spawn(async move {
-            for n in 0..share {
-                backend
-                    .enqueue(NewJob::new("noop", format!("{{\"n\":{n}}}"), 3, T0))
-                    .await?;
-            }
-            Ok::<_, Error>(())
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        joined??;
-    }
-    let enqueued = jobs as f64 / started.elapsed().as_secs_f64();
-
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..workers {
-        let backend = backend.clone();
-        tasks.spawn(async move {
-            let name = format!("worker-{worker}");
-            let mut done = 0u64;
-            loop {
-                let leases = backend.lease_jobs("noop", &name, T0, LEASE, 16).await?;
-                if leases.is_empty() {
-                    return Ok::<_, Error>(done);
-                }
-                for lease in leases {
-                    if !backend.complete_job(&lease, T0 + 1).await? {
-                        return Err(format!("job {} lost its lease", lease.id).into());
-                    }
-                    done += 1;
-                }
-            }
-        });
-    }
-    let mut done = 0;
-    while let Some(joined) = tasks.join_next().await {
-        done += joined??;
-    }
-    if done != jobs as u64 {
-        return Err(format!("{done} jobs completed of {jobs}").into());
-    }
-    Ok((enqueued, done as f64 / started.elapsed().as_secs_f64()))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let enqueued = enqueue_jobs(backend.clone(), jobs, workers).await?;
+    let done = process_jobs(backend, jobs, workers).await?;
+    Ok((enqueued, done))
 }
 
 #[tokio::main]
