@@ -296,11 +296,18 @@ async fn requests_are_signed_for_their_target_scopes_refused_and_no_secret_is_ke
         .await
         .unwrap();
 
-    let host = tsunagi(&["run", "--config", &config_arg])
+    let mut host = tsunagi(&["run", "--config", &config_arg])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tsunagi run");
+    // Read as it comes: a debug log left in a full pipe would block the host mid-write.
+    let mut stderr = host.stderr.take().expect("piped stderr");
+    let log_reader = tokio::spawn(async move {
+        let mut log = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut log).await;
+        String::from_utf8_lossy(&log).into_owned()
+    });
     // Three items (alice, bearer, keyed), carol failing, bob parked.
     let mut last_seen = String::new();
     let settled = tokio::time::timeout(Duration::from_secs(120), async {
@@ -318,8 +325,8 @@ async fn requests_are_signed_for_their_target_scopes_refused_and_no_secret_is_ke
     .await;
     if settled.is_err() {
         signal_term(&host);
-        let output = host.wait_with_output().await.unwrap();
-        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        let _ = host.wait().await;
+        let log = log_reader.await.unwrap_or_default();
         let tail: String = log
             .chars()
             .rev()
@@ -332,11 +339,11 @@ async fn requests_are_signed_for_their_target_scopes_refused_and_no_secret_is_ke
     }
     let status = fetch_status(format!("127.0.0.1:{admin_port}")).await;
     signal_term(&host);
-    let output = tokio::time::timeout(Duration::from_secs(60), host.wait_with_output())
+    tokio::time::timeout(Duration::from_secs(60), host.wait())
         .await
         .expect("exits in time")
         .unwrap();
-    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    let log = log_reader.await.expect("the log reader");
 
     let items = backend
         .list_items(&ItemQuery {

@@ -286,12 +286,18 @@ pub fn connector_stats(view: &Topology, name: &str) -> StatsSnapshot {
 
 /// `GET /status` of a host's admin port, as JSON.
 pub async fn fetch_status(admin: impl std::fmt::Display) -> serde_json::Value {
-    reqwest::get(format!("http://{admin}/status"))
+    // Bounded: a host that stopped answering fails the test instead of hanging it.
+    let fetch = async {
+        reqwest::get(format!("http://{admin}/status"))
+            .await
+            .expect("admin answers")
+            .json()
+            .await
+            .expect("status is JSON")
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), fetch)
         .await
-        .expect("admin answers")
-        .json()
-        .await
-        .expect("status is JSON")
+        .expect("/status answers within 60 s")
 }
 
 /// A port free on 127.0.0.1 when asked: for the admin listener of a host run as a child
