@@ -96,6 +96,7 @@ use std::time::{Duration, Instant};
 use support::{Error, LEASE_BATCH, enqueue_jobs, fresh, median, process_jobs};
 use tokio::sync::Notify;
 use tsunagi_backends::postgres::redact_url;
+use tsunagi_backends::postgres::testing::run_on_server_blocking;
 use tsunagi_backends::postgres::testing::test_server;
 use tsunagi_backends::redis::testing::{TestPrefix, test_server as redis_server};
 
@@ -352,24 +353,8 @@ impl ScratchDatabase {
 
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        // Drop may run inside a runtime; a thread of its own can block on a new one.
-        let dropped = std::thread::spawn(move || -> Result<(), Error> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&server).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await?;
-                Ok(())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = run_on_server_blocking(&self.server, sql) {
             eprintln!("could not drop database {}: {e}", self.name);
         }
     }

@@ -68,14 +68,7 @@ async fn polls(backend: Arc<dyn Backend>, feeds: usize, workers: usize) -> Resul
             }
         });
     }
-    let mut done = 0;
-    while let Some(joined) = tasks.join_next().await {
-        done += joined??;
-    }
-    if done != feeds as u64 {
-        return Err(format!("{done} polls committed of {feeds}").into());
-    }
-    Ok(done as f64 / started.elapsed().as_secs_f64())
+    support::rate_of_all(tasks, feeds, "polls committed", started).await
 }
 
 /// Jobs per second: enqueueing `jobs` no-op jobs, then leasing and completing them all.

@@ -98,12 +98,23 @@ pub async fn process_jobs(
             }
         });
     }
+    rate_of_all(tasks, jobs, "jobs completed", started).await
+}
+
+/// Waits for `tasks`, each answering how many it did; per second since `started`, failing
+/// unless exactly `expected` were done in all.
+pub async fn rate_of_all(
+    mut tasks: tokio::task::JoinSet<Result<u64, Error>>,
+    expected: usize,
+    what: &str,
+    started: Instant,
+) -> Result<f64, Error> {
     let mut done = 0;
     while let Some(joined) = tasks.join_next().await {
         done += joined??;
     }
-    if done != jobs as u64 {
-        return Err(format!("{done} jobs completed of {jobs}").into());
+    if done != expected as u64 {
+        return Err(format!("{done} {what} of {expected}").into());
     }
     Ok(done as f64 / started.elapsed().as_secs_f64())
 }

@@ -101,30 +101,35 @@ impl TestSchema {
 
 impl Drop for TestSchema {
     fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        // Drop may run inside a runtime; a thread of its own can block on a new one.
-        let dropped = std::thread::spawn(move || -> Result<(), BoxError> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&server).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS {name} CASCADE"
-                )))
-                .execute(&mut admin)
-                .await?;
-                Ok(())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        if let Err(e) = run_on_server_blocking(&self.server, sql) {
             eprintln!("could not drop schema {}: {e}", self.name);
         }
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Runs `sql` on `server` from a `Drop` (which may run inside a runtime: a thread of its own
+/// blocks on a new one): cleaning up what a test or benchmark made there.
+pub fn run_on_server_blocking(server: &str, sql: String) -> Result<(), BoxError> {
+    let server = server.to_string();
+    std::thread::spawn(move || -> Result<(), BoxError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let mut admin = PgConnection::connect(&server).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await?;
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| BoxError::from("the clean-up thread panicked"))?
+}
+
+/// Any error of a clean-up.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn connect(server: &str) -> PgConnection {
     PgConnection::connect(server).await.unwrap_or_else(|e| {
