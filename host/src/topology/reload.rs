@@ -21,7 +21,6 @@ use super::plan::{Pin, PlanInput, Refusal, ReloadPlan, Serving, Step, same_pipel
 use super::{BuildError, ConnectorHandle, ConnectorSet, PipelineSet, build_connector};
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigErrors, ConnectorSettings};
-use crate::resilience::Resilience;
 use crate::retention::Retention;
 use crate::runtime::{Engine, InstancePool, SelfTestError, SwappableConnector};
 use serde::Serialize;
@@ -30,7 +29,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tsunagi_backends::Backend;
 
 /// What a reload did to one connector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -146,12 +144,8 @@ pub struct Reloader {
     engine: Arc<Engine>,
     /// What new versions of connectors are built with.
     parts: super::HostParts,
-    backend: Arc<dyn Backend>,
-    resilience: Arc<Resilience>,
     /// Takes each valid config's retention rules; none in tests of the reloader alone.
     retention: Option<Arc<Retention>>,
-    /// The host's rankings: a reload hands them its config, new connectors get them.
-    rankings: Arc<crate::rankings::Rankings>,
     clock: SharedClock,
     connectors: Arc<ConnectorSet>,
     pipelines: Arc<PipelineSet>,
@@ -171,11 +165,8 @@ impl Reloader {
         connectors: Arc<ConnectorSet>,
         pipelines: Arc<PipelineSet>,
     ) -> Self {
-        let backend = parts.backend.clone();
-        let resilience = parts.resilience.clone();
-        let rankings = parts.rankings.clone();
         // The clock budgets and breakers run on is the reloader's too.
-        let clock = resilience.clock().clone();
+        let clock = parts.resilience.clock().clone();
         let settings = config
             .connectors
             .iter()
@@ -191,10 +182,7 @@ impl Reloader {
             config_path: config.source_path.clone(),
             engine,
             parts,
-            backend,
-            resilience,
             retention: None,
-            rankings,
             clock,
             connectors,
             pipelines,
@@ -229,7 +217,7 @@ impl Reloader {
             return ReloadReport::refused_whole(&ReloadError::Backends(config.locate("backends")));
         }
         // Budgets and breakers first: a connector's new allow rules may name new ones.
-        let protections = match self.resilience.apply(&config) {
+        let protections = match self.parts.resilience.apply(&config) {
             Ok(changes) => changes,
             Err(error) => {
                 return ReloadReport::refused_whole(&ReloadError::Config(error.into()));
@@ -240,7 +228,7 @@ impl Reloader {
             retention.apply(&config);
         }
         self.pipelines.searches().apply(&config.search);
-        self.rankings.apply(&config);
+        self.parts.rankings.apply(&config);
         let plan = self.plan(&config, only);
         let mut report = ReloadReport {
             ok: true,
@@ -491,6 +479,7 @@ impl Reloader {
     /// refusal may no longer hold (a target still refused is parked again by its next call).
     async fn release_refused(&self, name: &str) -> u64 {
         match self
+            .parts
             .backend
             .release_refused(name, self.clock.now_ms())
             .await
