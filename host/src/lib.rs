@@ -4,10 +4,10 @@
 //! The modules form a one-way stack that follows the data path of a crawl (see
 //! `docs/ARCHITECTURE.md`); each uses only the ones listed after it:
 //!
-//! [`admin`] → [`topology`] → [`inbound`] → [`pipeline`] → [`websub`] → [`sinks`] → [`retention`] → [`scheduler`] →
+//! [`admin`] → [`topology`] → [`cluster`] → [`inbound`] → [`pipeline`] → [`websub`] → [`sinks`] → [`retention`] → [`scheduler`] →
 //! [`cassette`] →
-//! [`runtime`] → [`egress`] → [`credentials`] → [`resilience`] → [`membership`] → [`stores`] → [`config`] → [`stats`] →
-//! [`redact`] → [`outage`] →
+//! [`runtime`] → [`rankings`] → [`egress`] → [`credentials`] → [`resilience`] → [`membership`] →
+//! [`stores`] → [`config`] → [`stats`] → [`filter`] → [`redact`] → [`listen`] → [`outage`] →
 //! [`clock`] → backends
 //! (and, for unit tests only, `loopback`, a scriptable HTTP server).
 //!
@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod cassette;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod egress;

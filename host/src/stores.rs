@@ -1,7 +1,8 @@
 //! Which store serves each concern beside `host.database`, as `[backends]` says: rate-limit
 //! budgets in this process or in Redis (shared by every host, on Redis's clock), rankings in
-//! the database or in Redis, the cluster's lock for OAuth refreshes and its shared health probes in Redis. Opened once when the host starts; a reload that changes
-//! `[backends]` is refused (a store is not swapped under running work).
+//! the database or in Redis, and in Redis the cluster's lock for OAuth refreshes, its shared
+//! health probes, its membership and its pushed revisions. Opened once when the host starts; a
+//! reload that changes `[backends]` is refused (a store is not swapped under running work).
 
 use crate::config::backends::BackendSettings;
 use crate::config::{Config, FieldLocation};
@@ -39,6 +40,8 @@ pub struct Stores {
     pub probe_board: Option<Arc<dyn ProbeBoard>>,
     /// The cluster's membership list (none: a host on its own).
     pub members: Option<RedisMembers>,
+    /// Where the cluster keeps pushed plugins, config revisions and its bus (none: alone).
+    pub cluster: Option<RedisStore>,
     /// What serves each concern, for logs and `/status` (URLs without passwords).
     pub serving: Vec<(&'static str, String)>,
     /// The settings these were opened from (a reload must not change them).
@@ -61,6 +64,7 @@ impl Stores {
             cluster_lock: None,
             probe_board: None,
             members: None,
+            cluster: None,
             settings: BackendSettings::default(),
         }
     }
@@ -96,6 +100,7 @@ impl Stores {
             let store = redis("backends.cluster", url).await?;
             stores.serving[2].1 = format!("redis {}", store.shown_url());
             stores.members = Some(RedisMembers::new(store.clone()));
+            stores.cluster = Some(store.clone());
             let lock = Arc::new(RedisLock::new(store));
             stores.cluster_lock = Some(lock.clone());
             stores.probe_board = Some(lock);

@@ -6,7 +6,9 @@
 //! with it when something was refused), and the handler job endpoints in `jobs`
 //! (`POST /v1/queues/{queue}/jobs`, `/pause`, `/resume`, `GET /v1/queues`), and the product
 //! search in `search` (`GET /v1/search`), the rankings in `rankings`
-//! (`GET /v1/rankings/{name}`) and inbound events in `events` (`POST /v1/events/{topic}`).
+//! (`GET /v1/rankings/{name}`), inbound events in `events` (`POST /v1/events/{topic}`) and
+//! the cluster's pushes in `cluster` (`PUT /v1/cluster/plugins/{connector}`,
+//! `PUT /v1/cluster/config`).
 //!
 //! Who may ask ([`Access`]): every request must name this API in its `Host` (an IP address,
 //! `localhost`, or a name from `host.admin_hosts`), so a page on a DNS-rebound name cannot reach
@@ -22,6 +24,7 @@
 //! decides whether and where it listens ([`serve`]), and attaches the topology once it has
 //! started, so `/readyz` can say "not yet" while plugins compile.
 
+mod cluster;
 mod events;
 mod jobs;
 mod rankings;
@@ -35,7 +38,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -121,6 +124,9 @@ fn router(shared: SharedState) -> axum::Router {
         .route("/v1/events/{topic}", post(events::publish))
         .route("/v1/search", get(search::search))
         .route("/v1/rankings/{name}", get(rankings::ranking))
+        // Pushes to every host of the cluster (admin/cluster.rs).
+        .route("/v1/cluster/plugins/{connector}", put(cluster::push_plugin))
+        .route("/v1/cluster/config", put(cluster::push_config))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             require_token,

@@ -140,7 +140,13 @@ pub struct Engine {
     linker: Linker<instance::InstanceState>,
     /// Component instances the pooling allocator holds slots for.
     instance_slots: u32,
+    /// The components compiled last, by the sha256 of their bytes: a push checks a plugin and
+    /// then swaps it in, and a rollback returns to one just served, without compiling again.
+    compiled: std::sync::Mutex<Vec<(String, Component)>>,
 }
+
+/// How many compiled components [`Engine`] keeps for a repeat.
+const COMPILED_KEPT: usize = 8;
 
 impl Engine {
     pub fn new(settings: &EngineSettings) -> Result<Arc<Self>, LoadError> {
@@ -178,6 +184,7 @@ impl Engine {
             engine,
             linker,
             instance_slots: instances,
+            compiled: std::sync::Mutex::new(Vec::new()),
         });
         spawn_epoch_ticker(Arc::downgrade(&engine));
         Ok(engine)
@@ -270,10 +277,33 @@ impl Engine {
                 },
             });
         }
-        Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
-            path: path.to_path_buf(),
-            reason: format!("{e:#}"),
-        })
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let mut compiled = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at) = compiled.iter().position(|(seen, _)| *seen == sha256) {
+            let hit = compiled.remove(at);
+            let component = hit.1.clone();
+            compiled.push(hit);
+            return Ok(component);
+        }
+        // Not under the lock: compiling takes long and other plugins may load meanwhile.
+        drop(compiled);
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
+        let mut compiled = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if compiled.len() >= COMPILED_KEPT {
+            compiled.remove(0);
+        }
+        compiled.push((sha256, component.clone()));
+        Ok(component)
     }
 
     /// Checks the WIT version and the role's exports, and links the imports.

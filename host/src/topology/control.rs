@@ -59,6 +59,16 @@ pub trait Control: Send + Sync {
         Err(SearchError::NoShops)
     }
 
+    // --- Cluster.
+    /// Pushes a plugin or the config to every host of the cluster (see [`crate::cluster`]).
+    async fn push(
+        &self,
+        change: crate::cluster::Change,
+    ) -> Result<crate::cluster::PushReport, crate::cluster::PushError> {
+        let _ = change;
+        Err(crate::cluster::PushError::NotInCluster)
+    }
+
     /// Lifts `connector`'s pause (`pause_on_problem`): `Ok(true)` when it was paused, `Err`
     /// when there is no such connector.
     async fn resume(&self, connector: &str) -> Result<bool, String> {
@@ -133,6 +143,16 @@ impl Control for Topology {
 
     async fn rollback(&self, connector: &str) -> ReloadReport {
         self.reloader.rollback(connector).await
+    }
+
+    async fn push(
+        &self,
+        change: crate::cluster::Change,
+    ) -> Result<crate::cluster::PushReport, crate::cluster::PushError> {
+        match &self.cluster {
+            Some(cluster) => cluster.push(&*self.reloader, change).await,
+            None => Err(crate::cluster::PushError::NotInCluster),
+        }
     }
 
     async fn enqueue(&self, queue: &str, job: InboundJob) -> Result<Enqueued, JobsError> {

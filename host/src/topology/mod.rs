@@ -29,6 +29,7 @@ pub use reload::{ConnectorReload, Outcome, ReloadError, ReloadReport, Reloader};
 pub use status::{ConnectorStatus, PausedStatus, RefusedTarget, SinkStatus, StatusReport};
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::cluster::{BlobCache, Cluster, Overlay};
 use crate::config::{Config, ConfigError, ConnectorSettings, FieldLocation, config_texts};
 use crate::egress::{EgressError, EgressPolicy, Network};
 use crate::pipeline::RunMode;
@@ -98,6 +99,8 @@ pub struct TopologyOptions {
     /// its own.
     pub worker_id: String,
     pub mode: RunMode,
+    /// Where plugins pushed to the cluster are kept as files (see [`BlobCache`]).
+    pub pushed_plugins: std::path::PathBuf,
 }
 
 impl Default for TopologyOptions {
@@ -106,6 +109,7 @@ impl Default for TopologyOptions {
             clock: Arc::new(SystemClock),
             worker_id: unique_worker_id(),
             mode: RunMode::Forever,
+            pushed_plugins: BlobCache::default_dir(),
         }
     }
 }
@@ -310,6 +314,8 @@ pub struct Topology {
     inbound: Option<Inbound>,
     /// This host's card in the cluster (`[backends] cluster`).
     membership: Option<Arc<crate::membership::Membership>>,
+    /// Pushed plugins and config revisions (`[backends] cluster`).
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// The plugin (sha256) each running connector serves.
@@ -325,7 +331,7 @@ impl Topology {
     /// Loads every connector's plugin (failing on the first that does not validate, before
     /// anything runs), then starts the pipelines, probes, watcher and sink runners.
     pub async fn start(
-        config: Config,
+        mut config: Config,
         backend: Arc<dyn Backend>,
         options: TopologyOptions,
     ) -> Result<Arc<Topology>, TopologyError> {
@@ -337,6 +343,36 @@ impl Topology {
         let stores = crate::stores::Stores::open(&config, backend.clone()).await?;
         for (concern, store) in &stores.serving {
             tracing::info!(concern, store = %store, "store");
+        }
+        let cluster = stores.cluster.clone().map(|store| {
+            Arc::new(Cluster::new(
+                store,
+                &options.worker_id,
+                config.source_path.clone(),
+                BlobCache::new(options.pushed_plugins.clone()),
+                clock.clone(),
+            ))
+        });
+        // A host joining a cluster runs its newest revision from the first job on.
+        let mut overlay = Overlay::default();
+        if let Some(cluster) = &cluster
+            && let Some(newest) = cluster.boot().await
+        {
+            match newest.config(&config.source_path) {
+                Ok(under_revision) => {
+                    tracing::info!(
+                        revision = newest.revision,
+                        "starting on the cluster's revision"
+                    );
+                    config = under_revision;
+                    cluster.booted(newest.revision);
+                    overlay = newest;
+                }
+                Err(error) => tracing::error!(
+                    revision = newest.revision,
+                    "starting on this host's own config: the cluster's revision is refused: {error}"
+                ),
+            }
         }
         let resilience = Arc::new(
             Resilience::from_config(
@@ -459,8 +495,13 @@ impl Topology {
                 connectors.clone(),
                 pipelines.clone(),
             )
-            .with_retention(retention.clone()),
+            .with_retention(retention.clone())
+            .with_overlay(overlay),
         );
+        if let Some(cluster) = &cluster {
+            let applier: Arc<dyn crate::cluster::Apply> = reloader.clone();
+            tasks.push(cluster.clone().spawn(applier, stop.clone()));
+        }
 
         // Probes run until the very end: breakers matter while in-flight calls drain too.
         resilience.start_probes(&stop);
@@ -494,11 +535,15 @@ impl Topology {
         });
         if let Some(membership) = &membership {
             let running = connectors.clone();
-            tasks.push(
-                membership
-                    .clone()
-                    .spawn(move || plugins_running(&running), stop.clone()),
-            );
+            let standing = cluster.clone();
+            let facts = move || {
+                let standing = standing
+                    .as_ref()
+                    .map(|cluster| cluster.standing())
+                    .unwrap_or_default();
+                (plugins_running(&running), standing)
+            };
+            tasks.push(membership.clone().spawn(facts, stop.clone()));
         }
         Ok(Arc::new(Topology {
             worker_id: options.worker_id,
@@ -516,6 +561,7 @@ impl Topology {
             tasks: Mutex::new(tasks),
             inbound,
             membership,
+            cluster,
         }))
     }
 

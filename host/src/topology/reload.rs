@@ -13,6 +13,11 @@
 //! A connector whose egress rules change (swapped in, rolled back, or added again) has its
 //! policy-refused targets released: they are due at once, and parked again if still refused.
 //!
+//! Under a cluster (`[backends] cluster`), the config a reload reads is the host's file under
+//! the revision it runs (see [`crate::cluster`]): the pushed config's text and pushed plugins,
+//! so a local reload never undoes a push. A push is checked first with
+//! [`Reloader::check_overlay`], which builds and self-tests without swapping anything.
+//!
 //! Reloads run one at a time. Triggers: a change to the config or a plugin file (see `watch`,
 //! unless `host.watch = false`), `tsunagi reload`, `POST /v1/reload`,
 //! `POST /v1/connectors/{name}/reload`, SIGHUP.
@@ -20,6 +25,7 @@
 use super::plan::{Pin, PlanInput, Refusal, ReloadPlan, Serving, Step, same_pipeline};
 use super::{BuildError, ConnectorHandle, ConnectorSet, PipelineSet, build_connector};
 use crate::clock::SharedClock;
+use crate::cluster::{Applied, ConnectorApplied, Overlay};
 use crate::config::{Config, ConfigErrors, ConnectorSettings};
 use crate::retention::Retention;
 use crate::runtime::{Engine, InstancePool, SelfTestError, SwappableConnector};
@@ -155,6 +161,8 @@ pub struct Reloader {
     one_at_a_time: tokio::sync::Mutex<()>,
     /// `[backends]` as the host started with it: stores are not swapped under running work.
     backends: crate::config::backends::BackendSettings,
+    /// The cluster revision this host runs on top of its config file (none pushed: empty).
+    overlay: Mutex<Overlay>,
 }
 
 impl Reloader {
@@ -191,7 +199,20 @@ impl Reloader {
             last: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
             backends: config.backends.clone(),
+            overlay: Mutex::new(Overlay::default()),
         }
+    }
+
+    /// The host started under `overlay` (a cluster revision).
+    pub(super) fn with_overlay(self, overlay: Overlay) -> Self {
+        *lock(&self.overlay) = overlay;
+        self
+    }
+
+    /// The config as it applies now: the file, under the cluster revision this host runs.
+    fn load(&self) -> Result<Config, ConfigErrors> {
+        let overlay = lock(&self.overlay).clone();
+        overlay.config(&self.config_path)
     }
 
     /// Hands each reloaded config's retention rules to `retention`.
@@ -208,8 +229,75 @@ impl Reloader {
     /// Reloads `only` that connector, or every connector whose settings or plugin changed.
     pub async fn reload(&self, only: Option<&str>) -> ReloadReport {
         let _one = self.one_at_a_time.lock().await;
+        self.reload_now(only).await
+    }
+
+    /// Runs the cluster's revision `overlay` from now on, on top of the config file; a revision
+    /// refused whole leaves the one before in place.
+    pub async fn apply_overlay(&self, overlay: Overlay) -> ReloadReport {
+        let _one = self.one_at_a_time.lock().await;
+        let before = std::mem::replace(&mut *lock(&self.overlay), overlay);
+        let report = self.reload_now(None).await;
+        if report.error.is_some() {
+            *lock(&self.overlay) = before;
+        }
+        report
+    }
+
+    /// What [`Reloader::apply_overlay`] would do, changing nothing: each connector that would
+    /// be swapped in or added is built, instantiated and self-tested, then dropped.
+    pub async fn check_overlay(&self, overlay: &Overlay) -> ReloadReport {
         let started = Instant::now();
-        let config = match Config::load(&self.config_path) {
+        let config = match overlay.config(&self.config_path) {
+            Ok(config) => config,
+            Err(error) => return ReloadReport::refused_whole(&ReloadError::Config(error)),
+        };
+        let plan = self.plan(&config, None);
+        let mut report = ReloadReport {
+            ok: true,
+            error: None,
+            protections: Vec::new(),
+            connectors: Vec::new(),
+        };
+        for planned in &plan.steps {
+            let name = planned.connector.as_str();
+            let from = self
+                .connectors
+                .get(name)
+                .map(|handle| handle.sha256())
+                .unwrap_or_default();
+            let settings = config.connectors.get(name);
+            let result = match (&planned.step, settings) {
+                (Step::Refuse(refusal), _) => {
+                    let error = self.refusal_error(&config, name, refusal);
+                    self.refusal(name, &from, &error, started)
+                }
+                (Step::Add | Step::Swap { .. }, Some(settings)) => {
+                    match self.build_and_test(&config, name, settings).await {
+                        Ok(candidate) => {
+                            let outcome = if matches!(planned.step, Step::Add) {
+                                Outcome::Added
+                            } else {
+                                Outcome::Swapped
+                            };
+                            let to = candidate.plugin().sha256.clone();
+                            self.entry(name, outcome, &from, &to, started)
+                        }
+                        Err(error) => self.refusal(name, &from, &error, started),
+                    }
+                }
+                (Step::Remove, _) => self.entry(name, Outcome::Removed, &from, "", started),
+                _ => self.entry(name, Outcome::Unchanged, &from, &from, started),
+            };
+            report.ok &= result.outcome != Outcome::Refused;
+            report.connectors.push(result);
+        }
+        report
+    }
+
+    async fn reload_now(&self, only: Option<&str>) -> ReloadReport {
+        let started = Instant::now();
+        let config = match self.load() {
             Ok(config) => config,
             Err(error) => return ReloadReport::refused_whole(&ReloadError::Config(error)),
         };
@@ -306,21 +394,7 @@ impl Reloader {
         let settings = config.connectors.get(name);
         let refused = |error: ReloadError| self.refusal(name, &from, &error, started);
         match (step, settings, running) {
-            (Step::Refuse(refusal), _, _) => refused(match refusal {
-                Refusal::UnknownConnector => ReloadError::UnknownConnector {
-                    name: name.to_string(),
-                    config: self.config_path.clone(),
-                },
-                Refusal::NewSink(sink) => ReloadError::NewSink(sink.clone()),
-                Refusal::PluginUnreadable(reason) => ReloadError::PluginUnreadable {
-                    path: settings.map_or_else(PathBuf::new, |s| config.resolve(&s.plugin)),
-                    reason: reason.clone(),
-                },
-                Refusal::InstanceSlots { needed, capacity } => ReloadError::InstanceSlots {
-                    needed: *needed,
-                    capacity: *capacity,
-                },
-            }),
+            (Step::Refuse(refusal), _, _) => refused(self.refusal_error(config, name, refusal)),
             (Step::Unchanged | Step::Pinned, _, _) => {
                 self.entry(name, Outcome::Unchanged, &from, &from, started)
             }
@@ -390,6 +464,27 @@ impl Reloader {
             (Step::Add | Step::Swap { .. }, _, _) => {
                 refused(ReloadError::NotRunning(name.to_string()))
             }
+        }
+    }
+
+    fn refusal_error(&self, config: &Config, name: &str, refusal: &Refusal) -> ReloadError {
+        match refusal {
+            Refusal::UnknownConnector => ReloadError::UnknownConnector {
+                name: name.to_string(),
+                config: self.config_path.clone(),
+            },
+            Refusal::NewSink(sink) => ReloadError::NewSink(sink.clone()),
+            Refusal::PluginUnreadable(reason) => ReloadError::PluginUnreadable {
+                path: config
+                    .connectors
+                    .get(name)
+                    .map_or_else(PathBuf::new, |s| config.resolve(&s.plugin)),
+                reason: reason.clone(),
+            },
+            Refusal::InstanceSlots { needed, capacity } => ReloadError::InstanceSlots {
+                needed: *needed,
+                capacity: *capacity,
+            },
         }
     }
 
@@ -464,7 +559,7 @@ impl Reloader {
 
     /// Remembers what is on disk for a rolled-back connector (see [`Pin`]).
     fn pin(&self, name: &str) {
-        let Ok(config) = Config::load(&self.config_path) else {
+        let Ok(config) = self.load() else {
             return;
         };
         let settings = config.connectors.get(name).cloned();
@@ -536,6 +631,40 @@ impl Reloader {
 
     fn remember(&self, result: &ConnectorReload) {
         lock(&self.last).insert(result.connector.clone(), result.clone());
+    }
+}
+
+/// The cluster applies its revisions through the reloader.
+#[async_trait::async_trait]
+impl crate::cluster::Apply for Reloader {
+    async fn check(&self, overlay: &Overlay) -> Applied {
+        applied(self.check_overlay(overlay).await)
+    }
+
+    async fn apply(&self, overlay: Overlay) -> Applied {
+        applied(self.apply_overlay(overlay).await)
+    }
+}
+
+/// A reload's report as the cluster reports it.
+fn applied(report: ReloadReport) -> Applied {
+    Applied {
+        ok: report.ok,
+        error: report.error,
+        connectors: report
+            .connectors
+            .into_iter()
+            .map(|entry| ConnectorApplied {
+                outcome: serde_json::to_value(&entry.outcome)
+                    .ok()
+                    .and_then(|value| value.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                connector: entry.connector,
+                from: entry.from,
+                to: entry.to,
+                error: entry.error,
+            })
+            .collect(),
     }
 }
 

@@ -34,8 +34,8 @@ pub struct StatusReport {
     /// The inbound listener's address and pings, when `host.inbound_listen` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbound: Option<crate::inbound::InboundStatus>,
-    /// Every live host of the cluster (`[backends] cluster`) and how its plugins differ from
-    /// this host's.
+    /// Every live host of the cluster (`[backends] cluster`): how many revisions it is behind
+    /// and how its plugins differ from this host's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::membership::ClusterStatus>,
 }
@@ -182,11 +182,17 @@ impl Topology {
                 None => None,
             },
             cluster: match &self.membership {
-                Some(membership) => Some(
-                    membership
-                        .status(&super::plugins_running(&self.connectors))
-                        .await,
-                ),
+                Some(membership) => {
+                    let newest = match &self.cluster {
+                        Some(cluster) => cluster.newest().await.ok(),
+                        None => None,
+                    };
+                    Some(
+                        membership
+                            .status(&super::plugins_running(&self.connectors), newest)
+                            .await,
+                    )
+                }
                 None => None,
             },
         })

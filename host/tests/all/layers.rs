@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "admin",
     "topology",
+    "cluster",
     "inbound",
     "pipeline",
     "websub",

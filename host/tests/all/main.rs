@@ -6,6 +6,7 @@
 
 mod common;
 
+mod cluster;
 mod containment;
 mod crawl;
 mod credentials;

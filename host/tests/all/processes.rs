@@ -212,12 +212,9 @@ async fn hosts_ride_out_an_outage_of(store: Outage) {
     let dir = tempfile::tempdir().unwrap();
     let ports = [free_port(), free_port()];
     let feed_port = server.addr().port();
-    // A short lease: a poll whose commit the outage broke is claimed again soon after.
     let configs = shared_store_configs(dir.path(), &ports, &database, feed_port, &|text| {
         let allow = format!("port = {feed_port}\n");
-        text.replace("claim_batch = 16", "claim_batch = 16\nclaim_lease = \"8s\"")
-            .replace("call_timeout = \"20s\"", "call_timeout = \"3s\"")
-            .replace(&allow, &format!("{allow}budget = \"feeds\"\n"))
+        with_short_lease(text).replace(&allow, &format!("{allow}budget = \"feeds\"\n"))
             + &format!(
                 "\n[budgets.feeds]\nrate = \"5000/s\"\n\n[backends]\nbudgets = \"{budgets}\"\n"
             )
@@ -233,19 +230,8 @@ async fn hosts_ride_out_an_outage_of(store: Outage) {
     }
     requested(&server, feeds / 4).await;
 
-    let before = proxy.connections();
-    proxy.cut();
     // Both hosts noticed and tried to reconnect (and were refused) while the store was out.
-    let retried = tokio::time::timeout(Duration::from_secs(60), async {
-        while proxy.connections() < before + 4 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        retried.is_ok(),
-        "the hosts try to reconnect during the outage"
-    );
+    cut_until_retried(&proxy, 4).await;
     let during = server.stats().requests;
     proxy.restore();
 
@@ -287,6 +273,30 @@ async fn hosts_ride_out_an_outage_of(store: Outage) {
         u64::from(feeds) * 10
     );
     server.shutdown().await;
+}
+
+/// `text` (configs of [`shared_store_configs`]) with a short lease and call timeout: a killed
+/// host's claims, and polls whose commit an outage broke, are claimed again soon after.
+fn with_short_lease(text: String) -> String {
+    text.replace("claim_batch = 16", "claim_batch = 16\nclaim_lease = \"8s\"")
+        .replace("call_timeout = \"20s\"", "call_timeout = \"3s\"")
+}
+
+/// Cuts the store behind `proxy` (every connection closed, new ones refused, as in a restart)
+/// and waits (bounded) until `attempts` new connections were tried meanwhile.
+async fn cut_until_retried(proxy: &TcpProxy, attempts: u64) {
+    let before = proxy.connections();
+    proxy.cut();
+    let retried = tokio::time::timeout(Duration::from_secs(60), async {
+        while proxy.connections() < before + attempts {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        retried.is_ok(),
+        "the hosts try to reconnect during the outage"
+    );
 }
 
 /// One config per admin port in `ports`, each in a directory of its own under `dir`, all on
@@ -1409,4 +1419,247 @@ async fn credentials_in_target_urls_never_reach_the_log_status_or_printed_items(
         assert!(!text.contains("SECRET-"), "a secret in the {place}: {text}");
     }
     server.shutdown().await;
+}
+
+/// The plugin at `path` with a custom section appended: another sha256, the same behaviour (a
+/// component may carry custom sections anywhere), so a push of it swaps every host.
+fn same_plugin_new_sha(path: &Path, mark: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    let name = b"tsunagi-test";
+    let content_len = 1 + name.len() + mark.len();
+    assert!(
+        content_len < 128 && name.len() < 128,
+        "one-byte LEB128 lengths"
+    );
+    bytes.push(0);
+    bytes.push(content_len as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(mark.as_bytes());
+    bytes
+}
+
+/// Resolves `address` (`host:port` of a test server) for a proxy in front of it.
+async fn socket_of(address: &str) -> SocketAddr {
+    tokio::net::lookup_host(address)
+        .await
+        .unwrap()
+        .next()
+        .expect("the test server has an address")
+}
+
+/// Waits (bounded) until the host at `admin_port` lists `hosts` live hosts in the cluster.
+async fn cluster_lists(admin_port: u16, hosts: usize) {
+    let listed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let status = fetch_status(format!("127.0.0.1:{admin_port}")).await;
+            if status["cluster"]["hosts"].as_array().map(Vec::len) == Some(hosts) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(listed.is_ok(), "the cluster lists {hosts} hosts");
+}
+
+/// The acceptance run. Three host processes share PostgreSQL (targets, items, jobs) and
+/// Redis (budgets, the cluster) for a crawl of `TSUNAGI_SCALE_FEEDS` feeds (default 50,000; two
+/// items each) while a second connector's 20 feeds go through a 5 requests/s budget. During the
+/// crawl: Redis restarts (its proxy cuts every connection and refuses new ones until the hosts
+/// have tried again), then PostgreSQL, then one host is SIGKILLed and started again, then a
+/// plugin is pushed through one host. At the end: no host exited, no target failed, every
+/// feed was fetched, each refetch is explained by the kill or a commit the outages broke, every
+/// item is stored exactly once, the pushed plugin runs on all three, and the budget held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_crawl_through_store_restarts_a_kill_and_a_push() {
+    let feeds: u32 = std::env::var("TSUNAGI_SCALE_FEEDS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(50_000);
+    let items_per_feed = 2;
+    let server = FeedServer::start(FeedServerConfig {
+        feeds,
+        items_per_feed,
+        target_feed_bytes: 1_000,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let paced_feeds = 20;
+    let paced = FeedServer::start(FeedServerConfig {
+        feeds: paced_feeds,
+        record_arrivals: true,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let schema = TestSchema::create().await;
+    let redis = TestPrefix::new();
+    let postgres_proxy = TcpProxy::start(socket_of(&schema.address()).await)
+        .await
+        .unwrap();
+    let redis_proxy = TcpProxy::start(socket_of(&redis.address()).await)
+        .await
+        .unwrap();
+    let database = schema.url_via(&postgres_proxy.addr().to_string());
+    let shared = redis.url_via(&redis_proxy.addr().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let feed_port = server.addr().port();
+    let paced_port = paced.addr().port();
+    let paced_connector = rss_connector(paced_port, "")
+        .replace("connectors.rss", "connectors.paced")
+        .replace("concurrency = 32", "concurrency = 4")
+        .replace(
+            &format!("port = {paced_port}\n"),
+            &format!("port = {paced_port}\nbudget = \"paced\"\n"),
+        );
+    let configs = shared_store_configs(dir.path(), &ports, &database, feed_port, &|text| {
+        with_short_lease(text + &paced_connector)
+            + &format!(
+                "\n[budgets.paced]\nrate = \"5/s\"\n\n[backends]\nbudgets = \"{shared}\"\ncluster = \"{shared}\"\n"
+            )
+    });
+    let backend: Arc<dyn Backend> = Arc::new(schema.open().await);
+    backend
+        .add_targets("rss", &server.feed_urls(), 0)
+        .await
+        .unwrap();
+    backend
+        .add_targets("paced", &paced.feed_urls(), 0)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut children: Vec<Child> = configs.iter().map(|c| spawn_host(&c.source_path)).collect();
+    for port in &ports {
+        wait_for_admin(*port).await;
+    }
+
+    for (store, proxy, at) in [
+        ("Redis", &redis_proxy, feeds / 5),
+        ("PostgreSQL", &postgres_proxy, 2 * feeds / 5),
+    ] {
+        requested(&server, at).await;
+        // Each host noticed and tried to reach it again while it was out.
+        cut_until_retried(proxy, 3).await;
+        proxy.restore();
+        eprintln!("{store} restarted at {:.1?}", started.elapsed());
+    }
+
+    requested(&server, 3 * feeds / 5).await;
+    children[2].start_kill().expect("SIGKILL a host");
+    assert!(!wait_exit(&mut children[2]).await.success());
+    children[2] = spawn_host(&configs[2].source_path);
+    wait_for_admin(ports[2]).await;
+    eprintln!(
+        "host 2 killed and started again at {:.1?}",
+        started.elapsed()
+    );
+    // The killed host's card expires; the push then waits for the three that live.
+    cluster_lists(ports[0], 3).await;
+
+    let pushed = dir.path().join("rss-marked.wasm");
+    std::fs::write(&pushed, same_plugin_new_sha(&plugin("rss"), "acceptance")).unwrap();
+    let output = tsunagi(&[
+        "push",
+        "--config",
+        &configs[0].source_path.display().to_string(),
+        "rss",
+        &pushed.display().to_string(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("push printed no JSON ({e}): {output:?}"));
+    assert!(
+        output.status.success(),
+        "every host applied the push: {report}"
+    );
+    let hosts = report["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 3, "{report}");
+    let pushed_sha = hosts[0]["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["connector"] == "rss")
+        .expect("rss in the report")["to"]
+        .clone();
+    let took: Vec<i64> = hosts.iter().filter_map(|h| h["took_ms"].as_i64()).collect();
+    eprintln!(
+        "pushed at {:.1?}: every host ran it within {took:?} ms",
+        started.elapsed()
+    );
+
+    all_polled(&backend, "rss", feeds as usize).await;
+    all_polled(&backend, "paced", paced_feeds as usize).await;
+    eprintln!("crawl done at {:.1?}", started.elapsed());
+    for port in &ports {
+        let status = fetch_status(format!("127.0.0.1:{port}")).await;
+        let rss = status["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "rss")
+            .expect("rss runs")
+            .clone();
+        assert_eq!(
+            rss["plugin"]["sha256"], pushed_sha,
+            "host {port} runs the push"
+        );
+    }
+    for child in &mut children {
+        assert!(child.try_wait().unwrap().is_none(), "a host exited");
+    }
+    for child in &children {
+        signal(child, "TERM");
+    }
+    for child in &mut children {
+        assert!(wait_exit(child).await.success(), "host exits 0 on SIGTERM");
+    }
+
+    let targets = backend
+        .list_targets(Some("rss"), 0, 1_000_000)
+        .await
+        .unwrap();
+    let failed: Vec<_> = targets
+        .iter()
+        .filter(|t| t.error_count > 0 || t.dead_at.is_some())
+        .map(|t| (t.target.clone(), t.last_error.clone()))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "targets failed: {:?}",
+        &failed[..failed.len().min(5)]
+    );
+    let mut refetched = 0;
+    for id in 0..feeds {
+        let fetches = server.requests_for(id);
+        assert!(fetches >= 1, "feed {id} was never fetched");
+        refetched += fetches - 1;
+    }
+    // The killed host's calls in flight (8 slots and its claimed batch) and each host's polls
+    // whose commit the PostgreSQL cut broke (at most its slots and batch) are fetched again.
+    let most_refetched = (8 + 16) * 4;
+    assert!(
+        refetched <= most_refetched,
+        "{refetched} refetches: more than the kill and the outage explain"
+    );
+    assert_eq!(
+        backend.count_items(Some("rss")).await.unwrap(),
+        u64::from(feeds) * u64::from(items_per_feed),
+        "every item stored exactly once"
+    );
+    let most = paced.most_requests_within(Duration::from_secs(1));
+    assert!(
+        most <= 6,
+        "{most} requests reached the paced upstream in one second"
+    );
+    eprintln!(
+        "{feeds} feeds, {refetched} refetched, done in {:.1?}",
+        started.elapsed()
+    );
+    server.shutdown().await;
+    paced.shutdown().await;
 }

@@ -7,6 +7,7 @@ mod items;
 mod jobs;
 mod plugin;
 mod poll;
+mod push;
 mod reload;
 mod run;
 mod search;
@@ -53,6 +54,10 @@ pub enum Command {
     Reload(reload::ReloadArgs),
     /// Ask the running host to return a connector to its previous version.
     Rollback(reload::RollbackArgs),
+    /// Push a plugin to every host of the cluster (through one of them).
+    Push(push::PushArgs),
+    /// Push a config to every host of the cluster (each keeps its own [host] and [backends]).
+    PushConfig(push::PushConfigArgs),
     /// Hand a job to a handler connector's queue (through the running host).
     Enqueue(jobs::EnqueueArgs),
     /// Search the shops (searcher connectors) at once and print the merged products and each
@@ -110,6 +115,8 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => search::search(args).await,
         Command::Reload(args) => reload::reload(args).await,
         Command::Rollback(args) => reload::rollback(args).await,
+        Command::Push(args) => push::push(args).await,
+        Command::PushConfig(args) => push::push_config(args).await,
         #[cfg(feature = "tools")]
         Command::Demo(args) => crate::tools::demo::demo(args).await,
         #[cfg(feature = "tools")]

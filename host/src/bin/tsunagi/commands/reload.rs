@@ -60,12 +60,36 @@ pub async fn ask_host(
     body: Option<serde_json::Value>,
     on_refusal: &str,
 ) -> anyhow::Result<ExitCode> {
-    let admin = config.host.admin_listen.as_deref().with_context(|| {
-        format!(
-            "{}: host.admin_listen is not set, so there is no running host to ask",
-            config.source_path.display()
-        )
-    })?;
+    let body = body.map(Body::Json);
+    send_to_host(config, None, method, path, body, on_refusal).await
+}
+
+/// What a request to the host carries.
+pub enum Body {
+    Json(serde_json::Value),
+    /// Raw bytes (a plugin, a config's text).
+    Bytes(Vec<u8>),
+}
+
+/// [`ask_host`] at `address` (`host:port`) when given, else at `host.admin_listen`.
+pub async fn send_to_host(
+    config: &Config,
+    address: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Body>,
+    on_refusal: &str,
+) -> anyhow::Result<ExitCode> {
+    let admin = match address {
+        Some(address) => address,
+        None => config.host.admin_listen.as_deref().with_context(|| {
+            format!(
+                "{}: host.admin_listen is not set, so there is no running host to ask (or \
+                 name one with --host)",
+                config.source_path.display()
+            )
+        })?,
+    };
     let token = config
         .admin_token()
         .with_context(|| format!("{}: host.admin_token", config.source_path.display()))?;
@@ -74,9 +98,13 @@ pub async fn ask_host(
     if let Some(token) = &token {
         request = request.bearer_auth(token.expose());
     }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
+    request = match body {
+        Some(Body::Json(body)) => request.json(&body),
+        Some(Body::Bytes(bytes)) => request
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes),
+        None => request,
+    };
     let response = request
         .send()
         .await

@@ -1,0 +1,534 @@
+//! One host's part in the cluster's revisions: the newest one at boot, a reconcile on every
+//! announcement and every [`RECONCILE`], and pushes (check here, commit, announce, gather
+//! every live host's report). See the module above for the whole flow.
+
+use super::{
+    Applied, Apply, BlobCache, Change, HostReport, MAX_CONFIG_BYTES, Overlay, PUSH_WAIT,
+    PushReport, RECONCILE, REPORTS_TOPIC, REVISIONS_TOPIC, Refused, Revision, Standing, WATCHDOG,
+    blobs::sha256_hex,
+};
+use crate::clock::SharedClock;
+use crate::outage::StoreOutage;
+use crate::runtime::MAX_PLUGIN_BYTES;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tsunagi_backends::BackendError;
+use tsunagi_backends::redis::RedisStore;
+use tsunagi_backends::redis::bus::RedisBus;
+use tsunagi_backends::redis::members::RedisMembers;
+use tsunagi_backends::redis::revisions::RedisRevisions;
+
+/// How often a waiting push reads the reports again, in case an announcement was missed.
+const REPORTS_REREAD: Duration = Duration::from_millis(250);
+/// Commits tried when other pushes keep landing first.
+const COMMIT_TRIES: usize = 4;
+
+/// Why a revision could not be read or made into files here.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] BackendError),
+    #[error("cluster revision {0} is no longer in the store (newer ones replaced it)")]
+    Gone(u64),
+    #[error("cluster revision {number} is unreadable: {reason}")]
+    Unreadable { number: u64, reason: String },
+    #[error("plugin blob {sha256} (connector '{connector}') is not in the cluster store")]
+    MissingBlob { connector: String, sha256: String },
+    #[error("cannot write plugin blob {sha256} to {}: {source}", dir.display())]
+    Cache {
+        sha256: String,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a push was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("this host is not in a cluster ([backends] cluster is not set)")]
+    NotInCluster,
+    #[error("no connector named '{0}' in the cluster's config")]
+    UnknownConnector(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{summary}; nothing was stored or announced")]
+    Refused { summary: String, applied: Applied },
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error("other pushes kept landing first; push again")]
+    Contended,
+}
+
+impl From<BackendError> for PushError {
+    fn from(error: BackendError) -> Self {
+        Self::Sync(SyncError::Store(error))
+    }
+}
+
+/// This host in the cluster's revisions.
+pub struct Cluster {
+    revisions: RedisRevisions,
+    bus: RedisBus,
+    members: RedisMembers,
+    worker_id: String,
+    /// This host's own config file (a revision applies on top of it).
+    config_path: PathBuf,
+    blobs: BlobCache,
+    clock: SharedClock,
+    standing: Mutex<Standing>,
+    /// One revision applied at a time (a push's own and the reconcile's).
+    applying: tokio::sync::Mutex<()>,
+    reconciling: tokio::sync::Mutex<StoreOutage>,
+}
+
+impl Cluster {
+    pub fn new(
+        store: RedisStore,
+        worker_id: &str,
+        config_path: PathBuf,
+        blobs: BlobCache,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            revisions: RedisRevisions::new(store.clone()),
+            bus: RedisBus::new(store.clone()),
+            members: RedisMembers::new(store),
+            worker_id: worker_id.to_string(),
+            config_path,
+            blobs,
+            clock,
+            standing: Mutex::new(Standing::default()),
+            applying: tokio::sync::Mutex::new(()),
+            reconciling: tokio::sync::Mutex::new(StoreOutage::new(
+                "the cluster's reconcile",
+                RECONCILE,
+            )),
+        }
+    }
+
+    /// The revision this host runs, and any newer one it refused.
+    pub fn standing(&self) -> Standing {
+        lock(&self.standing).clone()
+    }
+
+    /// The newest revision in the store (0: none), for `/status`.
+    pub async fn newest(&self) -> Result<u64, BackendError> {
+        self.revisions.latest().await
+    }
+
+    /// The newest revision as files here, for a host starting up; `None` when nothing was
+    /// pushed, or when it cannot be had now (the reconcile tries again once the host runs).
+    pub async fn boot(&self) -> Option<Overlay> {
+        match self.newest_overlay().await {
+            Ok(overlay) => overlay,
+            Err(error) => {
+                tracing::warn!(
+                    "starting without the cluster's newest revision (the reconcile applies it \
+                     later): {error}"
+                );
+                None
+            }
+        }
+    }
+
+    /// The host started with `revision` (from [`Cluster::boot`]).
+    pub fn booted(&self, revision: u64) {
+        lock(&self.standing).revision = revision;
+    }
+
+    async fn newest_overlay(&self) -> Result<Option<Overlay>, SyncError> {
+        let latest = self.revisions.latest().await?;
+        if latest == 0 {
+            return Ok(None);
+        }
+        let revision = self.read(latest).await?;
+        Ok(Some(self.materialize(&revision).await?))
+    }
+
+    async fn read(&self, number: u64) -> Result<Revision, SyncError> {
+        let text = self
+            .revisions
+            .revision(number)
+            .await?
+            .ok_or(SyncError::Gone(number))?;
+        let mut revision: Revision =
+            serde_json::from_str(&text).map_err(|error| SyncError::Unreadable {
+                number,
+                reason: error.to_string(),
+            })?;
+        revision.number = number;
+        Ok(revision)
+    }
+
+    /// `revision` with each pushed plugin as a verified file here (fetched when missing).
+    async fn materialize(&self, revision: &Revision) -> Result<Overlay, SyncError> {
+        let mut plugins = std::collections::BTreeMap::new();
+        for (connector, sha256) in &revision.plugins {
+            let path = match self.blobs.cached(sha256) {
+                Some(path) => path,
+                None => {
+                    let bytes = self
+                        .revisions
+                        .blob(sha256, MAX_PLUGIN_BYTES)
+                        .await?
+                        .ok_or_else(|| SyncError::MissingBlob {
+                            connector: connector.clone(),
+                            sha256: sha256.clone(),
+                        })?;
+                    self.write_blob(sha256, &bytes)?
+                }
+            };
+            plugins.insert(connector.clone(), path);
+        }
+        Ok(Overlay {
+            revision: revision.number,
+            config: revision.config.clone(),
+            plugins,
+        })
+    }
+
+    fn write_blob(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf, SyncError> {
+        self.blobs
+            .write(sha256, bytes)
+            .map_err(|source| SyncError::Cache {
+                sha256: sha256.to_string(),
+                dir: self.blobs.dir().to_path_buf(),
+                source,
+            })
+    }
+
+    /// Listens for announcements until `stop`, reconciling on each one and every
+    /// [`RECONCILE`] (at once, too: something may have been pushed since the boot).
+    pub fn spawn(
+        self: Arc<Self>,
+        applier: Arc<dyn Apply>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut announcements = self.bus.subscribe(REVISIONS_TOPIC, WATCHDOG);
+            let mut ticks = tokio::time::interval(RECONCILE);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    heard = announcements.next() => {
+                        if heard.is_none() {
+                            // The listener ended (it never does by itself): listen again.
+                            announcements = self.bus.subscribe(REVISIONS_TOPIC, WATCHDOG);
+                        }
+                        self.reconcile(&*applier).await;
+                    }
+                    _ = ticks.tick() => self.reconcile(&*applier).await,
+                }
+            }
+        })
+    }
+
+    /// Applies the newest revision unless this host runs it or refused it, and reports.
+    pub async fn reconcile(&self, applier: &dyn Apply) {
+        let _one = self.applying.lock().await;
+        let latest = match self.revisions.latest().await {
+            Ok(latest) => {
+                self.reconciling.lock().await.answered();
+                latest
+            }
+            Err(error) => {
+                self.reconciling.lock().await.failed(&error);
+                return;
+            }
+        };
+        let standing = self.standing();
+        let refused_already = standing
+            .refused
+            .as_ref()
+            .is_some_and(|refused| refused.revision >= latest);
+        if latest <= standing.revision || refused_already {
+            return;
+        }
+        let overlay = match self.read(latest).await {
+            Ok(revision) => self.materialize(&revision).await,
+            Err(error) => Err(error),
+        };
+        let applied = match overlay {
+            Ok(overlay) => applier.apply(overlay).await,
+            // The store may be coming back, or a blob was being written: the next reconcile
+            // tries again.
+            Err(error) => {
+                tracing::warn!(
+                    revision = latest,
+                    "cannot fetch the cluster's revision: {error}"
+                );
+                return;
+            }
+        };
+        {
+            let mut standing = lock(&self.standing);
+            if applied.ok {
+                standing.revision = latest;
+                standing.refused = None;
+            } else {
+                standing.refused = Some(Refused {
+                    revision: latest,
+                    error: summary(&applied),
+                });
+            }
+        }
+        if applied.ok {
+            tracing::info!(revision = latest, "applied the cluster's revision");
+        } else {
+            tracing::error!(
+                revision = latest,
+                "refused the cluster's revision; the previous \
+                version keeps serving: {}",
+                summary(&applied)
+            );
+        }
+        self.report(latest, applied).await;
+    }
+
+    async fn report(&self, revision: u64, applied: Applied) {
+        let report = HostReport {
+            worker_id: self.worker_id.clone(),
+            revision,
+            applied,
+            at: self.clock.now_ms(),
+            took_ms: None,
+        };
+        let text = serde_json::to_string(&report).unwrap_or_default();
+        let text = if text.len() > tsunagi_backends::redis::revisions::MAX_REPORT_BYTES {
+            // Connectors' errors are capped already; a host of very many connectors says less.
+            let short = HostReport {
+                applied: Applied {
+                    ok: report.applied.ok,
+                    error: Some(summary(&report.applied)),
+                    connectors: Vec::new(),
+                },
+                ..report
+            };
+            serde_json::to_string(&short).unwrap_or_default()
+        } else {
+            text
+        };
+        if let Err(error) = self
+            .revisions
+            .report(revision, &self.worker_id, &text)
+            .await
+        {
+            tracing::warn!(revision, "cannot write this host's report: {error}");
+            return;
+        }
+        // Wakes a push waiting for reports; it reads them again anyway.
+        let _ = self.bus.publish(REPORTS_TOPIC, &revision.to_string()).await;
+    }
+
+    /// Pushes `change` to every host: checks it here as this host would apply it (refusing it
+    /// whole, nothing stored, if it does not pass), commits it as the next revision, announces
+    /// it, applies it here and waits up to [`PUSH_WAIT`] for every live host's report.
+    pub async fn push(&self, applier: &dyn Apply, change: Change) -> Result<PushReport, PushError> {
+        // Listening before the commit, so no host's report is announced unheard.
+        let mut reported = self.bus.subscribe(REPORTS_TOPIC, WATCHDOG);
+        let blob = match &change {
+            Change::Plugin { bytes, .. } => {
+                if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_PLUGIN_BYTES {
+                    return Err(PushError::TooLarge(format!(
+                        "a plugin of {} bytes is over the limit of {MAX_PLUGIN_BYTES}",
+                        bytes.len()
+                    )));
+                }
+                let sha256 = sha256_hex(bytes);
+                self.write_blob(&sha256, bytes)?;
+                Some(sha256)
+            }
+            Change::Config(text) => {
+                if text.len() > MAX_CONFIG_BYTES {
+                    return Err(PushError::TooLarge(format!(
+                        "a config of {} bytes is over the limit of {MAX_CONFIG_BYTES}",
+                        text.len()
+                    )));
+                }
+                None
+            }
+        };
+        let mut committed = None;
+        let mut pushed_at = 0;
+        for _ in 0..COMMIT_TRIES {
+            let read = self.revisions.latest().await?;
+            let base = if read == 0 {
+                Revision::default()
+            } else {
+                self.read(read).await?
+            };
+            let mut next = Revision {
+                number: read + 1,
+                config: base.config,
+                plugins: base.plugins,
+                pushed_at: self.clock.now_ms(),
+                pushed_through: self.worker_id.clone(),
+            };
+            match &change {
+                Change::Plugin { connector, .. } => {
+                    let sha256 = blob.clone().unwrap_or_default();
+                    next.plugins.insert(connector.clone(), sha256);
+                }
+                Change::Config(text) => next.config = Some(text.clone()),
+            }
+            let overlay = self.materialize(&next).await?;
+            let connectors: BTreeSet<String> = match overlay.config(&self.config_path) {
+                Ok(config) => config.connectors.into_keys().collect(),
+                Err(errors) => {
+                    let applied = Applied {
+                        ok: false,
+                        error: Some(format!("config refused: {errors}")),
+                        connectors: Vec::new(),
+                    };
+                    return Err(PushError::Refused {
+                        summary: summary(&applied),
+                        applied,
+                    });
+                }
+            };
+            if let Change::Plugin { connector, .. } = &change
+                && !connectors.contains(connector)
+            {
+                return Err(PushError::UnknownConnector(connector.clone()));
+            }
+            // A pushed plugin follows its connector out of the config.
+            next.plugins
+                .retain(|connector, _| connectors.contains(connector));
+            let overlay = Overlay {
+                plugins: overlay
+                    .plugins
+                    .into_iter()
+                    .filter(|(connector, _)| connectors.contains(connector))
+                    .collect(),
+                ..overlay
+            };
+            let checked = applier.check(&overlay).await;
+            if !checked.ok {
+                return Err(PushError::Refused {
+                    summary: summary(&checked),
+                    applied: checked,
+                });
+            }
+            if let (Some(sha256), Change::Plugin { bytes, .. }) = (&blob, &change) {
+                self.revisions.put_blob(sha256, bytes).await?;
+            }
+            let text = serde_json::to_string(&next).unwrap_or_default();
+            pushed_at = next.pushed_at;
+            if let Some(number) = self.revisions.commit(read, &text).await? {
+                committed = Some(number);
+                break;
+            }
+        }
+        let revision = committed.ok_or(PushError::Contended)?;
+        tracing::info!(revision, "pushed a new cluster revision");
+        if let Err(error) = self
+            .bus
+            .publish(REVISIONS_TOPIC, &revision.to_string())
+            .await
+        {
+            tracing::warn!(
+                revision,
+                "cannot announce the revision (each host's reconcile \
+                finds it): {error}"
+            );
+        }
+        // This host at once, rather than when its own announcement comes back.
+        self.reconcile(applier).await;
+        self.gather(revision, pushed_at, &mut reported).await
+    }
+
+    /// Every live host's report on `revision`, waiting up to [`PUSH_WAIT`] for the missing.
+    async fn gather(
+        &self,
+        revision: u64,
+        pushed_at: tsunagi_backends::Millis,
+        reported: &mut tsunagi_backends::redis::bus::Subscription,
+    ) -> Result<PushReport, PushError> {
+        let deadline = tokio::time::Instant::now() + PUSH_WAIT;
+        loop {
+            let reports: Vec<HostReport> = self
+                .revisions
+                .reports(revision)
+                .await?
+                .into_iter()
+                .filter_map(
+                    |(member, text)| match serde_json::from_str::<HostReport>(&text) {
+                        Ok(report) => Some(HostReport {
+                            took_ms: Some(report.at.saturating_sub(pushed_at)),
+                            ..report
+                        }),
+                        Err(error) => {
+                            tracing::warn!(%member, "a host's report is unreadable: {error}");
+                            None
+                        }
+                    },
+                )
+                .collect();
+            let live: BTreeSet<String> = self
+                .members
+                .members()
+                .await?
+                .into_iter()
+                .map(|(member, _)| member)
+                .chain([self.worker_id.clone()])
+                .collect();
+            let missing: Vec<String> = live
+                .iter()
+                .filter(|member| !reports.iter().any(|report| &report.worker_id == *member))
+                .cloned()
+                .collect();
+            let done = missing.is_empty() || tokio::time::Instant::now() >= deadline;
+            if done {
+                return Ok(PushReport {
+                    ok: missing.is_empty() && reports.iter().all(|report| report.applied.ok),
+                    revision,
+                    hosts: reports,
+                    missing,
+                });
+            }
+            tokio::select! {
+                heard = reported.next() => if heard.is_none() {
+                    // The listener ended (it never does by itself): read on the timer.
+                    tokio::time::sleep(REPORTS_REREAD).await;
+                },
+                () = tokio::time::sleep(REPORTS_REREAD) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+/// One line for a refusal: the whole revision's error, or each refused connector's.
+pub fn summary(applied: &Applied) -> String {
+    if let Some(error) = &applied.error {
+        return error.clone();
+    }
+    let refused: Vec<String> = applied
+        .connectors
+        .iter()
+        .filter(|connector| connector.outcome == "refused")
+        .map(|connector| {
+            format!(
+                "connector '{}': {}",
+                connector.connector,
+                connector.error.as_deref().unwrap_or("refused")
+            )
+        })
+        .collect();
+    if refused.is_empty() {
+        "refused".to_string()
+    } else {
+        refused.join("; ")
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
