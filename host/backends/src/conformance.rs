@@ -1,4 +1,5 @@
-//! The conformance suite every backend must pass (SQLite now; PostgreSQL and Redis later).
+//! The conformance suite every backend must pass (SQLite and PostgreSQL whole; Redis the parts
+//! it offers: the job queue, rankings, budgets).
 //!
 //! Each case is a plain async function holding real assertions; [`conformance_tests!`] turns
 //! them into one `#[tokio::test]` per case for a backend, given a factory that returns a fresh,
@@ -18,7 +19,7 @@ use crate::coordination::{BudgetFill, RateLimitStore};
 use crate::ratelimit::{Quota, Reservation};
 use crate::{
     AddReport, Attempt, Backend, BackendError, Delivery, ForgetReport, Item, ItemPosition,
-    ItemQuery, JobLease, MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob,
+    ItemQuery, JobLease, JobQueue, MAX_ERROR_BYTES, MAX_HISTORY, MAX_TARGET_BYTES, Millis, NewJob,
     PollCommit, QueueCounts, StatePut, StateScope, StoredItem, StoredToken, TargetClaim,
 };
 use crate::{BoardSummary, RankingCap, RankingStore, Standing, TopAndAround, top_and_around};
@@ -49,7 +50,7 @@ pub type BackendFuture = StoreFuture<dyn Backend>;
 /// the case runs (a temporary directory, a container handle, …).
 ///
 /// `S` is what is under test: a whole [`Backend`] by default, or one trait of it for a store
-/// that offers only some ([`RankingStore`] and [`RateLimitStore`] in Redis).
+/// that offers only some ([`JobQueue`], [`RankingStore`] and [`RateLimitStore`] in Redis).
 pub struct TestStore<S: ?Sized = dyn Backend> {
     pub backend: Arc<S>,
     reopen: Box<dyn Fn() -> StoreFuture<S> + Send + Sync>,
@@ -84,6 +85,19 @@ impl<S: ?Sized + Send + Sync + 'static> TestStore<S> {
 }
 
 impl TestStore {
+    /// The same store seen as its [`JobQueue`] only.
+    pub fn jobs(self) -> TestStore<dyn JobQueue> {
+        let reopen = self.reopen;
+        TestStore {
+            backend: self.backend,
+            reopen: Box::new(move || -> StoreFuture<dyn JobQueue> {
+                let opening = reopen();
+                Box::pin(async move { opening.await as Arc<dyn JobQueue> })
+            }),
+            keep_alive: self.keep_alive,
+        }
+    }
+
     /// The same store seen as its [`RankingStore`] only.
     pub fn rankings(self) -> TestStore<dyn RankingStore> {
         let reopen = self.reopen;
@@ -120,17 +134,9 @@ macro_rules! conformance_tests {
             state_put_within_a_cap_counts_bytes_of_what_is_stored,
             delivery_enqueues_one_job_per_queue_with_only_new_items,
             delivery_enqueues_nothing_when_no_item_is_new,
-            jobs_are_enqueued_leased_and_completed,
-            expired_job_lease_goes_to_another_worker_and_late_completion_is_refused,
-            failed_job_with_retry_at_waits_until_then,
-            job_with_attempts_exhausted_goes_dead,
-            failed_job_without_retry_goes_dead_at_once,
-            job_lost_on_its_last_attempt_goes_dead,
-            dead_jobs_keep_their_history_and_can_be_retried_or_dropped,
             dead_targets_are_never_claimed_and_can_be_revived_or_dropped,
             pinged_targets_are_due_now_and_dead_or_parked_ones_stay_put,
             target_history_keeps_the_latest_failures_and_a_success_clears_it,
-            queue_counts_count_each_state,
             list_items_filters_and_pages,
             release_clears_the_lease_and_reschedules,
             refused_targets_are_parked_until_released,
@@ -143,14 +149,6 @@ macro_rules! conformance_tests {
             the_count_rule_keeps_the_newest_items,
             forgotten_ids_are_purged_once_unseen_for_the_horizon,
             storage_stats_count_rows_per_table,
-            jobs_carry_kind_target_and_the_earlier_outcome,
-            an_idempotency_key_enqueues_once_per_queue,
-            enqueue_refuses_what_is_over_a_cap_and_stores_nothing,
-            a_heartbeat_keeps_a_job_from_being_taken_over,
-            a_taken_over_or_unknown_attempt_is_handed_on_as_unknown_until_done,
-            done_jobs_keep_their_outcome_but_not_their_payload,
-            a_deferred_job_comes_back_without_counting_an_attempt,
-            a_paused_queue_leases_nothing_until_resumed,
         );
         // WebSub: subscriptions and their deliveries.
         $crate::conformance_tests!(@backend $factory;
@@ -162,12 +160,13 @@ macro_rules! conformance_tests {
             tokens_are_stored_replaced_listed_and_deleted_per_credential_and_subject,
             a_token_marked_for_relinking_keeps_its_reason_and_an_oversized_one_is_refused,
         );
+        // The job queue.
+        $crate::job_conformance_tests!(|| async { ($factory)().await.jobs() });
         // Rankings: sorted sets per board.
         $crate::ranking_conformance_tests!(|| async { ($factory)().await.rankings() });
         $crate::conformance_tests!(@store $factory;
             concurrent_claims_in_one_instance_never_overlap,
             concurrent_claims_from_two_instances_never_overlap,
-            concurrent_job_leases_from_two_instances_never_overlap,
             concurrent_commits_store_each_new_item_once,
             concurrent_commits_of_one_claim_succeed_once,
             concurrent_capped_state_puts_from_two_instances_never_pass_the_cap,
@@ -185,6 +184,47 @@ macro_rules! conformance_tests {
         async fn $case() {
             let store: $crate::conformance::TestStore = ($factory)().await;
             $crate::conformance::$case(&store).await;
+        }
+    )+};
+}
+
+/// Expands to one `#[tokio::test]` per case of the [`JobQueue`] part of the suite, for a store
+/// that offers the queue (every [`Backend`]; Redis on its own). `$factory` produces a fresh,
+/// empty `TestStore<dyn JobQueue>`.
+#[macro_export]
+macro_rules! job_conformance_tests {
+    ($factory:expr) => {
+        $crate::job_conformance_tests!(@one $factory; |store| &*store.backend;
+            jobs_are_enqueued_leased_and_completed,
+            expired_job_lease_goes_to_another_worker_and_late_completion_is_refused,
+            failed_job_with_retry_at_waits_until_then,
+            job_with_attempts_exhausted_goes_dead,
+            failed_job_without_retry_goes_dead_at_once,
+            job_lost_on_its_last_attempt_goes_dead,
+            dead_jobs_keep_their_history_and_can_be_retried_or_dropped,
+            queue_counts_count_each_state,
+            stored_job_errors_are_capped_at_a_char_boundary,
+            job_history_keeps_the_latest_failures,
+            jobs_carry_kind_target_and_the_earlier_outcome,
+            an_idempotency_key_enqueues_once_per_queue,
+            dropping_a_dead_job_frees_its_idempotency_key,
+            enqueue_refuses_what_is_over_a_cap_and_stores_nothing,
+            a_heartbeat_keeps_a_job_from_being_taken_over,
+            a_taken_over_or_unknown_attempt_is_handed_on_as_unknown_until_done,
+            done_jobs_keep_their_outcome_but_not_their_payload,
+            a_deferred_job_comes_back_without_counting_an_attempt,
+            a_paused_queue_leases_nothing_until_resumed,
+        );
+        $crate::job_conformance_tests!(@one $factory; |store| &store;
+            concurrent_job_leases_from_two_instances_never_overlap,
+        );
+    };
+    (@one $factory:expr; |$store:ident| $arg:expr; $($case:ident),+ $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let $store: $crate::conformance::TestStore<dyn $crate::JobQueue> =
+                ($factory)().await;
+            $crate::conformance::$case($arg).await;
         }
     )+};
 }
@@ -355,7 +395,7 @@ fn item_ids(items: &[StoredItem]) -> Vec<&str> {
     items.iter().map(|stored| stored.item.id.as_str()).collect()
 }
 
-async fn lease_all(b: &dyn Backend, queue: &str, worker: &str, now: Millis) -> Vec<JobLease> {
+async fn lease_all(b: &dyn JobQueue, queue: &str, worker: &str, now: Millis) -> Vec<JobLease> {
     b.lease_jobs(queue, worker, now, LEASE, 100)
         .await
         .expect("lease_jobs")
@@ -473,20 +513,10 @@ pub async fn add_targets_refuses_a_batch_with_a_target_over_the_cap(b: &dyn Back
 
 /// Error texts come from plugins and upstreams; a megabyte of one is cut to the cap, at a
 /// character boundary (the text is multi-byte throughout), with a marker.
+/// The job queue's part is [`stored_job_errors_are_capped_at_a_char_boundary`].
 pub async fn stored_errors_are_capped_at_a_char_boundary(b: &dyn Backend) {
     let huge = "é".repeat(1 << 19);
-    let check = |stored: &str, context: &str| {
-        assert!(
-            stored.len() <= MAX_ERROR_BYTES,
-            "{context}: {} bytes",
-            stored.len()
-        );
-        assert!(
-            stored.starts_with("éé")
-                && stored.ends_with(&format!("[cut; {} bytes in all]", huge.len())),
-            "{context}: {stored:?}"
-        );
-    };
+    let check = |stored: &str, context: &str| check_capped(stored, &huge, context);
 
     let claim = add_and_claim(b, "rss", "t", "w1", T0).await;
     let commit = PollCommit::Failure {
@@ -501,18 +531,42 @@ pub async fn stored_errors_are_capped_at_a_char_boundary(b: &dyn Backend) {
         "target last_error",
     );
     check(&target.history[0].error, "target history");
+}
 
+/// `stored` is `huge` (a run of `é`) cut at the cap, with the marker saying how long it was.
+fn check_capped(stored: &str, huge: &str, context: &str) {
+    assert!(
+        stored.len() <= MAX_ERROR_BYTES,
+        "{context}: {} bytes",
+        stored.len()
+    );
+    assert!(
+        stored.starts_with("éé")
+            && stored.ends_with(&format!("[cut; {} bytes in all]", huge.len())),
+        "{context}: {stored:?}"
+    );
+}
+
+pub async fn stored_job_errors_are_capped_at_a_char_boundary(b: &dyn JobQueue) {
+    let huge = "é".repeat(1 << 19);
     b.enqueue(job("q", "payload", 1, T0))
         .await
         .expect("enqueue");
     let lease = lease_all(b, "q", "w1", T0).await.remove(0);
     assert!(b.fail_job(&lease, &huge, None, T0).await.expect("fail"));
     let dead = b.list_dead(Some("q"), 10).await.expect("list_dead");
-    check(
+    check_capped(
         dead[0].last_error.as_deref().expect("last_error"),
+        &huge,
         "job last_error",
     );
-    check(&dead[0].history[0].error, "job history");
+    check_capped(&dead[0].history[0].error, &huge, "job history");
+    let record = b.job(lease.id).await.expect("job").expect("stored");
+    check_capped(
+        record.last_error.as_deref().expect("last_error"),
+        &huge,
+        "job record",
+    );
 }
 
 pub async fn list_targets_pages_by_id_and_filters_by_connector(b: &dyn Backend) {
@@ -1581,7 +1635,7 @@ pub async fn delivery_enqueues_nothing_when_no_item_is_new(b: &dyn Backend) {
 // ---------------------------------------------------------------------------------------------
 // Job queue
 
-pub async fn jobs_are_enqueued_leased_and_completed(b: &dyn Backend) {
+pub async fn jobs_are_enqueued_leased_and_completed(b: &dyn JobQueue) {
     let first = b.enqueue(job("q", "one", 3, T0)).await.expect("enqueue");
     let second = b.enqueue(job("q", "two", 3, T0)).await.expect("enqueue");
     let future = b
@@ -1640,7 +1694,7 @@ pub async fn jobs_are_enqueued_leased_and_completed(b: &dyn Backend) {
 }
 
 pub async fn expired_job_lease_goes_to_another_worker_and_late_completion_is_refused(
-    b: &dyn Backend,
+    b: &dyn JobQueue,
 ) {
     b.enqueue(job("q", "payload", 5, T0))
         .await
@@ -1686,7 +1740,7 @@ pub async fn expired_job_lease_goes_to_another_worker_and_late_completion_is_ref
     );
 }
 
-pub async fn failed_job_with_retry_at_waits_until_then(b: &dyn Backend) {
+pub async fn failed_job_with_retry_at_waits_until_then(b: &dyn JobQueue) {
     b.enqueue(job("q", "payload", 5, T0))
         .await
         .expect("enqueue");
@@ -1717,7 +1771,7 @@ pub async fn failed_job_with_retry_at_waits_until_then(b: &dyn Backend) {
     );
 }
 
-pub async fn job_with_attempts_exhausted_goes_dead(b: &dyn Backend) {
+pub async fn job_with_attempts_exhausted_goes_dead(b: &dyn JobQueue) {
     let id = b
         .enqueue(job("q", "payload", 2, T0))
         .await
@@ -1750,7 +1804,7 @@ pub async fn job_with_attempts_exhausted_goes_dead(b: &dyn Backend) {
     assert_eq!(b.queue_counts("q").await.expect("counts").dead, 1);
 }
 
-pub async fn dead_jobs_keep_their_history_and_can_be_retried_or_dropped(b: &dyn Backend) {
+pub async fn dead_jobs_keep_their_history_and_can_be_retried_or_dropped(b: &dyn JobQueue) {
     let kept = b.enqueue(job("q", "kept", 2, T0)).await.expect("enqueue");
     let dropped = b
         .enqueue(job("q", "dropped", 1, T0))
@@ -2150,7 +2204,7 @@ pub async fn target_history_keeps_the_latest_failures_and_a_success_clears_it(b:
     assert_eq!(target.error_count, 0);
 }
 
-pub async fn failed_job_without_retry_goes_dead_at_once(b: &dyn Backend) {
+pub async fn failed_job_without_retry_goes_dead_at_once(b: &dyn JobQueue) {
     b.enqueue(job("q", "p1", 10, T0)).await.expect("enqueue");
     b.enqueue(job("other", "p2", 10, T0))
         .await
@@ -2188,7 +2242,7 @@ pub async fn failed_job_without_retry_goes_dead_at_once(b: &dyn Backend) {
     );
 }
 
-pub async fn job_lost_on_its_last_attempt_goes_dead(b: &dyn Backend) {
+pub async fn job_lost_on_its_last_attempt_goes_dead(b: &dyn JobQueue) {
     b.enqueue(job("q", "poison", 2, T0)).await.expect("enqueue");
     let first = lease_all(b, "q", "w1", T0).await.remove(0);
     let second = lease_all(b, "q", "w2", first.lease_until + 1)
@@ -2208,7 +2262,7 @@ pub async fn job_lost_on_its_last_attempt_goes_dead(b: &dyn Backend) {
     assert!(!b.complete_job(&second, after_second).await.expect("late"));
 }
 
-pub async fn queue_counts_count_each_state(b: &dyn Backend) {
+pub async fn queue_counts_count_each_state(b: &dyn JobQueue) {
     assert_eq!(
         b.queue_counts("q").await.expect("counts"),
         QueueCounts::default()
@@ -2256,7 +2310,9 @@ pub async fn queue_counts_count_each_state(b: &dyn Backend) {
 }
 
 /// Workers on two instances lease one queue concurrently: every job is leased exactly once.
-pub async fn concurrent_job_leases_from_two_instances_never_overlap(store: &TestStore) {
+pub async fn concurrent_job_leases_from_two_instances_never_overlap(
+    store: &TestStore<dyn JobQueue>,
+) {
     let first = store.backend.clone();
     let second = store.reopen().await;
     let mut expected = HashSet::new();
@@ -3034,7 +3090,7 @@ fn handler_job(queue: &str, kind: &str, target: Option<&str>, key: Option<&str>)
     }
 }
 
-pub async fn jobs_carry_kind_target_and_the_earlier_outcome(b: &dyn Backend) {
+pub async fn jobs_carry_kind_target_and_the_earlier_outcome(b: &dyn JobQueue) {
     let id = b
         .enqueue(handler_job("posts", "post", Some("user-1"), None))
         .await
@@ -3059,7 +3115,7 @@ pub async fn jobs_carry_kind_target_and_the_earlier_outcome(b: &dyn Backend) {
     );
 }
 
-pub async fn an_idempotency_key_enqueues_once_per_queue(b: &dyn Backend) {
+pub async fn an_idempotency_key_enqueues_once_per_queue(b: &dyn JobQueue) {
     let first = b
         .enqueue_job(handler_job("posts", "post", None, Some("k-1")))
         .await
@@ -3100,7 +3156,7 @@ pub async fn an_idempotency_key_enqueues_once_per_queue(b: &dyn Backend) {
     );
 }
 
-pub async fn enqueue_refuses_what_is_over_a_cap_and_stores_nothing(b: &dyn Backend) {
+pub async fn enqueue_refuses_what_is_over_a_cap_and_stores_nothing(b: &dyn JobQueue) {
     let cases = [
         (
             NewJob::new("q", "x".repeat(MAX_JOB_PAYLOAD_BYTES + 1), 5, T0),
@@ -3141,7 +3197,7 @@ pub async fn enqueue_refuses_what_is_over_a_cap_and_stores_nothing(b: &dyn Backe
         .expect("a payload at the cap");
 }
 
-pub async fn a_heartbeat_keeps_a_job_from_being_taken_over(b: &dyn Backend) {
+pub async fn a_heartbeat_keeps_a_job_from_being_taken_over(b: &dyn JobQueue) {
     b.enqueue(job("q", "p", 5, T0)).await.expect("enqueue");
     let mut held = lease_all(b, "q", "w1", T0).await.remove(0);
     let first_until = held.lease_until;
@@ -3182,7 +3238,7 @@ pub async fn a_heartbeat_keeps_a_job_from_being_taken_over(b: &dyn Backend) {
     );
 }
 
-pub async fn a_taken_over_or_unknown_attempt_is_handed_on_as_unknown_until_done(b: &dyn Backend) {
+pub async fn a_taken_over_or_unknown_attempt_is_handed_on_as_unknown_until_done(b: &dyn JobQueue) {
     b.enqueue(job("q", "p", 10, T0)).await.expect("enqueue");
     let lost = lease_all(b, "q", "w1", T0).await.remove(0);
     let taken = lease_all(b, "q", "w2", lost.lease_until + 1)
@@ -3222,7 +3278,7 @@ pub async fn a_taken_over_or_unknown_attempt_is_handed_on_as_unknown_until_done(
     assert_eq!(next.earlier, EarlierOutcome::Unknown);
 }
 
-pub async fn done_jobs_keep_their_outcome_but_not_their_payload(b: &dyn Backend) {
+pub async fn done_jobs_keep_their_outcome_but_not_their_payload(b: &dyn JobQueue) {
     let done_id = b
         .enqueue(job("q", "secret-free payload", 5, T0))
         .await
@@ -3261,7 +3317,7 @@ pub async fn done_jobs_keep_their_outcome_but_not_their_payload(b: &dyn Backend)
     );
 }
 
-pub async fn a_deferred_job_comes_back_without_counting_an_attempt(b: &dyn Backend) {
+pub async fn a_deferred_job_comes_back_without_counting_an_attempt(b: &dyn JobQueue) {
     b.enqueue(job("q", "p", 2, T0)).await.expect("enqueue");
     let first = lease_all(b, "q", "w", T0).await.remove(0);
     assert!(b.defer_job(&first, T0 + 500, T0).await.expect("defer"));
@@ -3286,7 +3342,7 @@ pub async fn a_deferred_job_comes_back_without_counting_an_attempt(b: &dyn Backe
     assert_eq!(lease.attempt, 1);
 }
 
-pub async fn a_paused_queue_leases_nothing_until_resumed(b: &dyn Backend) {
+pub async fn a_paused_queue_leases_nothing_until_resumed(b: &dyn JobQueue) {
     b.enqueue(job("q", "p", 5, T0)).await.expect("enqueue");
     b.set_queue_paused("q", true, T0).await.expect("pause");
     b.set_queue_paused("q", true, T0)
@@ -3310,6 +3366,69 @@ pub async fn a_paused_queue_leases_nothing_until_resumed(b: &dyn Backend) {
     b.set_queue_paused("q", false, T0).await.expect("resume");
     assert!(!b.queue_paused("q").await.expect("paused"));
     assert_eq!(lease_all(b, "q", "w", T0).await.len(), 2);
+}
+
+pub async fn job_history_keeps_the_latest_failures(b: &dyn JobQueue) {
+    let failures = MAX_HISTORY + 3;
+    let id = b
+        .enqueue(job("q", "p", failures as u32, T0))
+        .await
+        .expect("enqueue");
+    for n in 0..failures {
+        let now = T0 + n as Millis;
+        let lease = lease_all(b, "q", "w", now).await.remove(0);
+        let retry_at = (n + 1 < failures).then_some(now + 1);
+        assert!(
+            b.fail_job(&lease, &format!("boom {n}"), retry_at, now)
+                .await
+                .expect("fail")
+        );
+    }
+    let dead = b.list_dead(Some("q"), 10).await.expect("list_dead");
+    assert_eq!(dead[0].id, id);
+    assert_eq!(dead[0].attempts as usize, failures);
+    let kept: Vec<_> = (failures - MAX_HISTORY..failures)
+        .map(|n| Attempt {
+            at: T0 + n as Millis,
+            error: format!("boom {n}"),
+        })
+        .collect();
+    assert_eq!(
+        dead[0].history, kept,
+        "the latest MAX_HISTORY, oldest first"
+    );
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some(format!("boom {}", failures - 1).as_str())
+    );
+}
+
+pub async fn dropping_a_dead_job_frees_its_idempotency_key(b: &dyn JobQueue) {
+    let keyed = handler_job("posts", "post", None, Some("k-1"));
+    let Enqueued::New(first) = b.enqueue_job(keyed.clone()).await.expect("enqueue") else {
+        panic!("the first job with a key is new");
+    };
+    let lease = lease_all(b, "posts", "w", T0).await.remove(0);
+    assert!(b.fail_job(&lease, "bad", None, T0).await.expect("fail"));
+    assert_eq!(
+        b.enqueue_job(keyed.clone()).await.expect("enqueue"),
+        Enqueued::Repeat(first),
+        "a dead job still holds its key"
+    );
+    assert!(b.drop_dead_job(first).await.expect("drop"));
+    assert!(b.job(first).await.expect("job").is_none(), "gone");
+    let again = b.enqueue_job(keyed).await.expect("enqueue after drop");
+    assert!(
+        matches!(again, Enqueued::New(id) if id != first),
+        "the key is free once its job is dropped: {again:?}"
+    );
+    assert_eq!(
+        b.queue_counts("posts").await.expect("counts"),
+        QueueCounts {
+            queued: 1,
+            ..QueueCounts::default()
+        }
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

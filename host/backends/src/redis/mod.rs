@@ -3,7 +3,8 @@
 //! clock) and rankings ([`rankings::RedisRankings`], on sorted sets) — plus the cross-host
 //! single-flight lock ([`lock::RedisLock`]) and announcements on Pub/Sub with a watchdog
 //! ([`bus::RedisBus`]), the cluster's membership ([`members::RedisMembers`]) and its desired
-//! state — pushed plugins and config ([`revisions::RedisRevisions`]).
+//! state — pushed plugins and config ([`revisions::RedisRevisions`]) — and a job queue on
+//! Streams with consumer groups ([`queue::RedisJobQueue`]).
 //!
 //! One [`RedisStore`] is one multiplexed connection that reconnects by itself with backoff (the
 //! `redis` crate's connection manager); every key it writes starts with its prefix, so several
@@ -17,6 +18,7 @@ pub mod budgets;
 pub mod bus;
 pub mod lock;
 pub mod members;
+pub mod queue;
 pub mod rankings;
 pub mod revisions;
 pub mod testing;
