@@ -26,6 +26,12 @@
 //! handed out — the guard: a job done or dead is never rescued (its stray entry is acknowledged
 //! and deleted), a lease still held is given back to its owner with its delivery time restored,
 //! and a lease that expired on the last attempt sends the job to the dead-letter state.
+//! `XAUTOCLAIM` scans at most ten pending entries per job asked for, from where the last call
+//! stopped, so with many live leases an expired one is found within one sweep of the pending
+//! list rather than at the very next call.
+//!
+//! Done jobs keep their outcome (not their payload) until [`RedisJobQueue::purge_done_jobs`]
+//! deletes them, which also frees their idempotency keys.
 //!
 //! Every state change is one Lua script, atomic on the server: completions, failures,
 //! heartbeats and deferrals are guarded by (state, worker, lease_until) like PostgreSQL's, so a
