@@ -11,8 +11,9 @@
 //! The embedded backend is SQLite ([`sqlite::SqliteBackend`]); the scale-out one is PostgreSQL
 //! ([`postgres::PostgresBackend`]), shared by many hosts. Both implement the same traits and
 //! pass the same [`conformance`] suite. Redis ([`redis`]) serves what hosts share beside it —
-//! rate-limit budgets ([`coordination::RateLimitStore`]) and rankings — and passes the suite's
-//! parts for those traits.
+//! rate-limit budgets ([`coordination::RateLimitStore`]), rankings, a job queue on Streams
+//! ([`JobQueue`]) and the cluster's lock, bus, membership and pushed revisions — and passes the
+//! suite's parts for the traits it offers.
 //!
 //! All times are milliseconds since the Unix epoch, passed in by the caller: the host owns the
 //! clock, so tests can state exact times instead of sleeping.
