@@ -108,6 +108,8 @@ async fn a_plugin_pushed_through_one_host_runs_on_every_host() {
     assert_eq!(report["revision"], 1, "{report}");
     let reports = hosts_of(&report);
     assert_eq!(reports.len(), 3, "one report per live host: {report}");
+    let took: Vec<&serde_json::Value> = reports.iter().map(|r| &r["took_ms"]).collect();
+    eprintln!("from the push to each host running it: {took:?} ms");
     let after = serving(&hosts[0]);
     assert_ne!(after, before, "the pushed plugin serves");
     for (host, entry) in hosts.iter().zip(&reports) {

@@ -51,6 +51,8 @@ pub enum BenchCommand {
     Search(super::search_bench::SearchBenchArgs),
     /// How soon a WebSub hub's update is in the store, from its delivery.
     Websub(super::websub_bench::WebSubBenchArgs),
+    /// The crawl with 1, 2, 3 … host processes on one PostgreSQL database.
+    Cluster(super::cluster_bench::ClusterBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,6 +132,7 @@ pub async fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Search(args) => super::search_bench::search(args).await,
         BenchCommand::Hosts(args) => super::hosts_bench::hosts(args).await,
         BenchCommand::Websub(args) => super::websub_bench::websub(args).await,
+        BenchCommand::Cluster(args) => super::cluster_bench::cluster(args).await,
     }
 }
 

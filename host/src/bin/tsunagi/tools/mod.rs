@@ -4,6 +4,7 @@
 //! neither the fake upstreams nor a second feed parser.
 
 pub mod bench;
+mod cluster_bench;
 pub mod demo;
 mod hosts_bench;
 mod jobs_bench;
