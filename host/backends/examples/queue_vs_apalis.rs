@@ -29,9 +29,16 @@
 //! - **Process**, tsunagi (`support::process_jobs`, the same code as the `throughput` example):
 //!   `workers` tasks, each in a loop leasing 16 jobs (`lease_jobs`: on PostgreSQL two autocommit
 //!   statements, bury-lost + `UPDATE … FOR UPDATE SKIP LOCKED … RETURNING`; on SQLite one
-//!   `BEGIN IMMEDIATE` transaction) and completing each with its own `complete_job` (one guarded
-//!   `UPDATE`), until a lease comes back empty: on PostgreSQL 1 + 2/16 autocommit statements,
-//!   so as many commits, per job.
+//!   `BEGIN IMMEDIATE` transaction) and completing each with its own `complete_job` call, until
+//!   a lease comes back empty. On PostgreSQL the backend group-commits completions: those of all
+//!   workers waiting at the same moment go as one guarded `UPDATE … FROM unnest(…)` (a lone one
+//!   as its own `UPDATE`); the run prints how many completions a completion statement carried.
+//!   Two arrangements:
+//!   - `tsunagi`: a worker completes its lease's jobs one after another, so each job waits for
+//!     its completion's commit (a WAL flush) before the next starts;
+//!   - `tsunagi-lease`: a worker completes its lease's jobs all at once and leases again when all
+//!     are answered — how the host's connector pipeline runs a lease (a task per job), and the
+//!     shape of an apalis worker, which runs the tasks it fetched concurrently.
 //! - **Process**, apalis, its documented way: `PostgresStorage` / `SqliteStorage` /
 //!   `RedisStorage` with `Config::default()` except `queue("noop")` and `batch_size(16)` (default
 //!   10; 16 to match tsunagi's lease), a `Monitor` running `WorkerBuilder` workers whose handler
@@ -41,8 +48,9 @@
 //!   LOCKED`), runs them, and sends a lock and an ack event per task into a channel; whatever
 //!   events have piled up when the worker next polls its backend are written in one transaction
 //!   (a `Running` lock `UPDATE` for tasks not yet acked, and one `UPDATE … FROM
-//!   jsonb_array_elements` storing every acked task's status and result). So apalis batches its
-//!   acks opportunistically and tsunagi does not; the run prints how many PostgreSQL commits
+//!   jsonb_array_elements` storing every acked task's status and result). So both batch
+//!   opportunistically: apalis a worker's acks, tsunagi a backend's completions across its
+//!   workers. The run prints how many PostgreSQL commits
 //!   apalis made per job (everything committed in its database: registrations, fetches, acks) to
 //!   show what that came to. On SQLite the same steps, without `SKIP LOCKED`: every connection
 //!   waits for the one write lock (sqlx's 5 s busy timeout). Two arrangements:
@@ -373,6 +381,9 @@ struct Figures {
     processed: f64,
     /// PostgreSQL commits per job while enqueueing and while processing (apalis only).
     commits_per_job: Option<(f64, f64)>,
+    /// Completions per completion statement while processing (tsunagi on PostgreSQL only: its
+    /// batcher's counts).
+    completions_per_statement: Option<f64>,
 }
 
 async fn apalis_postgres(shape: Shape, jobs: usize, workers: usize) -> Result<Figures, Error> {
@@ -405,6 +416,7 @@ async fn apalis_postgres(shape: Shape, jobs: usize, workers: usize) -> Result<Fi
         enqueued,
         processed,
         commits_per_job: Some((per_job(before - set_up), per_job(commits))),
+        completions_per_statement: None,
     })
 }
 
@@ -450,6 +462,7 @@ async fn apalis_sqlite(shape: Shape, jobs: usize, workers: usize) -> Result<Figu
         enqueued,
         processed,
         commits_per_job: None,
+        completions_per_statement: None,
     })
 }
 
@@ -475,24 +488,35 @@ async fn apalis_redis(shape: Shape, jobs: usize, workers: usize) -> Result<Figur
         enqueued,
         processed,
         commits_per_job: None,
+        completions_per_statement: None,
     })
 }
 
-async fn tsunagi(kind: &str, jobs: usize, workers: usize) -> Result<Figures, Error> {
+async fn tsunagi(kind: &str, jobs: usize, workers: usize, at_once: bool) -> Result<Figures, Error> {
     let store = fresh(kind).await?;
     let enqueued = enqueue_jobs(store.backend.clone(), jobs, workers).await?;
-    let processed = process_jobs(store.backend.clone(), jobs, workers).await?;
+    let counts = |store: &support::Fresh| store.postgres.as_ref().map(|b| b.completion_stats());
+    let before = counts(&store);
+    let processed = process_jobs(store.backend.clone(), jobs, workers, at_once).await?;
+    let completions_per_statement = before.zip(counts(&store)).map(|(before, after)| {
+        (after.completions - before.completions) as f64
+            / (after.statements - before.statements).max(1) as f64
+    });
     Ok(Figures {
         enqueued,
         processed,
         commits_per_job: None,
+        completions_per_statement,
     })
 }
 
 /// Who runs the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Contender {
+    /// Each worker completes its lease's jobs one after another.
     Tsunagi,
+    /// Each worker completes its lease's jobs all at once.
+    TsunagiAtOnce,
     Apalis(Shape),
 }
 
@@ -500,6 +524,7 @@ impl Contender {
     fn label(self) -> &'static str {
         match self {
             Self::Tsunagi => "tsunagi",
+            Self::TsunagiAtOnce => "tsunagi-lease",
             Self::Apalis(shape) => shape.label(),
         }
     }
@@ -512,8 +537,11 @@ async fn measure(
     workers: usize,
 ) -> Result<Figures, Error> {
     match (backend, contender) {
-        ("redis", Contender::Tsunagi) => Err("tsunagi has no Redis queue".into()),
-        (kind, Contender::Tsunagi) => tsunagi(kind, jobs, workers).await,
+        ("redis", Contender::Tsunagi | Contender::TsunagiAtOnce) => {
+            Err("tsunagi has no Redis queue".into())
+        }
+        (kind, Contender::Tsunagi) => tsunagi(kind, jobs, workers, false).await,
+        (kind, Contender::TsunagiAtOnce) => tsunagi(kind, jobs, workers, true).await,
         ("sqlite", Contender::Apalis(shape)) => apalis_sqlite(shape, jobs, workers).await,
         ("postgres", Contender::Apalis(shape)) => apalis_postgres(shape, jobs, workers).await,
         ("redis", Contender::Apalis(shape)) => {
@@ -543,6 +571,7 @@ async fn main() -> Result<(), Error> {
         redact_url(&redis_server())
     );
 
+    let ours = [Contender::Tsunagi, Contender::TsunagiAtOnce];
     let apalis = [
         Contender::Apalis(Shape::Workers),
         Contender::Apalis(Shape::OneConcurrent),
@@ -551,9 +580,13 @@ async fn main() -> Result<(), Error> {
         // Not apalis-1xN on SQLite: see the top of the file.
         (
             "sqlite",
-            vec![Contender::Tsunagi, Contender::Apalis(Shape::Workers)],
+            vec![
+                Contender::Tsunagi,
+                Contender::TsunagiAtOnce,
+                Contender::Apalis(Shape::Workers),
+            ],
         ),
-        ("postgres", [&[Contender::Tsunagi][..], &apalis].concat()),
+        ("postgres", [&ours[..], &apalis].concat()),
         ("redis", apalis.to_vec()),
     ];
     let mut results: BTreeMap<(&str, Contender), Vec<Figures>> = BTreeMap::new();
@@ -569,8 +602,12 @@ async fn main() -> Result<(), Error> {
                         )
                     })
                     .unwrap_or_default();
+                let batched = figures
+                    .completions_per_statement
+                    .map(|n| format!(" ({n:.1} completions per completion statement)"))
+                    .unwrap_or_default();
                 println!(
-                    "run {run} {backend} {}: {:.0} jobs enqueued/s, {:.0} jobs processed/s{commits}",
+                    "run {run} {backend} {}: {:.0} jobs enqueued/s, {:.0} jobs processed/s{commits}{batched}",
                     contender.label(),
                     figures.enqueued,
                     figures.processed,
@@ -615,21 +652,21 @@ async fn main() -> Result<(), Error> {
     println!();
     println!("tsunagi / apalis (ratio of the medians; above 1 means tsunagi is faster):");
     println!();
-    println!("| backend | against | enqueue | process |");
-    println!("| --- | --- | ---: | ---: |");
+    println!("| backend | tsunagi | against | enqueue | process |");
+    println!("| --- | --- | --- | ---: | ---: |");
     for (backend, contenders) in &plan {
-        if !contenders.contains(&Contender::Tsunagi) {
-            continue;
-        }
-        let (ours_enqueued, ours_processed) = medians(backend, Contender::Tsunagi);
-        for &contender in contenders.iter().filter(|c| **c != Contender::Tsunagi) {
-            let (enqueued, processed) = medians(backend, contender);
-            println!(
-                "| {backend} | {} | {:.2}× | {:.2}× |",
-                contender.label(),
-                ours_enqueued / enqueued,
-                ours_processed / processed
-            );
+        for &tsunagi in contenders.iter().filter(|c| ours.contains(c)) {
+            let (ours_enqueued, ours_processed) = medians(backend, tsunagi);
+            for &contender in contenders.iter().filter(|c| !ours.contains(c)) {
+                let (enqueued, processed) = medians(backend, contender);
+                println!(
+                    "| {backend} | {} | {} | {:.2}× | {:.2}× |",
+                    tsunagi.label(),
+                    contender.label(),
+                    ours_enqueued / enqueued,
+                    ours_processed / processed
+                );
+            }
         }
     }
     Ok(())

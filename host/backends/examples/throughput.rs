@@ -74,7 +74,7 @@ async fn polls(backend: Arc<dyn Backend>, feeds: usize, workers: usize) -> Resul
 /// Jobs per second: enqueueing `jobs` no-op jobs, then leasing and completing them all.
 async fn jobs(backend: Arc<dyn Backend>, jobs: usize, workers: usize) -> Result<(f64, f64), Error> {
     let enqueued = enqueue_jobs(backend.clone(), jobs, workers).await?;
-    let done = process_jobs(backend, jobs, workers).await?;
+    let done = process_jobs(backend, jobs, workers, false).await?;
     Ok((enqueued, done))
 }
 

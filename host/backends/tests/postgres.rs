@@ -4,11 +4,14 @@
 //!
 //! The server must be up: a case fails, naming the URL, rather than skipping.
 
+use futures::future::join_all;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tsunagi_backends::conformance::{BackendFuture, T0, TestStore};
 use tsunagi_backends::postgres::PostgresBackend;
 use tsunagi_backends::postgres::testing::TestSchema;
-use tsunagi_backends::{Backend, BackendError};
+use tsunagi_backends::{Backend, BackendError, JobLease, JobOutcome, JobQueue, NewJob};
 
 async fn postgres_store() -> TestStore {
     let schema = Arc::new(TestSchema::create().await);
@@ -96,4 +99,118 @@ async fn an_unreachable_server_is_an_open_error_naming_it_without_its_password()
         "{message}"
     );
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+/// Completions are group-committed (`postgres/completions.rs`). Two hosts (backend instances)
+/// race to complete the same 64 jobs, each current lease from both hosts at once, and host A
+/// also completes the 16 leases it lost to host B: every job is done exactly once, with the
+/// outcome of the one completion answered true; every lost lease is refused while the
+/// completions batched with it succeed; and batching happened (fewer statements than
+/// completions on each host).
+#[tokio::test]
+async fn racing_batched_completions_from_two_hosts_finish_each_job_once() {
+    const JOBS: usize = 64;
+    const LOST: usize = 16;
+    let schema = TestSchema::create().await;
+    let (a, b) = (schema.open().await, schema.open().await);
+    for n in 0..JOBS {
+        a.enqueue_job(NewJob::new("q", n.to_string(), 3, T0))
+            .await
+            .expect("enqueue");
+    }
+    // Host A holds the first 16 for one second (and so loses them), the others for an hour.
+    let lost = a
+        .lease_jobs("q", "host-a", T0, Duration::from_secs(1), LOST as u32)
+        .await
+        .expect("short leases");
+    let kept = a
+        .lease_jobs("q", "host-a", T0, Duration::from_secs(3600), JOBS as u32)
+        .await
+        .expect("long leases");
+    let taken = b
+        .lease_jobs(
+            "q",
+            "host-b",
+            T0 + 2_000,
+            Duration::from_secs(3600),
+            JOBS as u32,
+        )
+        .await
+        .expect("take over the expired leases");
+    assert_eq!((lost.len(), kept.len()), (LOST, JOBS - LOST));
+    let ids = |leases: &[JobLease]| leases.iter().map(|l| l.id).collect::<BTreeSet<_>>();
+    assert_eq!(
+        ids(&taken),
+        ids(&lost),
+        "host B took over exactly the expired leases"
+    );
+
+    let (a_before, b_before) = (a.completion_stats(), b.completion_stats());
+    // Each current lease completed through both hosts, the outcome naming the host; the lost
+    // leases through host A, mixed in among them.
+    let current: Vec<&JobLease> = kept.iter().chain(&taken).collect();
+    let mut calls = Vec::new();
+    for (n, lease) in current.iter().enumerate() {
+        for (host, backend) in [("a", &a), ("b", &b)] {
+            calls.push((lease.id, host, true, backend, *lease));
+        }
+        if let Some(old) = lost.get(n) {
+            calls.push((old.id, "a-lost", false, &a, old));
+        }
+    }
+    let answers = join_all(
+        calls
+            .iter()
+            .map(|&(_, host, _, backend, lease)| async move {
+                let outcome = JobOutcome::Done {
+                    reference: Some(host.to_string()),
+                    detail: None,
+                };
+                backend.finish_job(lease, &outcome, T0 + 3_000).await
+            }),
+    )
+    .await;
+
+    let mut winners: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for (&(id, host, current, _, _), answer) in calls.iter().zip(answers) {
+        let done = answer.unwrap_or_else(|e| panic!("completing job {id} from {host}: {e}"));
+        if !current {
+            assert!(!done, "job {id}: the lost lease's completion is refused");
+        }
+        if done {
+            winners.entry(id).or_default().push(host);
+        }
+    }
+    assert_eq!(winners.len(), JOBS, "every job was completed: {winners:?}");
+    for (id, hosts) in &winners {
+        assert_eq!(hosts.len(), 1, "job {id} completed once, not by {hosts:?}");
+        let record = a.job(*id).await.expect("read").expect("the job is there");
+        assert_eq!(record.state, "done", "job {id}");
+        assert_eq!(
+            record.outcome,
+            Some(JobOutcome::Done {
+                reference: Some(hosts[0].to_string()),
+                detail: None
+            }),
+            "job {id} keeps the outcome of the completion answered true"
+        );
+    }
+    let counts = a.queue_counts("q").await.expect("counts");
+    assert_eq!((counts.done, counts.leased), (JOBS as u64, 0), "{counts:?}");
+
+    for (host, before, after, sent) in [
+        ("a", a_before, a.completion_stats(), JOBS + LOST),
+        ("b", b_before, b.completion_stats(), JOBS),
+    ] {
+        let statements = after.statements - before.statements;
+        let completions = after.completions - before.completions;
+        assert_eq!(
+            completions, sent as u64,
+            "host {host}: every completion counted"
+        );
+        assert!(
+            statements < completions,
+            "host {host}: {completions} completions took {statements} statements: no batching"
+        );
+    }
 }

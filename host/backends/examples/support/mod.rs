@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tsunagi_backends::postgres::PostgresBackend;
 use tsunagi_backends::postgres::testing::{TestSchema, test_server};
 use tsunagi_backends::sqlite::SqliteBackend;
 use tsunagi_backends::{Backend, NewJob};
@@ -17,6 +18,12 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// A fresh store and whatever keeps it alive.
 pub struct Fresh {
     pub backend: Arc<dyn Backend>,
+    /// The same backend as `backend` when it is PostgreSQL, for its completion counts.
+    #[allow(
+        dead_code,
+        reason = "only queue_vs_apalis reads it; throughput shares this module"
+    )]
+    pub postgres: Option<PostgresBackend>,
     _keep: Box<dyn std::any::Any>,
 }
 
@@ -29,12 +36,14 @@ pub async fn fresh(kind: &str) -> Result<Fresh, Error> {
         let backend = SqliteBackend::open(path.to_str().ok_or("non-UTF-8 path")?).await?;
         return Ok(Fresh {
             backend: Arc::new(backend),
+            postgres: None,
             _keep: Box::new(dir),
         });
     }
     let schema = TestSchema::create_on(&test_server()).await;
     let backend = schema.open().await;
     Ok(Fresh {
+        postgres: Some(backend.clone()),
         backend: Arc::new(backend),
         _keep: Box::new(schema),
     })
@@ -69,11 +78,14 @@ pub async fn enqueue_jobs(
 
 /// Jobs processed per second: `workers` concurrent workers each lease [`LEASE_BATCH`] jobs of
 /// queue `noop` at a time and complete each (one `complete_job` call per job), until the queue
-/// is empty; fails unless exactly `jobs` were completed.
+/// is empty; fails unless exactly `jobs` were completed. A worker completes its lease's jobs one
+/// after another, or, `at_once`, all at the same time (as the host's connector pipeline runs
+/// the jobs of a lease, each in a task of its own).
 pub async fn process_jobs(
     backend: Arc<dyn Backend>,
     jobs: usize,
     workers: usize,
+    at_once: bool,
 ) -> Result<f64, Error> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -89,8 +101,20 @@ pub async fn process_jobs(
                 if leases.is_empty() {
                     return Ok::<_, Error>(done);
                 }
-                for lease in leases {
-                    if !backend.complete_job(&lease, T0 + 1).await? {
+                let completed = if at_once {
+                    let completing = leases
+                        .iter()
+                        .map(|lease| backend.complete_job(lease, T0 + 1));
+                    futures::future::join_all(completing).await
+                } else {
+                    let mut completed = Vec::with_capacity(leases.len());
+                    for lease in &leases {
+                        completed.push(backend.complete_job(lease, T0 + 1).await);
+                    }
+                    completed
+                };
+                for (lease, completed) in leases.iter().zip(completed) {
+                    if !completed? {
                         return Err(format!("job {} lost its lease", lease.id).into());
                     }
                     done += 1;

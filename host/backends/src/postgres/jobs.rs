@@ -9,10 +9,14 @@
 //! lease_until), so a worker that lost its lease cannot finish a job someone else now holds,
 //! and a finished job is never rescued.
 //!
+//! Completions go through the backend's batcher (`completions.rs`), which commits all that
+//! are waiting in one statement under the same guard.
+//!
 //! Taking over an expired lease marks the job `earlier_unknown`: its worker may have acted
 //! before it died, so the next attempt is told to check first. A paused queue (a row in
 //! `paused_queues`) leases nothing. A done job keeps its outcome, not its payload.
 
+use super::completions::Finish;
 use super::{PostgresBackend, append_history};
 use crate::sql::{
     db_error, dead_job_from_row, effective_limit, job_lease_from_row, job_record_from_row,
@@ -23,6 +27,7 @@ use crate::{
     NewJob, QueueCounts, Result,
 };
 use async_trait::async_trait;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The `last_error` of a job that died because its last allowed attempt never reported back.
@@ -90,12 +95,33 @@ macro_rules! held_by {
 
 /// A done job is only counted, never read again: its payload (a delivery repeats every new
 /// item) is dropped so finished work does not grow the database.
-const FINISH: &str = concat!(
+pub(super) const FINISH: &str = concat!(
     "UPDATE jobs SET state = 'done', payload = '', updated_at = $1, lease_owner = NULL, ",
     "lease_until = NULL, earlier_unknown = FALSE, outcome = $5, outcome_reference = $6, ",
     "outcome_detail = $7",
     held_by!("$2", "$3", "$4")
 );
+
+/// [`FINISH`] for many leases in one statement (the completion batcher's, in
+/// `completions.rs`): `$1`…`$7` are arrays of id, worker, lease_until, now, outcome,
+/// reference and detail, one element per completion, the ids distinct. The guard is FINISH's,
+/// row by row, so a lost lease in the batch is refused and the others still finish.
+///
+/// The subselect locks the batch's rows in id order before any is updated: two batches from two
+/// hosts naming the same jobs (an old and a new holder of a lease) then wait for each other in
+/// one order and never deadlock, which single-row completions could not.
+pub(super) const FINISH_MANY: &str = "\
+UPDATE jobs SET state = 'done', payload = '', updated_at = f.at, lease_owner = NULL,
+    lease_until = NULL, earlier_unknown = FALSE, outcome = f.outcome,
+    outcome_reference = f.reference, outcome_detail = f.detail
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+            $7::text[]) AS f(id, worker, lease_until, at, outcome, reference, detail)
+WHERE jobs.id = f.id AND jobs.state = 'leased' AND jobs.lease_owner = f.worker
+  AND jobs.lease_until = f.lease_until
+  AND jobs.id IN (
+    SELECT held.id FROM jobs AS held WHERE held.id = ANY($1) ORDER BY held.id FOR UPDATE
+  )
+RETURNING jobs.id";
 
 const HEARTBEAT: &str = concat!(
     "UPDATE jobs SET lease_until = $1, updated_at = $2",
@@ -211,20 +237,17 @@ impl JobQueue for PostgresBackend {
         outcome: &JobOutcome,
         now: Millis,
     ) -> Result<bool> {
-        let (name, reference, detail) = outcome_columns(outcome);
-        let updated = sqlx::query(FINISH)
-            .bind(now)
-            .bind(lease.id)
-            .bind(&lease.worker)
-            .bind(lease.lease_until)
-            .bind(name)
-            .bind(reference.as_deref())
-            .bind(detail.as_deref())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error("completing a job"))?
-            .rows_affected();
-        Ok(updated > 0)
+        let (outcome, reference, detail) = outcome_columns(outcome);
+        let finish = Finish {
+            id: lease.id,
+            worker: lease.worker.clone(),
+            lease_until: lease.lease_until,
+            now,
+            outcome,
+            reference: reference.map(Cow::into_owned),
+            detail: detail.map(Cow::into_owned),
+        };
+        self.completions.finish(&self.pool, finish).await
     }
 
     async fn heartbeat_job(

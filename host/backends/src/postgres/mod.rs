@@ -8,10 +8,13 @@
 //! what they check. Commits that store items take one transaction-scoped advisory lock first,
 //! so item `seq`s follow commit order as they do on SQLite.
 //!
+//! Job completions are group-committed: concurrent ones share one statement (`completions`).
+//!
 //! The schema is versioned by sqlx's migrator (`migrations/`, embedded in the binary); a
 //! database migrated by a newer build is refused rather than written to. The other trait
 //! implementations live in one submodule per capability, as the SQLite backend's do.
 
+mod completions;
 mod items;
 mod jobs;
 mod rankings;
@@ -22,8 +25,11 @@ mod targets;
 pub mod testing;
 mod tokens;
 
+pub use completions::CompletionStats;
+
 use crate::sql::db_error;
 use crate::{Backend, BackendError, Result};
+use completions::Completions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use std::str::FromStr;
@@ -73,6 +79,9 @@ pub struct PostgresBackend {
     pool: PgPool,
     /// The URL it was opened with, its password hidden: for errors and logs.
     url: String,
+    /// The batcher job completions go through (`completions.rs`): one statement for all that
+    /// are waiting. It ends when the last clone of this backend is dropped.
+    completions: Completions,
 }
 
 impl PostgresBackend {
@@ -106,15 +115,23 @@ impl PostgresBackend {
             }
         };
         migrate(&pool, shown_url).await?;
+        let (completions, _batcher) = Completions::start(pool.clone());
         Ok(Self {
             pool,
             url: shown_url.to_string(),
+            completions,
         })
     }
 
     /// The URL this backend was opened with, its password hidden.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// How many statements this instance's job completions took, and how many completions they
+    /// carried (fewer statements: completions were batched).
+    pub fn completion_stats(&self) -> CompletionStats {
+        self.completions.stats()
     }
 
     /// Closes the pool, waiting for in-flight operations; later calls fail.
