@@ -214,3 +214,50 @@ async fn racing_batched_completions_from_two_hosts_finish_each_job_once() {
         );
     }
 }
+
+/// `lease_jobs` picks due and expired jobs apart (an index each) and then takes the earliest of
+/// both in (run_at, id) order, at most `limit` in all.
+#[tokio::test]
+async fn a_lease_takes_the_earliest_of_due_and_expired_jobs_together() {
+    let schema = TestSchema::create().await;
+    let backend = schema.open().await;
+    let enqueue = async |run_at| {
+        backend
+            .enqueue_job(NewJob::new("q", "{}", 3, run_at))
+            .await
+            .expect("enqueue")
+            .id()
+    };
+    let expired = enqueue(T0 + 1).await;
+    let lost = backend
+        .lease_jobs("q", "w1", T0 + 1, Duration::from_secs(1), 10)
+        .await
+        .expect("lease");
+    assert_eq!(lost.len(), 1);
+    let (early, late, early_too) = (enqueue(T0).await, enqueue(T0 + 3).await, enqueue(T0).await);
+
+    let now = T0 + 10_000;
+    let lease = |limit| backend.lease_jobs("q", "w2", now, Duration::from_secs(60), limit);
+    let first: Vec<i64> = lease(3)
+        .await
+        .expect("lease")
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    // By (run_at, id): early (T0), early_too (T0), expired (T0 + 1); late (T0 + 3) waits.
+    let mut expected = vec![early, early_too, expired];
+    expected.sort_unstable();
+    assert_eq!(first, expected);
+    let taken_over = backend.job(expired).await.expect("read").expect("there");
+    assert!(
+        taken_over.earlier_unknown,
+        "its first attempt may have acted"
+    );
+    let second: Vec<i64> = lease(3)
+        .await
+        .expect("lease")
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(second, [late]);
+}

@@ -63,18 +63,34 @@ const BURY_LOST: &str = concat!(
 /// attempt is never taken over (even if `BURY_LOST` skipped it because it was locked); it waits
 /// for the next `BURY_LOST`. Taking over an expired lease marks the job: its worker may have
 /// acted before it stopped.
+///
+/// The due and the expired are picked apart (each branch reads an index in order, `jobs_due`
+/// and `jobs_leased`, and stops after `$5` rows), then the earliest `$5` of both are taken: one
+/// scan of both kinds (an `OR`) read and sorted every waiting job of the queue on every lease.
+/// A row a branch locked but the final `LIMIT` leaves out stays locked only until this
+/// statement commits.
 const LEASE: &str = "\
-UPDATE jobs SET earlier_unknown = earlier_unknown OR state = 'leased', state = 'leased',
-    attempt = attempt + 1, lease_owner = $1, lease_until = $2, updated_at = $3
-WHERE id IN (
-    SELECT id FROM jobs
-    WHERE queue = $4
-      AND ((state = 'queued' AND run_at <= $3)
-           OR (state = 'leased' AND lease_until < $3 AND attempt < max_attempts))
+WITH due AS (
+    SELECT id, run_at FROM jobs
+    WHERE queue = $4 AND state = 'queued' AND run_at <= $3
       AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = $4)
     ORDER BY run_at, id
     LIMIT $5
     FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT id, run_at FROM jobs
+    WHERE queue = $4 AND state = 'leased' AND lease_until < $3 AND attempt < max_attempts
+      AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = $4)
+    ORDER BY run_at, id
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs SET earlier_unknown = earlier_unknown OR state = 'leased', state = 'leased',
+    attempt = attempt + 1, lease_owner = $1, lease_until = $2, updated_at = $3
+WHERE id IN (
+    SELECT id FROM (SELECT id, run_at FROM due UNION ALL SELECT id, run_at FROM expired) AS taken
+    ORDER BY run_at, id
+    LIMIT $5
 )
 RETURNING id, queue, payload, attempt, max_attempts, kind, target, earlier_unknown";
 
