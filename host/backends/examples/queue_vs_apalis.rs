@@ -6,7 +6,7 @@
 //! *process* them all with `workers` concurrent workers until every one is recorded as done.
 //! Contenders alternate within a run (tsunagi, then each apalis arrangement); the example prints
 //! every run, then the medians and the ratios tsunagi / apalis per backend and phase. apalis on
-//! Redis is measured too, as a reference only: tsunagi has no Redis queue.
+//! Redis too: tsunagi's queue on Streams (`redis::queue::RedisJobQueue`) beside apalis-redis.
 //!
 //! `cargo run --release -p tsunagi-backends --example queue_vs_apalis --features apalis-bench -- [jobs] [workers] [runs]`
 //!
@@ -103,9 +103,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{Error, LEASE_BATCH, enqueue_jobs, fresh, median, process_jobs};
 use tokio::sync::Notify;
+use tsunagi_backends::JobQueue;
 use tsunagi_backends::postgres::redact_url;
 use tsunagi_backends::postgres::testing::run_on_server_blocking;
 use tsunagi_backends::postgres::testing::test_server;
+use tsunagi_backends::redis::queue::RedisJobQueue;
 use tsunagi_backends::redis::testing::{TestPrefix, test_server as redis_server};
 
 /// apalis's fetch batch: tsunagi's lease batch.
@@ -492,6 +494,20 @@ async fn apalis_redis(shape: Shape, jobs: usize, workers: usize) -> Result<Figur
     })
 }
 
+/// tsunagi's queue on Redis Streams, under a key prefix of its own.
+async fn tsunagi_redis(jobs: usize, workers: usize, at_once: bool) -> Result<Figures, Error> {
+    let prefix = TestPrefix::new();
+    let queue: Arc<dyn JobQueue> = Arc::new(RedisJobQueue::new(prefix.open().await));
+    let enqueued = enqueue_jobs(queue.clone(), jobs, workers).await?;
+    let processed = process_jobs(queue, jobs, workers, at_once).await?;
+    Ok(Figures {
+        enqueued,
+        processed,
+        commits_per_job: None,
+        completions_per_statement: None,
+    })
+}
+
 async fn tsunagi(kind: &str, jobs: usize, workers: usize, at_once: bool) -> Result<Figures, Error> {
     let store = fresh(kind).await?;
     let enqueued = enqueue_jobs(store.backend.clone(), jobs, workers).await?;
@@ -537,8 +553,12 @@ async fn measure(
     workers: usize,
 ) -> Result<Figures, Error> {
     match (backend, contender) {
-        ("redis", Contender::Tsunagi | Contender::TsunagiAtOnce) => {
-            Err("tsunagi has no Redis queue".into())
+        // As many jobs as apalis-redis can take, for a fair comparison.
+        ("redis", Contender::Tsunagi) => {
+            tsunagi_redis(jobs.min(REDIS_MAX_JOBS), workers, false).await
+        }
+        ("redis", Contender::TsunagiAtOnce) => {
+            tsunagi_redis(jobs.min(REDIS_MAX_JOBS), workers, true).await
         }
         (kind, Contender::Tsunagi) => tsunagi(kind, jobs, workers, false).await,
         (kind, Contender::TsunagiAtOnce) => tsunagi(kind, jobs, workers, true).await,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tsunagi_backends::postgres::PostgresBackend;
 use tsunagi_backends::postgres::testing::{TestSchema, test_server};
 use tsunagi_backends::sqlite::SqliteBackend;
-use tsunagi_backends::{Backend, NewJob};
+use tsunagi_backends::{Backend, JobQueue, NewJob};
 
 pub const T0: i64 = 1_700_000_000_000;
 pub const LEASE: Duration = Duration::from_secs(600);
@@ -52,7 +52,7 @@ pub async fn fresh(kind: &str) -> Result<Fresh, Error> {
 /// Jobs enqueued per second: `jobs` no-op jobs on queue `noop` (payload `{"n":…}`, 3 attempts),
 /// one `enqueue` call each, from `workers` concurrent producers.
 pub async fn enqueue_jobs(
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn JobQueue>,
     jobs: usize,
     workers: usize,
 ) -> Result<f64, Error> {
@@ -82,7 +82,7 @@ pub async fn enqueue_jobs(
 /// after another, or, `at_once`, all at the same time (as the host's connector pipeline runs
 /// the jobs of a lease, each in a task of its own).
 pub async fn process_jobs(
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn JobQueue>,
     jobs: usize,
     workers: usize,
     at_once: bool,
