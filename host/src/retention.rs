@@ -3,7 +3,8 @@
 //! `host.retention_interval`:
 //!
 //! 1. done jobs finished more than `host.keep_done_jobs` ago are deleted (dead ones stay, for
-//!    `tsunagi dlq`);
+//!    `tsunagi dlq`), in the database and, when `[backends] queue` puts handler jobs there, on
+//!    the Redis queue;
 //! 2. each connector's items older than its `keep_items`, or beyond its newest
 //!    `keep_items_count`, are forgotten oldest first: deleted, their ids remembered so a feed
 //!    that still lists one does not bring it back as new. Items a queued or leased delivery
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tsunagi_backends::redis::queue::RedisJobQueue;
 use tsunagi_backends::{Backend, BackendError, ForgetReport, ItemPosition, Millis, StorageStats};
 
 /// Rows one batch deletes at most.
@@ -129,6 +131,8 @@ pub struct StorageStatus {
 /// The retention runner of one host.
 pub struct Retention {
     backend: Arc<dyn Backend>,
+    /// The handler job queue when it is on Redis (`[backends] queue`): its done jobs go too.
+    redis_queue: Option<RedisJobQueue>,
     clock: SharedClock,
     rules: RwLock<RetentionRules>,
     batch_rows: u32,
@@ -152,6 +156,7 @@ impl Retention {
     ) -> Self {
         Self {
             backend,
+            redis_queue: None,
             clock,
             rules: RwLock::new(rules),
             batch_rows: batch_rows.max(1),
@@ -159,6 +164,12 @@ impl Retention {
             last_pass: Mutex::new(None),
             passes: watch::channel(0).0,
         }
+    }
+
+    /// Purges done jobs on `queue` as well (the host's handler jobs live there).
+    pub fn with_redis_queue(mut self, queue: Option<RedisJobQueue>) -> Self {
+        self.redis_queue = queue;
+        self
     }
 
     /// Takes the rules of a config the host reloaded; the next pass (and the next wait) uses
@@ -269,6 +280,20 @@ impl Retention {
                 .await;
             if purged < full {
                 break;
+            }
+        }
+        if let Some(queue) = &self.redis_queue {
+            loop {
+                if stopped(stop, report) {
+                    return Ok(());
+                }
+                let purged = queue.purge_done_jobs(done_before, limit).await?;
+                report.done_jobs_purged += purged;
+                self.after_batch(report, between, &Batch::DoneJobs { purged })
+                    .await;
+                if purged < full {
+                    break;
+                }
             }
         }
 

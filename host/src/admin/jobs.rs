@@ -1,8 +1,8 @@
 //! The job endpoints of the admin API (all in the `actions` router, behind the bearer token):
 //!
 //! - `POST /v1/queues/{queue}/jobs` with `{"kind": …, "payload": <any JSON>, "target"?: …,
-//!   "idempotency_key"?: …}`: 202 `{"id": …}` for a new job, 200 `{"id": …, "repeat": true}`
-//!   when the idempotency key was seen before (nothing stored). The body is read under
+//!   "idempotency_key"?: …}`: 202 `{"id": …, "queue": …}` for a new job, 200 `{"id": …,
+//!   "queue": …, "repeat": true}` when the idempotency key was seen before (nothing stored). The body is read under
 //!   [`MAX_BODY_BYTES`] before parsing; bad JSON, a missing, unknown or wrong-typed field (named),
 //!   an unknown queue, a payload over the store's cap or a too-long key or target answer 4xx
 //!   with `{"error": …}` and nothing is enqueued.
@@ -53,10 +53,17 @@ pub(super) async fn enqueue(
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
     match control.enqueue(&queue, job).await {
-        Ok(Enqueued::New(id)) => (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response(),
-        Ok(Enqueued::Repeat(id)) => {
-            (StatusCode::OK, Json(json!({ "id": id, "repeat": true }))).into_response()
-        }
+        // The queue with the id: ids are per store, and the queue says which (`tsunagi dlq`).
+        Ok(Enqueued::New(id)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": id, "queue": queue })),
+        )
+            .into_response(),
+        Ok(Enqueued::Repeat(id)) => (
+            StatusCode::OK,
+            Json(json!({ "id": id, "queue": queue, "repeat": true })),
+        )
+            .into_response(),
         Err(failure) => jobs_error(failure),
     }
 }

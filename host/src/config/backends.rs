@@ -1,11 +1,12 @@
 //! `[backends]`: which store serves which concern, when hosts share more than the database
-//! (`host.database` holds targets, items, the queue, state and tokens). Checked here with the
-//! rest of the file; opened once when the host starts (see `crate::stores`).
+//! (`host.database` holds targets, items, the job queues, state and tokens). Checked here with
+//! the rest of the file; opened once when the host starts (see `crate::stores`).
 //!
 //! ```toml
 //! [backends]
 //! budgets = "redis://127.0.0.1:6379/0"   # one rate limit for every host
 //! rankings = "redis://127.0.0.1:6379/0"  # rankings every host counts into
+//! queue = "redis://127.0.0.1:6379/0"     # handler job queues on Redis Streams
 //! cluster = "redis://127.0.0.1:6379/0"   # one OAuth refresh per token in the cluster
 //! ```
 
@@ -22,6 +23,11 @@ pub struct BackendSettings {
     pub budgets: Option<String>,
     /// Rankings: `redis://…` (sorted sets); absent, `host.database`.
     pub rankings: Option<String>,
+    /// The job queues handler connectors serve: `redis://…` (Streams with a consumer group,
+    /// shared by every host); absent, `host.database`. Sink delivery queues (`sink:NAME`) stay
+    /// in `host.database` either way: their jobs are enqueued inside the transaction that
+    /// commits a poll's items, which a Redis queue cannot join.
+    pub queue: Option<String>,
     /// What hosts coordinate through: `redis://…`. The lock that makes one OAuth refresh per
     /// token in the whole cluster, and health probes taken in turns (one host probes an
     /// upstream per interval, every host records the result); absent, each host alone.
@@ -34,6 +40,7 @@ impl BackendSettings {
         [
             ("backends.budgets", self.budgets.as_deref()),
             ("backends.rankings", self.rankings.as_deref()),
+            ("backends.queue", self.queue.as_deref()),
             ("backends.cluster", self.cluster.as_deref()),
         ]
         .into_iter()

@@ -882,15 +882,33 @@ fn backends_name_redis_urls_and_anything_else_is_located_without_its_password() 
     let fields: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();
     assert_eq!(
         fields,
-        [
-            (3, "backends.rankings"),
-            (4, "backends.queue"),
-            (5, "backends.cluster")
-        ]
+        [(3, "backends.rankings"), (5, "backends.cluster")],
+        "a Redis queue is taken"
     );
     assert!(errors[0].message.contains("not a Redis URL"), "{errors:?}");
     assert!(
         errors.iter().all(|e| !e.to_string().contains("hunter2")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_backends_queue_that_is_not_redis_is_refused_at_its_line_and_field() {
+    let config = parse(&format!(
+        "{MINIMAL}\n[backends]\nqueue = \"redis://127.0.0.1:6379/0?prefix=shop\"\n"
+    ))
+    .expect("a Redis URL is taken");
+    assert_eq!(
+        config.backends.queue.as_deref(),
+        Some("redis://127.0.0.1:6379/0?prefix=shop")
+    );
+    let errors =
+        all_errors("[backends]\nrankings = \"redis://h/0\"\nqueue = \"sqlite://jobs.db\"\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let shown = errors[0].to_string();
+    assert!(
+        shown.starts_with("config/test.toml:3:") && shown.contains("backends.queue"),
+        "{shown}"
+    );
+    assert!(shown.contains("not a Redis URL"), "{shown}");
 }

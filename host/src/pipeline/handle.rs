@@ -46,7 +46,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tsunagi_backends::{
-    Backend, EarlierOutcome, JobFailure, JobLease, JobOutcome, Millis, StateScope,
+    Backend, EarlierOutcome, JobFailure, JobLease, JobOutcome, JobQueue, Millis, StateScope,
 };
 
 /// When a call failed through the host's fault, its job is tried again after this long.
@@ -74,7 +74,10 @@ impl JobHandler for SwappableConnector {
 pub struct HandlePipeline {
     pub connector: String,
     pub queue: String,
+    /// Targets and their state (a job's linked target).
     pub backend: Arc<dyn Backend>,
+    /// Where `queue` lives: the database or the Redis queue (`[backends] queue`).
+    pub jobs: Arc<dyn JobQueue>,
     pub handler: Arc<dyn JobHandler>,
     pub retry: RetryPolicy,
     pub clock: SharedClock,
@@ -134,7 +137,7 @@ impl HandlePipeline {
                 break;
             };
             let leased = self
-                .backend
+                .jobs
                 .lease_jobs(
                     &self.queue,
                     &self.worker_id,
@@ -171,7 +174,7 @@ impl HandlePipeline {
                 // The lease asked for at most as many jobs as `free` holds permits.
                 let Some(slot) = free.split(1) else {
                     let now = self.clock.now_ms();
-                    let _ = self.backend.defer_job(&lease, now, now).await;
+                    let _ = self.jobs.defer_job(&lease, now, now).await;
                     continue;
                 };
                 running.spawn(self.clone().execute(lease, slot));
@@ -269,7 +272,7 @@ impl HandlePipeline {
             tokio::select! {
                 report = &mut handled => return Some(report),
                 _ = ticker.tick() => {
-                    match self.backend.heartbeat_job(lease, self.clock.now_ms(), self.lease).await {
+                    match self.jobs.heartbeat_job(lease, self.clock.now_ms(), self.lease).await {
                         Ok(true) => {}
                         Ok(false) => {
                             tracing::warn!(connector = %self.connector, job = lease.id,
@@ -318,7 +321,7 @@ impl HandlePipeline {
                         JobEnding::Skipped
                     }
                 };
-                (self.backend.finish_job(lease, outcome, now).await, ending)
+                (self.jobs.finish_job(lease, outcome, now).await, ending)
             }
             Disposition::Retry { error, at, unknown } => {
                 tracing::info!(connector = %self.connector, job = lease.id,
@@ -332,7 +335,7 @@ impl HandlePipeline {
                     outcome_unknown: *unknown,
                 };
                 (
-                    self.backend.record_failure(lease, &failure, now).await,
+                    self.jobs.record_failure(lease, &failure, now).await,
                     JobEnding::Failed,
                 )
             }
@@ -348,7 +351,7 @@ impl HandlePipeline {
                     outcome_unknown: *unknown,
                 };
                 (
-                    self.backend.record_failure(lease, &failure, now).await,
+                    self.jobs.record_failure(lease, &failure, now).await,
                     JobEnding::Dead,
                 )
             }
@@ -356,7 +359,7 @@ impl HandlePipeline {
                 tracing::debug!(connector = %self.connector, job = lease.id,
                     "deferred until {}: {why}", crate::clock::rfc3339(*until));
                 (
-                    self.backend.defer_job(lease, *until, now).await,
+                    self.jobs.defer_job(lease, *until, now).await,
                     JobEnding::Deferred,
                 )
             }

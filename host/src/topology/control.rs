@@ -127,6 +127,8 @@ pub enum JobsError {
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueStatus {
     pub connector: String,
+    /// Where the queue's jobs live ("sqlite", "redis redis://…"): job ids are that store's.
+    pub store: String,
     #[serde(flatten)]
     pub summary: QueueSummary,
 }
@@ -169,7 +171,7 @@ impl Control for Topology {
         if let Some(problem) = new.problem() {
             return Err(JobsError::Refused(problem));
         }
-        self.backend
+        self.jobs
             .enqueue_job(new)
             .await
             .map_err(|error| match error {
@@ -215,7 +217,7 @@ impl Control for Topology {
         if self.pipelines.job_queue(queue).is_none() {
             return Err(JobsError::UnknownQueue(queue.to_string()));
         }
-        self.backend
+        self.jobs
             .set_queue_paused(queue, paused, self.clock.now_ms())
             .await
             .map_err(JobsError::Backend)
@@ -226,9 +228,10 @@ impl Control for Topology {
         for (queue, info) in self.pipelines.job_queues() {
             queues.push(QueueStatus {
                 connector: info.connector,
+                store: self.jobs_store.clone(),
                 summary: QueueSummary {
-                    paused: self.backend.queue_paused(&queue).await?,
-                    counts: self.backend.queue_counts(&queue).await?,
+                    paused: self.jobs.queue_paused(&queue).await?,
+                    counts: self.jobs.queue_counts(&queue).await?,
                     queue,
                 },
             });
@@ -283,6 +286,11 @@ impl Control for Topology {
             .count_targets("")
             .await
             .map(|_| ())
-            .map_err(|error| format!("the store does not answer: {error}"))
+            .map_err(|error| format!("the store does not answer: {error}"))?;
+        self.jobs
+            .queue_paused("")
+            .await
+            .map(|_| ())
+            .map_err(|error| format!("the job queue does not answer: {error}"))
     }
 }

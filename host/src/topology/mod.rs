@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tsunagi_backends::{Backend, BackendError, Millis};
+use tsunagi_backends::{Backend, BackendError, JobQueue, Millis};
 
 /// Why a topology could not start.
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +296,10 @@ struct Inbound {
 pub struct Topology {
     worker_id: String,
     backend: Arc<dyn Backend>,
+    /// Handler job queues (`[backends] queue`, or `backend`); sink deliveries are in `backend`.
+    jobs: Arc<dyn JobQueue>,
+    /// What serves the handler job queues, for `/status` ("sqlite", "redis redis://…").
+    jobs_store: String,
     clock: SharedClock,
     started_at: Millis,
     connectors: Arc<ConnectorSet>,
@@ -464,6 +468,7 @@ impl Topology {
         };
         let pipelines = Arc::new(PipelineSet::new(PipelineContext {
             backend: backend.clone(),
+            jobs: stores.jobs.clone(),
             clock: clock.clone(),
             worker_id: options.worker_id.clone(),
             host: host.clone(),
@@ -482,11 +487,14 @@ impl Topology {
         if let Some(inbound) = &inbound {
             tasks.extend(inbound.websub.start(stop.clone()));
         }
-        let retention = Arc::new(Retention::new(
-            backend.clone(),
-            clock.clone(),
-            RetentionRules::from_config(&config),
-        ));
+        let retention = Arc::new(
+            Retention::new(
+                backend.clone(),
+                clock.clone(),
+                RetentionRules::from_config(&config),
+            )
+            .with_redis_queue(stores.redis_queue.clone()),
+        );
         let reloader = Arc::new(
             Reloader::new(
                 &config,
@@ -550,6 +558,8 @@ impl Topology {
             started_at: clock.now_ms(),
             clock,
             backend,
+            jobs: stores.jobs.clone(),
+            jobs_store: stores.serving_of("queue"),
             connectors,
             pipelines,
             resilience,
@@ -582,6 +592,11 @@ impl Topology {
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// Where the handler job queues live: the Redis queue (`[backends] queue`) or the backend.
+    pub fn jobs(&self) -> &Arc<dyn JobQueue> {
+        &self.jobs
     }
 
     /// The retention runner: its last pass and measurement, and passes on demand.

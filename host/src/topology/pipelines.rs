@@ -12,11 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tsunagi_backends::{Backend, Delivery};
+use tsunagi_backends::{Backend, Delivery, JobQueue};
 
 /// What every pipeline of one topology shares.
 pub(super) struct PipelineContext {
     pub backend: Arc<dyn Backend>,
+    /// Where handler job queues live (`Stores::jobs`): the database or the Redis queue. Sink
+    /// deliveries stay in `backend`, enqueued by its poll commits.
+    pub jobs: Arc<dyn JobQueue>,
     pub clock: SharedClock,
     pub worker_id: String,
     pub host: HostSettings,
@@ -89,6 +92,7 @@ impl PipelineSet {
                     connector: handle.name.clone(),
                     queue: settings.job_queue(&handle.name),
                     backend: context.backend.clone(),
+                    jobs: context.jobs.clone(),
                     handler: handle.versions.clone(),
                     retry: RetryPolicy::from(&settings.retry),
                     clock: context.clock.clone(),

@@ -74,6 +74,8 @@ pub struct ConnectorStatus {
 #[derive(Debug, Serialize)]
 pub struct HandlerStatus {
     pub queue: String,
+    /// Where the queue's jobs live ("sqlite", "redis redis://…", `[backends] queue`).
+    pub store: String,
     pub paused: bool,
     pub counts: QueueCounts,
     pub jobs: JobStatsSnapshot,
@@ -120,8 +122,9 @@ impl Topology {
             {
                 handler = Some(HandlerStatus {
                     queue: queue.clone(),
-                    paused: self.backend.queue_paused(queue).await?,
-                    counts: self.backend.queue_counts(queue).await?,
+                    store: self.jobs_store.clone(),
+                    paused: self.jobs.queue_paused(queue).await?,
+                    counts: self.jobs.queue_counts(queue).await?,
                     jobs: handle.stats.job_snapshot(),
                 });
             }

@@ -1,6 +1,7 @@
 //! Handler jobs end to end: the real host running `plugins/test-handler` (and the 0.1.0
-//! `plugins/legacy-handler`) over the SQLite job queue, against a small upstream in the test
-//! that counts each job's effects. Jobs arrive through `POST /v1/queues/{queue}/jobs`.
+//! `plugins/legacy-handler`) over the SQLite job queue, and over the Redis one (`[backends]
+//! queue`, one host and two sharing it), against a small upstream in the test that counts
+//! each job's effects. Jobs arrive through `POST /v1/queues/{queue}/jobs`.
 
 use crate::common::*;
 use axum::extract::{Path, State};
@@ -768,4 +769,212 @@ async fn an_inbound_event_becomes_a_job_for_each_subscriber_once() {
     assert!(effects.values().all(|job| job.applied == 1), "{effects:?}");
     drop(effects);
     host.shutdown().await;
+}
+
+/// Waits (bounded) until the Redis queue's `queue` has `done` jobs done, `dead` dead and none
+/// waiting or running.
+async fn all_finished_on_redis(
+    queue: &tsunagi::backends::redis::queue::RedisJobQueue,
+    name: &str,
+    done: u64,
+    dead: u64,
+) {
+    use tsunagi::backends::JobQueue;
+    let finished = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let counts = queue.queue_counts(name).await.unwrap();
+            if counts.done == done && counts.dead == dead && counts.queued + counts.leased == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let counts = queue.queue_counts(name).await.unwrap();
+    assert!(finished.is_ok(), "every job finished in time: {counts:?}");
+}
+
+/// `[backends] queue` on Redis: jobs enqueued through the admin API are run by the handler and
+/// end done (or dead) in Redis, the database holds none of them, `/status` says where the
+/// queue lives, and `tsunagi dlq` lists and drops the dead one as a Redis job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_jobs_on_a_redis_queue_run_there_and_the_database_holds_none() {
+    use tsunagi::backends::JobQueue;
+    use tsunagi::backends::redis::queue::RedisJobQueue;
+    let redis = tsunagi::backends::redis::testing::TestPrefix::new();
+    let (upstream_addr, upstream) = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = handler_config("test_handler", upstream_addr, 0, "")
+        + &format!("\n[backends]\nqueue = \"{}\"\n", redis.url());
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let host = start_host_with_clock(
+        &config,
+        backend.clone(),
+        Arc::new(SystemClock),
+        RunMode::Forever,
+    )
+    .await;
+    let admin = host.admin_addr().expect("admin");
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(enqueue_ok(admin, serde_json::json!({"n": n})).await);
+    }
+    let (status, permanent) = enqueue(
+        admin,
+        "posts",
+        serde_json::json!({"kind": "post", "payload": {"status": 422}}),
+    )
+    .await;
+    assert_eq!((status, permanent["queue"].as_str()), (202, Some("posts")));
+    let permanent = permanent["id"].as_i64().unwrap();
+
+    let queue = RedisJobQueue::new(redis.open().await);
+    all_finished_on_redis(&queue, "posts", 20, 1).await;
+    {
+        let effects = upstream.effects.lock().unwrap();
+        for id in &ids {
+            assert_eq!(effects[&id.to_string()].applied, 1, "job {id} ran once");
+        }
+    }
+    for id in &ids {
+        let record = queue.job(*id).await.unwrap().expect("the job is in Redis");
+        assert_eq!(record.state, "done", "{record:?}");
+    }
+    let in_database = backend.queue_counts("posts").await.unwrap();
+    assert_eq!(
+        in_database,
+        tsunagi::backends::QueueCounts::default(),
+        "the database holds no handler job"
+    );
+    assert!(backend.list_dead(None, 10).await.unwrap().is_empty());
+
+    let report = host.topology().status_report().await.unwrap();
+    let handler = report.connectors[0].handler.as_ref().expect("a handler");
+    assert!(handler.store.starts_with("redis "), "{}", handler.store);
+    assert_eq!((handler.counts.done, handler.counts.dead), (20, 1));
+    host.shutdown().await;
+
+    // The CLI finds the dead job on the Redis queue and names it as one.
+    let config_path = dir.path().join("tsunagi.toml");
+    let dlq = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+            .arg("dlq")
+            .args(args)
+            .arg("--config")
+            .arg(&config_path)
+            .output()
+            .expect("run tsunagi dlq");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, summary) = dlq(&["list", "--queue", "posts"]);
+    assert!(ok, "{summary}");
+    assert!(
+        summary.contains("0 dead target(s), 1 dead job(s) (1 of them on the Redis queue)"),
+        "{summary}"
+    );
+    let entry: serde_json::Value = serde_json::from_str(listed.trim()).expect("one JSON line");
+    let name = format!("redis-job:{permanent}");
+    assert_eq!(entry["entry"], name.as_str(), "{entry}");
+    assert_eq!(
+        (entry["queue"].as_str(), entry["store"].as_str()),
+        (Some("posts"), Some("redis"))
+    );
+    assert!(
+        entry["last_error"].as_str().unwrap().contains("422"),
+        "{entry}"
+    );
+    // The same id in the database is another job (none): refused, nothing dropped in Redis.
+    let (ok, _, summary) = dlq(&["drop", &format!("job:{permanent}")]);
+    assert!(
+        !ok && summary.contains("not in the dead-letter state"),
+        "{summary}"
+    );
+    assert_eq!(queue.queue_counts("posts").await.unwrap().dead, 1);
+    let (ok, _, summary) = dlq(&["drop", &name]);
+    assert!(ok && summary.contains("dropped 1 entry"), "{summary}");
+    assert_eq!(queue.queue_counts("posts").await.unwrap().dead, 0);
+    assert!(queue.job(permanent).await.unwrap().is_none());
+}
+
+/// Two hosts, each with its own SQLite file, sharing one Redis queue: every one of 200 jobs is
+/// run exactly once (counted at the upstream), and both hosts ran some. The queue is paused
+/// (through one host, for both) while the jobs are enqueued, so both start on a full backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_share_one_redis_queue_and_run_every_job_once() {
+    use tsunagi::backends::redis::queue::RedisJobQueue;
+    let redis = tsunagi::backends::redis::testing::TestPrefix::new();
+    let (upstream_addr, upstream) = start_upstream().await;
+    *upstream.delay.lock().unwrap() = Duration::from_millis(10);
+    let backends = format!("\n[backends]\nqueue = \"{}\"\n", redis.url());
+    let mut dirs = Vec::new();
+    let mut hosts = Vec::new();
+    let mut databases = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let text = handler_config("test_handler", upstream_addr, 0, "") + &backends;
+        let config = write_config(dir.path(), &text);
+        let backend = open_backend(&config).await;
+        hosts.push(
+            start_host_with_clock(
+                &config,
+                backend.clone(),
+                Arc::new(SystemClock),
+                RunMode::Forever,
+            )
+            .await,
+        );
+        databases.push(backend);
+        dirs.push(dir);
+    }
+    let admins: Vec<SocketAddr> = hosts.iter().map(|h| h.admin_addr().unwrap()).collect();
+    let client = reqwest::Client::new();
+    let paused = client
+        .post(format!("http://{}/v1/queues/posts/pause", admins[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paused.status(), 200);
+    let jobs = 200u64;
+    for n in 0..jobs {
+        enqueue_ok(admins[(n % 2) as usize], serde_json::json!({"n": n})).await;
+    }
+    let queue = RedisJobQueue::new(redis.open().await);
+    {
+        use tsunagi::backends::JobQueue;
+        assert_eq!(queue.queue_counts("posts").await.unwrap().queued, jobs);
+    }
+    let resumed = client
+        .post(format!("http://{}/v1/queues/posts/resume", admins[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    all_finished_on_redis(&queue, "posts", jobs, 0).await;
+
+    {
+        let effects = upstream.effects.lock().unwrap();
+        assert_eq!(effects.len() as u64, jobs, "every job reached the upstream");
+        assert!(
+            effects.values().all(|e| e.applied == 1 && e.refused == 0),
+            "every job took effect exactly once"
+        );
+    }
+    let done: Vec<u64> = hosts
+        .iter()
+        .map(|h| h.topology().connectors().all()[0].stats.job_snapshot().done)
+        .collect();
+    assert_eq!(done.iter().sum::<u64>(), jobs, "{done:?}");
+    assert!(done.iter().all(|&d| d > 0), "both hosts ran jobs: {done:?}");
+    for backend in &databases {
+        let counts = backend.queue_counts("posts").await.unwrap();
+        assert_eq!(counts, tsunagi::backends::QueueCounts::default());
+    }
+    for host in hosts {
+        host.shutdown().await;
+    }
 }

@@ -138,3 +138,88 @@ async fn cluster_hosts_list_each_other_with_their_plugins_and_leave_when_they_st
     );
     a.shutdown().await;
 }
+
+/// Retention purges done jobs on the Redis queue too (`purge_done_jobs`), past
+/// `host.keep_done_jobs`, leaving recent done jobs and dead ones.
+#[tokio::test]
+async fn retention_purges_done_jobs_on_the_redis_queue() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tsunagi::backends::redis::queue::RedisJobQueue;
+    use tsunagi::backends::{JobQueue, NewJob};
+    use tsunagi::clock::Clock;
+    use tsunagi::retention::{Retention, RetentionRules};
+
+    let redis = TestPrefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &host_section("keep_done_jobs = \"1h\""));
+    let backend = open_backend(&config).await;
+    let queue = RedisJobQueue::new(redis.open().await);
+    let clock = ManualClock::starting_at(1_796_569_140_000);
+    let lease = Duration::from_secs(60);
+    let finish = async |count: usize, fail: bool| {
+        for n in 0..count {
+            let payload = format!("{{\"n\":{n}}}");
+            queue
+                .enqueue(NewJob::new("posts", payload, 1, clock.now_ms()))
+                .await
+                .unwrap();
+        }
+        let leased = queue
+            .lease_jobs("posts", "w", clock.now_ms(), lease, 100)
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), count);
+        for job in &leased {
+            let held = if fail {
+                queue.fail_job(job, "gone", None, clock.now_ms()).await
+            } else {
+                queue.complete_job(job, clock.now_ms()).await
+            };
+            assert!(held.unwrap());
+        }
+    };
+    finish(3, false).await;
+    finish(1, true).await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    finish(2, false).await;
+
+    let retention = Retention::new(
+        backend,
+        Arc::new(clock.clone()),
+        RetentionRules::from_config(&config),
+    )
+    .with_redis_queue(Some(queue.clone()));
+    let report = retention
+        .pass(&tokio_util::sync::CancellationToken::new())
+        .await;
+    assert_eq!(report.error, None, "{report:?}");
+    assert_eq!(report.done_jobs_purged, 3, "{report:?}");
+    let counts = queue.queue_counts("posts").await.unwrap();
+    assert_eq!((counts.done, counts.dead), (2, 1), "{counts:?}");
+}
+
+/// A reload that would move the handler queues out of Redis (or into it) is refused: jobs
+/// queued or leased in one store would be stranded by a switch to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_moves_the_job_queue_is_refused() {
+    let redis = TestPrefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let base = host_section("admin_listen = \"127.0.0.1:0\"");
+    let backends = format!("\n[backends]\nqueue = \"{}\"\n", redis.url());
+    let config = write_config(dir.path(), &(base.clone() + &backends));
+    let backend = open_backend(&config).await;
+    let clock = ManualClock::starting_at(1_796_569_140_000);
+    let host = start_host(&config, backend, &clock, RunMode::Forever).await;
+    let view = host.topology();
+
+    std::fs::write(dir.path().join("tsunagi.toml"), base).unwrap();
+    let report = view.reloader().reload(None).await;
+    assert!(!report.ok, "{report:?}");
+    let error = report.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("backends") && error.contains("restart"),
+        "{error}"
+    );
+    host.shutdown().await;
+}

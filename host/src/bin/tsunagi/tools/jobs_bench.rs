@@ -468,6 +468,7 @@ async fn one_run(
         connector: "noop".into(),
         queue: "noop".into(),
         backend: backend.clone(),
+        jobs: backend.clone(),
         handler: Arc::new(AnswersAtOnce),
         retry: RetryPolicy::from(&tsunagi::config::RetrySettings::default()),
         clock: Arc::new(SystemClock),
