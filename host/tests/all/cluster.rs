@@ -332,9 +332,22 @@ async fn a_revision_no_host_heard_of_is_applied_by_the_reconcile() {
         hosts.iter().all(|host| serving(host) == sha256)
     })
     .await;
-    // Each host reported on it.
-    let reports = revisions.reports(1).await.unwrap();
-    assert_eq!(reports.len(), 2, "{reports:?}");
+    // Each host reports on it once it has swapped it in.
+    let reported = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let reports = revisions.reports(1).await.unwrap();
+            if reports.len() == 2 {
+                return reports;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("both hosts reported");
+    assert!(
+        reported.iter().all(|(_, report)| report.contains("\"ok\":true")),
+        "{reported:?}"
+    );
     let cache = BlobCache::new(BlobCache::default_dir());
     assert!(
         cache.cached(&sha256).is_some(),
