@@ -74,7 +74,7 @@
 //!   pool of 10, 16 apalis workers failed within seconds on "database is locked", its
 //!   transactions beginning deferred; its `setup` runs on a pool of its own first, because it
 //!   turns `synchronous` off on whichever one connection it happens to use).
-//! - **Redis** (apalis only): at most 7,000 jobs, whatever `jobs` says. apalis-redis's `push`
+//! - **Redis**: at most 7,000 jobs for both, whatever `jobs` says. apalis-redis's `push`
 //!   files every task under its schedule (a sorted set) at "now", and its fetch script moves all
 //!   the due ones to the active list in one Lua `unpack`, which Redis refuses beyond ~8,000
 //!   values ("too many results to unpack"): with 20,000 jobs waiting, every fetch fails and the
@@ -584,6 +584,10 @@ async fn main() -> Result<(), Error> {
     let jobs = next(20_000)?;
     let workers = next(16)?.max(1);
     let runs = next(3)?.max(1);
+    // A fourth argument picks backends (`redis`, `sqlite,postgres`); default all three.
+    let only: Option<Vec<String>> = std::env::args()
+        .nth(4)
+        .map(|list| list.split(',').map(str::to_string).collect());
     println!(
         "{jobs} no-op jobs, {workers} workers, {runs} runs; apalis 1.0 fetches {BATCH} at a time, \
          tsunagi leases {LEASE_BATCH}; PostgreSQL at {}, Redis at {}",
@@ -607,8 +611,15 @@ async fn main() -> Result<(), Error> {
             ],
         ),
         ("postgres", [&ours[..], &apalis].concat()),
-        ("redis", apalis.to_vec()),
+        ("redis", [&ours[..], &apalis].concat()),
     ];
+    let plan: Vec<(&str, Vec<Contender>)> = plan
+        .into_iter()
+        .filter(|(backend, _)| {
+            only.as_ref()
+                .is_none_or(|only| only.iter().any(|o| o == backend))
+        })
+        .collect();
     let mut results: BTreeMap<(&str, Contender), Vec<Figures>> = BTreeMap::new();
     for run in 1..=runs {
         for (backend, contenders) in &plan {
@@ -659,7 +670,7 @@ async fn main() -> Result<(), Error> {
         for &contender in contenders {
             let (enqueued, processed) = medians(backend, contender);
             let reference = if *backend == "redis" {
-                format!(" (reference, {} jobs)", jobs.min(REDIS_MAX_JOBS))
+                format!(" ({} jobs)", jobs.min(REDIS_MAX_JOBS))
             } else {
                 String::new()
             };

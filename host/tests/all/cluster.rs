@@ -345,7 +345,9 @@ async fn a_revision_no_host_heard_of_is_applied_by_the_reconcile() {
     .await
     .expect("both hosts reported");
     assert!(
-        reported.iter().all(|(_, report)| report.contains("\"ok\":true")),
+        reported
+            .iter()
+            .all(|(_, report)| report.contains("\"ok\":true")),
         "{reported:?}"
     );
     let cache = BlobCache::new(BlobCache::default_dir());
