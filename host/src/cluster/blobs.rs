@@ -3,7 +3,7 @@
 //! a temporary file renamed into place) and checked against that sha256 whenever it is used,
 //! so a file changed on disk is fetched again rather than run.
 
-use sha2::{Digest, Sha256};
+use crate::runtime::sha256_hex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -64,11 +64,6 @@ impl BlobCache {
         })?;
         Ok(path)
     }
-}
-
-/// The hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

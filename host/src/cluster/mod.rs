@@ -22,7 +22,8 @@ mod blobs;
 mod sync;
 
 pub use crate::membership::{Refused, Standing};
-pub use blobs::{BlobCache, sha256_hex};
+pub use crate::runtime::sha256_hex;
+pub use blobs::BlobCache;
 pub use sync::{Cluster, PushError, SyncError, summary};
 
 use crate::config::{Config, ConfigErrors};

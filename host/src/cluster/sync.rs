@@ -5,11 +5,10 @@
 use super::{
     Applied, Apply, BlobCache, Change, HostReport, MAX_CONFIG_BYTES, Overlay, PUSH_WAIT,
     PushReport, RECONCILE, REPORTS_TOPIC, REVISIONS_TOPIC, Refused, Revision, Standing, WATCHDOG,
-    blobs::sha256_hex,
 };
 use crate::clock::SharedClock;
 use crate::outage::StoreOutage;
-use crate::runtime::MAX_PLUGIN_BYTES;
+use crate::runtime::{MAX_PLUGIN_BYTES, sha256_hex};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -80,9 +79,9 @@ pub struct Cluster {
     blobs: BlobCache,
     clock: SharedClock,
     standing: Mutex<Standing>,
-    /// One revision applied at a time (a push's own and the reconcile's).
-    applying: tokio::sync::Mutex<()>,
-    reconciling: tokio::sync::Mutex<StoreOutage>,
+    /// One revision applied at a time (a push's own and the reconcile's), and whether the store
+    /// answered the last reconcile (one log line per outage).
+    applying: tokio::sync::Mutex<StoreOutage>,
 }
 
 impl Cluster {
@@ -102,8 +101,7 @@ impl Cluster {
             blobs,
             clock,
             standing: Mutex::new(Standing::default()),
-            applying: tokio::sync::Mutex::new(()),
-            reconciling: tokio::sync::Mutex::new(StoreOutage::new(
+            applying: tokio::sync::Mutex::new(StoreOutage::new(
                 "the cluster's reconcile",
                 RECONCILE,
             )),
@@ -230,14 +228,14 @@ impl Cluster {
 
     /// Applies the newest revision unless this host runs it or refused it, and reports.
     pub async fn reconcile(&self, applier: &dyn Apply) {
-        let _one = self.applying.lock().await;
+        let mut outage = self.applying.lock().await;
         let latest = match self.revisions.latest().await {
             Ok(latest) => {
-                self.reconciling.lock().await.answered();
+                outage.answered();
                 latest
             }
             Err(error) => {
-                self.reconciling.lock().await.failed(&error);
+                outage.failed(&error);
                 return;
             }
         };
@@ -376,7 +374,7 @@ impl Cluster {
                 }
                 Change::Config(text) => next.config = Some(text.clone()),
             }
-            let overlay = self.materialize(&next).await?;
+            let mut overlay = self.materialize(&next).await?;
             let connectors: BTreeSet<String> = match overlay.config(&self.config_path) {
                 Ok(config) => config.connectors.into_keys().collect(),
                 Err(errors) => {
@@ -399,14 +397,9 @@ impl Cluster {
             // A pushed plugin follows its connector out of the config.
             next.plugins
                 .retain(|connector, _| connectors.contains(connector));
-            let overlay = Overlay {
-                plugins: overlay
-                    .plugins
-                    .into_iter()
-                    .filter(|(connector, _)| connectors.contains(connector))
-                    .collect(),
-                ..overlay
-            };
+            overlay
+                .plugins
+                .retain(|connector, _| connectors.contains(connector));
             let checked = applier.check(&overlay).await;
             if !checked.ok {
                 return Err(PushError::Refused {

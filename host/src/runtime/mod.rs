@@ -97,6 +97,11 @@ pub enum LoadError {
 /// anything past this is a mistake (or `/dev/zero`), not a connector.
 pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
 
+/// The hex sha256 of a plugin's bytes: its version identity.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// Reads a plugin file: a regular file (symlinks followed) of at most [`MAX_PLUGIN_BYTES`]. The
 /// one way the host reads plugins: loading, reload's hashing, `tsunagi check`, the harness.
 pub fn read_plugin(path: &Path) -> Result<Vec<u8>, LoadError> {
@@ -222,14 +227,16 @@ impl Engine {
     }
 
     pub fn load_bytes(&self, path: &Path, bytes: &[u8], role: Role) -> Result<Plugin, LoadError> {
-        let component = self.compile(path, bytes)?;
-        self.prepare(path, bytes, component, role)
+        let sha256 = sha256_hex(bytes);
+        let component = self.compile(path, bytes, &sha256)?;
+        self.prepare(path, bytes.len(), sha256, component, role)
     }
 
     /// Loads a plugin for whichever role its exports say (`tsunagi plugin test`, `build`).
     pub fn load_any_role(&self, path: &Path) -> Result<Plugin, LoadError> {
         let bytes = read_plugin(path)?;
-        let component = self.compile(path, &bytes)?;
+        let sha256 = sha256_hex(&bytes);
+        let component = self.compile(path, &bytes, &sha256)?;
         let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
@@ -262,10 +269,12 @@ impl Engine {
                 });
             }
         };
-        self.prepare(path, &bytes, component, role)
+        self.prepare(path, bytes.len(), sha256, component, role)
     }
 
-    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+    /// Compiles `bytes` (whose hex sha256 is `sha256`), or takes the component compiled last
+    /// time they were loaded.
+    fn compile(&self, path: &Path, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
         if !wasmparser_is_component(bytes) {
             return Err(LoadError::NotAComponent {
                 path: path.to_path_buf(),
@@ -277,7 +286,6 @@ impl Engine {
                 },
             });
         }
-        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
         let mut compiled = self
             .compiled
             .lock()
@@ -302,7 +310,7 @@ impl Engine {
         if compiled.len() >= COMPILED_KEPT {
             compiled.remove(0);
         }
-        compiled.push((sha256, component.clone()));
+        compiled.push((sha256.to_string(), component.clone()));
         Ok(component)
     }
 
@@ -310,7 +318,8 @@ impl Engine {
     fn prepare(
         &self,
         path: &Path,
-        bytes: &[u8],
+        size: usize,
+        sha256: String,
         component: Component,
         role: Role,
     ) -> Result<Plugin, LoadError> {
@@ -359,8 +368,8 @@ impl Engine {
         };
         Ok(Plugin {
             path: path.to_path_buf(),
-            sha256: hex::encode(Sha256::digest(bytes)),
-            size: bytes.len(),
+            sha256,
+            size,
             role,
             role_pre,
         })

@@ -30,7 +30,6 @@ use crate::config::{Config, ConfigErrors, ConnectorSettings};
 use crate::retention::Retention;
 use crate::runtime::{Engine, InstancePool, SelfTestError, SwappableConnector};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -672,7 +671,7 @@ fn applied(report: ReloadReport) -> Applied {
 /// a regular file under the size cap).
 fn file_sha256(path: &Path) -> Result<String, String> {
     match crate::runtime::read_plugin(path) {
-        Ok(bytes) => Ok(hex::encode(Sha256::digest(&bytes))),
+        Ok(bytes) => Ok(crate::runtime::sha256_hex(&bytes)),
         Err(crate::runtime::LoadError::Read { source, .. }) => Err(source.to_string()),
         Err(other) => Err(other.to_string()),
     }

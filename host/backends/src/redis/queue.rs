@@ -708,25 +708,20 @@ impl JobQueue for RedisJobQueue {
         outcome: &JobOutcome,
         now: Millis,
     ) -> Result<bool> {
-        let (name, reference, detail) = match outcome {
-            JobOutcome::Done { reference, detail } => {
-                ("done", reference.as_deref(), detail.as_deref())
-            }
-            JobOutcome::Skipped { reason } => ("skipped", None, Some(reason.as_str())),
-        };
         // The texts come from plugins: capped like errors.
-        let text = |value: Option<&str>| value.map(|text| crate::cap_error(text).into_owned());
-        let flag = |value: &Option<String>| if value.is_some() { "1" } else { "0" };
-        let (reference, detail) = (text(reference), text(detail));
+        let (name, reference, detail) = crate::sql::outcome_columns(outcome);
+        let flag = |value: &Option<std::borrow::Cow<'_, str>>| {
+            if value.is_some() { "1" } else { "0" }
+        };
         self.on_lease(
             "completing a job",
             &FINISH_SCRIPT,
             lease,
             &[
                 &name,
-                &reference.clone().unwrap_or_default(),
+                &reference.as_deref().unwrap_or_default(),
                 &flag(&reference),
-                &detail.clone().unwrap_or_default(),
+                &detail.as_deref().unwrap_or_default(),
                 &flag(&detail),
                 &now,
             ],
