@@ -103,6 +103,7 @@ pub async fn run(
         max_instances: 4,
         max_memory_bytes: limits.memory.as_u64(),
         compile_cache,
+        ..EngineSettings::default()
     })?;
     let loader = engine.clone();
     let path = plugin.to_path_buf();

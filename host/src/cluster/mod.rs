@@ -167,4 +167,13 @@ pub trait Apply: Send + Sync {
     async fn check(&self, overlay: &Overlay) -> Applied;
     /// Applies `overlay`; later reloads (a file change, `tsunagi reload`) keep it.
     async fn apply(&self, overlay: Overlay) -> Applied;
+    /// The quick code compiled here for the plugin `sha256` (by its check), for the others.
+    fn shared_code(&self, sha256: &str) -> Option<crate::runtime::SharedCode>;
+    /// Whether this host has code for the plugin `sha256` without compiling (in memory or in
+    /// its compile cache).
+    fn has_code(&self, sha256: &str) -> bool;
+    /// The tag of the code [`Apply::adopt_code`] takes.
+    fn code_tag(&self) -> Option<String>;
+    /// Takes another host's code for the plugin `bytes`, signature checked by the caller.
+    fn adopt_code(&self, sha256: &str, bytes: &[u8], shared: &crate::runtime::SharedCode) -> bool;
 }

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::clock::SharedClock;
 use crate::outage::StoreOutage;
-use crate::runtime::{MAX_PLUGIN_BYTES, sha256_hex};
+use crate::runtime::{MAX_PLUGIN_BYTES, SharedCode, sha256_hex};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,12 +18,15 @@ use tsunagi_backends::BackendError;
 use tsunagi_backends::redis::RedisStore;
 use tsunagi_backends::redis::bus::RedisBus;
 use tsunagi_backends::redis::members::RedisMembers;
-use tsunagi_backends::redis::revisions::RedisRevisions;
+use tsunagi_backends::redis::revisions::{KEPT_REVISIONS, RedisRevisions};
 
 /// How often a waiting push reads the reports again, in case an announcement was missed.
 const REPORTS_REREAD: Duration = Duration::from_millis(250);
 /// Commits tried when other pushes keep landing first.
 const COMMIT_TRIES: usize = 4;
+/// How long a stored plugin blob that no kept revision names stays (a push stores its blob
+/// before it commits; a prune must not take it meanwhile).
+const BLOB_GRACE: Duration = Duration::from_secs(3600);
 
 /// Why a revision could not be read or made into files here.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +82,13 @@ pub struct Cluster {
     blobs: BlobCache,
     clock: SharedClock,
     standing: Mutex<Standing>,
+    /// The key code shared through the store is signed with (`backends.cluster_key`).
+    code_key: Option<Arc<[u8]>>,
     /// One revision applied at a time (a push's own and the reconcile's), and whether the store
     /// answered the last reconcile (one log line per outage).
     applying: tokio::sync::Mutex<StoreOutage>,
+    /// The last revision that could not be fetched and why: said once, not every reconcile.
+    unfetched: Mutex<Option<(u64, String)>>,
 }
 
 impl Cluster {
@@ -93,6 +100,7 @@ impl Cluster {
         clock: SharedClock,
     ) -> Self {
         Self {
+            code_key: None,
             revisions: RedisRevisions::new(store.clone()),
             bus: RedisBus::new(store.clone()),
             members: RedisMembers::new(store),
@@ -105,7 +113,15 @@ impl Cluster {
                 "the cluster's reconcile",
                 RECONCILE,
             )),
+            unfetched: Mutex::new(None),
         }
+    }
+
+    /// Shares and takes compiled code signed with `key` (every host holds it, the store does
+    /// not): a pushed plugin then is compiled once, where the push lands.
+    pub fn with_code_key(mut self, key: &[u8]) -> Self {
+        self.code_key = Some(key.into());
+        self
     }
 
     /// The revision this host runs, and any newer one it refused.
@@ -144,7 +160,7 @@ impl Cluster {
             return Ok(None);
         }
         let revision = self.read(latest).await?;
-        Ok(Some(self.materialize(&revision).await?))
+        Ok(Some(self.materialize(&revision, None).await?))
     }
 
     async fn read(&self, number: u64) -> Result<Revision, SyncError> {
@@ -162,12 +178,26 @@ impl Cluster {
         Ok(revision)
     }
 
-    /// `revision` with each pushed plugin as a verified file here (fetched when missing).
-    async fn materialize(&self, revision: &Revision) -> Result<Overlay, SyncError> {
+    /// `revision` with each pushed plugin as a verified file here (fetched when missing, with
+    /// the code compiled for it if another host shared it and `applier` can take it).
+    async fn materialize(
+        &self,
+        revision: &Revision,
+        applier: Option<&dyn Apply>,
+    ) -> Result<Overlay, SyncError> {
         let mut plugins = std::collections::BTreeMap::new();
         for (connector, sha256) in &revision.plugins {
             let path = match self.blobs.cached(sha256) {
-                Some(path) => path,
+                Some(path) => {
+                    if let Some(applier) = applier
+                        && self.code_key.is_some()
+                        && !applier.has_code(sha256)
+                        && let Ok(bytes) = std::fs::read(&path)
+                    {
+                        self.take_code(applier, sha256, &bytes).await;
+                    }
+                    path
+                }
                 None => {
                     let bytes = self
                         .revisions
@@ -177,6 +207,11 @@ impl Cluster {
                             connector: connector.clone(),
                             sha256: sha256.clone(),
                         })?;
+                    if let Some(applier) = applier
+                        && !applier.has_code(sha256)
+                    {
+                        self.take_code(applier, sha256, &bytes).await;
+                    }
                     self.write_blob(sha256, &bytes)?
                 }
             };
@@ -247,22 +282,36 @@ impl Cluster {
         if latest <= standing.revision || refused_already {
             return;
         }
+        let started = std::time::Instant::now();
         let overlay = match self.read(latest).await {
-            Ok(revision) => self.materialize(&revision).await,
+            Ok(revision) => self.materialize(&revision, Some(applier)).await,
             Err(error) => Err(error),
         };
+        let fetched = started.elapsed();
         let applied = match overlay {
             Ok(overlay) => applier.apply(overlay).await,
             // The store may be coming back, or a blob was being written: the next reconcile
             // tries again.
             Err(error) => {
-                tracing::warn!(
-                    revision = latest,
-                    "cannot fetch the cluster's revision: {error}"
-                );
+                let failure = Some((latest, error.to_string()));
+                let mut unfetched = lock(&self.unfetched);
+                if *unfetched == failure {
+                    tracing::debug!(
+                        revision = latest,
+                        "still cannot fetch the cluster's revision"
+                    );
+                } else {
+                    tracing::warn!(
+                        revision = latest,
+                        "cannot fetch the cluster's revision (tried again every reconcile): \
+                         {error}"
+                    );
+                    *unfetched = failure;
+                }
                 return;
             }
         };
+        *lock(&self.unfetched) = None;
         {
             let mut standing = lock(&self.standing);
             if applied.ok {
@@ -276,7 +325,12 @@ impl Cluster {
             }
         }
         if applied.ok {
-            tracing::info!(revision = latest, "applied the cluster's revision");
+            tracing::info!(
+                revision = latest,
+                fetch_ms = fetched.as_millis() as u64,
+                apply_ms = (started.elapsed() - fetched).as_millis() as u64,
+                "applied the cluster's revision"
+            );
         } else {
             tracing::error!(
                 revision = latest,
@@ -374,7 +428,7 @@ impl Cluster {
                 }
                 Change::Config(text) => next.config = Some(text.clone()),
             }
-            let mut overlay = self.materialize(&next).await?;
+            let mut overlay = self.materialize(&next, None).await?;
             let connectors: BTreeSet<String> = match overlay.config(&self.config_path) {
                 Ok(config) => config.connectors.into_keys().collect(),
                 Err(errors) => {
@@ -409,6 +463,7 @@ impl Cluster {
             }
             if let (Some(sha256), Change::Plugin { bytes, .. }) = (&blob, &change) {
                 self.revisions.put_blob(sha256, bytes).await?;
+                self.share_code(applier, sha256).await;
             }
             let text = serde_json::to_string(&next).unwrap_or_default();
             pushed_at = next.pushed_at;
@@ -432,7 +487,80 @@ impl Cluster {
         }
         // This host at once, rather than when its own announcement comes back.
         self.reconcile(applier).await;
-        self.gather(revision, pushed_at, &mut reported).await
+        let report = self.gather(revision, pushed_at, &mut reported).await;
+        self.prune_blobs(revision).await;
+        report
+    }
+
+    /// Stores the code this host's check compiled for the plugin `sha256`, signed, for the
+    /// others; best effort (a host that finds none compiles).
+    async fn share_code(&self, applier: &dyn Apply, sha256: &str) {
+        let (Some(key), Some(shared)) = (&self.code_key, applier.shared_code(sha256)) else {
+            return;
+        };
+        let mut signed = code_signature(key, sha256, &shared);
+        signed.extend_from_slice(&shared.code);
+        if let Err(error) = self.revisions.put_code(sha256, &shared.tag, &signed).await {
+            tracing::warn!(
+                "cannot share the pushed plugin's compiled code (each host compiles it): {error}"
+            );
+        }
+    }
+
+    /// Hands `applier` the code another host shared for the plugin `bytes`, if its signature
+    /// checks; else the plugin is compiled here as usual.
+    async fn take_code(&self, applier: &dyn Apply, sha256: &str, bytes: &[u8]) {
+        let (Some(key), Some(tag)) = (&self.code_key, applier.code_tag()) else {
+            return;
+        };
+        let signed = match self.revisions.code(sha256, &tag).await {
+            Ok(Some(signed)) => signed,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::debug!("cannot read shared code, compiling here: {error}");
+                return;
+            }
+        };
+        let Some((signature, code)) = signed.split_at_checked(SIGNATURE_BYTES) else {
+            tracing::warn!(%sha256, "shared code without a signature; compiling here");
+            return;
+        };
+        let shared = SharedCode {
+            tag,
+            code: code.into(),
+        };
+        if !signature_checks(key, sha256, &shared, signature) {
+            tracing::warn!(%sha256,
+                "shared code whose signature does not check (another backends.cluster_key, or \
+                 written by someone without it); not run, compiling here");
+            return;
+        }
+        if !applier.adopt_code(sha256, bytes, &shared) {
+            tracing::debug!(%sha256, "shared code not taken; compiling here");
+        }
+    }
+
+    /// Deletes the stored plugin blobs that no kept revision up to `latest` names (past
+    /// [`BLOB_GRACE`]); nothing when a kept revision cannot be read.
+    async fn prune_blobs(&self, latest: u64) {
+        let mut kept = BTreeSet::new();
+        for number in latest.saturating_sub(KEPT_REVISIONS - 1).max(1)..=latest {
+            match self.read(number).await {
+                Ok(revision) => kept.extend(revision.plugins.into_values()),
+                // Dropped by a newer commit meanwhile: it names nothing to keep.
+                Err(SyncError::Gone(_)) => {}
+                Err(error) => {
+                    tracing::debug!("not pruning plugin blobs: {error}");
+                    return;
+                }
+            }
+        }
+        let kept: Vec<String> = kept.into_iter().collect();
+        match self.revisions.prune_blobs(&kept, BLOB_GRACE).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted plugin blobs no kept revision runs"),
+            Err(error) => tracing::warn!("cannot prune the cluster's plugin blobs: {error}"),
+        }
     }
 
     /// Every live host's report on `revision`, waiting up to [`PUSH_WAIT`] for the missing.
@@ -494,6 +622,43 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Bytes of an HMAC-SHA256.
+const SIGNATURE_BYTES: usize = 32;
+
+fn code_mac(key: &[u8], sha256: &str, shared: &SharedCode) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    for part in [
+        b"tsunagi shared code v1\0".as_slice(),
+        sha256.as_bytes(),
+        b"\0",
+        shared.tag.as_bytes(),
+        b"\0",
+        &shared.code,
+    ] {
+        mac.update(part);
+    }
+    mac
+}
+
+/// What signs `shared` as the code of the plugin `sha256`.
+fn code_signature(key: &[u8], sha256: &str, shared: &SharedCode) -> Vec<u8> {
+    use hmac::Mac;
+    code_mac(key, sha256, shared)
+        .finalize()
+        .into_bytes()
+        .to_vec()
+}
+
+/// Whether `signature` signs `shared` as the code of `sha256` (compared in constant time).
+fn signature_checks(key: &[u8], sha256: &str, shared: &SharedCode, signature: &[u8]) -> bool {
+    use hmac::Mac;
+    code_mac(key, sha256, shared)
+        .verify_slice(signature)
+        .is_ok()
 }
 
 /// One line for a refusal: the whole revision's error, or each refused connector's.

@@ -32,6 +32,11 @@ pub struct BackendSettings {
     /// token in the whole cluster, and health probes taken in turns (one host probes an
     /// upstream per interval, every host records the result); absent, each host alone.
     pub cluster: Option<String>,
+    /// A secret every host of the cluster holds and Redis does not (at least 32 characters):
+    /// with it, the host a plugin push lands on shares the quick code it compiled, signed, and
+    /// the others run it without compiling (code from the store is run only when its signature
+    /// checks). Absent, every host compiles a pushed plugin itself.
+    pub cluster_key: Option<super::SecretSource>,
 }
 
 impl BackendSettings {
@@ -53,7 +58,16 @@ pub fn is_redis(url: &str) -> bool {
     url.starts_with("redis://") || url.starts_with("rediss://")
 }
 
+/// The shortest `backends.cluster_key`.
+pub const MIN_CLUSTER_KEY: usize = 32;
+
 pub(super) fn validate(config: &Config, checks: &mut Checks) {
+    if config.backends.cluster_key.is_some() && config.backends.cluster.is_none() {
+        checks.error(
+            "backends.cluster_key",
+            "signs code shared through backends.cluster, which is not set".to_string(),
+        );
+    }
     for (field, url) in config.backends.named() {
         if !is_redis(url) {
             checks.error(

@@ -239,9 +239,15 @@ pub struct HostSettings {
     /// expire and another host picks them up).
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Directory for wasmtime's compiled-code cache; none disables it.
+    /// Directory for plugins' optimized machine code, shared by hosts on one machine; none
+    /// disables it (every start compiles again).
     #[serde(default)]
     pub compile_cache: Option<PathBuf>,
+    /// How plugins are compiled: `tiered` (a plugin not in the compile cache runs at once on
+    /// Winch's quickly made code while Cranelift makes the fast code, which takes over with the
+    /// next instance), `cranelift` (wait for the fast code), or `winch` (quick code only).
+    #[serde(default)]
+    pub compiler: Compiler,
     /// Reload when the config file or a plugin file changes.
     #[serde(default = "default_watch")]
     pub watch: bool,
@@ -304,6 +310,7 @@ impl Default for HostSettings {
             idle_poll: default_idle_poll(),
             shutdown_grace: default_shutdown_grace(),
             compile_cache: None,
+            compiler: Compiler::default(),
             watch: default_watch(),
             instance_slots: None,
             keep_done_jobs: default_keep_done_jobs(),
@@ -351,6 +358,19 @@ fn default_idle_poll() -> Duration {
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(15)
+}
+
+/// Which of wasmtime's compilers make a plugin's machine code (`[host] compiler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compiler {
+    /// Winch's code first, Cranelift's when it is ready.
+    #[default]
+    Tiered,
+    /// Cranelift only: the fast code, after waiting for it.
+    Cranelift,
+    /// Winch only: quick to make, slower to run.
+    Winch,
 }
 
 /// The role a connector plays, which decides the world its component must export.

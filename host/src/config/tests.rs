@@ -912,3 +912,17 @@ fn a_backends_queue_that_is_not_redis_is_refused_at_its_line_and_field() {
     );
     assert!(shown.contains("not a Redis URL"), "{shown}");
 }
+
+#[test]
+fn a_cluster_key_without_a_cluster_is_refused_at_its_line_and_field() {
+    let errors =
+        all_errors("[backends]\nbudgets = \"redis://h/0\"\ncluster_key = { env = \"KEY\" }\n");
+    let fields: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(fields, [(3, "backends.cluster_key")], "{errors:?}");
+    assert!(errors[0].message.contains("backends.cluster"), "{errors:?}");
+    let config = parse(&format!(
+        "{MINIMAL}\n[backends]\ncluster = \"redis://h/0\"\ncluster_key = {{ env = \"KEY\" }}\n"
+    ))
+    .expect("with a cluster it is taken");
+    assert!(config.backends.cluster_key.is_some());
+}

@@ -1,19 +1,21 @@
 //! Runtime: the wasmtime engine, loading and validating connector components, and running
 //! calls on reused instances under time and memory limits.
 //!
-//! - [`Engine`] owns one engine (pooling allocator, epoch interruption, optional compile cache)
-//!   and a thread that advances the epoch.
+//! - [`Engine`] owns the wasmtime engines (Cranelift's with the pooling allocator, Winch's for
+//!   quick code, see `compile`), epoch interruption and a thread that advances the epoch.
 //! - [`Plugin`] is a compiled, validated component: its imports link, its exports match the role
 //!   the TOML declares, and it is identified by the sha256 of its bytes.
 //! - [`InstancePool`] runs calls for one connector on a pool of reused instances.
 
 mod bindings;
+mod compile;
 mod instance;
 mod limits;
 mod pool;
 mod products;
 mod swap;
 
+pub use compile::{ARTIFACTS_KEPT, OPTIMIZE_QUEUE, Optimizing, Origin, SharedCode, Tier};
 pub use instance::{
     ConnectorServices, HubLink, LogTally, MAX_HUB_URL_BYTES, MAX_HUBS_PER_CALL, RankingAccess,
     TargetCall,
@@ -26,8 +28,9 @@ pub use pool::{
 pub use products::{Product, ProductPage, ProductQuery, SortOrder};
 pub use swap::{SwappableConnector, VersionInfo};
 
-use crate::config::Role;
 use crate::config::files::{FileError, read_regular};
+use crate::config::{Compiler, Role};
+use compile::{Compiled, Compilers};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -47,8 +50,9 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// Largest linear memory any connector may grow to.
     pub max_memory_bytes: u64,
-    /// Directory for wasmtime's compiled-code cache.
+    /// Directory for plugins' optimized code.
     pub compile_cache: Option<PathBuf>,
+    pub compiler: Compiler,
 }
 
 impl Default for EngineSettings {
@@ -57,6 +61,7 @@ impl Default for EngineSettings {
             max_instances: 256,
             max_memory_bytes: 128 << 20,
             compile_cache: None,
+            compiler: Compiler::default(),
         }
     }
 }
@@ -141,13 +146,18 @@ pub fn wit_compatibility(plugin: &str, host: &str) -> Result<(), &'static str> {
 
 /// The wasmtime engine and what every connector shares.
 pub struct Engine {
+    /// Cranelift's, with the pooling allocator.
     engine: WasmEngine,
     linker: Linker<instance::InstanceState>,
+    /// Winch's (instances allocated on demand, memory capped by each store's limiter), unless
+    /// the compiler is `cranelift`.
+    quick: Option<(WasmEngine, Linker<instance::InstanceState>)>,
+    compilers: Compilers,
     /// Component instances the pooling allocator holds slots for.
     instance_slots: u32,
     /// The components compiled last, by the sha256 of their bytes: a push checks a plugin and
     /// then swaps it in, and a rollback returns to one just served, without compiling again.
-    compiled: std::sync::Mutex<Vec<(String, Component)>>,
+    compiled: std::sync::Mutex<Vec<(String, Arc<Compiled>)>>,
 }
 
 /// How many compiled components [`Engine`] keeps for a repeat.
@@ -172,22 +182,39 @@ impl Engine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        if let Some(dir) = &settings.compile_cache {
-            let mut cache_config = wasmtime::CacheConfig::new();
-            cache_config.with_directory(dir);
-            let cache = wasmtime::Cache::new(cache_config).map_err(|e| {
-                LoadError::Engine(format!("compile cache at {}: {e}", dir.display()))
-            })?;
-            config.cache(Some(cache));
+        if settings.compiler == Compiler::Tiered {
+            // Cranelift then compiles in the background on one low-priority thread, leaving
+            // the cores to what serves (a quick compile elsewhere, the calls).
+            config.parallel_compilation(false);
         }
         let engine = WasmEngine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
-
-        let mut linker = Linker::new(&engine);
-        instance::add_to_linker(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let linker = new_linker(&engine)?;
+        let quick = match settings.compiler {
+            Compiler::Cranelift => None,
+            Compiler::Tiered | Compiler::Winch => {
+                let mut config = WasmConfig::new();
+                config
+                    .wasm_component_model(true)
+                    .epoch_interruption(true)
+                    .strategy(wasmtime::Strategy::Winch);
+                let quick = WasmEngine::new(&config)
+                    .map_err(|e| LoadError::Engine(format!("winch: {e:#}")))?;
+                let linker = new_linker(&quick)?;
+                Some((quick, linker))
+            }
+        };
+        let compilers = Compilers::new(
+            settings.compiler,
+            engine.clone(),
+            quick.as_ref().map(|(quick, _)| quick.clone()),
+            settings.compile_cache.as_deref(),
+        );
 
         let engine = Arc::new(Self {
             engine,
             linker,
+            quick,
+            compilers,
             instance_slots: instances,
             compiled: std::sync::Mutex::new(Vec::new()),
         });
@@ -200,8 +227,12 @@ impl Engine {
         self.instance_slots
     }
 
-    pub fn wasm_engine(&self) -> &WasmEngine {
-        &self.engine
+    /// The engine whose code a plugin of this tier runs.
+    fn linker_for(&self, tier: Tier) -> &Linker<instance::InstanceState> {
+        match (tier, &self.quick) {
+            (Tier::Quick, Some((_, linker))) => linker,
+            _ => &self.linker,
+        }
     }
 
     /// Reads, compiles and validates a plugin for `role`. Compilation is CPU-heavy; call this
@@ -228,18 +259,77 @@ impl Engine {
 
     pub fn load_bytes(&self, path: &Path, bytes: &[u8], role: Role) -> Result<Plugin, LoadError> {
         let sha256 = sha256_hex(bytes);
-        let component = self.compile(path, bytes, &sha256)?;
-        self.prepare(path, bytes.len(), sha256, component, role)
+        let compiled = self.compile(path, bytes, &sha256)?;
+        self.prepare(path, bytes.len(), sha256, compiled, role)
+    }
+
+    /// The quick code compiled here for the plugin `sha256`, for other hosts of this build
+    /// (`None` when it was not compiled here by Winch, or is no longer remembered).
+    pub fn shared_code(&self, sha256: &str) -> Option<SharedCode> {
+        let tag = self.compilers.quick_tag()?.to_string();
+        let compiled = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (_, code) = compiled.iter().find(|(seen, _)| seen == sha256)?;
+        Some(SharedCode {
+            tag,
+            code: code.quick_code()?,
+        })
+    }
+
+    /// Whether code for the plugin `sha256` is to be had without compiling: remembered, or in
+    /// the compile cache.
+    pub fn has_code(&self, sha256: &str) -> bool {
+        let remembered = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|(seen, _)| seen == sha256);
+        remembered || self.compilers.cached(sha256)
+    }
+
+    /// The tag of the quick code this engine runs (what [`Engine::adopt_code`] takes).
+    pub fn quick_code_tag(&self) -> Option<&str> {
+        self.compilers.quick_tag()
+    }
+
+    /// Remembers `shared` as the quick code of the plugin `bytes` (whose sha256 is `sha256`), so
+    /// its next load takes it instead of compiling. Answers whether it was taken (it is not when
+    /// this engine cannot run it).
+    ///
+    /// # Safety
+    /// `shared.code` must come from a trusted host's compiler: wasmtime runs it unchecked.
+    pub unsafe fn adopt_code(&self, sha256: &str, bytes: &[u8], shared: &SharedCode) -> bool {
+        if sha256_hex(bytes) != sha256 {
+            return false;
+        }
+        // SAFETY: passed on from the caller.
+        let Some(code) = (unsafe { self.compilers.adopt(sha256, bytes, shared) }) else {
+            return false;
+        };
+        let mut compiled = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        compiled.retain(|(seen, _)| seen != sha256);
+        if compiled.len() >= COMPILED_KEPT {
+            compiled.remove(0);
+        }
+        compiled.push((sha256.to_string(), code));
+        true
     }
 
     /// Loads a plugin for whichever role its exports say (`tsunagi plugin test`, `build`).
     pub fn load_any_role(&self, path: &Path) -> Result<Plugin, LoadError> {
         let bytes = read_plugin(path)?;
         let sha256 = sha256_hex(&bytes);
-        let component = self.compile(path, &bytes, &sha256)?;
+        let compiled = self.compile(path, &bytes, &sha256)?;
+        let component = compiled.first();
         let exports: Vec<String> = component
             .component_type()
-            .exports(&self.engine)
+            .exports(component.engine())
             .map(|(name, _)| name.to_string())
             .collect();
         let roles: Vec<Role> = [Role::Poller, Role::Handler, Role::Searcher]
@@ -269,12 +359,12 @@ impl Engine {
                 });
             }
         };
-        self.prepare(path, bytes.len(), sha256, component, role)
+        self.prepare(path, bytes.len(), sha256, compiled, role)
     }
 
-    /// Compiles `bytes` (whose hex sha256 is `sha256`), or takes the component compiled last
-    /// time they were loaded.
-    fn compile(&self, path: &Path, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+    /// Compiles `bytes` (whose hex sha256 is `sha256`), or takes the code compiled last time
+    /// they were loaded.
+    fn compile(&self, path: &Path, bytes: &[u8], sha256: &str) -> Result<Arc<Compiled>, LoadError> {
         if !wasmparser_is_component(bytes) {
             return Err(LoadError::NotAComponent {
                 path: path.to_path_buf(),
@@ -292,16 +382,18 @@ impl Engine {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(at) = compiled.iter().position(|(seen, _)| *seen == sha256) {
             let hit = compiled.remove(at);
-            let component = hit.1.clone();
+            let code = hit.1.clone();
             compiled.push(hit);
-            return Ok(component);
+            return Ok(code);
         }
         // Not under the lock: compiling takes long and other plugins may load meanwhile.
         drop(compiled);
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+        let code = self
+            .compilers
+            .compile(sha256, bytes)
+            .map_err(|e| LoadError::NotAComponent {
                 path: path.to_path_buf(),
-                reason: format!("{e:#}"),
+                reason: e.0,
             })?;
         let mut compiled = self
             .compiled
@@ -310,8 +402,8 @@ impl Engine {
         if compiled.len() >= COMPILED_KEPT {
             compiled.remove(0);
         }
-        compiled.push((sha256.to_string(), component.clone()));
-        Ok(component)
+        compiled.push((sha256.to_string(), code.clone()));
+        Ok(code)
     }
 
     /// Checks the WIT version and the role's exports, and links the imports.
@@ -320,17 +412,64 @@ impl Engine {
         path: &Path,
         size: usize,
         sha256: String,
-        component: Component,
+        compiled: Arc<Compiled>,
         role: Role,
     ) -> Result<Plugin, LoadError> {
-        self.check_wit_version(path, &component)?;
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| LoadError::Link {
-                    path: path.to_path_buf(),
-                    reason: format!("{e:#}"),
-                })?;
+        self.check_wit_version(path, compiled.first())?;
+        let (component, tier) = match compiled.optimized() {
+            Some(component) => (component, Tier::Optimized),
+            None => (compiled.first(), compiled.first_tier()),
+        };
+        let role_pre = self.role_pre(path, self.linker_for(tier), component, role)?;
+        Ok(Plugin {
+            path: path.to_path_buf(),
+            sha256,
+            size,
+            role,
+            role_pre,
+            tier,
+            compiled,
+            optimized_pre: Arc::new(std::sync::OnceLock::new()),
+        })
+    }
+
+    /// What a plugin's instances are made from now, and by which compiler: its fast code as
+    /// soon as the background compile has it.
+    pub(crate) fn serving<'p>(&self, plugin: &'p Plugin) -> (&'p RolePre, Tier) {
+        if plugin.tier == Tier::Optimized {
+            return (&plugin.role_pre, Tier::Optimized);
+        }
+        if let Some(pre) = plugin.optimized_pre.get() {
+            return (pre, Tier::Optimized);
+        }
+        let Some(component) = plugin.compiled.optimized() else {
+            return (&plugin.role_pre, Tier::Quick);
+        };
+        match self.role_pre(&plugin.path, &self.linker, component, plugin.role) {
+            Ok(pre) => (plugin.optimized_pre.get_or_init(|| pre), Tier::Optimized),
+            Err(error) => {
+                // Cannot be: both compilers made code of the same component.
+                tracing::warn!(path = %plugin.path.display(),
+                    "the optimized code does not link; the quick code keeps serving: {error}");
+                (&plugin.role_pre, Tier::Quick)
+            }
+        }
+    }
+
+    /// `component` linked and checked for `role`'s exports.
+    fn role_pre(
+        &self,
+        path: &Path,
+        linker: &Linker<instance::InstanceState>,
+        component: &Component,
+        role: Role,
+    ) -> Result<RolePre, LoadError> {
+        let instance_pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::Link {
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
         let wrong_role = |e: wasmtime::Error| LoadError::WrongRole {
             path: path.to_path_buf(),
             role: role.name(),
@@ -345,7 +484,7 @@ impl Engine {
                 first_line(&format!("{e:#}"))
             ),
         };
-        let role_pre = match role {
+        Ok(match role {
             Role::Poller => {
                 RolePre::Poller(bindings::PollerPre::new(instance_pre).map_err(wrong_role)?)
             }
@@ -365,13 +504,6 @@ impl Engine {
                         .map_err(|_| wrong_role(error))?,
                 ),
             },
-        };
-        Ok(Plugin {
-            path: path.to_path_buf(),
-            sha256,
-            size,
-            role,
-            role_pre,
         })
     }
 }
@@ -381,10 +513,11 @@ impl Engine {
     /// naming both versions (the linker's own error would only name a missing import).
     fn check_wit_version(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
         let ty = component.component_type();
+        let engine = component.engine();
         let names: Vec<String> = ty
-            .imports(&self.engine)
+            .imports(engine)
             .map(|(name, _)| name.to_string())
-            .chain(ty.exports(&self.engine).map(|(name, _)| name.to_string()))
+            .chain(ty.exports(engine).map(|(name, _)| name.to_string()))
             .collect();
         for name in names {
             let Some(version) = name
@@ -426,12 +559,21 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && &bytes[0..4] == b"\0asm" && bytes[6..8] == [1, 0]
 }
 
+fn new_linker(engine: &WasmEngine) -> Result<Linker<instance::InstanceState>, LoadError> {
+    let mut linker = Linker::new(engine);
+    instance::add_to_linker(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+    Ok(linker)
+}
+
 fn spawn_epoch_ticker(engine: Weak<Engine>) {
     let spawned = std::thread::Builder::new()
         .name("tsunagi-epoch".to_string())
         .spawn(move || {
             while let Some(engine) = engine.upgrade() {
                 engine.engine.increment_epoch();
+                if let Some((quick, _)) = &engine.quick {
+                    quick.increment_epoch();
+                }
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }
@@ -449,7 +591,13 @@ pub struct Plugin {
     pub sha256: String,
     pub size: usize,
     pub role: Role,
+    /// Made from the first code compiled.
     pub(crate) role_pre: RolePre,
+    /// Which compiler made that first code.
+    tier: Tier,
+    compiled: Arc<Compiled>,
+    /// Made from the fast code when it came after the quick (see [`Engine::serving`]).
+    optimized_pre: Arc<std::sync::OnceLock<RolePre>>,
 }
 
 /// A component linked and checked for its role's exports, ready to instantiate.
@@ -465,10 +613,41 @@ pub(crate) enum RolePre {
 }
 
 impl Plugin {
+    /// Which compiler made the code it started on: `quick` when it was not in the cache.
+    pub fn started_on(&self) -> Tier {
+        self.tier
+    }
+
+    /// Where the code it started on came from.
+    pub fn origin(&self) -> Origin {
+        self.compiled.origin()
+    }
+
+    /// Which compiler made the code its instances run now.
+    pub fn tier(&self) -> Tier {
+        if self.tier == Tier::Optimized || self.compiled.optimized().is_some() {
+            Tier::Optimized
+        } else {
+            Tier::Quick
+        }
+    }
+
+    /// Waits for the background compile to settle: done, or why not.
+    pub async fn optimized(&self) -> Optimizing {
+        let mut progress = self.compiled.progress();
+        let settled = progress
+            .wait_for(|now| *now != Optimizing::Pending)
+            .await
+            .map(|now| now.clone());
+        settled.unwrap_or_else(|_| Optimizing::Failed("the compiler stopped".to_string()))
+    }
+}
+
+impl RolePre {
     pub(crate) fn instance_pre(
         &self,
     ) -> &wasmtime::component::InstancePre<instance::InstanceState> {
-        match &self.role_pre {
+        match self {
             RolePre::Poller(pre) => pre.instance_pre(),
             RolePre::Handler(pre) => pre.instance_pre(),
             RolePre::LegacyHandler(pre) => pre.instance_pre(),
@@ -484,6 +663,7 @@ impl std::fmt::Debug for Plugin {
             .field("path", &self.path)
             .field("sha256", &self.sha256)
             .field("size", &self.size)
+            .field("tier", &self.tier())
             .finish()
     }
 }

@@ -13,7 +13,7 @@ use super::bindings::{
 use super::instance::{ConnectorServices, HubLink, InstanceState, LogTally, TargetCall};
 use super::limits::{CallLimits, LimitExceeded, check_items, clip, is_transfer_cap};
 use super::products::{self, ProductPage, ProductQuery};
-use super::{EPOCH_TICK, Engine, Plugin, RolePre};
+use super::{EPOCH_TICK, Engine, Plugin, RolePre, Tier};
 use crate::config::{LimitSettings, Role};
 use crate::egress::{
     ConnectorEgress, EgressLimits, EgressPolicy, ExchangeRecord, RequestSlots, Upstream,
@@ -223,6 +223,8 @@ struct PooledInstance {
     store: Store<InstanceState>,
     exports: RoleInstance,
     calls: u32,
+    /// Whose code it runs: a quick instance is dropped once the fast code serves.
+    tier: Tier,
 }
 
 /// An instance's exports, by role.
@@ -266,6 +268,8 @@ pub struct InstancePool {
     request_slots: RequestSlots,
     /// Swapped out: instances of calls still running are dropped when they end, not pooled.
     retired: std::sync::atomic::AtomicBool,
+    /// Instances made so far, on quick and on optimized code.
+    made: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl InstancePool {
@@ -292,7 +296,13 @@ impl InstancePool {
             settings,
             idle: Mutex::new(Vec::new()),
             retired: std::sync::atomic::AtomicBool::new(false),
+            made: Default::default(),
         }
+    }
+
+    /// Instances this pool has made on `tier`'s code.
+    pub fn instances_made(&self, tier: Tier) -> u64 {
+        self.made[tier as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn plugin(&self) -> &Plugin {
@@ -540,7 +550,7 @@ impl InstancePool {
     /// A store for one instance of this connector: its host services, egress, memory cap,
     /// and an epoch callback that yields every tick and interrupts the guest past its deadline
     /// (so a plugin that computes without pause never holds an executor thread).
-    fn new_store(&self) -> Store<InstanceState> {
+    fn new_store(&self, engine: &wasmtime::Engine) -> Store<InstanceState> {
         let egress = ConnectorEgress::new(
             self.policy.clone(),
             self.resilience.clone(),
@@ -554,7 +564,7 @@ impl InstancePool {
             self.settings.memory_limit,
             self.settings.call_limits,
         );
-        let mut store = Store::new(self.engine.wasm_engine(), state);
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
         // What one transfer out of the plugin may make the host copy (see `super::limits`).
         store.set_hostcall_fuel(self.settings.call_limits.transfer_cap());
@@ -579,10 +589,10 @@ impl InstancePool {
     /// `self-test` export if it has one (a top-level `self-test: func() -> result<_, string>`
     /// in its world). Answers whether there was a self-test; errors say what failed.
     pub async fn self_test(&self) -> Result<bool, SelfTestError> {
-        let mut store = self.new_store();
+        let (pre, _) = self.engine.serving(&self.plugin);
+        let mut store = self.new_store(pre.instance_pre().engine());
         let timeout = self.settings.call_timeout;
-        let instance = self
-            .plugin
+        let instance = pre
             .instance_pre()
             .instantiate_async(&mut store)
             .await
@@ -661,12 +671,15 @@ impl InstancePool {
     }
 
     async fn take_instance(&self) -> Result<PooledInstance, CallError> {
-        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        if let Some(instance) = reused {
-            return Ok(instance);
+        let (pre, tier) = self.engine.serving(&self.plugin);
+        while let Some(instance) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            // Quick instances go as the fast code takes over.
+            if instance.tier == tier {
+                return Ok(instance);
+            }
         }
-        let mut store = self.new_store();
-        let exports = match &self.plugin.role_pre {
+        let mut store = self.new_store(pre.instance_pre().engine());
+        let exports = match pre {
             RolePre::Poller(pre) => pre
                 .instantiate_async(&mut store)
                 .await
@@ -697,10 +710,12 @@ impl InstancePool {
                 CallError::Instantiate(summarise_trap(&e))
             }
         })?;
+        self.made[tier as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(PooledInstance {
             store,
             exports,
             calls: 0,
+            tier,
         })
     }
 }

@@ -19,6 +19,11 @@ pub struct VersionInfo {
     pub size: usize,
     /// When this version started serving (RFC 3339).
     pub loaded_at: String,
+    /// Whose code new instances run: `quick` (Winch's) until the optimized code is ready.
+    pub code: super::Tier,
+    /// Where that code came from: `compiled` here, the compile `cache`, or another host of the
+    /// `cluster`.
+    pub code_from: super::Origin,
 }
 
 /// What a swap asks of a version: drop what it holds for new calls when swapped out, and take
@@ -134,6 +139,8 @@ fn version_info(pool: &InstancePool, loaded_at: Millis) -> VersionInfo {
         path: plugin.path.display().to_string(),
         size: plugin.size,
         loaded_at: crate::clock::rfc3339(loaded_at),
+        code: plugin.tier(),
+        code_from: plugin.origin(),
     }
 }
 

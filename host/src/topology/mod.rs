@@ -67,6 +67,8 @@ pub enum TopologyError {
     Inbound(#[from] crate::inbound::InboundError),
     #[error(transparent)]
     Stores(#[from] crate::stores::StoreError),
+    #[error("{at}: {reason}")]
+    ClusterKey { at: FieldLocation, reason: String },
 }
 
 /// Why one connector could not be built: its plugin did not load (at the config field that
@@ -158,7 +160,25 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
             .compile_cache
             .as_ref()
             .map(|p| config.resolve(p)),
+        compiler: config.host.compiler,
     }
+}
+
+/// `backends.cluster_key`, read and checked; why not.
+fn cluster_key(config: &Config) -> Result<Option<crate::config::Secret>, String> {
+    let Some(source) = &config.backends.cluster_key else {
+        return Ok(None);
+    };
+    let key = source
+        .resolve(&config.base_dir)
+        .map_err(|e| e.to_string())?;
+    if key.expose().len() < crate::config::backends::MIN_CLUSTER_KEY {
+        return Err(format!(
+            "the key is shorter than {} characters",
+            crate::config::backends::MIN_CLUSTER_KEY
+        ));
+    }
+    Ok(Some(key))
 }
 
 /// What the host lends every connector it builds.
@@ -348,14 +368,22 @@ impl Topology {
         for (concern, store) in &stores.serving {
             tracing::info!(concern, store = %store, "store");
         }
+        let code_key = cluster_key(&config).map_err(|reason| TopologyError::ClusterKey {
+            at: config.locate("backends.cluster_key"),
+            reason,
+        })?;
         let cluster = stores.cluster.clone().map(|store| {
-            Arc::new(Cluster::new(
+            let cluster = Cluster::new(
                 store,
                 &options.worker_id,
                 config.source_path.clone(),
                 BlobCache::new(options.pushed_plugins.clone()),
                 clock.clone(),
-            ))
+            );
+            Arc::new(match &code_key {
+                Some(key) => cluster.with_code_key(key.expose().as_bytes()),
+                None => cluster,
+            })
         });
         // A host joining a cluster runs its newest revision from the first job on.
         let mut overlay = Overlay::default();

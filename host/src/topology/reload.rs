@@ -643,6 +643,23 @@ impl crate::cluster::Apply for Reloader {
     async fn apply(&self, overlay: Overlay) -> Applied {
         applied(self.apply_overlay(overlay).await)
     }
+
+    fn shared_code(&self, sha256: &str) -> Option<crate::runtime::SharedCode> {
+        self.engine.shared_code(sha256)
+    }
+
+    fn has_code(&self, sha256: &str) -> bool {
+        self.engine.has_code(sha256)
+    }
+
+    fn code_tag(&self) -> Option<String> {
+        self.engine.quick_code_tag().map(str::to_string)
+    }
+
+    fn adopt_code(&self, sha256: &str, bytes: &[u8], shared: &crate::runtime::SharedCode) -> bool {
+        // SAFETY: the cluster checked the code's signature by the key every host holds.
+        unsafe { self.engine.adopt_code(sha256, bytes, shared) }
+    }
 }
 
 /// A reload's report as the cluster reports it.

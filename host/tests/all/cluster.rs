@@ -32,6 +32,92 @@ fn cluster_config(dir: &Path, index: usize, redis: &TestPrefix, host_extra: &str
     write_config(&sub, &text)
 }
 
+/// Like [`cluster_config`], with the host's own compile cache (nothing compiled in it yet) and
+/// `key` as `backends.cluster_key`.
+fn keyed_config(dir: &Path, index: usize, redis: &TestPrefix, key: &str) -> Config {
+    let shared = cluster_config(dir, index, redis, "");
+    let sub = shared.base_dir.clone();
+    std::fs::write(sub.join("cluster.key"), key).unwrap();
+    let text = std::fs::read_to_string(&shared.source_path)
+        .unwrap()
+        .replace(
+            &format!("compile_cache = \"{}\"", compile_cache().display()),
+            "compile_cache = \"cache\"",
+        )
+        + "cluster_key = { file = \"cluster.key\" }\n";
+    write_config(&sub, &text)
+}
+
+fn code_from(host: &TestHost) -> String {
+    let handle = host.topology().connectors().get("rss").expect("rss runs");
+    let (current, _) = handle.versions.versions();
+    serde_json::to_value(current.code_from)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A pushed plugin is compiled once, where the push lands: a host holding the same
+/// `cluster_key` runs the code that host shared; one holding another key refuses it (the
+/// signature does not check) and compiles the plugin itself. All three run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_plugin_is_compiled_where_it_lands_and_its_signed_code_runs_elsewhere() {
+    let redis = TestPrefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let key = "k".repeat(40);
+    let configs = [
+        keyed_config(dir.path(), 0, &redis, &key),
+        keyed_config(dir.path(), 1, &redis, &key),
+        keyed_config(dir.path(), 2, &redis, &"x".repeat(40)),
+    ];
+    let mut hosts = Vec::new();
+    for config in &configs {
+        hosts.push(start(config).await);
+    }
+    let (code, report) = tsunagi(&[
+        "push",
+        "--config",
+        &configs[0].source_path.display().to_string(),
+        "rss",
+        &plugin("jsonfeed").display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "every host applied it: {report}");
+    let pushed = serving(&hosts[0]);
+    for host in &hosts {
+        assert_eq!(serving(host), pushed, "every host runs the pushed plugin");
+    }
+    assert_eq!(
+        hosts.iter().map(code_from).collect::<Vec<_>>(),
+        ["compiled", "cluster", "compiled"],
+        "compiled where it landed, shared with the host of the same key only"
+    );
+}
+
+/// A cluster key shorter than 32 characters is refused at start, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_cluster_key_is_refused_naming_the_field() {
+    let redis = TestPrefix::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = keyed_config(dir.path(), 0, &redis, "short");
+    let backend = open_backend(&config).await;
+    let started = tsunagi::topology::Topology::start(
+        config.clone(),
+        backend,
+        tsunagi::topology::TopologyOptions::default(),
+    )
+    .await;
+    let error = match started {
+        Ok(_) => panic!("a short key was taken"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("backends.cluster_key") && error.contains("shorter than 32"),
+        "{error}"
+    );
+}
+
 async fn start(config: &Config) -> TestHost {
     let backend = open_backend(config).await;
     start_host_with_clock(config, backend, Arc::new(SystemClock), RunMode::Forever).await

@@ -559,19 +559,6 @@ async fn last_error(
         .unwrap_or_default()
 }
 
-/// One connector's pool, built as the host builds it (`tsunagi poll` does the same).
-async fn pool_of(config: &tsunagi::config::Config, name: &str) -> tsunagi::runtime::InstancePool {
-    let backend = open_backend(config).await;
-    let engine =
-        tsunagi::runtime::Engine::new(&tsunagi::topology::engine_settings(config)).unwrap();
-    let parts =
-        tsunagi::topology::HostParts::alone(config, backend, std::sync::Arc::new(SystemClock))
-            .unwrap();
-    tsunagi::topology::build_connector(&engine, config, name, &config.connectors[name], &parts)
-        .await
-        .unwrap()
-}
-
 /// The host reads a plugin's request body under `request_size` and stops there: an oversized
 /// body is refused naming the limit and never reaches the upstream; one that fits arrives whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ mod retention;
 mod search;
 mod status_and_sinks;
 mod stores;
+mod tiers;
 mod walkthrough;
 mod x_read;
 mod x_write;

@@ -22,7 +22,11 @@ fn tsunagi(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(args)
-        .env("TSUNAGI_LOG", "warn")
+        // TSUNAGI_TEST_LOG shows more of the hosts' logs when a run needs looking into.
+        .env(
+            "TSUNAGI_LOG",
+            std::env::var("TSUNAGI_TEST_LOG").unwrap_or_else(|_| "warn".to_string()),
+        )
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
@@ -1515,10 +1519,14 @@ async fn three_hosts_crawl_through_store_restarts_a_kill_and_a_push() {
             &format!("port = {paced_port}\n"),
             &format!("port = {paced_port}\nbudget = \"paced\"\n"),
         );
+    // The key every host holds: the host a push lands on shares the code it compiled.
+    let key_file = dir.path().join("cluster.key");
+    std::fs::write(&key_file, format!("{:0>40}", std::process::id())).unwrap();
     let configs = shared_store_configs(dir.path(), &ports, &database, feed_port, &|text| {
         with_short_lease(text + &paced_connector)
             + &format!(
-                "\n[budgets.paced]\nrate = \"5/s\"\n\n[backends]\nbudgets = \"{shared}\"\ncluster = \"{shared}\"\n"
+                "\n[budgets.paced]\nrate = \"5/s\"\n\n[backends]\nbudgets = \"{shared}\"\ncluster = \"{shared}\"\ncluster_key = {{ file = \"{}\" }}\n",
+                key_file.display()
             )
     });
     let backend: Arc<dyn Backend> = Arc::new(schema.open().await);

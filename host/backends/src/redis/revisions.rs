@@ -5,7 +5,9 @@
 //!
 //! A revision is committed only on top of the one its writer read (compare-and-set in one
 //! script), so two pushes at once never lose each other's change: the later one reads again.
-//! The last [`KEPT_REVISIONS`] are kept; a host far behind jumps to the newest anyway.
+//! The last [`KEPT_REVISIONS`] are kept; a host far behind jumps to the newest anyway. A blob
+//! no kept revision names goes too ([`RedisRevisions::prune_blobs`]), once it is older than a
+//! grace that covers a push between storing its blob and committing.
 
 use super::RedisStore;
 use crate::{BackendError, Result};
@@ -19,6 +21,11 @@ pub const MAX_REVISION_BYTES: usize = 1 << 20;
 pub const MAX_REPORT_BYTES: usize = 64 * 1024;
 /// The most reports read back on one revision (as many as the members listed).
 pub const MAX_REPORTS: usize = super::members::MAX_MEMBERS;
+/// The largest compiled code shared for a plugin.
+pub const MAX_CODE_BYTES: u64 = 64 << 20;
+/// How long shared compiled code stays (it only spares hosts a compile; they can always make
+/// it themselves).
+pub const CODE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Revisions kept before the oldest is deleted.
 pub const KEPT_REVISIONS: u64 = 64;
 /// How long the reports on a revision are kept.
@@ -39,6 +46,41 @@ return next
 
 static COMMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMMIT));
 
+/// KEYS: the blob's key, the index of blobs. ARGV: the bytes, the name. Stores the bytes unless
+/// the blob is there, and (re)dates it in the index by Redis's clock.
+const PUT_BLOB: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tonumber(now[1]), ARGV[2])
+return 1
+"#;
+
+static PUT_BLOB_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_BLOB));
+
+/// KEYS: the index of blobs, the key prefix of blobs. ARGV: the grace in seconds, the most to
+/// look at, then the names kept. Deletes the blobs dated before the grace that are not kept;
+/// answers how many.
+const PRUNE_BLOBS: &str = r#"
+local now = tonumber(redis.call('TIME')[1])
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
+local kept = {}
+for i = 3, #ARGV do kept[ARGV[i]] = true end
+local deleted = 0
+for _, name in ipairs(old) do
+  if not kept[name] then
+    redis.call('DEL', KEYS[2] .. name)
+    redis.call('ZREM', KEYS[1], name)
+    deleted = deleted + 1
+  end
+end
+return deleted
+"#;
+
+static PRUNE_BLOBS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PRUNE_BLOBS));
+
+/// Blobs one prune looks at, at most (the rest wait for the next push).
+pub const PRUNE_BATCH: u64 = 256;
+
 /// Blobs, revisions and reports of one cluster.
 #[derive(Debug, Clone)]
 pub struct RedisRevisions {
@@ -58,26 +100,85 @@ impl RedisRevisions {
         self.store.key(&format!("reports:{revision}"))
     }
 
-    /// Stores `bytes` as the blob named `sha256` (the caller hashed them), unless it is there.
+    /// Stores `bytes` as the blob named `sha256` (the caller hashed them), unless it is there;
+    /// either way it is dated now, so a prune in the next grace keeps it.
     pub async fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
-        let mut connection = self.store.connection();
-        let _: bool = redis::cmd("SET")
-            .arg(self.blob_key(sha256))
+        let mut invocation = PUT_BLOB_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.blob_key(sha256))
+            .key(self.store.key("blobs"))
             .arg(bytes)
-            .arg("NX")
-            .query_async(&mut connection)
+            .arg(sha256);
+        let mut connection = self.store.connection();
+        let _: i64 = invocation
+            .invoke_async(&mut connection)
             .await
             .map_err(super::redis_error("storing a plugin blob"))?;
         Ok(())
     }
 
+    /// Deletes the blobs stored more than `grace` ago that `kept` does not name (the blobs the
+    /// kept revisions run); answers how many went.
+    pub async fn prune_blobs(&self, kept: &[String], grace: Duration) -> Result<u64> {
+        let mut invocation = PRUNE_BLOBS_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.store.key("blobs"))
+            .key(self.store.key("blob:"))
+            .arg(grace.as_secs())
+            .arg(PRUNE_BATCH);
+        for name in kept {
+            invocation.arg(name.as_str());
+        }
+        let mut connection = self.store.connection();
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(super::redis_error("deleting unused plugin blobs"))
+    }
+
     /// The blob named `sha256`; `None` when there is none. A blob over `max_bytes` is refused
     /// before it is read.
     pub async fn blob(&self, sha256: &str, max_bytes: u64) -> Result<Option<Vec<u8>>> {
+        self.read_capped(&self.blob_key(sha256), sha256, max_bytes)
+            .await
+    }
+
+    /// Stores `signed` (a signature and compiled code, opaque here) as the code of the plugin
+    /// `sha256` for engines of `tag`, for [`CODE_TTL`].
+    pub async fn put_code(&self, sha256: &str, tag: &str, signed: &[u8]) -> Result<()> {
+        if u64::try_from(signed.len()).unwrap_or(u64::MAX) > MAX_CODE_BYTES {
+            return Err(BackendError::Refused(format!(
+                "compiled code of {} bytes is over the limit of {MAX_CODE_BYTES}",
+                signed.len()
+            )));
+        }
         let mut connection = self.store.connection();
-        let key = self.blob_key(sha256);
+        let _: () = connection
+            .set_ex(self.code_key(sha256, tag), signed, CODE_TTL.as_secs())
+            .await
+            .map_err(super::redis_error("sharing compiled code"))?;
+        Ok(())
+    }
+
+    /// What [`Self::put_code`] stored, if it is still there (over [`MAX_CODE_BYTES`]: refused).
+    pub async fn code(&self, sha256: &str, tag: &str) -> Result<Option<Vec<u8>>> {
+        self.read_capped(&self.code_key(sha256, tag), sha256, MAX_CODE_BYTES)
+            .await
+    }
+
+    fn code_key(&self, sha256: &str, tag: &str) -> String {
+        self.store.key(&format!("code:{sha256}:{tag}"))
+    }
+
+    async fn read_capped(
+        &self,
+        key: &str,
+        sha256: &str,
+        max_bytes: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut connection = self.store.connection();
         let length: u64 = connection
-            .strlen(&key)
+            .strlen(key)
             .await
             .map_err(super::redis_error("measuring a plugin blob"))?;
         if length == 0 {
@@ -89,7 +190,7 @@ impl RedisRevisions {
             )));
         }
         connection
-            .get(&key)
+            .get(key)
             .await
             .map_err(super::redis_error("reading a plugin blob"))
     }
@@ -283,5 +384,65 @@ mod tests {
             ]
         );
         assert!(revisions.reports(2).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn shared_code_is_kept_by_plugin_and_engine_for_a_day_and_capped() {
+        let prefix = TestPrefix::new();
+        let revisions = RedisRevisions::new(prefix.open().await);
+        revisions
+            .put_code("abc", "tag1", b"signed code")
+            .await
+            .unwrap();
+        assert_eq!(
+            revisions.code("abc", "tag1").await.unwrap().as_deref(),
+            Some(&b"signed code"[..])
+        );
+        assert_eq!(revisions.code("abc", "tag2").await.unwrap(), None);
+        let store = prefix.open().await;
+        let mut connection = store.connection();
+        let ttl: i64 = connection.ttl(store.key("code:abc:tag1")).await.unwrap();
+        assert!((1..=86_400).contains(&ttl), "it expires: {ttl}");
+        let huge = vec![0u8; usize::try_from(MAX_CODE_BYTES).unwrap() + 1];
+        assert!(revisions.put_code("big", "tag1", &huge).await.is_err());
+        // What another writer stored past the cap is refused before it is read.
+        let _: () = connection
+            .set(store.key("code:big:tag1"), &huge)
+            .await
+            .unwrap();
+        let refused = revisions.code("big", "tag1").await.expect_err("over");
+        assert!(refused.to_string().contains("over the limit"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn blobs_no_kept_revision_names_go_once_past_their_grace() {
+        let prefix = TestPrefix::new();
+        let revisions = RedisRevisions::new(prefix.open().await);
+        for name in ["kept", "old", "older"] {
+            revisions.put_blob(name, name.as_bytes()).await.unwrap();
+        }
+        let kept = ["kept".to_string()];
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            revisions.prune_blobs(&kept, hour).await.unwrap(),
+            0,
+            "a blob stored within the grace may be a push about to commit"
+        );
+        assert!(revisions.blob("old", 16).await.unwrap().is_some());
+        assert_eq!(
+            revisions.prune_blobs(&kept, Duration::ZERO).await.unwrap(),
+            2
+        );
+        assert_eq!(revisions.blob("old", 16).await.unwrap(), None);
+        assert_eq!(revisions.blob("older", 16).await.unwrap(), None);
+        assert_eq!(
+            revisions.blob("kept", 16).await.unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert_eq!(
+            revisions.prune_blobs(&kept, Duration::ZERO).await.unwrap(),
+            0,
+            "the kept one stays"
+        );
     }
 }

@@ -325,3 +325,22 @@ pub async fn wait_ready(admin: SocketAddr) {
     .await;
     assert!(ready.is_ok(), "the host at {admin} became ready");
 }
+
+/// One connector's pool, built as the host builds it (`tsunagi poll` does the same).
+pub async fn pool_of(
+    config: &tsunagi::config::Config,
+    name: &str,
+) -> tsunagi::runtime::InstancePool {
+    let backend = open_backend(config).await;
+    let engine =
+        tsunagi::runtime::Engine::new(&tsunagi::topology::engine_settings(config)).unwrap();
+    let parts = tsunagi::topology::HostParts::alone(
+        config,
+        backend,
+        std::sync::Arc::new(tsunagi::clock::SystemClock),
+    )
+    .unwrap();
+    tsunagi::topology::build_connector(&engine, config, name, &config.connectors[name], &parts)
+        .await
+        .unwrap()
+}

@@ -91,6 +91,10 @@ pub struct RssBenchArgs {
     /// `postgres://postgres@127.0.0.1:5432/test`.
     #[arg(long)]
     pub postgres: Option<String>,
+    /// Also run the (first) build's rounds on Winch's quick code (`compiler = "winch"`, what a
+    /// plugin runs until Cranelift's code is ready), after the same rounds on Cranelift's.
+    #[arg(long)]
+    pub winch: bool,
 }
 
 /// The HTTP client the `rss` connector of `config` would get: same limits, same allowlist.
@@ -215,6 +219,20 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
         results.extend(pipeline_rounds(&name, &config, backend, poller, &urls, &args).await?);
     }
 
+    if args.winch {
+        let mut config = bench_config(
+            &workdir.path().join("winch"),
+            &plugin,
+            server.addr().port(),
+            &args,
+        )?;
+        config.host.compiler = tsunagi::config::Compiler::Winch;
+        let backend = crate::commands::open_backend(&config).await?;
+        let poller = wasm_poller(&config, &backend).await?;
+        let name = format!("{} on winch", label(&plugin));
+        results.extend(pipeline_rounds(&name, &config, backend, poller, &urls, &args).await?);
+    }
+
     if !args.skip_native {
         let config = bench_config(
             &workdir.path().join("native"),
@@ -300,6 +318,16 @@ async fn rss(args: RssBenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if args.winch {
+        for round in ["round 1", "round 2"] {
+            if let (Some(winch), Some(cranelift)) = (
+                rate(&format!("{first} on winch {round}")),
+                rate(&format!("{first} {round}")),
+            ) {
+                println!("winch / cranelift, {round}: {:.2}×", winch / cranelift);
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -312,6 +340,10 @@ async fn wasm_poller(
     let parts = HostParts::alone(config, backend.clone(), Arc::new(SystemClock))?;
     let connector =
         build_connector(&engine, config, "rss", &config.connectors["rss"], &parts).await?;
+    // Measured on the code it settles on, not on the quick code it may start with.
+    if connector.plugin().started_on() == tsunagi::runtime::Tier::Quick {
+        let _ = connector.plugin().optimized().await;
+    }
     Ok(Arc::new(connector))
 }
 
