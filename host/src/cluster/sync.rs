@@ -190,8 +190,7 @@ impl Cluster {
             let path = match self.blobs.cached(sha256) {
                 Some(path) => {
                     if let Some(applier) = applier
-                        && self.code_key.is_some()
-                        && !applier.has_code(sha256)
+                        && self.wants_code(applier, sha256)
                         && let Ok(bytes) = std::fs::read(&path)
                     {
                         self.take_code(applier, sha256, &bytes).await;
@@ -208,7 +207,7 @@ impl Cluster {
                             sha256: sha256.clone(),
                         })?;
                     if let Some(applier) = applier
-                        && !applier.has_code(sha256)
+                        && self.wants_code(applier, sha256)
                     {
                         self.take_code(applier, sha256, &bytes).await;
                     }
@@ -505,6 +504,11 @@ impl Cluster {
                 "cannot share the pushed plugin's compiled code (each host compiles it): {error}"
             );
         }
+    }
+
+    /// Whether shared code could spare `applier` compiling the plugin `sha256`.
+    fn wants_code(&self, applier: &dyn Apply, sha256: &str) -> bool {
+        self.code_key.is_some() && !applier.has_code(sha256)
     }
 
     /// Hands `applier` the code another host shared for the plugin `bytes`, if its signature

@@ -227,7 +227,7 @@ impl Engine {
         self.instance_slots
     }
 
-    /// The engine whose code a plugin of this tier runs.
+    /// The linker of the engine whose code a plugin of this tier runs.
     fn linker_for(&self, tier: Tier) -> &Linker<instance::InstanceState> {
         match (tier, &self.quick) {
             (Tier::Quick, Some((_, linker))) => linker,
