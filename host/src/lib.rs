@@ -22,6 +22,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod credentials;
+pub mod deadletters;
 pub mod egress;
 pub mod filter;
 pub mod inbound;

@@ -5,7 +5,7 @@
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,8 +37,39 @@ pub struct ConnectorStats {
     recent_errors: Mutex<VecDeque<RecentError>>,
     /// Job latency (claim handed to a worker → outcome committed), in microseconds.
     latency: Mutex<Option<Histogram<u64>>>,
+    /// Each request that went out: send to answer, in microseconds.
+    request_latency: Mutex<Option<Histogram<u64>>>,
+    /// Upstream answers by status code (at most 900 codes: `http` keeps them in 100..=999),
+    /// and requests sent that got none (timeout, reset, too large).
+    upstream: Mutex<UpstreamCounts>,
+    /// A shop's part in product searches, by how it ended (`ShopStatus`).
+    shop_outcomes: Mutex<BTreeMap<&'static str, u64>>,
     pause: Mutex<Option<Pause>>,
 }
+
+/// The upstream's answers to a connector's requests since the host started.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UpstreamCounts {
+    /// By HTTP status code.
+    pub responses: BTreeMap<u16, u64>,
+    /// Requests sent that got no answer (timed out, reset, refused to connect, too large).
+    pub unanswered: u64,
+}
+
+/// Latencies bucketed for Prometheus, in seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Distribution {
+    pub count: u64,
+    pub sum_seconds: f64,
+    /// (upper bound in seconds, observations above the bound before it and at or below this
+    /// one), ascending; what lies past the last bound is `count` minus their sum.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+/// The upper bounds of latency buckets, in seconds: 5 ms to a minute.
+pub const LATENCY_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// Why and since when a connector makes no calls, and until when (none: until resumed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,34 +258,60 @@ impl ConnectorStats {
 
     /// Records one job's latency.
     pub fn record_latency(&self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        if let Ok(mut histogram) = self.latency.lock() {
-            if histogram.is_none() {
-                // 1 µs to 1 h at two significant digits: 1% resolution, a few KiB.
-                *histogram = Histogram::new_with_bounds(1, 3_600_000_000, 2).ok();
-            }
-            if let Some(histogram) = histogram.as_mut() {
-                histogram.saturating_record(micros);
+        record(&self.latency, latency);
+    }
+
+    pub fn latency(&self) -> LatencySnapshot {
+        quantiles(&self.latency)
+    }
+
+    /// Job latency in Prometheus buckets.
+    pub fn latency_distribution(&self) -> Distribution {
+        distribution(&self.latency)
+    }
+
+    /// Counts a request that went out: its status, or none if no answer came, after `elapsed`.
+    pub fn upstream_answered(&self, status: Option<u16>, elapsed: Duration) {
+        record(&self.request_latency, elapsed);
+        if let Ok(mut counts) = self.upstream.lock() {
+            match status {
+                Some(status) => *counts.responses.entry(status.min(999)).or_default() += 1,
+                None => counts.unanswered += 1,
             }
         }
     }
 
-    pub fn latency(&self) -> LatencySnapshot {
-        let Ok(histogram) = self.latency.lock() else {
-            return LatencySnapshot::default();
-        };
-        let Some(histogram) = histogram.as_ref() else {
-            return LatencySnapshot::default();
-        };
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        LatencySnapshot {
-            jobs: histogram.len(),
-            p50_ms: ms(histogram.value_at_quantile(0.50)),
-            p99_ms: ms(histogram.value_at_quantile(0.99)),
-            max_ms: ms(histogram.max()),
+    pub fn upstream(&self) -> UpstreamCounts {
+        self.upstream
+            .lock()
+            .map(|counts| counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Request latency (send to answer) quantiles.
+    pub fn request_latency(&self) -> LatencySnapshot {
+        quantiles(&self.request_latency)
+    }
+
+    /// Request latency in Prometheus buckets.
+    pub fn request_distribution(&self) -> Distribution {
+        distribution(&self.request_latency)
+    }
+
+    /// Counts how a shop's part of a product search ended (a `ShopStatus`, as named in
+    /// answers).
+    pub fn shop_answered(&self, status: &'static str) {
+        if let Ok(mut outcomes) = self.shop_outcomes.lock() {
+            *outcomes.entry(status).or_default() += 1;
         }
+    }
+
+    /// How this shop's parts of product searches ended, by status.
+    pub fn shop_outcomes(&self) -> BTreeMap<&'static str, u64> {
+        self.shop_outcomes
+            .lock()
+            .map(|outcomes| outcomes.clone())
+            .unwrap_or_default()
     }
 
     /// Pauses the connector (a later pause replaces an earlier one).
@@ -291,6 +348,63 @@ impl ConnectorStats {
             .lock()
             .map(|recent| recent.iter().rev().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+fn record(histogram: &Mutex<Option<Histogram<u64>>>, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    if let Ok(mut histogram) = histogram.lock() {
+        if histogram.is_none() {
+            // 1 µs to 1 h at two significant digits: 1% resolution, a few KiB.
+            *histogram = Histogram::new_with_bounds(1, 3_600_000_000, 2).ok();
+        }
+        if let Some(histogram) = histogram.as_mut() {
+            histogram.saturating_record(micros);
+        }
+    }
+}
+
+fn quantiles(histogram: &Mutex<Option<Histogram<u64>>>) -> LatencySnapshot {
+    let Ok(histogram) = histogram.lock() else {
+        return LatencySnapshot::default();
+    };
+    let Some(histogram) = histogram.as_ref() else {
+        return LatencySnapshot::default();
+    };
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    LatencySnapshot {
+        jobs: histogram.len(),
+        p50_ms: ms(histogram.value_at_quantile(0.50)),
+        p99_ms: ms(histogram.value_at_quantile(0.99)),
+        max_ms: ms(histogram.max()),
+    }
+}
+
+fn distribution(histogram: &Mutex<Option<Histogram<u64>>>) -> Distribution {
+    let Ok(histogram) = histogram.lock() else {
+        return Distribution::default();
+    };
+    let Some(histogram) = histogram.as_ref() else {
+        return Distribution {
+            buckets: LATENCY_BUCKETS.iter().map(|&bound| (bound, 0)).collect(),
+            ..Distribution::default()
+        };
+    };
+    let mut below = 0;
+    Distribution {
+        count: histogram.len(),
+        sum_seconds: histogram.mean() * histogram.len() as f64 / 1e6,
+        buckets: LATENCY_BUCKETS
+            .iter()
+            .map(|&bound| {
+                let up_to = histogram.count_between(0, (bound * 1e6) as u64);
+                let within = up_to.saturating_sub(below);
+                below = up_to;
+                (bound, within)
+            })
+            .collect(),
     }
 }
 
@@ -333,5 +447,39 @@ mod tests {
         assert!((49.0..=51.0).contains(&latency.p50_ms), "{latency:?}");
         assert!((98.0..=100.5).contains(&latency.p99_ms), "{latency:?}");
         assert!((99.0..=101.0).contains(&latency.max_ms), "{latency:?}");
+        let distribution = stats.latency_distribution();
+        assert_eq!(distribution.count, 100);
+        assert!(
+            (5.0..5.2).contains(&distribution.sum_seconds),
+            "{distribution:?}"
+        );
+        // At or below each bound, summed as Prometheus does.
+        let up_to = |bound: f64| -> u64 {
+            distribution
+                .buckets
+                .iter()
+                .filter(|(b, _)| *b <= bound)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert_eq!(distribution.buckets[0], (0.005, 5));
+        assert_eq!(distribution.buckets[1], (0.01, 5));
+        assert_eq!(up_to(0.05), 50);
+        assert_eq!(up_to(0.1), 100);
+        assert_eq!(up_to(60.0), 100);
+    }
+
+    #[test]
+    fn upstream_answers_are_counted_by_status_and_unanswered_apart() {
+        let stats = ConnectorStats::default();
+        stats.upstream_answered(Some(200), Duration::from_millis(3));
+        stats.upstream_answered(Some(200), Duration::from_millis(4));
+        stats.upstream_answered(Some(503), Duration::from_millis(5));
+        stats.upstream_answered(None, Duration::from_secs(2));
+        let counts = stats.upstream();
+        assert_eq!(counts.responses, BTreeMap::from([(200, 2), (503, 1)]));
+        assert_eq!(counts.unanswered, 1);
+        assert_eq!(stats.request_distribution().count, 4);
+        assert_eq!(stats.request_distribution().buckets[0], (0.005, 3));
     }
 }

@@ -16,7 +16,8 @@
 //!
 //! * **Closed.** Every call is permitted. After each recorded outcome, if the window holds at
 //!   least `minimum_calls` outcomes and the failure rate or the slow-call rate is at or above
-//!   its threshold, the breaker opens (and the window is cleared).
+//!   its threshold, the breaker opens (and the window is cleared; what it held is kept as the
+//!   [`Trip`] the status page shows, so anyone can see why it opened).
 //! * **Open.** Every call is rejected. Without a probe, the first [`Breaker::try_acquire`] at
 //!   or after `open_wait_ms` moves it to half-open and permits that call as the first trial.
 //!   With a probe ([`Breaker::set_probing`]), time alone never ends the open state:
@@ -325,6 +326,39 @@ pub struct BreakerSnapshot {
     /// State changes since the breaker was created.
     pub transitions: u64,
     pub last_probe: Option<(Millis, bool)>,
+    /// Why it last opened: the calls that tripped it (kept after it closes again).
+    pub last_trip: Option<Trip>,
+    /// When the probe that may close it is next due; set by the host running the probe.
+    pub next_probe_at: Option<Millis>,
+}
+
+/// What opened a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripCause {
+    /// The closed window's failure rate reached its threshold.
+    FailureRate,
+    /// The closed window's slow-call rate reached its threshold.
+    SlowCallRate,
+    /// The half-open trial calls failed or were slow too often.
+    TrialCalls,
+    /// The half-open trial calls had not all reported by `half_open_max_wait_ms`.
+    TrialDeadline,
+}
+
+/// The calls that opened a breaker, as they stood at that moment. Rates are percentages.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Trip {
+    pub at: Millis,
+    pub cause: TripCause,
+    pub calls: u64,
+    pub failures: u64,
+    pub slow: u64,
+    pub failure_rate: f64,
+    pub slow_rate: f64,
+    /// The thresholds in force then.
+    pub failure_rate_threshold: f64,
+    pub slow_rate_threshold: f64,
 }
 
 /// Outcome counts of a set of calls.
@@ -517,6 +551,7 @@ pub struct Breaker {
     failed_total: u64,
     slow_total: u64,
     transitions: u64,
+    last_trip: Option<Trip>,
 }
 
 impl Breaker {
@@ -544,6 +579,7 @@ impl Breaker {
             failed_total: 0,
             slow_total: 0,
             transitions: 0,
+            last_trip: None,
         }
     }
 
@@ -621,18 +657,22 @@ impl Breaker {
                 if tally.calls >= u64::from(self.settings.minimum_calls)
                     && tally.breaches(&self.settings)
                 {
-                    self.enter(BreakerState::Open, now);
+                    let cause = if tally.failure_rate() >= self.settings.failure_rate_percent {
+                        TripCause::FailureRate
+                    } else {
+                        TripCause::SlowCallRate
+                    };
+                    self.trip(cause, tally, now);
                 }
             }
             BreakerState::HalfOpen => {
                 self.trials.add(outcome.failed, slow);
                 if self.trials.calls >= u64::from(self.settings.half_open_calls) {
-                    let next = if self.trials.breaches(&self.settings) {
-                        BreakerState::Open
+                    if self.trials.breaches(&self.settings) {
+                        self.trip(TripCause::TrialCalls, self.trials, now);
                     } else {
-                        BreakerState::Closed
-                    };
-                    self.enter(next, now);
+                        self.enter(BreakerState::Closed, now);
+                    }
                 }
             }
             // No permit is issued while open, so none can match its generation.
@@ -706,6 +746,8 @@ impl Breaker {
             slow_total: self.slow_total,
             transitions: self.transitions,
             last_probe: self.last_probe,
+            last_trip: self.last_trip,
+            next_probe_at: None,
         }
     }
 
@@ -716,7 +758,7 @@ impl Breaker {
         if self.state == BreakerState::HalfOpen {
             let deadline = since.saturating_add(self.settings.half_open_max_wait_ms);
             if now > deadline {
-                self.enter(BreakerState::Open, deadline);
+                self.trip(TripCause::TrialDeadline, self.trials, deadline);
             }
         }
     }
@@ -735,6 +777,22 @@ impl Breaker {
         } else {
             None
         }
+    }
+
+    /// Opens at `at` because of `tally`, remembering it.
+    fn trip(&mut self, cause: TripCause, tally: Tally, at: Millis) {
+        self.last_trip = Some(Trip {
+            at,
+            cause,
+            calls: tally.calls,
+            failures: tally.failures,
+            slow: tally.slow,
+            failure_rate: tally.failure_rate(),
+            slow_rate: tally.slow_rate(),
+            failure_rate_threshold: self.settings.failure_rate_percent,
+            slow_rate_threshold: self.settings.slow_call_rate_percent,
+        });
+        self.enter(BreakerState::Open, at);
     }
 
     fn enter(&mut self, state: BreakerState, at: Millis) {
@@ -1296,6 +1354,91 @@ mod tests {
         let snapshot = scenario.breaker.snapshot(scenario.now);
         assert_eq!(snapshot.slow_total, 1);
         assert_eq!(snapshot.transitions, 3);
+    }
+
+    #[test]
+    fn an_open_breaker_keeps_the_calls_that_tripped_it_until_it_trips_again() {
+        let mut scenario = Scenario::new(settings());
+        assert_eq!(scenario.breaker.snapshot(T0).last_trip, None);
+        scenario.run(&[
+            (CallOk, Closed, 1, 0),
+            (CallFail, Closed, 2, 0),
+            (CallOk, Closed, 3, 0),
+            (Wait(3), Closed, 3, 0),
+            (CallFail, Open, 4, 0),
+            // The window is cleared on opening; the trip keeps what it held.
+            (ExpectWindow(0, 0, 0), Open, 4, 0),
+        ]);
+        let trip = scenario.breaker.snapshot(scenario.now).last_trip;
+        assert_eq!(
+            trip,
+            Some(Trip {
+                at: T0 + 3,
+                cause: TripCause::FailureRate,
+                calls: 4,
+                failures: 2,
+                slow: 0,
+                failure_rate: 50.0,
+                slow_rate: 0.0,
+                failure_rate_threshold: 50.0,
+                slow_rate_threshold: 100.0,
+            })
+        );
+        // Still shown once closed again, until the next trip replaces it.
+        scenario.run(&[
+            (Wait(10_000), Open, 4, 0),
+            (CallOk, HalfOpen, 5, 0),
+            (CallOk, Closed, 6, 0),
+        ]);
+        assert_eq!(scenario.breaker.snapshot(scenario.now).last_trip, trip);
+        scenario.run(&[
+            (Acquire, Closed, 7, 0),
+            (Acquire, Closed, 8, 0),
+            (Acquire, Closed, 9, 0),
+            (Acquire, Closed, 10, 0),
+            (ReportSlow, Closed, 10, 0),
+            (ReportSlow, Closed, 10, 0),
+            (ReportSlow, Closed, 10, 0),
+            (ReportSlow, Open, 10, 0),
+        ]);
+        let trip = scenario
+            .breaker
+            .snapshot(scenario.now)
+            .last_trip
+            .expect("tripped");
+        assert_eq!(trip.cause, TripCause::SlowCallRate);
+        assert_eq!((trip.calls, trip.failures, trip.slow), (4, 0, 4));
+    }
+
+    #[test]
+    fn trials_that_fail_or_never_report_say_so_in_the_trip() {
+        let mut scenario = Scenario::new(settings());
+        scenario.run(&TRIP);
+        scenario.run(&[
+            (Wait(10_000), Open, 4, 0),
+            (CallOk, HalfOpen, 5, 0),
+            (CallFail, Open, 6, 0),
+        ]);
+        let trip = scenario
+            .breaker
+            .snapshot(scenario.now)
+            .last_trip
+            .expect("tripped");
+        assert_eq!(trip.cause, TripCause::TrialCalls);
+        assert_eq!((trip.calls, trip.failures), (2, 1));
+        scenario.run(&[
+            (Wait(10_000), Open, 6, 0),
+            (Acquire, HalfOpen, 7, 0),
+            (Wait(5_001), Open, 7, 0),
+        ]);
+        let trip = scenario
+            .breaker
+            .snapshot(scenario.now)
+            .last_trip
+            .expect("tripped");
+        assert_eq!(trip.cause, TripCause::TrialDeadline);
+        assert_eq!(trip.calls, 0, "no trial reported");
+        assert_eq!(trip.at, scenario.now - 1, "as of the deadline");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Admin HTTP API over a running topology's [`Control`]: `GET /status` (connectors and their
 //! versions, targets due, queue depth, jobs done and failed, recent errors, budgets, breakers,
-//! the last reloads), `GET /healthz` (liveness), `GET /readyz` (readiness), and the hot-swap
+//! the last reloads), `GET /metrics` (the same in the Prometheus text format), `GET /healthz` (liveness), `GET /readyz` (readiness), and the hot-swap
 //! actions `POST /v1/reload`, `POST /v1/connectors/{name}/reload` and
 //! `POST /v1/connectors/{name}/rollback` (200 with the report when everything was applied, 422
 //! with it when something was refused), and the handler job endpoints in `jobs`
@@ -25,11 +25,15 @@
 //! started, so `/readyz` can say "not yet" while plugins compile.
 
 mod cluster;
+mod dashboard;
+mod deadletters;
 mod events;
 mod jobs;
+pub mod metrics;
 mod rankings;
 mod search;
 
+pub use deadletters::MAX_LIMIT as MAX_DLQ_LISTED;
 pub use jobs::MAX_BODY_BYTES as MAX_JOB_BODY_BYTES;
 
 use crate::config::{Config, Secret, SecretError};
@@ -120,6 +124,10 @@ fn router(shared: SharedState) -> axum::Router {
         .route("/v1/queues/{queue}/pause", post(jobs::pause))
         .route("/v1/queues/{queue}/resume", post(jobs::resume))
         .route("/v1/connectors/{name}/resume", post(resume))
+        // Dead letters (admin/deadletters.rs).
+        .route("/v1/dlq", get(deadletters::list))
+        .route("/v1/dlq/retry", post(deadletters::retry))
+        .route("/v1/dlq/drop", post(deadletters::drop))
         // Product search (admin/search.rs).
         .route("/v1/events/{topic}", post(events::publish))
         .route("/v1/search", get(search::search))
@@ -133,12 +141,16 @@ fn router(shared: SharedState) -> axum::Router {
         ));
     let reads = axum::Router::new()
         .route("/status", get(status))
+        .route("/metrics", get(metrics_text))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             require_token_off_loopback,
         ));
     axum::Router::new()
         .route("/healthz", get(healthz))
+        // The dashboard's page and assets (admin/dashboard.rs): no data in them, so open; what
+        // they show comes from `/status` and `/v1/...`, under those routes' rules.
+        .merge(dashboard::routes())
         .route("/readyz", get(readyz))
         .merge(reads)
         .merge(actions)
@@ -347,6 +359,25 @@ async fn status(State(shared): State<SharedState>) -> Response {
     }
 }
 
+/// `/status` in the Prometheus text format (see [`metrics`]).
+async fn metrics_text(State(shared): State<SharedState>) -> Response {
+    let Some(control) = shared.control.get() else {
+        return starting();
+    };
+    let rendered = match control.status().await {
+        Ok(report) => metrics::render(report).map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    match rendered {
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("metrics unavailable: {error}\n"),
+        )
+            .into_response(),
+    }
+}
+
 fn report_response(report: ReloadReport) -> Response {
     let status = if report.ok {
         StatusCode::OK
@@ -469,6 +500,7 @@ mod tests {
                     breakers: BTreeMap::new(),
                 },
                 reloads: BTreeMap::new(),
+                reload_counts: Vec::new(),
                 storage: None,
                 inbound: None,
                 cluster: None,

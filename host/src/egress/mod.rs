@@ -109,6 +109,8 @@ pub struct ExchangeRecord {
     pub changes: bool,
     /// The request was handed to the upstream (past every check of the host's own).
     pub sent: bool,
+    /// From the send to the whole answer (or to the failure), once sent.
+    pub elapsed: Option<Duration>,
     /// The `type` of an `application/problem+json` failure answer (RFC 9457), e.g. X's
     /// `…/problems/usage-capped`: what `pause_on_problem` matches. Read only from failure
     /// statuses with a small body; at most `config::MAX_PROBLEM_TYPE_BYTES`.
@@ -578,7 +580,10 @@ impl Exchange {
             allow_internal: rule.allow_internal,
         };
         record.sent = true;
-        let response = match self.upstream.send(outbound, limits).await {
+        let sent_at = Instant::now();
+        let answer = self.upstream.send(outbound, limits).await;
+        record.elapsed = Some(sent_at.elapsed());
+        let response = match answer {
             Ok(response) => response,
             Err(failure) => {
                 if let Some(head) = &failure.head {

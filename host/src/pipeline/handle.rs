@@ -45,6 +45,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tsunagi_backends::{
     Backend, EarlierOutcome, JobFailure, JobLease, JobOutcome, JobQueue, Millis, StateScope,
 };
@@ -177,7 +178,10 @@ impl HandlePipeline {
                     let _ = self.jobs.defer_job(&lease, now, now).await;
                     continue;
                 };
-                running.spawn(self.clone().execute(lease, slot));
+                // Every line logged during the job says whose job it is.
+                let span = tracing::info_span!("job", connector = %self.connector,
+                    queue = %lease.queue, job_id = lease.id);
+                running.spawn(self.clone().execute(lease, slot).instrument(span));
             }
         }
         drain(&self.connector, running, grace).await;
@@ -270,7 +274,10 @@ impl HandlePipeline {
         tokio::pin!(handled);
         loop {
             tokio::select! {
-                report = &mut handled => return Some(report),
+                report = &mut handled => {
+                    super::count_upstream(&self.stats, &report.exchanges);
+                    return Some(report);
+                }
                 _ = ticker.tick() => {
                     match self.jobs.heartbeat_job(lease, self.clock.now_ms(), self.lease).await {
                         Ok(true) => {}
@@ -279,7 +286,8 @@ impl HandlePipeline {
                                 "lease lost during the call; another worker owns the job now");
                             // The call goes on to its end (stopping a plugin mid-request would
                             // not undo it) but its outcome is the new holder's to find out.
-                            let _ = handled.await;
+                            let report = handled.await;
+                            super::count_upstream(&self.stats, &report.exchanges);
                             return None;
                         }
                         Err(error) => tracing::warn!(connector = %self.connector, job = lease.id,

@@ -19,5 +19,15 @@ pub mod search;
 mod slots;
 
 pub use handle::{HandlePipeline, JobHandler};
+
+use crate::egress::ExchangeRecord;
+use crate::stats::ConnectorStats;
+
+/// Counts every request of a call that went out, for `/status` and `/metrics`.
+fn count_upstream(stats: &ConnectorStats, exchanges: &[ExchangeRecord]) {
+    for exchange in exchanges.iter().filter(|exchange| exchange.sent) {
+        stats.upstream_answered(exchange.status, exchange.elapsed.unwrap_or_default());
+    }
+}
 pub use poll::{PausePolicy, PollPipeline, RunMode, TargetPoller};
 pub use search::{SearchAnswer, SearchError, SearchPipeline};

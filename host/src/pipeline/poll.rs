@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use tsunagi_backends::{Backend, Delivery, Item, PollCommit, TargetClaim};
 
 /// When a call failed through the host's fault, its target is tried again after this long.
@@ -212,12 +213,14 @@ impl PollPipeline {
                     let _ = self.backend.release(&claim, claim.target.next_run_at).await;
                     continue;
                 };
-                running.spawn(self.clone().execute(
-                    claim,
-                    slot,
-                    commit_slots.clone(),
-                    returns.clone(),
-                ));
+                // Every line logged during the call says whose call it is.
+                let span = tracing::info_span!("poll", connector = %self.connector,
+                    target_id = claim.target.id);
+                running.spawn(
+                    self.clone()
+                        .execute(claim, slot, commit_slots.clone(), returns.clone())
+                        .instrument(span),
+                );
             }
         }
         drain(&self.connector, running, grace).await;
@@ -267,6 +270,7 @@ impl PollPipeline {
                 target.cursor.clone(),
             )
             .await;
+        super::count_upstream(&self.stats, &outcome.exchanges);
         let mut hints = hints_from(&outcome.exchanges, outcome.result.as_ref().ok());
         let pushed_read = outcome.exchanges.iter().any(|exchange| exchange.pushed);
         if let Some(websub) = &self.websub

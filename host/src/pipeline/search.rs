@@ -19,6 +19,7 @@ use crate::runtime::{
     CallError, CallReport, FailureKind, Product, ProductPage, ProductQuery, SortOrder,
     SwappableConnector, TargetCall,
 };
+use crate::stats::ConnectorStats;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -93,6 +94,19 @@ pub enum ShopStatus {
     RateLimited,
     Timeout,
     Error,
+}
+
+impl ShopStatus {
+    /// As answers name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShopStatus::Ok => "ok",
+            ShopStatus::BreakerOpen => "breaker-open",
+            ShopStatus::RateLimited => "rate-limited",
+            ShopStatus::Timeout => "timeout",
+            ShopStatus::Error => "error",
+        }
+    }
 }
 
 /// One shop's part of an answer.
@@ -177,10 +191,17 @@ struct Flights {
     counts: SearchCounts,
 }
 
+/// A shop searches may ask: its versions, and the counters its answers go to.
+#[derive(Clone)]
+struct Shop {
+    versions: Arc<SwappableConnector>,
+    stats: Arc<ConnectorStats>,
+}
+
 /// The product searches of a topology, over the shops it runs now.
 pub struct SearchPipeline {
     settings: RwLock<SearchSettings>,
-    shops: RwLock<BTreeMap<String, Arc<SwappableConnector>>>,
+    shops: RwLock<BTreeMap<String, Shop>>,
     flights: Mutex<Flights>,
     in_flight: Arc<Semaphore>,
 }
@@ -212,8 +233,14 @@ impl SearchPipeline {
     }
 
     /// Adds (or replaces) a shop the searches may ask.
-    pub fn add_shop(&self, name: &str, versions: Arc<SwappableConnector>) {
-        self.write_shops().insert(name.to_string(), versions);
+    pub fn add_shop(
+        &self,
+        name: &str,
+        versions: Arc<SwappableConnector>,
+        stats: Arc<ConnectorStats>,
+    ) {
+        self.write_shops()
+            .insert(name.to_string(), Shop { versions, stats });
         self.forget_kept();
     }
 
@@ -509,7 +536,7 @@ impl SearchPipeline {
         {
             self.lock_flights().counts.flights += 1;
         }
-        let asked: Vec<(String, Option<Arc<SwappableConnector>>)> = {
+        let asked: Vec<(String, Option<Shop>)> = {
             let shops = self.read_shops();
             search
                 .shops
@@ -519,13 +546,12 @@ impl SearchPipeline {
         };
         let calls: Vec<_> = asked
             .into_iter()
-            .map(|(name, versions)| {
+            .map(|(name, shop)| {
                 let query = search.query.clone();
                 // Spawned, so a call runs to its end (and settles its breaker) even if every
                 // search waiting for it goes away.
-                let task = versions.map(|versions| {
-                    tokio::spawn(ask_shop(name.clone(), versions, query, deadline))
-                });
+                let task =
+                    shop.map(|shop| tokio::spawn(ask_shop(name.clone(), shop, query, deadline)));
                 (name, task)
             })
             .collect();
@@ -576,15 +602,11 @@ impl SearchPipeline {
         self.settings.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read_shops(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<SwappableConnector>>> {
+    fn read_shops(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Shop>> {
         self.shops.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_shops(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<SwappableConnector>>> {
+    fn write_shops(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Shop>> {
         self.shops.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -596,15 +618,15 @@ impl SearchPipeline {
 /// One shop's call, bounded by the deadline, and what it came to.
 async fn ask_shop(
     name: String,
-    versions: Arc<SwappableConnector>,
+    shop: Shop,
     query: ProductQuery,
     deadline: Instant,
 ) -> (ShopOutcome, Vec<Product>) {
     let started = Instant::now();
-    let pool = versions.current();
+    let pool = shop.versions.current();
     // The shop's name is the call's target: per-target budgets then count per shop.
     let call = pool.search_products(TargetCall::detached(&name), &query, deadline);
-    match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), call).await {
+    let answered = match tokio::time::timeout_at((deadline + DEADLINE_GRACE).into(), call).await {
         Err(_) => (
             failed(
                 ShopStatus::Timeout,
@@ -613,8 +635,13 @@ async fn ask_shop(
             ),
             Vec::new(),
         ),
-        Ok(report) => outcome(report, started),
-    }
+        Ok(report) => {
+            super::count_upstream(&shop.stats, &report.exchanges);
+            outcome(report, started)
+        }
+    };
+    shop.stats.shop_answered(answered.0.status.as_str());
+    answered
 }
 
 fn failed(status: ShopStatus, reason: String, started: Instant) -> ShopOutcome {

@@ -112,6 +112,20 @@ pub struct Resilience {
     held: held::HeldSlots,
     /// Requests in flight per budget key, for budgets with `in_flight`.
     in_flight: in_flight::InFlightGates,
+    /// What each declared budget did to requests since the start (a budget's name is
+    /// config's, so this holds as many entries as were ever declared).
+    budget_counts: Mutex<BTreeMap<String, BudgetCounts>>,
+}
+
+/// What one budget did to the requests that asked it, since the host started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BudgetCounts {
+    /// Requests that had to wait for a slot.
+    pub waits: u64,
+    /// Their waits, summed.
+    pub waited_ms: u64,
+    /// Requests held back: no slot (or no place in flight) within their call's time.
+    pub deferred: u64,
 }
 
 /// The hosts a per-host budget keeps wait figures for; past it, the host that waited least
@@ -149,6 +163,8 @@ pub struct BudgetStatus {
     /// A per-host budget: the hosts whose requests waited longest.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostWait>,
+    #[serde(flatten)]
+    pub counts: BudgetCounts,
 }
 
 impl Resilience {
@@ -171,6 +187,7 @@ impl Resilience {
             host_waits: Mutex::new(BTreeMap::new()),
             held: held::HeldSlots::default(),
             in_flight: in_flight::InFlightGates::default(),
+            budget_counts: Mutex::new(BTreeMap::new()),
         };
         resilience.declare(config)?;
         Ok(resilience)
@@ -391,11 +408,12 @@ impl Resilience {
             } else {
                 self.reserve_slot(name, &key, spec, max_wait).await
             };
+            let waited = reserved
+                .as_ref()
+                .ok()
+                .map(|at| at.saturating_sub(self.clock.now_ms()));
+            self.note_budget(name, waited);
             if spec.scope == BudgetScope::Host {
-                let waited = reserved
-                    .as_ref()
-                    .ok()
-                    .map(|at| at.saturating_sub(self.clock.now_ms()));
                 self.note_host_wait(name, host, waited);
             }
             go_at = go_at.max(reserved?);
@@ -443,6 +461,7 @@ impl Resilience {
             match self.in_flight.enter(&key, limit, wait).await {
                 Some(permit) => permits.push(permit),
                 None => {
+                    self.note_budget(name, None);
                     let retry = Millis::try_from(in_flight::BUSY_RETRY.as_millis()).unwrap_or(0);
                     return Err(Deferral::InFlight {
                         budget: name.to_string(),
@@ -467,6 +486,29 @@ impl Resilience {
                 settled: false,
             })),
             Err(rejected) => Err(self.breaker_open(name, rejected.retry_at)),
+        }
+    }
+
+    /// Counts a request under `budget`: it waited `waited` ms, or was held back (`None`).
+    fn note_budget(&self, budget: &str, waited: Option<i64>) {
+        if waited == Some(0) {
+            return;
+        }
+        let mut all = self
+            .budget_counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !all.contains_key(budget) {
+            all.insert(budget.to_string(), BudgetCounts::default());
+        }
+        if let Some(counts) = all.get_mut(budget) {
+            match waited {
+                Some(ms) => {
+                    counts.waits += 1;
+                    counts.waited_ms += ms.unsigned_abs();
+                }
+                None => counts.deferred += 1,
+            }
         }
     }
 
@@ -716,13 +758,25 @@ impl Resilience {
                     } else {
                         Vec::new()
                     },
+                    counts: self
+                        .budget_counts
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .get(name)
+                        .copied()
+                        .unwrap_or_default(),
                 },
             );
         }
-        ResilienceStatus {
-            budgets,
-            breakers: self.breakers.snapshots(now),
+        let mut breakers = self.breakers.snapshots(now);
+        for (name, snapshot) in &mut breakers {
+            // The probe runs on its interval from the host's start; its last result dates it.
+            if let (Some(probe), Some((at, _))) = (declared.probes.get(name), snapshot.last_probe) {
+                let interval = i64::try_from(probe.interval.as_millis()).unwrap_or(i64::MAX);
+                snapshot.next_probe_at = Some(at.saturating_add(interval));
+            }
         }
+        ResilienceStatus { budgets, breakers }
     }
 }
 

@@ -212,6 +212,11 @@ impl MemoryCap {
             table_elements: 0,
         }
     }
+
+    /// Bytes of the instance's memories, as last allowed to grow.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
 }
 
 impl ResourceLimiter for MemoryCap {

@@ -20,10 +20,10 @@ pub use instance::{
     ConnectorServices, HubLink, LogTally, MAX_HUB_URL_BYTES, MAX_HUBS_PER_CALL, RankingAccess,
     TargetCall,
 };
-pub use limits::{CallLimits, LimitExceeded};
+pub use limits::{CallLimits, LimitExceeded, clip};
 pub use pool::{
-    CallError, CallReport, Earlier, FailureKind, HandleRequest, HandleResult, InstancePool,
-    PollResult, PoolSettings, SearchQuery, SearchResult, SelfTestError,
+    CallError, CallReport, Earlier, FailureKind, HandleRequest, HandleResult, InstanceCounts,
+    InstancePool, PollResult, PoolSettings, SearchQuery, SearchResult, SelfTestError,
 };
 pub use products::{Product, ProductPage, ProductQuery, SortOrder};
 pub use swap::{SwappableConnector, VersionInfo};

@@ -252,6 +252,17 @@ enum RoleAnswer {
     Products(WitProductPage),
 }
 
+/// A pool's instances at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceCounts {
+    /// Kept for the next call.
+    pub idle: usize,
+    /// Serving a call now.
+    pub busy: usize,
+    /// Linear memory and tables the idle instances hold, in bytes.
+    pub idle_memory_bytes: u64,
+}
+
 /// One connector's plugin, its instances, and the limits its calls run under.
 pub struct InstancePool {
     engine: Arc<Engine>,
@@ -297,6 +308,29 @@ impl InstancePool {
             idle: Mutex::new(Vec::new()),
             retired: std::sync::atomic::AtomicBool::new(false),
             made: Default::default(),
+        }
+    }
+
+    /// Instances alive now, and what the idle ones hold.
+    pub fn instances(&self) -> InstanceCounts {
+        let (idle, idle_memory_bytes) = self
+            .idle
+            .lock()
+            .map(|idle| {
+                let bytes = idle
+                    .iter()
+                    .map(|instance| instance.store.data().limits.memory_bytes() as u64)
+                    .sum();
+                (idle.len(), bytes)
+            })
+            .unwrap_or_default();
+        InstanceCounts {
+            idle,
+            busy: self
+                .settings
+                .concurrency
+                .saturating_sub(self.permits.available_permits()),
+            idle_memory_bytes,
         }
     }
 

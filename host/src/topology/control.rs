@@ -1,8 +1,9 @@
 //! The interface through which the outside watches and steers a running topology: the admin
 //! API, SIGHUP and the CLI use it, so the topology never depends on them. Endpoints (jobs,
-//! searches; dead letters to come) add a method here and an implementation in the topology.
+//! searches, dead letters) add a method here and an implementation in the topology.
 
 use super::{ReloadReport, StatusReport, Topology};
+use crate::deadletters::{Acted, Action, DeadLetterError, Entry, Filter as DeadFilter, Listing};
 use crate::pipeline::SearchError;
 use crate::pipeline::search::Answered;
 use async_trait::async_trait;
@@ -73,6 +74,36 @@ pub trait Control: Send + Sync {
     /// when there is no such connector.
     async fn resume(&self, connector: &str) -> Result<bool, String> {
         Err(format!("cannot resume '{connector}' here"))
+    }
+
+    // --- Dead letters.
+    /// The dead-letter entries `filter` selects, at most `limit` of each kind.
+    async fn dead_letters(
+        &self,
+        filter: &DeadFilter,
+        limit: u32,
+    ) -> Result<Listing, DeadLetterError> {
+        let _ = (filter, limit);
+        Ok(Listing::default())
+    }
+
+    /// Retries or drops dead-letter entries: those named, or (`entries` none) all `filter`
+    /// selects.
+    async fn act_on_dead(
+        &self,
+        action: Action,
+        entries: Option<Vec<Entry>>,
+        filter: &DeadFilter,
+    ) -> Result<Acted, DeadLetterError> {
+        let _ = (action, filter);
+        Ok(Acted {
+            done: 0,
+            missing: entries
+                .unwrap_or_default()
+                .into_iter()
+                .map(Entry::name)
+                .collect(),
+        })
     }
 }
 
@@ -275,6 +306,29 @@ impl Control for Topology {
             tracing::info!(%connector, "resumed by an operator");
         }
         Ok(was_paused)
+    }
+
+    async fn dead_letters(
+        &self,
+        filter: &DeadFilter,
+        limit: u32,
+    ) -> Result<Listing, DeadLetterError> {
+        self.dead_letters.list(filter, limit).await
+    }
+
+    async fn act_on_dead(
+        &self,
+        action: Action,
+        entries: Option<Vec<Entry>>,
+        filter: &DeadFilter,
+    ) -> Result<Acted, DeadLetterError> {
+        let entries = match entries {
+            Some(entries) => entries,
+            None => self.dead_letters.select(filter).await?,
+        };
+        self.dead_letters
+            .act(action, &entries, self.clock.now_ms())
+            .await
     }
 
     async fn ready(&self) -> Result<(), String> {

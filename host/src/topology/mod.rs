@@ -320,6 +320,8 @@ pub struct Topology {
     jobs: Arc<dyn JobQueue>,
     /// What serves the handler job queues, for `/status` ("sqlite", "redis redis://…").
     jobs_store: String,
+    /// Targets given up on and jobs out of attempts, in both stores (`/v1/dlq`).
+    dead_letters: crate::deadletters::DeadLetters,
     clock: SharedClock,
     started_at: Millis,
     connectors: Arc<ConnectorSet>,
@@ -581,6 +583,7 @@ impl Topology {
             };
             tasks.push(membership.clone().spawn(facts, stop.clone()));
         }
+        let dead_letter_store = backend.clone();
         Ok(Arc::new(Topology {
             worker_id: options.worker_id,
             started_at: clock.now_ms(),
@@ -588,6 +591,13 @@ impl Topology {
             backend,
             jobs: stores.jobs.clone(),
             jobs_store: stores.serving_of("queue"),
+            dead_letters: crate::deadletters::DeadLetters::new(
+                dead_letter_store,
+                stores
+                    .redis_queue
+                    .clone()
+                    .map(|queue| Arc::new(queue) as Arc<dyn JobQueue>),
+            ),
             connectors,
             pipelines,
             resilience,

@@ -108,7 +108,7 @@ impl PipelineSet {
             Role::Searcher => {
                 self.stop(&handle.name);
                 self.searches
-                    .add_shop(&handle.name, handle.versions.clone());
+                    .add_shop(&handle.name, handle.versions.clone(), handle.stats.clone());
                 tracing::info!(connector = %handle.name, "searches may ask this shop");
                 return;
             }

@@ -53,6 +53,25 @@ pub enum Outcome {
     Removed,
 }
 
+impl Outcome {
+    /// As `/status` names it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Swapped => "swapped",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Refused => "refused",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Added => "added",
+            Outcome::Removed => "removed",
+        }
+    }
+}
+
+/// How many reload results the counts keep apart (connector × outcome); past it, results are
+/// counted under the connector `other`, so a config that keeps renaming connectors cannot grow
+/// them without bound.
+const RELOAD_COUNTS_KEPT: usize = 4096;
+
 /// Why a reload (or one connector's part of it) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -157,6 +176,8 @@ pub struct Reloader {
     settings: Mutex<BTreeMap<String, SettingsHistory>>,
     pins: Mutex<BTreeMap<String, Pin>>,
     last: Mutex<BTreeMap<String, ConnectorReload>>,
+    /// Reload results since the start, by connector and outcome.
+    counts: Mutex<BTreeMap<(String, &'static str), u64>>,
     one_at_a_time: tokio::sync::Mutex<()>,
     /// `[backends]` as the host started with it: stores are not swapped under running work.
     backends: crate::config::backends::BackendSettings,
@@ -196,6 +217,7 @@ impl Reloader {
             settings: Mutex::new(settings),
             pins: Mutex::new(BTreeMap::new()),
             last: Mutex::new(BTreeMap::new()),
+            counts: Mutex::new(BTreeMap::new()),
             one_at_a_time: tokio::sync::Mutex::new(()),
             backends: config.backends.clone(),
             overlay: Mutex::new(Overlay::default()),
@@ -630,6 +652,20 @@ impl Reloader {
 
     fn remember(&self, result: &ConnectorReload) {
         lock(&self.last).insert(result.connector.clone(), result.clone());
+        let mut counts = lock(&self.counts);
+        let mut key = (result.connector.clone(), result.outcome.as_str());
+        if counts.len() >= RELOAD_COUNTS_KEPT && !counts.contains_key(&key) {
+            key.0 = "other".to_string();
+        }
+        *counts.entry(key).or_default() += 1;
+    }
+
+    /// Reload results since the start: (connector, outcome, how many).
+    pub fn reload_counts(&self) -> Vec<(String, &'static str, u64)> {
+        lock(&self.counts)
+            .iter()
+            .map(|((connector, outcome), count)| (connector.clone(), *outcome, *count))
+            .collect()
     }
 }
 

@@ -5,9 +5,12 @@ use super::{ConnectorReload, Topology};
 use crate::clock::rfc3339;
 use crate::resilience::ResilienceStatus;
 use crate::retention::StorageStatus;
+use crate::runtime::InstanceCounts;
 use crate::runtime::VersionInfo;
 use crate::sinks::queue_name;
-use crate::stats::{JobStatsSnapshot, LatencySnapshot, RecentError, StatsSnapshot};
+use crate::stats::{
+    Distribution, JobStatsSnapshot, LatencySnapshot, RecentError, StatsSnapshot, UpstreamCounts,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tsunagi_backends::{BackendError, QueueCounts};
@@ -28,6 +31,8 @@ pub struct StatusReport {
     pub resilience: ResilienceStatus,
     /// The latest reload of each connector: what was swapped or why it was refused.
     pub reloads: BTreeMap<String, ConnectorReload>,
+    /// Every reload result since the start, counted by connector and outcome.
+    pub reload_counts: Vec<ReloadCount>,
     /// Database size and rows per table as the last retention pass measured them (null until
     /// the first pass ends), and what that pass did.
     pub storage: Option<StorageStatus>,
@@ -43,6 +48,8 @@ pub struct StatusReport {
 #[derive(Debug, Serialize)]
 pub struct ConnectorStatus {
     pub name: String,
+    /// `poller`, `handler` or `searcher`.
+    pub role: &'static str,
     /// The version serving now.
     pub plugin: VersionInfo,
     /// The version before it (what `tsunagi rollback` returns to).
@@ -50,7 +57,6 @@ pub struct ConnectorStatus {
     pub targets: u64,
     /// Targets due now and not claimed: the connector's queue depth.
     pub targets_due: u64,
-    pub in_flight: i64,
     pub jobs_done: u64,
     pub jobs_failed: u64,
     #[serde(flatten)]
@@ -68,6 +74,42 @@ pub struct ConnectorStatus {
     pub handler: Option<HandlerStatus>,
     /// Set while a problem answer (`pause_on_problem`) keeps the connector from calling out.
     pub paused: Option<PausedStatus>,
+    /// What the upstream answered the requests that went out, and how fast.
+    pub upstream: UpstreamStatus,
+    /// The serving version's instances.
+    pub instances: InstanceCounts,
+    /// A shop's parts of product searches, by how each ended (`ok`, `timeout`, …).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub searches: BTreeMap<&'static str, u64>,
+    /// Latencies in buckets, for `/metrics`.
+    #[serde(skip)]
+    pub distributions: Distributions,
+}
+
+/// The upstream's answers to a connector's requests since the host started.
+#[derive(Debug, Serialize)]
+pub struct UpstreamStatus {
+    #[serde(flatten)]
+    pub counts: UpstreamCounts,
+    /// Send to answer.
+    pub latency: LatencySnapshot,
+}
+
+/// A connector's latencies in Prometheus buckets.
+#[derive(Debug, Default)]
+pub struct Distributions {
+    /// Claim to commit (a poll or a job).
+    pub calls: Distribution,
+    /// Each request that went out, send to answer.
+    pub requests: Distribution,
+}
+
+/// How many reloads of a connector ended one way.
+#[derive(Debug, Serialize)]
+pub struct ReloadCount {
+    pub connector: String,
+    pub outcome: &'static str,
+    pub count: u64,
 }
 
 /// A handler connector's queue (counts, paused) and what its pipeline did since the start.
@@ -141,13 +183,14 @@ impl Topology {
                     since: target.refused_at.map(rfc3339).unwrap_or_default(),
                 })
                 .collect();
+            let serving = handle.versions.current();
             connectors.push(ConnectorStatus {
                 name: handle.name.clone(),
+                role: serving.plugin().role.name(),
                 plugin: current,
                 previous_plugin: previous,
                 targets: self.backend.count_targets(&handle.name).await?,
                 targets_due: self.backend.count_due(&handle.name, now).await?,
-                in_flight: counters.in_flight,
                 jobs_done: counters.polls_ok,
                 jobs_failed: counters.polls_failed,
                 counters,
@@ -161,6 +204,16 @@ impl Topology {
                     since: rfc3339(pause.since),
                     until: pause.until.map(rfc3339),
                 }),
+                upstream: UpstreamStatus {
+                    counts: handle.stats.upstream(),
+                    latency: handle.stats.request_latency(),
+                },
+                instances: serving.instances(),
+                searches: handle.stats.shop_outcomes(),
+                distributions: Distributions {
+                    calls: handle.stats.latency_distribution(),
+                    requests: handle.stats.request_distribution(),
+                },
             });
         }
         let mut sinks = Vec::new();
@@ -179,6 +232,16 @@ impl Topology {
             sinks,
             resilience: self.resilience.status().await,
             reloads: self.reloader.last_reloads(),
+            reload_counts: self
+                .reloader
+                .reload_counts()
+                .into_iter()
+                .map(|(connector, outcome, count)| ReloadCount {
+                    connector,
+                    outcome,
+                    count,
+                })
+                .collect(),
             storage: self.retention.status(),
             inbound: match &self.inbound {
                 Some(inbound) => Some(inbound.counters.status(inbound.addr, &inbound.websub).await),

@@ -100,7 +100,14 @@ async fn given_up_targets_are_listed_retried_and_dropped() {
         summary.contains("not in the dead-letter state") && summary.contains(flaky_id),
         "{summary}"
     );
+    // Dropping everything asks first; with no terminal to ask on, only --yes does it.
     let (ok, _, summary) = dlq(&config_path, &["drop", "--all", "--connector", "rss"]);
+    assert!(!ok && summary.contains("pass --yes"), "{summary}");
+    assert!(backend.get_target("rss", &gone).await.unwrap().is_some());
+    let (ok, _, summary) = dlq(
+        &config_path,
+        &["drop", "--all", "--yes", "--connector", "rss"],
+    );
     assert!(ok && summary.contains("dropped 1 entry"), "{summary}");
     assert!(backend.get_target("rss", &gone).await.unwrap().is_none());
     let (ok, _, summary) = dlq(&config_path, &["retry", "feed:1"]);
@@ -115,5 +122,77 @@ async fn given_up_targets_are_listed_retried_and_dropped() {
     assert!(revived.history.is_empty());
     let (_, listed, _) = dlq(&config_path, &["list"]);
     assert!(listed.is_empty(), "{listed}");
+    api.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_host_running_dlq_works_through_its_admin_api() {
+    use std::sync::Arc;
+    use tsunagi::pipeline::RunMode;
+    const TOKEN: &str = "dead-letters-admin-token-0123456789";
+    let api = ApiServer::start(ApiServerConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let host_extra =
+        format!("admin_listen = \"{admin}\"\nadmin_token = {{ file = \"admin.token\" }}");
+    let text = host_section(&host_extra) + &rss_connector(api.addr().port(), "");
+    let config = write_config(dir.path(), &text);
+    let backend = open_backend(&config).await;
+    let gone = api.url("/gone/old-feed");
+    backend
+        .add_targets("rss", std::slice::from_ref(&gone), SystemClock.now_ms())
+        .await
+        .unwrap();
+    let _host = start_host_with_clock(
+        &config,
+        backend.clone(),
+        Arc::new(SystemClock),
+        RunMode::Forever,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while backend
+        .get_target("rss", &gone)
+        .await
+        .unwrap()
+        .unwrap()
+        .dead_at
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gone feed was given up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The CLI's config names the host but a database it cannot open: only the host can answer.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("admin.token"), TOKEN).unwrap();
+    let cli_config = elsewhere.path().join("tsunagi.toml");
+    std::fs::write(
+        &cli_config,
+        format!("[host]\ndatabase = \"no/such/dir/test.db\"\n{host_extra}\n"),
+    )
+    .unwrap();
+    let (ok, listed, summary) = dlq(&cli_config, &["list"]);
+    assert!(ok, "{summary}");
+    assert!(
+        summary.contains("1 dead target(s), 0 dead job(s)"),
+        "{summary}"
+    );
+    let entry: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(entry["target"], gone);
+    let (ok, _, summary) = dlq(&cli_config, &["drop", "--all", "--yes"]);
+    assert!(ok && summary.contains("dropped 1 entry"), "{summary}");
+    assert!(backend.get_target("rss", &gone).await.unwrap().is_none());
+    // A wrong token is refused by the host, saying so.
+    std::fs::write(
+        elsewhere.path().join("admin.token"),
+        "a-wrong-token-that-is-long-enough",
+    )
+    .unwrap();
+    let (ok, _, summary) = dlq(&cli_config, &["list"]);
+    assert!(!ok && summary.contains("401"), "{summary}");
     api.shutdown();
 }

@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "inbound",
     "pipeline",
     "websub",
+    "deadletters",
     "sinks",
     "retention",
     "scheduler",

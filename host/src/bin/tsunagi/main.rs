@@ -18,10 +18,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("TSUNAGI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.default_log_filter()));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // One object per line, the event's fields at the top, the spans it is in (connector,
+        // target or job ids) listed, so a log pipeline can filter on them. `target` is ours
+        // (what a connector calls), not tracing's module path.
+        commands::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_target(false)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+        commands::LogFormat::Pretty => logs.init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

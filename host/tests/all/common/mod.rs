@@ -344,3 +344,120 @@ pub async fn pool_of(
         .await
         .unwrap()
 }
+
+/// A host crawling feeds of the fake API through budget `api` and breaker `api` (a health probe
+/// every second), its admin API on a port of its own: what the operator tests watch while the
+/// upstream fails and recovers.
+pub struct BreakerCrawl {
+    pub api: tsunagi_fake_upstream::ApiServer,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub backend: Arc<dyn Backend>,
+    pub host: TestHost,
+}
+
+impl BreakerCrawl {
+    /// `feeds` flaky feeds and the `extra_paths` of the API (e.g. `/gone/feed`) as targets;
+    /// `host_extra` goes into `[host]`, `files` are written beside the config first.
+    pub async fn start(
+        feeds: u32,
+        extra_paths: &[&str],
+        host_extra: &str,
+        files: &[(&str, &str)],
+    ) -> Self {
+        let api = tsunagi_fake_upstream::ApiServer::start(
+            tsunagi_fake_upstream::ApiServerConfig::default(),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        let text = host_section(&format!("admin_listen = \"127.0.0.1:0\"\n{host_extra}"))
+            + &format!(
+                r#"
+[budgets.api]
+rate = "200/s"
+burst = 20
+
+[breakers.api]
+window = "20 calls"
+minimum_calls = 5
+failure_rate = 50
+[breakers.api.probe]
+url = "{probe}"
+interval = "1s"
+timeout = "500ms"
+
+[connectors.rss]
+plugin = "{plugin}"
+role = "poller"
+concurrency = 4
+
+[connectors.rss.schedule]
+min_interval = "1s"
+max_interval = "2s"
+
+[connectors.rss.retry]
+first_delay = "1s"
+
+[[connectors.rss.egress.allow]]
+scheme = "http"
+host = "127.0.0.1"
+port = {port}
+budget = "api"
+breaker = "api"
+"#,
+                probe = api.url("/health"),
+                plugin = plugin("rss").display(),
+                port = api.addr().port(),
+            );
+        let config = write_config(dir.path(), &text);
+        let backend = open_backend(&config).await;
+        let targets: Vec<String> = (0..feeds)
+            .map(|i| api.url(&format!("/flaky/{i}")))
+            .chain(extra_paths.iter().map(|path| api.url(path)))
+            .collect();
+        backend
+            .add_targets("rss", &targets, SystemClock.now_ms())
+            .await
+            .unwrap();
+        let host = start_host_with_clock(
+            &config,
+            backend.clone(),
+            Arc::new(SystemClock),
+            RunMode::Forever,
+        )
+        .await;
+        Self {
+            api,
+            dir,
+            config,
+            backend,
+            host,
+        }
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        self.host.admin_addr().expect("admin listens")
+    }
+}
+
+/// The lines a child process writes to `output`, as they come (read on a thread of their own,
+/// so a test can wait for one with a bound).
+pub fn lines_of(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (lines, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(output)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receive
+}

@@ -1,23 +1,22 @@
-//! `tsunagi dlq list|retry|drop`: the dead-letter state, for operators.
+//! `tsunagi dlq list|retry|drop`: the dead-letter state ([`tsunagi::deadletters`]), for
+//! operators. `list` prints one JSON object per line with the attempt history, the job's queue
+//! and its store, `retry` puts entries back to work now (targets due, jobs queued with fresh
+//! attempts), `drop` deletes them (`--all` asks first, unless `--yes`).
 //!
-//! Two kinds of work end up there: targets given up on (a permanent error, or
-//! `retry.max_failures` failures in a row) and jobs whose attempts ran out (sink deliveries and
-//! handler jobs). Each entry is named `target:ID`, `job:ID` (a job in `host.database`) or
-//! `redis-job:ID` (a handler job on the Redis queue `[backends] queue` names): the two stores
-//! number their jobs separately, so the name says which one an id belongs to. `list` prints
-//! one JSON object per line with the attempt history, the job's queue and its store, `retry`
-//! puts entries back to work now (targets due, jobs queued with fresh attempts), `drop`
-//! deletes them.
+//! With `host.admin_listen` set and a host answering there, the work goes through its
+//! `/v1/dlq` endpoints (what the dashboard uses); otherwise straight to the stores the config
+//! names.
 
+use super::reload::{Body, read_from_host, request_to_host};
 use super::{ConfigArg, load_config, open_backend};
 use anyhow::{Context, bail};
-use serde::Serialize;
-use std::io::Write;
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
-use tsunagi::clock::{Clock, SystemClock, rfc3339};
-use tsunagi::sinks::queue_name;
-use tsunagi_backends::redis::queue::RedisJobQueue;
-use tsunagi_backends::{Attempt, Backend, DeadJob, JobQueue, Target};
+use std::sync::Arc;
+use tsunagi::clock::{Clock, SystemClock};
+use tsunagi::config::Config;
+use tsunagi::deadletters::{Acted, Action, DeadLetters, Entry, Filter, Listing, MAX_LISTED};
+use tsunagi_backends::JobQueue;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
@@ -54,89 +53,35 @@ pub struct DlqSelection {
     /// Every entry the filter selects.
     #[arg(long)]
     pub all: bool,
+    /// With `drop --all`: do not ask first.
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
-/// One entry of `dlq list`.
-#[derive(Debug, Serialize)]
-struct Listed<'a> {
-    entry: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connector: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    queue: Option<&'a str>,
-    /// Where a job lives: "database" (`host.database`) or "redis" (`[backends] queue`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    store: Option<&'static str>,
-    died_at: String,
-    attempts: u32,
-    last_error: Option<&'a str>,
-    history: Vec<ListedAttempt<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct ListedAttempt<'a> {
-    at: String,
-    error: &'a str,
-}
-
-fn listed_history(history: &[Attempt]) -> Vec<ListedAttempt<'_>> {
-    history
-        .iter()
-        .map(|attempt| ListedAttempt {
-            at: rfc3339(attempt.at),
-            error: &attempt.error,
-        })
-        .collect()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    Target(i64),
-    /// A job in `host.database`.
-    Job(i64),
-    /// A job on the Redis queue (its ids are not the database's).
-    RedisJob(i64),
-}
-
-impl Entry {
-    fn parse(text: &str) -> anyhow::Result<Entry> {
-        let parsed = match text.split_once(':') {
-            Some(("target", id)) => id.parse().ok().map(Entry::Target),
-            Some(("job", id)) => id.parse().ok().map(Entry::Job),
-            Some(("redis-job", id)) => id.parse().ok().map(Entry::RedisJob),
-            _ => None,
-        };
-        parsed.with_context(|| {
-            format!(
-                "{text:?} is not a dead-letter entry; `tsunagi dlq list` names them like \
-                 target:12 or job:7 (redis-job:7 for a job on the Redis queue)"
-            )
-        })
-    }
-
-    fn name(self) -> String {
-        match self {
-            Entry::Target(id) => format!("target:{id}"),
-            Entry::Job(id) => format!("job:{id}"),
-            Entry::RedisJob(id) => format!("redis-job:{id}"),
+impl DlqFilter {
+    fn filter(&self) -> Filter {
+        Filter {
+            connector: self.connector.clone(),
+            sink: self.sink.clone(),
+            queue: self.queue.clone(),
         }
     }
-}
 
-/// What is dead, by store.
-struct Dead {
-    targets: Vec<Target>,
-    /// In `host.database`: sink deliveries, and handler jobs unless `[backends] queue` moved
-    /// them (those from before the move stay here).
-    jobs: Vec<DeadJob>,
-    /// On the Redis queue: handler jobs.
-    redis_jobs: Vec<DeadJob>,
+    /// The filter as `/v1/dlq`'s query string.
+    fn query(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("connector", &self.connector),
+            ("sink", &self.sink),
+            ("queue", &self.queue),
+        ] {
+            if let Some(value) = value {
+                query.append_pair(key, value);
+            }
+        }
+        query.finish()
+    }
 }
-
-/// The most dead jobs listed per store.
-const MAX_LISTED_JOBS: u32 = 100_000;
 
 pub async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -146,224 +91,157 @@ pub async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Everything in the dead-letter state that `filter` selects, from the database and (when the
-/// config names one) the Redis queue.
-async fn dead_entries(
-    backend: &dyn Backend,
-    redis_queue: Option<&RedisJobQueue>,
-    filter: &DlqFilter,
-) -> anyhow::Result<Dead> {
-    let mut targets = Vec::new();
-    if filter.sink.is_none() && filter.queue.is_none() {
-        let mut after = 0;
-        loop {
-            let page = backend
-                .list_dead_targets(filter.connector.as_deref(), after, 1000)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            targets.extend(page);
+/// Where the dead letters are reached: a running host, or the stores themselves.
+enum Reach {
+    Host(Box<Config>),
+    Stores(DeadLetters),
+}
+
+async fn reach(config: Config) -> anyhow::Result<Reach> {
+    if config.host.admin_listen.is_some() && read_from_host(&config, None, "/readyz").await.is_ok()
+    {
+        return Ok(Reach::Host(Box::new(config)));
+    }
+    let backend = open_backend(&config).await?;
+    let redis_queue = tsunagi::stores::open_redis_queue(&config)
+        .await?
+        .map(|queue| Arc::new(queue) as Arc<dyn JobQueue>);
+    Ok(Reach::Stores(DeadLetters::new(backend, redis_queue)))
+}
+
+impl Reach {
+    async fn list(&self, filter: &DlqFilter) -> anyhow::Result<Listing> {
+        match self {
+            Reach::Host(config) => {
+                let path = format!(
+                    "/v1/dlq?limit={}&{}",
+                    tsunagi::admin::MAX_DLQ_LISTED,
+                    filter.query()
+                );
+                let text = read_from_host(config, None, &path).await?;
+                serde_json::from_str(&text).context("the host's /v1/dlq answer")
+            }
+            Reach::Stores(dead) => Ok(dead.list(&filter.filter(), MAX_LISTED).await?),
         }
     }
-    let mut jobs = Vec::new();
-    let mut redis_jobs = Vec::new();
-    if filter.connector.is_none() {
-        let queue = filter
-            .sink
-            .as_deref()
-            .map(queue_name)
-            .or_else(|| filter.queue.clone());
-        jobs = backend.list_dead(queue.as_deref(), MAX_LISTED_JOBS).await?;
-        // The Redis queue holds handler jobs only: never a sink's.
-        if let Some(redis_queue) = redis_queue
-            && filter.sink.is_none()
-        {
-            redis_jobs = redis_queue
-                .list_dead(queue.as_deref(), MAX_LISTED_JOBS)
+
+    async fn act(
+        &self,
+        action: Action,
+        entries: Option<Vec<Entry>>,
+        filter: &DlqFilter,
+    ) -> anyhow::Result<Acted> {
+        match self {
+            Reach::Host(config) => {
+                let mut body = serde_json::json!({
+                    "connector": filter.connector,
+                    "sink": filter.sink,
+                    "queue": filter.queue,
+                });
+                match entries {
+                    Some(entries) => {
+                        body["entries"] = entries.into_iter().map(Entry::name).collect();
+                    }
+                    None => body["all"] = true.into(),
+                }
+                let path = match action {
+                    Action::Retry => "/v1/dlq/retry",
+                    Action::Drop => "/v1/dlq/drop",
+                };
+                let (status, text) = request_to_host(
+                    config,
+                    None,
+                    reqwest::Method::POST,
+                    path,
+                    Some(Body::Json(body)),
+                )
                 .await?;
+                if !status.is_success() {
+                    bail!("the host refused {path} (HTTP {status}): {}", text.trim());
+                }
+                serde_json::from_str(&text).context("the host's answer")
+            }
+            Reach::Stores(dead) => {
+                let entries = match entries {
+                    Some(entries) => entries,
+                    None => dead.select(&filter.filter()).await?,
+                };
+                Ok(dead.act(action, &entries, SystemClock.now_ms()).await?)
+            }
         }
     }
-    Ok(Dead {
-        targets,
-        jobs,
-        redis_jobs,
-    })
 }
 
 async fn list(filter: DlqFilter) -> anyhow::Result<ExitCode> {
     let config = load_config(&filter.config.config)?;
-    let backend = open_backend(&config).await?;
-    let redis_queue = tsunagi::stores::open_redis_queue(&config).await?;
-    let Dead {
-        targets,
-        jobs,
-        redis_jobs,
-    } = dead_entries(backend.as_ref(), redis_queue.as_ref(), &filter).await?;
+    let listing = reach(config).await?.list(&filter).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for target in &targets {
-        let shown = tsunagi::redact::url(&target.target);
-        let listed = Listed {
-            entry: Entry::Target(target.id).name(),
-            connector: Some(&target.connector),
-            target: Some(&shown),
-            queue: None,
-            store: None,
-            died_at: rfc3339(target.dead_at.unwrap_or_default()),
-            attempts: target.error_count,
-            last_error: target.last_error.as_deref(),
-            history: listed_history(&target.history),
-        };
-        serde_json::to_writer(&mut out, &listed)?;
-        out.write_all(b"\n")?;
-    }
-    let in_database = jobs.iter().map(|job| (Entry::Job(job.id), "database", job));
-    let on_redis = redis_jobs
-        .iter()
-        .map(|job| (Entry::RedisJob(job.id), "redis", job));
-    for (entry, store, job) in in_database.chain(on_redis) {
-        let listed = Listed {
-            entry: entry.name(),
-            connector: None,
-            target: None,
-            queue: Some(&job.queue),
-            store: Some(store),
-            died_at: rfc3339(job.died_at),
-            attempts: job.attempts,
-            last_error: job.last_error.as_deref(),
-            history: listed_history(&job.history),
-        };
-        serde_json::to_writer(&mut out, &listed)?;
+    for listed in &listing.entries {
+        serde_json::to_writer(&mut out, listed)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
-    let on_redis = if redis_queue.is_some() {
-        format!(" ({} of them on the Redis queue)", redis_jobs.len())
+    let on_redis = if listing.redis_queue {
+        format!(" ({} of them on the Redis queue)", listing.redis_jobs)
     } else {
         String::new()
     };
     eprintln!(
         "{} dead target(s), {} dead job(s){on_redis}",
-        targets.len(),
-        jobs.len() + redis_jobs.len()
+        listing.targets, listing.jobs
     );
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Action {
-    Retry,
-    Drop,
-}
-
 async fn act(selection: DlqSelection, action: Action) -> anyhow::Result<ExitCode> {
     let config = load_config(&selection.filter.config.config)?;
-    let backend = open_backend(&config).await?;
-    let redis_queue = tsunagi::stores::open_redis_queue(&config).await?;
-    let entries: Vec<Entry> = if selection.all {
-        let dead = dead_entries(backend.as_ref(), redis_queue.as_ref(), &selection.filter).await?;
-        dead.targets
-            .iter()
-            .map(|t| Entry::Target(t.id))
-            .chain(dead.jobs.iter().map(|j| Entry::Job(j.id)))
-            .chain(dead.redis_jobs.iter().map(|j| Entry::RedisJob(j.id)))
-            .collect()
+    let entries = if selection.all {
+        None
     } else {
-        selection
-            .entries
-            .iter()
-            .map(|text| Entry::parse(text))
-            .collect::<anyhow::Result<_>>()?
+        Some(
+            selection
+                .entries
+                .iter()
+                .map(|text| Entry::parse(text))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
     };
-    let redis = |entry: Entry| {
-        redis_queue.as_ref().with_context(|| {
-            format!(
-                "{}: {} is a job on the Redis queue, but the config names no [backends] queue",
-                config.source_path.display(),
-                entry.name()
-            )
-        })
-    };
-    let now = SystemClock.now_ms();
-    let mut done = 0;
-    let mut missing = Vec::new();
-    for entry in entries {
-        let found = match (action, entry) {
-            (Action::Retry, Entry::Target(id)) => backend.revive_target(id, now).await?,
-            (Action::Retry, Entry::Job(id)) => backend.retry_dead_job(id, now).await?,
-            (Action::Drop, Entry::Target(id)) => backend.drop_dead_target(id).await?,
-            (Action::Drop, Entry::Job(id)) => backend.drop_dead_job(id).await?,
-            (Action::Retry, Entry::RedisJob(id)) => redis(entry)?.retry_dead_job(id, now).await?,
-            (Action::Drop, Entry::RedisJob(id)) => redis(entry)?.drop_dead_job(id).await?,
-        };
-        if found {
-            done += 1;
-        } else {
-            missing.push(entry.name());
+    let reach = reach(config).await?;
+    if action == Action::Drop && selection.all && !selection.yes {
+        let listing = reach.list(&selection.filter).await?;
+        let question = format!(
+            "Delete {} dead target(s) and {} dead job(s) for good? [y/N] ",
+            listing.targets, listing.jobs
+        );
+        if !confirmed(&question)? {
+            eprintln!("nothing dropped");
+            return Ok(ExitCode::FAILURE);
         }
     }
+    let acted = reach.act(action, entries, &selection.filter).await?;
     let verb = match action {
         Action::Retry => "retried",
         Action::Drop => "dropped",
     };
+    let done = acted.done;
     eprintln!("{verb} {done} entr{}", if done == 1 { "y" } else { "ies" });
-    if !missing.is_empty() {
+    if !acted.missing.is_empty() {
         bail!(
             "not in the dead-letter state (already retried or dropped, or never dead): {}",
-            missing.join(", ")
+            acted.missing.join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_are_named_kind_colon_id() {
-        assert_eq!(Entry::parse("target:12").unwrap(), Entry::Target(12));
-        assert_eq!(Entry::parse("job:7").unwrap(), Entry::Job(7));
-        assert_eq!(Entry::parse("redis-job:7").unwrap(), Entry::RedisJob(7));
-        for entry in [Entry::Target(3), Entry::Job(4), Entry::RedisJob(5)] {
-            assert_eq!(Entry::parse(&entry.name()).unwrap(), entry, "round trip");
-        }
+/// Asks `question` on the terminal; without one (a script), the answer is no: pass `--yes`.
+fn confirmed(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("`dlq drop --all` deletes for good: pass --yes to confirm without a terminal");
     }
-
-    #[test]
-    fn anything_else_is_refused_saying_how_entries_look() {
-        for text in [
-            "12",
-            "target:",
-            "target:x",
-            "job:-",
-            "item:3",
-            "target 12",
-            "redis-job:",
-        ] {
-            let error = Entry::parse(text).unwrap_err().to_string();
-            assert!(
-                error.contains(&format!("{text:?}")) && error.contains("target:12 or job:7"),
-                "{text}: {error}"
-            );
-        }
-    }
-
-    #[test]
-    fn history_is_listed_oldest_first_with_times() {
-        let history = [
-            Attempt {
-                at: 0,
-                error: "HTTP 503".into(),
-            },
-            Attempt {
-                at: 60_000,
-                error: "timed out".into(),
-            },
-        ];
-        let listed = listed_history(&history);
-        assert_eq!(listed[0].at, "1970-01-01T00:00:00Z");
-        assert_eq!(listed[1].at, "1970-01-01T00:01:00Z");
-        assert_eq!(listed[1].error, "timed out");
-    }
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }

@@ -11,8 +11,10 @@ mod push;
 mod reload;
 mod run;
 mod search;
+mod status;
 mod targets;
 mod tokens;
+mod top;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,6 +37,18 @@ pub const DEFAULT_CONFIG: &str = "config/tsunagi.toml";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines look on stderr: `pretty` for people, `json` (one object per line) for a
+    /// log pipeline. Verbosity comes from `TSUNAGI_LOG` (e.g. `info,tsunagi=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty,
+        env = "TSUNAGI_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// See [`Cli::log_format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +57,10 @@ pub enum Command {
     Run(ConfigArg),
     /// Validate the config and load every plugin without running anything.
     Check(ConfigArg),
+    /// Show a running host's connectors, breakers, budgets, queues and recent errors.
+    Status(status::StatusArgs),
+    /// Show the running host's status live, refreshed every second (q quits).
+    Top(top::TopArgs),
     /// Manage a connector's targets.
     #[command(subcommand)]
     Targets(targets::TargetsCommand),
@@ -106,6 +124,8 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&args.config).await,
         Command::Check(args) => check::check(&args.config).await,
+        Command::Status(args) => status::status(args).await,
+        Command::Top(args) => top::top(args).await,
         Command::Targets(command) => targets::targets(command).await,
         Command::Poll(args) => poll::poll(args).await,
         Command::Items(args) => items::items(args).await,

@@ -80,16 +80,55 @@ pub async fn send_to_host(
     body: Option<Body>,
     on_refusal: &str,
 ) -> anyhow::Result<ExitCode> {
-    let admin = match address {
-        Some(address) => address,
+    let (status, text) = request_to_host(config, address, method, path, body).await?;
+    println!("{}", text.trim_end());
+    if status.is_success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("refused (HTTP {status}){on_refusal}");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Reads `path` from the running host; an answer other than 200 is an error naming it.
+pub async fn read_from_host(
+    config: &Config,
+    address: Option<&str>,
+    path: &str,
+) -> anyhow::Result<String> {
+    let (status, text) = request_to_host(config, address, reqwest::Method::GET, path, None).await?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "the host answered {path} with HTTP {status}: {}",
+            tsunagi_backends::cap_error(text.trim())
+        );
+    }
+    Ok(text)
+}
+
+/// The host's admin address: `address` when given, else the config's `host.admin_listen`.
+pub fn admin_address<'a>(config: &'a Config, address: Option<&'a str>) -> anyhow::Result<&'a str> {
+    match address {
+        Some(address) => Ok(address),
         None => config.host.admin_listen.as_deref().with_context(|| {
             format!(
                 "{}: host.admin_listen is not set, so there is no running host to ask (or \
                  name one with --host)",
                 config.source_path.display()
             )
-        })?,
-    };
+        }),
+    }
+}
+
+/// Sends one request to the host with the config's admin token; the answer's status and text.
+pub async fn request_to_host(
+    config: &Config,
+    address: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Body>,
+) -> anyhow::Result<(reqwest::StatusCode, String)> {
+    let admin = admin_address(config, address)?;
     let token = config
         .admin_token()
         .with_context(|| format!("{}: host.admin_token", config.source_path.display()))?;
@@ -111,11 +150,5 @@ pub async fn send_to_host(
         .with_context(|| format!("cannot reach the host at {url}; is `tsunagi run` running?"))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    println!("{}", text.trim_end());
-    if status.is_success() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("refused (HTTP {status}){on_refusal}");
-        Ok(ExitCode::FAILURE)
-    }
+    Ok((status, text))
 }
