@@ -63,22 +63,30 @@ pub enum CredentialSettings {
         /// Sent in every request's `Authorization` header; not a secret, but kept out of the
         /// TOML all the same.
         consumer_key: SecretSource,
+        /// Signs every request with the token secret (HMAC-SHA1).
         consumer_secret: SecretSource,
+        /// An app-level access token (for an app acting as itself, not for linked users).
         #[serde(default)]
         token: Option<SecretSource>,
+        /// That token's secret; set with `token`.
         #[serde(default)]
         token_secret: Option<SecretSource>,
     },
     /// OAuth 2.0 app-only bearer token.
     #[serde(rename = "bearer")]
-    Bearer { token: SecretSource },
+    Bearer {
+        /// Sent as `Authorization: Bearer <token>`.
+        token: SecretSource,
+    },
     /// OAuth 2.0 user tokens (linked per target) that expire and are refreshed by the host.
     #[serde(rename = "oauth2-user")]
     OAuth2User {
+        /// The app's client id, sent to the token endpoint with each refresh.
         client_id: String,
         /// When set, the token endpoint is called with Basic auth (client id and secret).
         #[serde(default)]
         client_secret: Option<SecretSource>,
+        /// The token endpoint refreshes go to (through egress, SSRF-guarded).
         token_url: String,
         /// Refresh this long before the access token expires.
         #[serde(default = "default_refresh_before", with = "humantime_serde")]
@@ -90,9 +98,12 @@ pub enum CredentialSettings {
     /// An API key, in a header or a query parameter.
     #[serde(rename = "api-key")]
     ApiKey {
+        /// The key itself.
         key: SecretSource,
+        /// Sent in this request header (one of `header` and `query`).
         #[serde(default)]
         header: Option<String>,
+        /// Or added as this query parameter.
         #[serde(default)]
         query: Option<String>,
     },

@@ -419,6 +419,8 @@ pub struct ConnectorSettings {
     /// (with `declarative`) may leave it out and runs the host's interpreter.
     #[serde(default)]
     pub plugin: PathBuf,
+    /// What the plugin does: `poller` (scheduled pulls of targets), `handler` (queued jobs) or
+    /// `searcher` (answers searches); its exports must match.
     pub role: Role,
     /// Calls of this connector running at once.
     #[serde(default = "default_concurrency")]
@@ -521,8 +523,10 @@ fn default_calls_per_instance() -> u32 {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSettings {
+    /// The shortest time between two polls of a target, whatever its feed says.
     #[serde(default = "default_min_interval", with = "humantime_serde")]
     pub min_interval: Duration,
+    /// The longest: a quiet target is still polled this often.
     #[serde(default = "default_max_interval", with = "humantime_serde")]
     pub max_interval: Duration,
 }
@@ -607,6 +611,7 @@ pub struct LimitSettings {
     /// Largest HTTP response body the plugin may receive.
     #[serde(default = "default_response_size")]
     pub response_size: ByteSize,
+    /// Time to set up the connection (TCP and TLS).
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Time until the response headers arrive.
@@ -767,17 +772,23 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum SinkSettings {
     /// Appends one JSON object per line.
-    Jsonl { path: PathBuf },
+    Jsonl {
+        /// The file (relative to the config file), created if missing.
+        path: PathBuf,
+    },
     /// POSTs a JSON array of items; retried with backoff until `max_attempts`. Goes out
     /// through egress: only to the URL's own scheme, host and port (redirects too), and to an
     /// internal address only when the URL spells that address or `allow_internal` is set.
     Webhook {
+        /// Where the items are POSTed.
         url: String,
         /// Lets the URL's host name resolve to internal addresses (loopback, private, …).
         #[serde(default)]
         allow_internal: bool,
+        /// Attempts a delivery gets before it is dead-lettered (see `tsunagi dlq`).
         #[serde(default = "default_webhook_attempts")]
         max_attempts: u32,
+        /// Time one delivery may take.
         #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
         timeout: Duration,
     },

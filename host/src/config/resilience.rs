@@ -88,8 +88,10 @@ pub struct BreakerSettings {
 pub struct ProbeSettings {
     /// A cheap GET on the upstream (a health or status endpoint).
     pub url: String,
+    /// Time between probes (the probe runs whatever the breaker's state).
     #[serde(default = "default_probe_interval", with = "humantime_serde")]
     pub interval: Duration,
+    /// A probe not answered within this has failed.
     #[serde(default = "default_probe_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Successful probes in a row that close an open breaker.

@@ -7,6 +7,7 @@
 mod common;
 
 mod cluster;
+mod config_reference;
 mod containment;
 mod crawl;
 mod credentials;
@@ -19,6 +20,7 @@ mod jobs;
 mod layers;
 mod no_code;
 mod operator;
+mod packaging;
 mod plugin_kit;
 mod processes;
 mod push;

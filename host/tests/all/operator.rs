@@ -403,7 +403,11 @@ fn status_and_top_against_no_host_name_the_address_they_tried() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            Some(5),
+            "no host answered: {command}: {stderr}"
+        );
         assert!(
             stderr.contains(&format!("cannot reach the host at http://{address}/status")),
             "{command}: {stderr}"
@@ -484,4 +488,38 @@ async fn json_logs_are_one_object_per_line_saying_whose_poll_it_was() {
         "start-up lines are JSON too: {seen:#?}"
     );
     server.shutdown().await;
+}
+
+#[test]
+fn exit_codes_tell_a_bad_config_from_a_bad_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[host]\nidle_poll = \"soon\"\n").unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN).args(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["check", "-c", &bad.display().to_string()]);
+    assert_eq!(code, Some(3), "an invalid config: {stderr}");
+    assert!(stderr.contains("bad.toml:2:"), "{stderr}");
+    let missing = dir.path().join("missing.toml").display().to_string();
+    let (code, stderr) = run(&["check", "-c", &missing]);
+    assert_eq!(code, Some(3), "a missing config: {stderr}");
+    let (code, stderr) = run(&["check", "--no-such-flag"]);
+    assert_eq!(code, Some(2), "a bad command line: {stderr}");
+    let (code, help) = {
+        let output = Command::new(BIN).arg("--help").output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0));
+    assert!(
+        help.contains("Exit codes:") && help.contains("5  no host answered"),
+        "{help}"
+    );
 }

@@ -975,8 +975,8 @@ async fn targets_import_keeps_good_lines_and_names_bad_ones() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.code(),
-        Some(2),
-        "bad lines give exit 2: {stdout}{stderr}"
+        Some(4),
+        "a partial import exits 4 (not clap's usage code 2): {stdout}{stderr}"
     );
     assert!(
         stdout.contains("210000 added, 0 already present, 3 bad line(s) (1 too long)"),

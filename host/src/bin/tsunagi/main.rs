@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", describe(&error));
-            ExitCode::FAILURE
+            commands::exit::for_error(&error)
         }
     }
 }

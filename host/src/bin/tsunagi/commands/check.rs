@@ -27,7 +27,7 @@ pub async fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
                 config_path.display(),
                 errors.errors().len()
             );
-            return Ok(ExitCode::FAILURE);
+            return Ok(ExitCode::from(super::exit::CONFIG));
         }
     };
     let engine = Engine::new(&engine_settings(&config))?;

@@ -3,11 +3,14 @@
 
 mod check;
 mod dlq;
+pub mod exit;
 mod items;
 mod jobs;
 mod plugin;
 mod poll;
+mod progress;
 mod push;
+mod reference;
 mod reload;
 mod run;
 mod search;
@@ -32,7 +35,8 @@ pub const DEFAULT_CONFIG: &str = "config/tsunagi.toml";
 #[command(
     name = "tsunagi",
     version,
-    about = "Host runtime for sandboxed WebAssembly connectors"
+    about = "Host runtime for sandboxed WebAssembly connectors",
+    after_help = exit::EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -100,6 +104,10 @@ pub enum Command {
     /// Linked users' tokens: `rekey` re-seals them with the current host.token_key.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Print a shell's completion script for tsunagi.
+    Completions(reference::CompletionsArgs),
+    /// Print (or write) tsunagi's man pages.
+    Man(reference::ManArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,6 +151,8 @@ pub async fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(command) => crate::tools::bench::bench(command).await,
         Command::Plugin(command) => plugin::run(command).await,
         Command::Tokens(command) => tokens::tokens(command).await,
+        Command::Completions(args) => reference::completions(args),
+        Command::Man(args) => reference::man(args),
     }
 }
 

@@ -41,8 +41,13 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     let bytes = tsunagi::runtime::read_plugin(&args.plugin)
         .with_context(|| format!("cannot push {}", args.plugin.display()))?;
     let path = format!("/v1/cluster/plugins/{}", args.connector);
+    let waiting = super::progress::spinner(format!(
+        "pushing {} ({} KiB): checked where it lands, then applied by every host",
+        args.plugin.display(),
+        bytes.len() / 1024
+    ));
     let body = Some(Body::Bytes(bytes));
-    send_to_host(
+    let sent = send_to_host(
         &config,
         args.host.as_deref(),
         reqwest::Method::PUT,
@@ -50,7 +55,9 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         body,
         ON_REFUSAL,
     )
-    .await
+    .await;
+    waiting.finish_and_clear();
+    sent
 }
 
 pub async fn push_config(args: PushConfigArgs) -> anyhow::Result<ExitCode> {
@@ -60,7 +67,11 @@ pub async fn push_config(args: PushConfigArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let body = Some(Body::Bytes(text.into_bytes()));
-    send_to_host(
+    let waiting = super::progress::spinner(format!(
+        "pushing {}: checked where it lands, then applied by every host",
+        args.file.display()
+    ));
+    let sent = send_to_host(
         &config,
         args.host.as_deref(),
         reqwest::Method::PUT,
@@ -68,5 +79,7 @@ pub async fn push_config(args: PushConfigArgs) -> anyhow::Result<ExitCode> {
         body,
         ON_REFUSAL,
     )
-    .await
+    .await;
+    waiting.finish_and_clear();
+    sent
 }

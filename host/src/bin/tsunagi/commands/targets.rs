@@ -137,11 +137,14 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
             let backend = open_backend(&config).await?;
             let now = SystemClock.now_ms();
             let mut total = AddReport::default();
+            let bar = super::progress::bar(parsed.targets.len() as u64, "targets");
             for chunk in parsed.targets.chunks(IMPORT_CHUNK) {
                 let report = backend.add_targets(&connector, chunk, now).await?;
                 total.added += report.added;
                 total.already_present += report.already_present;
+                bar.inc(chunk.len() as u64);
             }
+            bar.finish_and_clear();
             println!(
                 "{}: {connector}: {} added, {} already present, {} bad line(s) ({} too long)",
                 file.display(),
@@ -219,11 +222,12 @@ pub async fn targets(command: TargetsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Some lines refused and the rest added is a partial success ([`super::exit::PARTIAL`]).
 fn exit_code(problems: usize) -> ExitCode {
     if problems == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(2)
+        ExitCode::from(super::exit::PARTIAL)
     }
 }
 
