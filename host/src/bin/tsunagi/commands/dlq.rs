@@ -21,10 +21,22 @@ use tsunagi_backends::JobQueue;
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
     /// Print dead-lettered targets and jobs as JSON lines, with their attempt history.
+    #[command(after_help = "Examples:
+  tsunagi dlq list
+  tsunagi dlq list --connector rss
+  tsunagi dlq list --queue posts -c config/tsunagi.toml")]
     List(DlqFilter),
     /// Put entries back to work now: targets become due, jobs are queued with fresh attempts.
+    #[command(after_help = "Examples:
+  tsunagi dlq retry target:12 job:7
+  tsunagi dlq retry --all --connector rss
+  tsunagi dlq retry --all --queue posts -c config/tsunagi.toml")]
     Retry(DlqSelection),
     /// Delete entries for good (a dropped target's stored items stay).
+    #[command(after_help = "Examples:
+  tsunagi dlq drop target:12 redis-job:31
+  tsunagi dlq drop --all --sink hook
+  tsunagi dlq drop --all --yes -c config/tsunagi.toml")]
     Drop(DlqSelection),
 }
 

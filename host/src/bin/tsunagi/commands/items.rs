@@ -7,11 +7,17 @@ use tsunagi::clock::parse_rfc3339;
 use tsunagi_backends::ItemQuery;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi items --connector rss --since 2h
+  tsunagi items --target https://blog.rust-lang.org/feed.xml --limit 20
+  tsunagi items -c config/tsunagi.toml --since 2026-12-01T00:00:00Z")]
 pub struct ItemsArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    /// Only this connector's items.
     #[arg(long)]
     pub connector: Option<String>,
+    /// Only the items of this target (e.g. a feed URL).
     #[arg(long)]
     pub target: Option<String>,
     /// Only items fetched at or after this time: RFC 3339, or a duration ago like "2h".

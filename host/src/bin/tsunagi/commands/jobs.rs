@@ -15,6 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi enqueue posts --kind post --payload '{\"text\":\"hi\"}' --target user-1
+  tsunagi enqueue posts --kind post --payload-file post.json --idempotency-key post-42
+  echo '{\"text\":\"hi\"}' | tsunagi enqueue posts --kind post -c config/tsunagi.toml")]
 pub struct EnqueueArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -40,10 +44,19 @@ pub struct EnqueueArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum QueuesCommand {
     /// Every queue a handler serves: its connector, counts and whether it is paused.
+    #[command(after_help = "Examples:
+  tsunagi queues list
+  tsunagi queues list --config config/tsunagi.toml")]
     List(ConfigArg),
     /// Stop leasing from a queue (durable; enqueueing still works).
+    #[command(after_help = "Examples:
+  tsunagi queues pause posts
+  tsunagi queues pause posts -c config/tsunagi.toml")]
     Pause(QueueArgs),
     /// Carry on leasing from a paused queue.
+    #[command(after_help = "Examples:
+  tsunagi queues resume posts
+  tsunagi queues resume posts -c config/tsunagi.toml")]
     Resume(QueueArgs),
 }
 
@@ -51,6 +64,7 @@ pub enum QueuesCommand {
 pub struct QueueArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    /// The queue (a handler connector's `jobs.queue`, by default its name).
     pub queue: String,
 }
 

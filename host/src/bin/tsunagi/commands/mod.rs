@@ -58,8 +58,14 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the host with the connectors the config declares, until Ctrl-C or SIGTERM.
+    #[command(after_help = "Examples:
+  tsunagi run --config config/tsunagi.toml
+  tsunagi run -c config/deploy/tsunagi.toml --log-format json")]
     Run(ConfigArg),
     /// Validate the config and load every plugin without running anything.
+    #[command(after_help = "Examples:
+  tsunagi check --config config/tsunagi.toml
+  tsunagi check -c config/deploy/tsunagi.toml")]
     Check(ConfigArg),
     /// Show a running host's connectors, breakers, budgets, queues and recent errors.
     Status(status::StatusArgs),

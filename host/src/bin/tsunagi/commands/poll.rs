@@ -10,6 +10,9 @@ use tsunagi::runtime::{Engine, TargetCall};
 use tsunagi::topology::{HostParts, build_connector, engine_settings};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi poll rss https://blog.rust-lang.org/feed.xml
+  tsunagi poll rss https://example.org/feed --config config/tsunagi.toml")]
 pub struct PollArgs {
     /// Connector name from the config.
     pub connector: String,

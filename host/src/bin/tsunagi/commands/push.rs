@@ -11,18 +11,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi push rss target/wasm32-wasip2/plugin/tsunagi_plugin_rss.wasm
+  tsunagi push rss plugin.wasm --host 10.0.0.5:7878 -c config/tsunagi.toml")]
 pub struct PushArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// The host to push through (`host:port` of its admin API); default `host.admin_listen`.
     #[arg(long, env = "TSUNAGI_HOST")]
     pub host: Option<String>,
+    /// The connector (from the config) that runs the plugin.
     pub connector: String,
     /// The plugin (a wasm32-wasip2 component).
     pub plugin: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi push-config shared.toml
+  tsunagi push-config shared.toml --host 10.0.0.5:7878 -c config/tsunagi.toml")]
 pub struct PushConfigArgs {
     #[command(flatten)]
     pub config: ConfigArg,

@@ -74,6 +74,52 @@ fn write_pages(command: &clap::Command, dir: &Path) -> anyhow::Result<usize> {
 mod tests {
     use super::*;
 
+    /// Every command a user can run, with its full name.
+    fn leaves(command: &clap::Command, name: String, out: &mut Vec<(String, clap::Command)>) {
+        let subs: Vec<_> = command
+            .get_subcommands()
+            .filter(|sub| sub.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push((name.clone(), command.clone()));
+        }
+        for sub in subs {
+            leaves(sub, format!("{name} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_command_documents_each_argument_and_shows_examples() {
+        let mut command = Cli::command();
+        command.build();
+        let mut all = Vec::new();
+        leaves(&command, "tsunagi".into(), &mut all);
+        let mut missing = Vec::new();
+        for (name, leaf) in &all {
+            let examples = leaf
+                .get_after_help()
+                .map(|help| help.to_string())
+                .unwrap_or_default();
+            if !examples.starts_with("Examples:") || !examples.contains("\n  tsunagi ") {
+                missing.push(format!("{name}: no \"Examples:\" section"));
+            }
+            if leaf.get_about().is_none() {
+                missing.push(format!("{name}: no description"));
+            }
+            for arg in leaf.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{name}: argument {id} has no help"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+        assert!(all.len() > 30, "{} commands", all.len());
+    }
+
     #[test]
     fn man_pages_are_written_for_every_command() {
         let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,10 @@ use std::process::ExitCode;
 use tsunagi::config::Config;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi reload
+  tsunagi reload rss
+  tsunagi reload rss --config config/tsunagi.toml")]
 pub struct ReloadArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -17,9 +21,13 @@ pub struct ReloadArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi rollback rss
+  tsunagi rollback rss --config config/tsunagi.toml")]
 pub struct RollbackArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    /// The connector to return to its previous version.
     pub connector: String,
 }
 

@@ -8,6 +8,10 @@ use super::{ConfigArg, load_config};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi search \"green tea\" --sort price-asc
+  tsunagi search \"green tea\" --shops rakuten,yahoo --limit 20 --max-price 3000
+  tsunagi search matcha --min-price 500 --page 2 -c config/tsunagi.toml")]
 pub struct SearchArgs {
     #[command(flatten)]
     pub config: ConfigArg,
@@ -22,8 +26,10 @@ pub struct SearchArgs {
     /// relevance, price-asc, price-desc, review-count or review-average.
     #[arg(long)]
     pub sort: Option<String>,
+    /// Only products costing at least this much (in the shops' currency).
     #[arg(long)]
     pub min_price: Option<u64>,
+    /// Only products costing at most this much (in the shops' currency).
     #[arg(long)]
     pub max_price: Option<u64>,
     /// Which page of each shop's answer (from 1).

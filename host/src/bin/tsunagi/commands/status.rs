@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi status --config config/tsunagi.toml
+  tsunagi status --json
+  tsunagi status --host 127.0.0.1:7878")]
 pub struct StatusArgs {
     #[command(flatten)]
     pub config: ConfigArg,

@@ -25,8 +25,14 @@ const MAX_IMPORT_BYTES: u64 = 256 << 20;
 pub enum TargetsCommand {
     /// Add targets given on the command line. With `--tokens-file F` or `--tokens -` (stdin),
     /// add one target linked to a user's tokens (JSON; never on the command line).
+    #[command(after_help = "Examples:
+  tsunagi targets add rss https://blog.rust-lang.org/feed.xml
+  tsunagi targets add rss https://blog.rust-lang.org/feed.xml https://example.org/feed -c config/tsunagi.toml
+  tsunagi targets add x-read 2244994945 --tokens-file user-tokens.json")]
     Add {
+        /// Connector name from the config.
         connector: String,
+        /// The targets to add, e.g. feed URLs.
         #[arg(required = true)]
         targets: Vec<String>,
         /// JSON holding the linked user's tokens and `scopes`, for the credential the
@@ -40,8 +46,14 @@ pub enum TargetsCommand {
         config: ConfigArg,
     },
     /// Add every target listed in a text or CSV file.
+    #[command(after_help = "Examples:
+  tsunagi targets import rss feeds.txt
+  tsunagi targets import rss feeds.csv --column url -c config/tsunagi.toml
+  tsunagi targets import rss export.dat --format text")]
     Import {
+        /// Connector name from the config.
         connector: String,
+        /// The text (one target a line) or CSV file to read.
         file: PathBuf,
         /// `text` (one per line) or `csv`; guessed from the file name when absent.
         #[arg(long)]
@@ -54,7 +66,11 @@ pub enum TargetsCommand {
     },
     /// List targets as JSON lines, with their state: scheduled, dead (given up on; see
     /// `tsunagi dlq`) or refused_by_policy (parked until a reload changes the egress rules).
+    #[command(after_help = "Examples:
+  tsunagi targets list
+  tsunagi targets list rss -c config/tsunagi.toml")]
     List {
+        /// Only this connector's targets (default: every connector's).
         connector: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
@@ -62,8 +78,13 @@ pub enum TargetsCommand {
     /// Remove a target and its state; a linked user's tokens are forgotten too (unless another
     /// connector's target still uses them), and its items purged if the connector sets
     /// `purge_items_on_unlink`.
+    #[command(after_help = "Examples:
+  tsunagi targets remove rss https://blog.rust-lang.org/feed.xml
+  tsunagi targets remove x-read 2244994945 -c config/tsunagi.toml")]
     Remove {
+        /// Connector name from the config.
         connector: String,
+        /// The target to remove, as it was added.
         target: String,
         #[command(flatten)]
         config: ConfigArg,

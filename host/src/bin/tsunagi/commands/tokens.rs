@@ -21,6 +21,9 @@ const MAX_TOKENS_BYTES: u64 = 16 * 1024;
 pub enum TokensCommand {
     /// Re-seal every stored token with host.token_key (tokens sealed with
     /// host.token_key_previous are read with it); run after rotating the key.
+    #[command(after_help = "Examples:
+  tsunagi tokens rekey
+  tsunagi tokens rekey --config config/tsunagi.toml")]
     Rekey {
         #[command(flatten)]
         config: ConfigArg,

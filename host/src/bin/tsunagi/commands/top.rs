@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 const REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi top --config config/tsunagi.toml
+  tsunagi top --host 127.0.0.1:7878")]
 pub struct TopArgs {
     #[command(flatten)]
     pub config: ConfigArg,

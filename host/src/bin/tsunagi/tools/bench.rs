@@ -56,9 +56,16 @@ pub enum BenchCommand {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench rss
+  tsunagi bench rss --feeds 20000 --skip-native --skip-fetch --winch
+  tsunagi bench rss --feeds 50000 --skip-fetch --plugin /tmp/rss-old.wasm --plugin /tmp/rss-new.wasm
+  tsunagi bench rss --feeds 20000 --postgres postgres://postgres@127.0.0.1:5432/test")]
 pub struct RssBenchArgs {
+    /// Stand-in feeds to crawl.
     #[arg(long, default_value_t = 210_000)]
     pub feeds: u32,
+    /// Items in each feed.
     #[arg(long, default_value_t = 10)]
     pub items: u32,
     /// Approximate size of each feed.
@@ -67,6 +74,7 @@ pub struct RssBenchArgs {
     /// Calls (or requests) in flight at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Due targets claimed from the store at a time.
     #[arg(long, default_value_t = 512)]
     pub claim_batch: u32,
     /// Threads of the fake feed server's own runtime.

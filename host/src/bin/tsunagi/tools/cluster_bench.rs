@@ -16,12 +16,18 @@ use tsunagi_backends::Backend;
 use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench cluster
+  tsunagi bench cluster --feeds 20000 --hosts 1,2,3
+  tsunagi bench cluster --postgres postgres://postgres@db.example:5432/bench --hosts 1,4")]
 pub struct ClusterBenchArgs {
     /// The PostgreSQL server (a scratch schema per part, dropped after it).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     pub postgres: String,
+    /// Stand-in feeds to crawl.
     #[arg(long, default_value_t = 20_000)]
     pub feeds: u32,
+    /// Items in each feed.
     #[arg(long, default_value_t = 10)]
     pub items: u32,
     /// How many hosts in each part, one part after another.
@@ -30,8 +36,10 @@ pub struct ClusterBenchArgs {
     /// Calls in flight at once per host.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Due targets each host claims from the store at a time.
     #[arg(long, default_value_t = 64)]
     pub claim_batch: u32,
+    /// The RSS component.
     #[arg(long, default_value = DEFAULT_RSS_PLUGIN)]
     pub plugin: PathBuf,
 }

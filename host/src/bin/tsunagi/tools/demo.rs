@@ -19,6 +19,10 @@ use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 pub const DEFAULT_RSS_PLUGIN: &str = "target/wasm32-wasip2/plugin/tsunagi_plugin_rss.wasm";
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi demo
+  tsunagi demo --feeds 10000 --concurrency 128 --keep
+  tsunagi demo --plugin target/wasm32-wasip2/plugin/tsunagi_plugin_rss.wasm")]
 pub struct DemoArgs {
     /// How many stand-in feeds to crawl.
     #[arg(long, default_value_t = 3000)]

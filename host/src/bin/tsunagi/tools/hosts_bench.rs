@@ -26,6 +26,10 @@ use tsunagi::topology::{Topology, TopologyOptions};
 use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench hosts
+  tsunagi bench hosts --clustered
+  tsunagi bench hosts --busy-feeds 2000 --other-hosts 100 --rate 50/s")]
 pub struct HostsBenchArgs {
     /// Feeds on the busy host.
     #[arg(long, default_value_t = 5_000)]
@@ -33,13 +37,16 @@ pub struct HostsBenchArgs {
     /// Feeds spread evenly over the other hosts.
     #[arg(long, default_value_t = 50_000)]
     pub other_feeds: u32,
+    /// Other hosts, each on its own loopback address.
     #[arg(long, default_value_t = 500)]
     pub other_hosts: u32,
     /// The per-host budget's rate (as in `[budgets.NAME] rate`).
     #[arg(long, default_value = "100/s")]
     pub rate: String,
+    /// Items in each feed.
     #[arg(long, default_value_t = 2)]
     pub items: u32,
+    /// Approximate size of each feed.
     #[arg(long, default_value_t = 1_000)]
     pub feed_bytes: usize,
     /// Calls in flight at once.

@@ -44,6 +44,10 @@ pub enum BenchConnector {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench jobs
+  tsunagi bench jobs --jobs 2000 --runs 3
+  tsunagi bench jobs --connector x-write --jobs 2000 --users 500")]
 pub struct JobsBenchArgs {
     /// Jobs per run.
     #[arg(long, default_value_t = 5_000)]
@@ -54,6 +58,7 @@ pub struct JobsBenchArgs {
     /// Runs; the table shows their medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// The handler the jobs go through.
     #[arg(long, value_enum, default_value_t = BenchConnector::TestHandler)]
     pub connector: BenchConnector,
     /// Linked X users the x-write posts are spread over.

@@ -30,6 +30,10 @@ use tsunagi::topology::{Topology, TopologyOptions};
 use tsunagi_fake_upstream::{ApiServer, ApiServerConfig, FeedServer, FeedServerConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench memory
+  tsunagi bench memory --hostile-targets 2048 --hostile-interval 1
+  tsunagi bench memory --seconds 10 --set items=10")]
 pub struct MemoryBenchArgs {
     /// Calls of the hostile connector running at once (its `concurrency`).
     #[arg(long, default_value_t = 64)]
@@ -47,8 +51,10 @@ pub struct MemoryBenchArgs {
     /// Feeds of the bystander, each polled about once a second.
     #[arg(long, default_value_t = 500)]
     pub feeds: u32,
+    /// Calls of the bystander connector in flight at once.
     #[arg(long, default_value_t = 16)]
     pub bystander_concurrency: usize,
+    /// The `hostile` component, run by both connectors (`tagged` and `worst` modes).
     #[arg(
         long,
         default_value = "target/wasm32-wasip2/plugin/tsunagi_plugin_hostile.wasm"

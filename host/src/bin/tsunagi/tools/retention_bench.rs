@@ -25,6 +25,10 @@ use tsunagi::retention::{ItemRule, PassReport, Retention, RetentionRules};
 use tsunagi_backends::{Backend, Item, Millis, PollCommit};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench retention
+  tsunagi bench retention --batch 100
+  tsunagi bench retention --items 500000 --workers 16 --seconds 20")]
 pub struct RetentionBenchArgs {
     /// Old items the pass forgets.
     #[arg(long, default_value_t = 200_000)]

@@ -23,6 +23,10 @@ use tsunagi::topology::{Topology, TopologyOptions};
 use tsunagi_fake_upstream::shop::{ShopApi, ShopMode, ShopServer, ShopServerConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench search
+  tsunagi bench search --requests 1000 --delay-ms 50
+  tsunagi bench search --concurrency 64 --cached-seconds 10")]
 pub struct SearchBenchArgs {
     /// Searches of each kind.
     #[arg(long, default_value_t = 500)]

@@ -19,22 +19,29 @@ use tsunagi::topology::{Control, Topology, TopologyOptions};
 use tsunagi_fake_upstream::{FeedServer, FeedServerConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench swap
+  tsunagi bench swap --feeds 5000 --seconds 60 --swap-every-ms 500")]
 pub struct SwapBenchArgs {
+    /// Stand-in feeds to crawl.
     #[arg(long, default_value_t = 2_000)]
     pub feeds: u32,
     /// Length of each part.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// Calls in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Time between swaps in the second part.
     #[arg(long, default_value_t = 1_000)]
     pub swap_every_ms: u64,
+    /// The first of the two builds swapped in turn.
     #[arg(
         long,
         default_value = "target/wasm32-wasip2/plugin/tsunagi_plugin_hostile_a.wasm"
     )]
     pub plugin_a: PathBuf,
+    /// The second of the two builds swapped in turn.
     #[arg(
         long,
         default_value = "target/wasm32-wasip2/plugin/tsunagi_plugin_hostile_b.wasm"

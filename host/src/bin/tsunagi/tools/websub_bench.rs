@@ -16,6 +16,9 @@ use tsunagi_fake_upstream::hub::FakeHub;
 use tsunagi_fake_upstream::{FeedFormat, FeedServer, FeedServerConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench websub
+  tsunagi bench websub --feeds 7000 --updates 1000")]
 pub struct WebSubBenchArgs {
     /// Feeds served; two in seven name the hub.
     #[arg(long, default_value_t = 700)]

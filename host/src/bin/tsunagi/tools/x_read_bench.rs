@@ -16,6 +16,9 @@ use tsunagi::config::Config;
 use tsunagi_fake_upstream::x::{FixtureSpec, XServer, XServerConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi bench x-read
+  tsunagi bench x-read --users 1000 --posts 50 --concurrency 32")]
 pub struct XReadBenchArgs {
     /// Linked users (targets).
     #[arg(long, default_value_t = 10_000)]
@@ -23,8 +26,10 @@ pub struct XReadBenchArgs {
     /// Posts in each user's timeline.
     #[arg(long, default_value_t = 20)]
     pub posts: u32,
+    /// Calls in flight at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// The `x-read` component.
     #[arg(
         long,
         default_value = "target/wasm32-wasip2/plugin/tsunagi_plugin_x_read.wasm"

@@ -10,6 +10,10 @@ use tsunagi::runtime::{Engine, EngineSettings};
 const TARGET: &str = "wasm32-wasip2";
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi plugin build
+  tsunagi plugin build hello-feed
+  tsunagi plugin build plugins/rss --profile dev")]
 pub struct BuildArgs {
     /// The connector crate (a directory with Cargo.toml).
     #[arg(default_value = ".")]

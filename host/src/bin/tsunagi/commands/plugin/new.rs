@@ -8,6 +8,10 @@ use std::process::ExitCode;
 use tsunagi::config::Role;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi plugin new hello-feed --role poller
+  tsunagi plugin new post-sender --role handler --dir plugins/post-sender
+  tsunagi plugin new my-shop --role searcher --sdk ../tsunagi/plugins/sdk")]
 pub struct NewArgs {
     /// The connector's name: lower-case letters, digits and dashes (`hello-feed`). The crate
     /// has this name and is created in ./NAME unless `--dir` says otherwise.

@@ -8,6 +8,11 @@ use tsunagi::cassette::Cassette;
 use tsunagi::cassette::harness::{self, HarnessReport, Mode};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tsunagi plugin test .
+  tsunagi plugin test target/wasm32-wasip2/plugin/tsunagi_plugin_rss.wasm --cassette plugins/rss/cassettes/basic
+  tsunagi plugin test hello-feed --update-expected
+  tsunagi plugin test hello-feed --record")]
 pub struct TestArgs {
     /// A component (`.wasm`), or a connector crate's directory (built first).
     pub plugin: PathBuf,
