@@ -131,6 +131,13 @@ pub struct Acted {
     pub missing: Vec<String>,
 }
 
+/// What is dead, by store: targets, jobs in `host.database`, jobs on the Redis queue.
+struct Dead {
+    targets: Vec<Target>,
+    jobs: Vec<DeadJob>,
+    redis_jobs: Vec<DeadJob>,
+}
+
 /// The dead-letter state of one host's stores.
 #[derive(Clone)]
 pub struct DeadLetters {
@@ -149,6 +156,38 @@ impl DeadLetters {
 
     /// Every entry `filter` selects, at most `limit` of each kind.
     pub async fn list(&self, filter: &Filter, limit: u32) -> Result<Listing, DeadLetterError> {
+        let dead = self.dead(filter, limit).await?;
+        let mut entries: Vec<Listed> = dead.targets.iter().map(listed_target).collect();
+        entries.extend(
+            dead.jobs
+                .iter()
+                .map(|job| listed_job(Entry::Job(job.id), "database", job)),
+        );
+        entries.extend(
+            dead.redis_jobs
+                .iter()
+                .map(|job| listed_job(Entry::RedisJob(job.id), "redis", job)),
+        );
+        Ok(Listing {
+            entries,
+            targets: dead.targets.len(),
+            jobs: dead.jobs.len() + dead.redis_jobs.len(),
+            redis_jobs: dead.redis_jobs.len(),
+            redis_queue: self.redis_queue.is_some(),
+        })
+    }
+
+    /// Every entry `filter` selects, by name.
+    pub async fn select(&self, filter: &Filter) -> Result<Vec<Entry>, DeadLetterError> {
+        let dead = self.dead(filter, MAX_LISTED).await?;
+        let targets = dead.targets.iter().map(|target| Entry::Target(target.id));
+        let jobs = dead.jobs.iter().map(|job| Entry::Job(job.id));
+        let redis_jobs = dead.redis_jobs.iter().map(|job| Entry::RedisJob(job.id));
+        Ok(targets.chain(jobs).chain(redis_jobs).collect())
+    }
+
+    /// What is dead, by store.
+    async fn dead(&self, filter: &Filter, limit: u32) -> Result<Dead, DeadLetterError> {
         let limit = limit.min(MAX_LISTED);
         let mut targets: Vec<Target> = Vec::new();
         if filter.sink.is_none() && filter.queue.is_none() {
@@ -180,33 +219,11 @@ impl DeadLetters {
                 redis_jobs = redis_queue.list_dead(queue.as_deref(), limit).await?;
             }
         }
-        let mut entries: Vec<Listed> = targets.iter().map(listed_target).collect();
-        entries.extend(
-            jobs.iter()
-                .map(|job| listed_job(Entry::Job(job.id), "database", job)),
-        );
-        entries.extend(
-            redis_jobs
-                .iter()
-                .map(|job| listed_job(Entry::RedisJob(job.id), "redis", job)),
-        );
-        Ok(Listing {
-            entries,
-            targets: targets.len(),
-            jobs: jobs.len() + redis_jobs.len(),
-            redis_jobs: redis_jobs.len(),
-            redis_queue: self.redis_queue.is_some(),
+        Ok(Dead {
+            targets,
+            jobs,
+            redis_jobs,
         })
-    }
-
-    /// Every entry `filter` selects, by name.
-    pub async fn select(&self, filter: &Filter) -> Result<Vec<Entry>, DeadLetterError> {
-        let listing = self.list(filter, MAX_LISTED).await?;
-        listing
-            .entries
-            .iter()
-            .map(|listed| Entry::parse(&listed.entry))
-            .collect()
     }
 
     /// Retries or drops `entries` at `now`.

@@ -9,7 +9,7 @@
 use crate::stats::Distribution;
 use crate::topology::StatusReport;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt;
@@ -67,19 +67,11 @@ fn family<'a>(
             Value::Histogram(d) => {
                 sample.encode_histogram::<NoLabelSet>(d.sum_seconds, d.count, &d.buckets, None)?
             }
-            Value::Info => sample.encode_info(&NoLabels)?,
+            // The info metric's labels are the family's; it adds none.
+            Value::Info => sample.encode_info(&Labels::new())?,
         }
     }
     Ok(())
-}
-
-/// The info metric's own labels are the family's; it adds none.
-struct NoLabels;
-
-impl EncodeLabelSet for NoLabels {
-    fn encode(&self, _: &mut prometheus_client::encoding::LabelSetEncoder) -> fmt::Result {
-        Ok(())
-    }
 }
 
 fn label(name: &'static str, value: impl Into<String>) -> Labels {

@@ -19,6 +19,8 @@ pub mod search;
 mod slots;
 
 pub use handle::{HandlePipeline, JobHandler};
+pub use poll::{PausePolicy, PollPipeline, RunMode, TargetPoller};
+pub use search::{SearchAnswer, SearchError, SearchPipeline};
 
 use crate::egress::ExchangeRecord;
 use crate::stats::ConnectorStats;
@@ -29,5 +31,3 @@ fn count_upstream(stats: &ConnectorStats, exchanges: &[ExchangeRecord]) {
         stats.upstream_answered(exchange.status, exchange.elapsed.unwrap_or_default());
     }
 }
-pub use poll::{PausePolicy, PollPipeline, RunMode, TargetPoller};
-pub use search::{SearchAnswer, SearchError, SearchPipeline};

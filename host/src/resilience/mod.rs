@@ -498,17 +498,17 @@ impl Resilience {
             .budget_counts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !all.contains_key(budget) {
-            all.insert(budget.to_string(), BudgetCounts::default());
-        }
-        if let Some(counts) = all.get_mut(budget) {
-            match waited {
-                Some(ms) => {
-                    counts.waits += 1;
-                    counts.waited_ms += ms.unsigned_abs();
-                }
-                None => counts.deferred += 1,
+        // Looked up before inserting: the name is allocated once per budget, not per request.
+        let counts = match all.get_mut(budget) {
+            Some(counts) => counts,
+            None => all.entry(budget.to_string()).or_default(),
+        };
+        match waited {
+            Some(ms) => {
+                counts.waits += 1;
+                counts.waited_ms += ms.unsigned_abs();
             }
+            None => counts.deferred += 1,
         }
     }
 

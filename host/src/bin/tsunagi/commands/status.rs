@@ -205,6 +205,17 @@ pub struct Section {
 /// Calls per second of each connector, from two reports a known time apart (`tsunagi top`).
 pub type Rates = BTreeMap<String, f64>;
 
+impl ConnectorView {
+    /// Calls that ended well and badly: jobs done and failed (retried or dead) for a handler,
+    /// polls otherwise.
+    pub fn outcomes(&self) -> (u64, u64) {
+        match &self.handler {
+            Some(handler) => (handler.jobs.done, handler.jobs.failed + handler.jobs.dead),
+            None => (self.polls_ok, self.polls_failed),
+        }
+    }
+}
+
 impl StatusView {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         serde_json::from_str(text).map_err(|error| {
@@ -256,12 +267,7 @@ impl StatusView {
                 .connectors
                 .iter()
                 .map(|c| {
-                    let (ok, failed) = match &c.handler {
-                        Some(handler) => {
-                            (handler.jobs.done, handler.jobs.failed + handler.jobs.dead)
-                        }
-                        None => (c.polls_ok, c.polls_failed),
-                    };
+                    let (ok, failed) = c.outcomes();
                     vec![
                         c.name.clone(),
                         c.role.clone(),

@@ -81,9 +81,9 @@ fn rates(before: &StatusView, after: &StatusView, seconds: f64) -> Rates {
         view.connectors
             .iter()
             .find(|c| c.name == name)
-            .map_or(0, |c| match &c.handler {
-                Some(handler) => handler.jobs.done + handler.jobs.failed + handler.jobs.dead,
-                None => c.polls_ok + c.polls_failed,
+            .map_or(0, |c| {
+                let (ok, failed) = c.outcomes();
+                ok + failed
             })
     };
     after
