@@ -4,6 +4,7 @@
 
 use crate::common::TestHost;
 use crate::common::*;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagi::backends::{Backend, ItemQuery};
@@ -426,6 +427,83 @@ async fn replacing_the_plugin_file_swaps_it() {
         reloads["tagged"].outcome,
         tsunagi::topology::Outcome::Swapped
     );
+    let counters = connector_stats(&view, "tagged");
+    host.shutdown().await;
+    assert_eq!(counters.polls_failed, 0, "{counters:?}");
+    server.shutdown().await;
+}
+
+/// Writes `files` into `dir` the way the kubelet updates a mounted ConfigMap: a new hidden
+/// folder, a `..data_tmp` link to it renamed over `..data`, each visible name a link through
+/// `..data` (made once), the old folder removed.
+fn configmap_update(dir: &Path, version: u32, files: &[(&str, &[u8])]) {
+    let folder = format!("..2026_12_07_23_00_{version:02}.000000001");
+    std::fs::create_dir(dir.join(&folder)).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.join(&folder).join(name), bytes).unwrap();
+    }
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    std::os::unix::fs::symlink(&folder, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    for (name, _) in files {
+        if std::fs::symlink_metadata(dir.join(name)).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), dir.join(name)).unwrap();
+        }
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+}
+
+/// Config and plugin mounted from a ConfigMap: an update swaps `..data` and names neither file,
+/// yet the running host serves the new plugin and takes the new config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_update_reloads_the_plugin_and_config_it_mounts() {
+    let server = FeedServer::start(FeedServerConfig {
+        feeds: 10,
+        ..FeedServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (build_a, build_b) = (plugin("hostile_a"), plugin("hostile_b"));
+    let port = server.addr().port();
+    let one = host_section("").replace("watch = false", "watch = true")
+        + &tagged_connector("tagged", port, "");
+    let mount = |version: u32, build: &Path, text: &str, plugins: &[&str]| {
+        let wasm = std::fs::read(build).unwrap();
+        let mut files = vec![("tsunagi.toml", text.as_bytes())];
+        files.extend(plugins.iter().map(|name| (*name, wasm.as_slice())));
+        configmap_update(dir.path(), version, &files);
+    };
+    mount(1, &build_a, &one, &["tagged.wasm"]);
+    let config = tsunagi::config::Config::load(&dir.path().join("tsunagi.toml")).unwrap();
+    let backend = open_backend(&config).await;
+    backend
+        .add_targets("tagged", &server.feed_urls(), SystemClock.now_ms())
+        .await
+        .unwrap();
+    let host = start(&config, backend.clone()).await;
+    let view = host.topology();
+    let serving = || {
+        view.connectors()
+            .get("tagged")
+            .unwrap()
+            .versions
+            .versions()
+            .0
+            .sha256
+    };
+    let original = serving();
+
+    // The plugin changes.
+    mount(2, &build_b, &one, &["tagged.wasm"]);
+    wait_until_async(|| async { serving() != original }).await;
+    // Then the config: a second connector, its plugin mounted beside the first.
+    let two = one.clone() + &tagged_connector("second", port, "");
+    mount(3, &build_b, &two, &["tagged.wasm", "second.wasm"]);
+    wait_until_async(|| async { view.connectors().get("second").is_some() }).await;
+    assert_ne!(serving(), original, "the swapped plugin still serves");
     let counters = connector_stats(&view, "tagged");
     host.shutdown().await;
     assert_eq!(counters.polls_failed, 0, "{counters:?}");

@@ -219,19 +219,30 @@ async fn a_recorded_cassette_replays_with_the_upstream_gone() {
 }
 
 /// `tsunagi plugin new` for the other roles: each crate builds and passes its own cassette.
-/// (The poller is the walk-through's, in `walkthrough.rs`.)
+/// (The poller is the walk-through's, in `walkthrough.rs`.) The binary runs from a folder of
+/// its own and the crates are made in an empty one, as for a user who only installed
+/// tsunagi: the SDK is vendored into each crate and nothing names the checkout.
 #[test]
 fn scaffolded_handlers_and_searchers_build_and_pass_their_cassettes() {
     let dir = tempfile::tempdir().unwrap();
+    let installed = tempfile::tempdir().unwrap();
+    let binary = installed.path().join("tsunagi");
+    std::fs::copy(env!("CARGO_BIN_EXE_tsunagi"), &binary).unwrap();
     // One target directory for both crates: the SDK's dependencies compile once.
     let target_dir = dir.path().join("target");
+    let checkout = crate::common::workspace_root()
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string();
     for role in ["handler", "searcher"] {
         let name = format!("my-{role}");
         let tsunagi = |args: &[&str]| {
-            let output = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+            let output = Command::new(&binary)
                 .args(args)
                 .current_dir(dir.path())
                 .env("CARGO_TARGET_DIR", &target_dir)
+                .env_remove("TSUNAGI_SDK")
                 .env("TSUNAGI_COMPILE_CACHE", crate::common::compile_cache())
                 .output()
                 .expect("tsunagi runs");
@@ -244,11 +255,34 @@ fn scaffolded_handlers_and_searchers_build_and_pass_their_cassettes() {
             text
         };
         tsunagi(&["plugin", "new", &name, "--role", role]);
+        let crate_dir = dir.path().join(&name);
+        assert!(crate_dir.join("vendor/tsunagi-sdk/Cargo.toml").is_file());
+        for file in files_under(&crate_dir) {
+            let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+            assert!(
+                !text.contains(&checkout),
+                "{} names the checkout",
+                file.display()
+            );
+        }
         let built = tsunagi(&["plugin", "build", &name]);
         assert!(built.contains(&format!("role {role}")), "{built}");
         let tested = tsunagi(&["plugin", "test", &name]);
         assert!(tested.contains("2 passed, 0 failed"), "{tested}");
     }
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// A request that gets no answer while recording (nothing listens there) fails its case: the

@@ -413,7 +413,11 @@ async fn pipeline_rounds(
             pause: Default::default(),
         });
         let started = Instant::now();
-        let progress = spawn_progress(format!("{name} round {round}"), stats.clone(), urls.len());
+        let progress = super::round_progress::start(
+            &format!("{name} round {round}"),
+            urls.len() as u64,
+            stats.clone(),
+        );
         pipeline
             .run(
                 CancellationToken::new(),
@@ -421,8 +425,8 @@ async fn pipeline_rounds(
                 Duration::from_secs(30),
             )
             .await;
-        progress.abort();
         let elapsed = started.elapsed();
+        progress.finish(elapsed);
         let s: StatsSnapshot = stats.snapshot();
         let m = Measurement {
             name: format!("{name} round {round}"),
@@ -444,24 +448,6 @@ async fn pipeline_rounds(
         clock.advance(settings.schedule.max_interval * 2);
     }
     Ok(out)
-}
-
-fn spawn_progress(
-    label: String,
-    stats: Arc<ConnectorStats>,
-    total: usize,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            let s = stats.snapshot();
-            eprintln!(
-                "  {label}: {}/{total} feeds, {} errors",
-                s.polls(),
-                s.polls_failed
-            );
-        }
-    })
 }
 
 /// GETs every URL with `concurrency` requests in flight; reads and drops the bodies.

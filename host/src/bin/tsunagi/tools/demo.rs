@@ -3,7 +3,6 @@
 //! summary. A second round shows conditional GET: every feed answers 304 and nothing is parsed.
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -162,52 +161,16 @@ pub async fn crawl_round(
     let topology = Topology::start(config.clone(), backend, options).await?;
     // Plugins are compiled by now; the pipelines have only just been spawned.
     let started = Instant::now();
-    let bar = ProgressBar::new(u64::from(expected));
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} feeds  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+    let progress = super::round_progress::start(
+        label,
+        u64::from(expected),
+        topology.connectors().all()[0].stats.clone(),
     );
-    bar.set_prefix(label.to_string());
-    let draw = {
-        let bar = bar.clone();
-        let topology = topology.clone();
-        let label_text = label.to_string();
-        tokio::spawn(async move {
-            // Without a terminal the bar draws nothing; print a plain line now and then instead.
-            let plain = bar.is_hidden();
-            let mut ticks: u32 = 0;
-            loop {
-                let stats = topology.connectors().all()[0].stats.snapshot();
-                let message = format!(
-                    "{} errors, {} new items, {} in flight",
-                    stats.polls_failed, stats.items_new, stats.in_flight
-                );
-                if plain && ticks.is_multiple_of(10) {
-                    eprintln!(
-                        "{label_text}: {}/{expected} feeds, {message}",
-                        stats.polls()
-                    );
-                }
-                bar.set_position(stats.polls());
-                bar.set_message(message);
-                ticks = ticks.wrapping_add(1);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
     topology.until_idle().await;
     let elapsed = started.elapsed();
     topology.shutdown().await;
-    draw.abort();
+    progress.finish(elapsed);
     let stats = topology.connectors().all()[0].stats.snapshot();
-    bar.set_position(stats.polls());
-    bar.finish_with_message(format!(
-        "{} errors, {} new items, {:.0} feeds/s",
-        stats.polls_failed,
-        stats.items_new,
-        stats.polls() as f64 / elapsed.as_secs_f64().max(1e-9)
-    ));
     Ok(RoundSummary { stats, elapsed })
 }
 

@@ -11,6 +11,7 @@ mod jobs_bench;
 mod memory_bench;
 mod peak_rss;
 mod retention_bench;
+mod round_progress;
 mod search_bench;
 mod server_thread;
 mod swap_bench;
