@@ -36,6 +36,26 @@ port = {port}
     )
 }
 
+/// A host that watches its files, with the tagged connector allowed to reach `port`.
+fn watching_tagged(port: u16) -> String {
+    host_section("").replace("watch = false", "watch = true")
+        + &tagged_connector("tagged", port, "")
+}
+
+/// Opens `config`'s store, gives the tagged connector every feed of `server` and starts the host.
+async fn crawl_feeds(
+    config: &tsunagi::config::Config,
+    server: &FeedServer,
+) -> (Arc<dyn Backend>, TestHost) {
+    let backend = open_backend(config).await;
+    backend
+        .add_targets("tagged", &server.feed_urls(), SystemClock.now_ms())
+        .await
+        .unwrap();
+    let host = start(config, backend.clone()).await;
+    (backend, host)
+}
+
 async fn post(admin: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
     let response = reqwest::Client::new()
         .post(format!("http://{admin}{path}"))
@@ -91,12 +111,7 @@ async fn twenty_swaps_under_load_lose_no_job_and_each_poll_has_one_version() {
     let text = host_section("admin_listen = \"127.0.0.1:0\"")
         + &tagged_connector("tagged", server.addr().port(), "");
     let config = write_config(dir.path(), &text);
-    let backend = open_backend(&config).await;
-    backend
-        .add_targets("tagged", &server.feed_urls(), SystemClock.now_ms())
-        .await
-        .unwrap();
-    let host = start(&config, backend.clone()).await;
+    let (backend, host) = crawl_feeds(&config, &server).await;
     let admin = host.admin_addr().unwrap();
 
     let mut seen_seq = 0;
@@ -391,15 +406,9 @@ async fn replacing_the_plugin_file_swaps_it() {
     let (build_a, build_b) = (plugin("hostile_a"), plugin("hostile_b"));
     let current = dir.path().join("tagged.wasm");
     install(&build_a, &current);
-    let text = host_section("").replace("watch = false", "watch = true")
-        + &tagged_connector("tagged", server.addr().port(), "");
+    let text = watching_tagged(server.addr().port());
     let config = write_config(dir.path(), &text);
-    let backend = open_backend(&config).await;
-    backend
-        .add_targets("tagged", &server.feed_urls(), SystemClock.now_ms())
-        .await
-        .unwrap();
-    let host = start(&config, backend.clone()).await;
+    let (_, host) = crawl_feeds(&config, &server).await;
     let view = host.topology();
     let serving = || view.connectors().all()[0].versions.versions().0.sha256;
     let original = serving();
@@ -468,8 +477,7 @@ async fn a_configmap_update_reloads_the_plugin_and_config_it_mounts() {
     let dir = tempfile::tempdir().unwrap();
     let (build_a, build_b) = (plugin("hostile_a"), plugin("hostile_b"));
     let port = server.addr().port();
-    let one = host_section("").replace("watch = false", "watch = true")
-        + &tagged_connector("tagged", port, "");
+    let one = watching_tagged(port);
     let mount = |version: u32, build: &Path, text: &str, plugins: &[&str]| {
         let wasm = std::fs::read(build).unwrap();
         let mut files = vec![("tsunagi.toml", text.as_bytes())];
@@ -478,12 +486,7 @@ async fn a_configmap_update_reloads_the_plugin_and_config_it_mounts() {
     };
     mount(1, &build_a, &one, &["tagged.wasm"]);
     let config = tsunagi::config::Config::load(&dir.path().join("tsunagi.toml")).unwrap();
-    let backend = open_backend(&config).await;
-    backend
-        .add_targets("tagged", &server.feed_urls(), SystemClock.now_ms())
-        .await
-        .unwrap();
-    let host = start(&config, backend.clone()).await;
+    let (_, host) = crawl_feeds(&config, &server).await;
     let view = host.topology();
     let serving = || {
         view.connectors()
